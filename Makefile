@@ -1,0 +1,31 @@
+# Two commands matter: `make demo` and `make test`. Each sets up what it needs.
+PY := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: setup demo test bench proto clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (apt-get)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) -m regionctl.main demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(PY) -m regionctl.main bench serving
+
+proto: setup
+	$(PY) -m serving.protogen
+
+clean:
+	rm -rf .venv build *.egg-info .regionctl

@@ -1,0 +1,32 @@
+"""`regionctl`: the operator CLI. A thin face: parse, call one library function, print."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="ShopNow multi-region resilience control plane.")
+
+# Each module registers its sub-commands with `register(app)`.
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_app() -> typer.Typer:
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    return app
+
+
+def main() -> None:
+    from regions.errors import ShopNowError
+
+    try:
+        build_app()(standalone_mode=True)
+    except ShopNowError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

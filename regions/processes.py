@@ -1,0 +1,127 @@
+"""Starting and stopping local processes: redis-server, cells, controllers, the edge.
+
+Only loopback addresses. Each started process is tracked by PID so that `stop` ends exactly
+what was started and nothing else.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from regions.errors import TemporaryError
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.05, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TemporaryError(f"timed out after {timeout:.1f}s waiting for {what}")
+
+
+@dataclass
+class ManagedProcess:
+    """A child process we started, with its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds."""
+        if not self.alive():
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def spawn(name: str, argv: Sequence[str], *, log_dir: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> ManagedProcess:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "ab")
+    popen = subprocess.Popen(
+        list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})}, cwd=str(cwd) if cwd else None, start_new_session=True,
+    )
+    log.close()
+    return ManagedProcess(name=name, popen=popen, log_path=log_path)
+
+
+def redis_server_binary() -> str:
+    path = shutil.which("redis-server")
+    if path is None:
+        raise TemporaryError("redis-server is not installed; run `make setup` (apt-get install redis-server)", delay=0)
+    return path
+
+
+def start_redis(*, port: int, data_dir: Path, name: str | None = None, appendfsync: str = "everysec") -> ManagedProcess:
+    """A redis-server on loopback with AOF on (`appendfsync everysec`: at most ~1 s of writes
+    can be lost if the machine itself loses power; a killed process loses nothing that was
+    acknowledged, because the AOF is written to the OS before the reply)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        redis_server_binary(), "--port", str(port), "--bind", LOOPBACK, "--dir", str(data_dir),
+        "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "", "--protected-mode", "yes",
+        "--daemonize", "no",
+    ]
+    proc = spawn(name or f"redis-{port}", argv, log_dir=data_dir)
+    try:
+        wait_until(lambda: port_open(port) or not proc.alive(), timeout=10, what=f"redis-server on port {port}")
+    except TemporaryError:
+        proc.kill()
+        raise
+    if not proc.alive():
+        raise TemporaryError(f"redis-server on port {port} exited at start:\n{proc.log_tail()}")
+    return proc
+
+
+def python_module_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,44 @@
+"""The Redis key layout of a region's Redis: one place, so that writers, readers, replication
+and deletion agree.
+
+Personal keys (features, cached results, log entries with a user id) live only in Redis
+instances of regions in the user's home geography (see regions.geo).
+"""
+from __future__ import annotations
+
+EVENT_LOG = "log:events"
+"""Events acknowledged in this region (stream). Entry id = Redis stream id; fields: see replication.events."""
+
+DEAD_LETTER = "log:dead"
+"""Events that could not be processed (poison), with the reason (stream)."""
+
+TOMBSTONES = "users:deleted"
+"""Hash user_id -> deletion time: deleted users, honoured by replication and the feature updater."""
+
+ITEM_POPULARITY = "agg:item_popularity"
+"""Sorted set item_id -> decayed interaction count. No user identity: may be replicated anywhere."""
+
+
+def replica_log(source_region: str) -> str:
+    """Copy of `source_region`'s EVENT_LOG held in a peer region (stream; same entry ids as the source)."""
+    return f"log:replica:{source_region}"
+
+
+def user_features(user_id: str) -> str:
+    """Hash of a user's session state (see serving.user_state)."""
+    return f"uf:{user_id}"
+
+
+def item_features(item_id: str) -> str:
+    """Hash of an item's live features: price, stock, popularity, rating, updated_at."""
+    return f"if:{item_id}"
+
+
+def cached_result(user_id: str) -> str:
+    """The user's last full-ranking slate (JSON string with a TTL)."""
+    return f"cache:{user_id}"
+
+
+def consumer_checkpoint(consumer: str, stream: str) -> str:
+    """Last stream id a consumer (e.g. the feature updater) has processed of `stream`."""
+    return f"ckpt:{consumer}:{stream}"
