@@ -1,0 +1,214 @@
+"""The local multi-region stack: which processes run, started and stopped by PID.
+
+`up` starts, per region, a redis-server (AOF on), the cell (HTTP + gRPC), the replicator and the
+feature updater; then the controllers (leader + standby) and the edge. Every process is recorded in
+<state_dir>/stack.json with its PID and command line; `down` stops exactly those PIDs (checking that
+the PID still runs the recorded command, so a recycled PID is never signalled) and nothing else.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from regions.errors import InputError, TemporaryError
+from regions.processes import port_open, redis_server_binary, wait_until
+from regions.topology import REPO_ROOT, Topology
+
+STACK_FILE = "stack.json"
+
+
+def default_state_dir() -> Path:
+    """REGIONCTL_STATE_DIR, else var/stack under the repository."""
+    return Path(os.environ.get("REGIONCTL_STATE_DIR", REPO_ROOT / "var" / "stack"))
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of the stack: how to start it and how to know it is up."""
+
+    name: str
+    kind: str
+    """redis | cell | replicator | feature-updater | controller | edge"""
+    argv: tuple[str, ...]
+    region: str = ""
+    port: int = 0
+    """A TCP port that accepts connections once the process is ready (0: none)."""
+
+
+@dataclass
+class RunningProcess:
+    name: str
+    kind: str
+    pid: int
+    argv: list[str]
+    region: str = ""
+    port: int = 0
+    started_at: float = 0.0
+    log: str = ""
+
+
+@dataclass
+class StackState:
+    processes: dict[str, RunningProcess] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, state_dir: Path) -> "StackState":
+        path = state_dir / STACK_FILE
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        return cls(processes={p["name"]: RunningProcess(**p) for p in raw.get("processes", [])})
+
+    def save(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = state_dir / (STACK_FILE + ".tmp")
+        tmp.write_text(json.dumps({"processes": [asdict(p) for p in self.processes.values()]}, indent=2))
+        tmp.replace(state_dir / STACK_FILE)
+
+
+def _py(module: str, *args: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", module, *args)
+
+
+def process_specs(topology: Topology, *, state_dir: Path, artifacts_url: str, control_store_url: str) -> list[ProcessSpec]:
+    """Everything `up` starts, in start order."""
+    host = topology.settings.host
+    specs: list[ProcessSpec] = []
+    for region in topology.regions.values():
+        data = state_dir / "redis" / region.name
+        specs.append(ProcessSpec(
+            name=f"redis-{region.name}", kind="redis", region=region.name, port=region.redis_port,
+            argv=(redis_server_binary(), "--port", str(region.redis_port), "--bind", host, "--dir", str(data),
+                  "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"),
+        ))
+    for region in topology.regions.values():
+        specs.append(ProcessSpec(
+            name=f"cell-{region.name}", kind="cell", region=region.name, port=region.http_port,
+            argv=_py("regionctl.main", "cell", "--region", region.name, "--artifacts", artifacts_url),
+        ))
+        specs.append(ProcessSpec(
+            name=f"replicator-{region.name}", kind="replicator", region=region.name,
+            argv=_py("replication.worker_main", "replicate", "--region", region.name),
+        ))
+        specs.append(ProcessSpec(
+            name=f"feature-updater-{region.name}", kind="feature-updater", region=region.name,
+            argv=_py("replication.worker_main", "feature-updater", "--region", region.name),
+        ))
+    for ident in ("a", "b"):
+        port = topology.settings.controller_port if ident == "a" else 0
+        specs.append(ProcessSpec(
+            name=f"controller-{ident}", kind="controller", port=port,
+            argv=_py("regionctl.main", "controller", "--id", f"controller-{ident}", "--store", control_store_url,
+                     *(("--api-port", str(topology.settings.controller_port)) if ident == "a" else ("--api-port", "0"))),
+        ))
+    specs.append(ProcessSpec(
+        name="edge", kind="edge", port=topology.settings.edge_port,
+        argv=_py("regionctl.main", "edge", "--store", control_store_url),
+    ))
+    return specs
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_running(proc: RunningProcess) -> bool:
+    """True only when the PID is alive AND still runs the command we started (no recycled PIDs)."""
+    cmd = _cmdline(proc.pid)
+    if cmd is None:
+        return False
+    try:
+        with open(f"/proc/{proc.pid}/stat") as fh:
+            if fh.read().split(")")[-1].split()[0] == "Z":
+                return False
+    except OSError:
+        return False
+    return cmd == proc.argv
+
+
+def start_process(spec: ProcessSpec, *, state_dir: Path, env: dict[str, str] | None = None) -> RunningProcess:
+    import subprocess
+
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "redis":
+        Path(spec.argv[spec.argv.index("--dir") + 1]).mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{spec.name}.log"
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            list(spec.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, cwd=str(REPO_ROOT), start_new_session=True,
+        )
+    return RunningProcess(
+        name=spec.name, kind=spec.kind, pid=popen.pid, argv=list(spec.argv), region=spec.region,
+        port=spec.port, started_at=time.time(), log=str(log_path),
+    )
+
+
+def wait_ready(proc: RunningProcess, *, timeout: float) -> None:
+    if not proc.port:
+        return
+    try:
+        wait_until(lambda: port_open(proc.port) or not is_running(proc), timeout=timeout, what=f"{proc.name} on port {proc.port}")
+    except TemporaryError as exc:
+        raise TemporaryError(f"{proc.name} did not open port {proc.port} within {timeout:.0f}s; see {proc.log}") from exc
+    if not is_running(proc):
+        raise TemporaryError(f"{proc.name} exited during start; see {proc.log}")
+
+
+def signal_process(proc: RunningProcess, sig: int) -> bool:
+    """Send `sig` to the process if it is still the one we started. True when sent."""
+    if not is_running(proc):
+        return False
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_processes(procs: Iterable[RunningProcess], *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> list[str]:
+    """Stop the given processes (TERM, then KILL after `timeout`). Returns the names stopped."""
+    procs = list(procs)
+    sent = [p for p in procs if signal_process(p, sig)]
+    deadline = time.monotonic() + timeout
+    for proc in sent:
+        while is_running(proc) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if is_running(proc):
+            signal_process(proc, signal.SIGKILL)
+    for proc in sent:
+        _reap(proc.pid)
+    return [p.name for p in sent]
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def select(state: StackState, *, names: Iterable[str] = (), region: str = "", kinds: Iterable[str] = ()) -> list[RunningProcess]:
+    names, kinds = set(names), set(kinds)
+    chosen = [
+        p for p in state.processes.values()
+        if (not names or p.name in names) and (not region or p.region == region) and (not kinds or p.kind in kinds)
+    ]
+    if names and len(chosen) != len(names):
+        missing = sorted(names - {p.name for p in chosen})
+        raise InputError("process", f"not part of the stack: {', '.join(missing)}; see `regionctl ps`")
+    return chosen
+
+
+ProgressFn = Callable[[str], None]
