@@ -9,7 +9,10 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ShopNow multi-region resilience control plane.")
 
 # Each module registers its sub-commands with `register(app)`.
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "regionctl.capacity_cmds",
+    "regionctl.journal_cmds",
+)
 
 
 def build_app() -> typer.Typer:

@@ -195,7 +195,7 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
 
 def default_topology_path() -> Path:
     """REGIONCTL_TOPOLOGY, else topology.toml at the repository root."""
-    return Path(os.environ.get("REGIONCTL_TOPOLOGY", REPO_ROOT / "topology.toml"))
+    return Path(os.environ.get("REGIONCTL_TOPOLOGY") or REPO_ROOT / "topology.toml")
 
 
 def load_topology(path: Path | str | None = None) -> Topology:
@@ -205,6 +205,8 @@ def load_topology(path: Path | str | None = None) -> Topology:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError as exc:
         raise TopologyError("topology", f"file {path} does not exist; pass --topology or set REGIONCTL_TOPOLOGY") from exc
+    except OSError as exc:
+        raise TopologyError("topology", f"cannot read {path}: {exc.strerror}; pass --topology or set REGIONCTL_TOPOLOGY") from exc
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError("topology", f"{path} is not valid TOML: {exc}") from exc
     return parse_topology(raw)

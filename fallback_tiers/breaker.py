@@ -1,0 +1,144 @@
+"""Circuit breaker per dependency ("redis", "ranker"): pure transitions + a thread-safe wrapper.
+
+    CLOSED --N consecutive failures--> OPEN --T seconds--> HALF_OPEN (one trial call)
+    HALF_OPEN --trial succeeds--> CLOSED        HALF_OPEN --trial fails--> OPEN (T again)
+
+The transitions are pure functions of (state, now, settings). An open breaker costs no time: the
+caller asks `admit` before calling and gets an answer from memory. A trial that never reports
+back (its caller crashed) is not fatal: after another T seconds a new trial is let through.
+`peek` answers "would you admit?" without taking the trial, so that a tier needing two
+dependencies does not waste one's trial when the other is open.
+
+`CircuitBreaker` holds the state behind a lock (the cell serves from threads) and a clock.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from fallback_tiers.deadline import Clock
+from fallback_tiers.settings import BreakerSettings
+
+
+class BreakerStatus(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    status: BreakerStatus = BreakerStatus.CLOSED
+    failures: int = 0
+    """Consecutive failures seen while closed (reset by a success)."""
+    opened_at: float = 0.0
+    """When it last opened; meaningful in OPEN."""
+    trial_started_at: float | None = None
+    """In HALF_OPEN: when the one trial call was admitted; None while no trial is out."""
+
+
+def effective_status(state: BreakerState, *, now: float, settings: BreakerSettings) -> BreakerStatus:
+    """OPEN whose time is up reads as HALF_OPEN (the next admit takes the trial)."""
+    if state.status is BreakerStatus.OPEN and now - state.opened_at >= settings.open_duration_s:
+        return BreakerStatus.HALF_OPEN
+    return state.status
+
+
+def peek(state: BreakerState, *, now: float, settings: BreakerSettings) -> bool:
+    """Would `admit` let a call through now? Changes nothing."""
+    return admit(state, now=now, settings=settings)[0]
+
+
+def admit(state: BreakerState, *, now: float, settings: BreakerSettings) -> tuple[bool, BreakerState]:
+    """Ask to make one call: (allowed, new state). In HALF_OPEN, allowing takes the single trial."""
+    if state.status is BreakerStatus.CLOSED:
+        return True, state
+    if state.status is BreakerStatus.OPEN:
+        if now - state.opened_at < settings.open_duration_s:
+            return False, state
+        return True, replace(state, status=BreakerStatus.HALF_OPEN, trial_started_at=now)
+    # HALF_OPEN
+    trial_out = state.trial_started_at is not None and now - state.trial_started_at < settings.open_duration_s
+    if trial_out:
+        return False, state
+    return True, replace(state, trial_started_at=now)
+
+
+def on_success(state: BreakerState, *, now: float) -> BreakerState:
+    """A call admitted earlier succeeded. Closes a half-open breaker; a late success while OPEN
+    (admitted before it opened) changes nothing: the open period runs its course."""
+    del now  # successes need no time; kept for a uniform signature
+    if state.status is BreakerStatus.OPEN:
+        return state
+    return BreakerState()
+
+
+def on_failure(state: BreakerState, *, now: float, settings: BreakerSettings) -> BreakerState:
+    """A call admitted earlier failed (raised or came back after its budget)."""
+    if state.status is BreakerStatus.HALF_OPEN:
+        return BreakerState(status=BreakerStatus.OPEN, failures=state.failures + 1, opened_at=now)
+    if state.status is BreakerStatus.OPEN:
+        return replace(state, failures=state.failures + 1)
+    failures = state.failures + 1
+    if failures >= settings.failure_threshold:
+        return BreakerState(status=BreakerStatus.OPEN, failures=failures, opened_at=now)
+    return replace(state, failures=failures)
+
+
+def on_abandon(state: BreakerState) -> BreakerState:
+    """An admitted call was not made after all (another dependency refused): give the trial back."""
+    if state.status is BreakerStatus.HALF_OPEN:
+        return replace(state, trial_started_at=None)
+    return state
+
+
+class CircuitBreaker:
+    """One dependency's breaker, shared by the threads of a cell. Every method is O(1)."""
+
+    def __init__(
+        self, name: str, *, settings: BreakerSettings | None = None, clock: Clock = time.monotonic,
+        state: BreakerState | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings or BreakerSettings()
+        self._clock = clock
+        self._state = state or BreakerState()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, status={self.status.value}, failures={self._state.failures})"
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            return self._state
+
+    @property
+    def status(self) -> BreakerStatus:
+        """The status as of now (an expired OPEN reads HALF_OPEN)."""
+        with self._lock:
+            return effective_status(self._state, now=self._clock(), settings=self.settings)
+
+    def would_allow(self) -> bool:
+        with self._lock:
+            return peek(self._state, now=self._clock(), settings=self.settings)
+
+    def try_acquire(self) -> bool:
+        """Admit one call (taking the half-open trial if that is where it stands)."""
+        with self._lock:
+            allowed, self._state = admit(self._state, now=self._clock(), settings=self.settings)
+            return allowed
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._state = on_success(self._state, now=self._clock())
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._state = on_failure(self._state, now=self._clock(), settings=self.settings)
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._state = on_abandon(self._state)

@@ -1,0 +1,133 @@
+"""Settings of the ladder and its circuit breakers; each default carries its reason.
+
+The environment is read only through `LadderSettings.from_env(environ)`, called at the edge of a
+process with `os.environ`; the variables carry the REGIONCTL_ prefix:
+
+    REGIONCTL_TIER_DEADLINE_MS      default deadline of a request in the cell (ms)
+    REGIONCTL_TIER_MIN_FILL         fraction of `count` a non-floor tier must fill (0 < f <= 1)
+    REGIONCTL_BREAKER_FAILURES      consecutive failures that open a breaker
+    REGIONCTL_BREAKER_OPEN_S        seconds a breaker stays open before a half-open trial
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Callable, Mapping, TypeVar
+
+from fallback_tiers.tiers import Tier
+from regions.errors import InputError
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    failure_threshold: int = 5
+    """Five consecutive failures: one slow request does not open it, a dead dependency does quickly."""
+    open_duration_s: float = 5.0
+    """Five seconds open: long enough for a restarting Redis, short against an RTO of seconds."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.failure_threshold, bool) or not isinstance(self.failure_threshold, int) \
+                or self.failure_threshold < 1:
+            raise InputError("failure_threshold", f"{self.failure_threshold!r} is not allowed; use an integer >= 1.")
+        _positive("open_duration_s", self.open_duration_s)
+
+
+def _frozen(values: Mapping[Tier, float]) -> Mapping[Tier, float]:
+    return MappingProxyType(dict(values))
+
+
+@dataclass(frozen=True)
+class LadderSettings:
+    deadline_s: float = 0.150
+    """The cell's share of the 180 ms end-to-end p99: the edge and the network keep 30 ms."""
+    stage_budget_s: Mapping[Tier, float] = field(default_factory=lambda: _frozen({
+        Tier.FULL: 0.100, Tier.CACHED: 0.020, Tier.SEGMENT: 0.005, Tier.POPULARITY: 0.005,
+    }))
+    """Most a stage may spend. Full ranking gets 100 ms so that a timeout still leaves 50 ms for a
+    Redis read (20 ms) and the in-memory tiers; the in-memory tiers need microseconds."""
+    min_budget_s: Mapping[Tier, float] = field(default_factory=lambda: _frozen({
+        Tier.FULL: 0.030, Tier.CACHED: 0.003, Tier.SEGMENT: 0.0005, Tier.POPULARITY: 0.0,
+    }))
+    """Below these a stage cannot finish (FAISS + LightGBM need ~30 ms; a loopback Redis GET ~1 ms):
+    starting it anyway would only burn what the cheaper tiers need. The floor needs nothing."""
+    floor_reserve_s: float = 0.002
+    """Kept back from every stage budget for the rules and the popularity floor (both in memory)."""
+    min_fill_fraction: float = 1.0
+    """A non-floor tier must fill the whole slate after rules and backfill; a short personal slate
+    loses to a full one from a cheaper tier (the floor serves whatever it has)."""
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    """One setting for every dependency's breaker; see BreakerSettings."""
+
+    def __post_init__(self) -> None:
+        _positive("deadline_s", self.deadline_s)
+        _positive_or_zero("floor_reserve_s", self.floor_reserve_s)
+        for name, table in (("stage_budget_s", self.stage_budget_s), ("min_budget_s", self.min_budget_s)):
+            missing = [t.value for t in Tier.ladder() if t not in table]
+            if missing:
+                raise InputError(name, f"no value for tier(s) {', '.join(missing)}; give one per tier.")
+            for tier in Tier.ladder():
+                _positive_or_zero(f"{name}[{tier.value}]", table[tier])
+        for tier in Tier.ladder():
+            if self.min_budget_s[tier] > self.stage_budget_s[tier]:
+                raise InputError(
+                    f"min_budget_s[{tier.value}]",
+                    f"{self.min_budget_s[tier]} s is above the stage budget {self.stage_budget_s[tier]} s; "
+                    "the tier could never run. Lower it or raise the stage budget.",
+                )
+        if not (isinstance(self.min_fill_fraction, (int, float)) and 0 < self.min_fill_fraction <= 1):
+            raise InputError("min_fill_fraction", f"{self.min_fill_fraction!r} is not allowed; use 0 < f <= 1.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, base: "LadderSettings | None" = None) -> "LadderSettings":
+        """`base` (defaults) overridden by the REGIONCTL_ variables present in `environ`."""
+        settings = base or cls()
+        if (raw := environ.get("REGIONCTL_TIER_DEADLINE_MS")) is not None:
+            seconds = _number("REGIONCTL_TIER_DEADLINE_MS", raw) / 1000.0
+            settings = _rename(lambda: replace(settings, deadline_s=seconds), "REGIONCTL_TIER_DEADLINE_MS")
+        if (raw := environ.get("REGIONCTL_TIER_MIN_FILL")) is not None:
+            fill = _number("REGIONCTL_TIER_MIN_FILL", raw)
+            if not 0 < fill <= 1:
+                raise InputError("REGIONCTL_TIER_MIN_FILL", f"{raw!r} is not allowed; use a fraction 0 < f <= 1.")
+            settings = replace(settings, min_fill_fraction=fill)
+        breaker = settings.breaker
+        if (raw := environ.get("REGIONCTL_BREAKER_FAILURES")) is not None:
+            try:
+                threshold = int(raw)
+            except ValueError as exc:
+                raise InputError("REGIONCTL_BREAKER_FAILURES", f"{raw!r} is not an integer; use e.g. 5.") from exc
+            breaker = _rename(lambda: replace(breaker, failure_threshold=threshold), "REGIONCTL_BREAKER_FAILURES")
+        if (raw := environ.get("REGIONCTL_BREAKER_OPEN_S")) is not None:
+            seconds = _number("REGIONCTL_BREAKER_OPEN_S", raw)
+            breaker = _rename(lambda: replace(breaker, open_duration_s=seconds), "REGIONCTL_BREAKER_OPEN_S")
+        return replace(settings, breaker=breaker)
+
+
+def _rename(build: Callable[[], _T], variable: str) -> _T:
+    """Re-raise a validation error under the environment variable's name, which the operator set."""
+    try:
+        return build()
+    except InputError as exc:
+        raise InputError(variable, exc.reason) from exc
+
+
+def _number(variable: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InputError(variable, f"{raw!r} is not a number.") from exc
+    if not math.isfinite(value):
+        raise InputError(variable, f"{raw!r} is not a finite number.")
+    return value
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise InputError(name, f"{value!r} is not allowed; use a finite number > 0.")
+
+
+def _positive_or_zero(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise InputError(name, f"{value!r} is not allowed; use a finite number >= 0.")

@@ -1,0 +1,184 @@
+"""`regionctl artifacts list | verify VERSION|DIR | publish DIR | promote VERSION | rollback`.
+
+Thin: parse, call one library function (replication.artifact_store / replication.verifying),
+print with rich. Errors exit 2 with a message that says what to do. The semantic checks come
+from serving.bundle_checks (regionctl sits above serving); replication never imports serving.
+"""
+from __future__ import annotations
+
+import importlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Collection, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from regions.errors import InputError, ShopNowError
+from replication.artifact_store import ArtifactStore, store_from_url
+from replication.manifest import Manifest
+from replication.verifying import SemanticCheck, promote_verified, verify_bundle
+
+T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STORE = (REPO_ROOT / "var" / "artifacts").as_uri()  # the local stack's store; no cloud needed
+
+artifacts_app = typer.Typer(no_args_is_help=True, help="Model bundles: list, verify, publish, promote, roll back.")
+out = Console()
+err = Console(stderr=True)
+
+STORE = typer.Option(DEFAULT_STORE, "--store", envvar="REGIONCTL_ARTIFACTS", help="file:///path or s3://bucket/prefix.")
+S3_ENDPOINT = typer.Option(None, "--s3-endpoint", envvar="REGIONCTL_S3_ENDPOINT", help="S3-compatible endpoint URL (moto, MinIO).")
+SCHEMA = typer.Option(None, "--schema-version", help="Supported schema version(s); default: serving's SCHEMA_VERSION.")
+INTEGRITY_ONLY = typer.Option(False, "--integrity-only", help="Skip serving's semantic checks (checksums and schema only).")
+
+
+class CheckSet:
+    """What to verify a bundle against: schema versions and semantic checks."""
+
+    def __init__(self, schema_versions: Collection[int], checks: tuple[SemanticCheck, ...]) -> None:
+        self.schema_versions = frozenset(schema_versions)
+        self.checks = checks
+
+    def names(self) -> str:
+        return ", ".join(getattr(c, "__name__", "?") for c in self.checks) or "none (integrity only)"
+
+
+def load_checks(schema_versions: Optional[list[int]], integrity_only: bool) -> CheckSet:
+    """Serving's SEMANTIC_CHECKS and SCHEMA_VERSION, guarded: a missing serving says what to do."""
+    if integrity_only:
+        if not schema_versions:
+            raise InputError("--schema-version", "with --integrity-only, name the supported schema version(s), e.g. --schema-version 1")
+        return CheckSet(schema_versions, ())
+    try:
+        checks_module = importlib.import_module("serving.bundle_checks")
+        features = importlib.import_module("serving.features")
+        checks = tuple(checks_module.SEMANTIC_CHECKS)
+        default_schema = int(features.SCHEMA_VERSION)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(
+            "serving.bundle_checks",
+            f"the semantic checks cannot be loaded ({type(exc).__name__}: {exc}); run regionctl from a checkout with "
+            "serving installed, or pass --integrity-only --schema-version N to check checksums and schema only",
+        ) from exc
+    return CheckSet(schema_versions or [default_schema], checks)
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Call the library; a ShopNowError becomes a red message and exit status 2."""
+    try:
+        return action()
+    except ShopNowError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def _store(url: str, endpoint: Optional[str]) -> ArtifactStore:
+    return _run(lambda: store_from_url(url, endpoint_url=endpoint))
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _metrics(metrics: Any) -> str:
+    shown = [f"{k}={v:.3f}" for k, v in sorted(metrics.items()) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return " ".join(shown[:4])
+
+
+@artifacts_app.command("list")
+def list_cmd(store: str = STORE, s3_endpoint: Optional[str] = S3_ENDPOINT) -> None:
+    """Published bundles, oldest first; the current one is marked."""
+    s = _store(store, s3_endpoint)
+    infos = _run(s.list)
+    current = _run(s.current)
+    table = Table(title=f"bundles in {getattr(s, 'url', store)}")
+    for col in ("", "version", "created", "schema", "data watermark", "files", "size", "metrics"):
+        table.add_column(col)
+    for i in infos:
+        mark = "[green]current[/green]" if i.version == current else ""
+        table.add_row(mark, i.version, _when(i.created_at), str(i.schema_version), _when(i.data_watermark),
+                      str(i.file_count), _size(i.total_bytes), _metrics(i.metrics))
+    out.print(table)
+    if not infos:
+        out.print("no bundles yet: `regionctl artifacts publish DIR` adds one")
+
+
+def _print_verified(manifest: Manifest, where: str, checks: CheckSet) -> None:
+    table = Table(title=f"{manifest.bundle_version} ({where})")
+    for col in ("file", "size", "sha256"):
+        table.add_column(col)
+    for name, entry in sorted(manifest.files.items()):
+        table.add_row(name, _size(entry.size), entry.sha256[:16] + "...")
+    out.print(table)
+    out.print(f"[green]verified[/green]: every size and SHA-256, no missing or extra file, schema version "
+              f"{manifest.schema_version}; semantic checks: {checks.names()}")
+
+
+@artifacts_app.command("verify")
+def verify_cmd(
+    target: str = typer.Argument(..., help="A bundle directory, or a version in the store."),
+    store: str = STORE, s3_endpoint: Optional[str] = S3_ENDPOINT,
+    schema_version: Optional[list[int]] = SCHEMA, integrity_only: bool = INTEGRITY_ONLY,
+) -> None:
+    """Verify a bundle directory, or fetch a stored version to a scratch directory and verify it."""
+    checks = _run(lambda: load_checks(schema_version, integrity_only))
+    if Path(target).is_dir():
+        manifest = _run(lambda: verify_bundle(Path(target), supported_schema_versions=checks.schema_versions, semantic_checks=checks.checks))
+        _print_verified(manifest, target, checks)
+        return
+    s = _store(store, s3_endpoint)
+    with tempfile.TemporaryDirectory(prefix="regionctl-verify-") as tmp:
+        local = _run(lambda: s.fetch(target, Path(tmp)))
+        manifest = _run(lambda: verify_bundle(local, supported_schema_versions=checks.schema_versions, semantic_checks=checks.checks))
+    _print_verified(manifest, getattr(s, "url", store), checks)
+
+
+@artifacts_app.command("publish")
+def publish_cmd(
+    bundle_dir: Path = typer.Argument(..., help="A bundle directory with its manifest.json (from `regionctl train`)."),
+    store: str = STORE, s3_endpoint: Optional[str] = S3_ENDPOINT,
+) -> None:
+    """Publish a bundle atomically (checksums are verified first). It does not become current."""
+    s = _store(store, s3_endpoint)
+    version = _run(lambda: s.publish(bundle_dir))
+    out.print(f"published [bold]{version}[/bold] to {getattr(s, 'url', store)}; "
+              f"make it current with `regionctl artifacts promote {version}`")
+
+
+@artifacts_app.command("promote")
+def promote_cmd(
+    version: str = typer.Argument(..., help="A published version (see `regionctl artifacts list`)."),
+    store: str = STORE, s3_endpoint: Optional[str] = S3_ENDPOINT,
+    schema_version: Optional[list[int]] = SCHEMA, integrity_only: bool = INTEGRITY_ONLY,
+) -> None:
+    """Verify a stored bundle fully, then make it current. A bundle that fails is refused."""
+    checks = _run(lambda: load_checks(schema_version, integrity_only))
+    s = _store(store, s3_endpoint)
+    before = _run(s.current)
+    _run(lambda: promote_verified(s, version, supported_schema_versions=checks.schema_versions, semantic_checks=checks.checks))
+    out.print(f"[green]{version} is current[/green] (was {before or 'none'}); semantic checks: {checks.names()}")
+
+
+@artifacts_app.command("rollback")
+def rollback_cmd(store: str = STORE, s3_endpoint: Optional[str] = S3_ENDPOINT) -> None:
+    """Make the previously current bundle current again."""
+    s = _store(store, s3_endpoint)
+    before = _run(s.current)
+    now = _run(s.rollback)
+    out.print(f"[yellow]rolled back[/yellow]: {now} is current (was {before})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(artifacts_app, name="artifacts")

@@ -1,0 +1,191 @@
+"""A region's interaction log: the stream `log:events` in the region's Redis.
+
+Durability. The region's redis-server runs with AOF on and `appendfsync everysec`
+(regions.processes.start_redis). An event is *acknowledged* once XADD has returned. Redis writes
+the AOF buffer to the append-only file (a write(2) to the kernel) before it sends the reply, so:
+
+- a killed redis-server process (kill -9, OOM, crash) loses nothing acknowledged: the write had
+  reached the kernel's page cache before the reply, and the restarted server replays the AOF;
+- a power loss (or kernel crash) of the machine can lose up to about 1 s of acknowledged writes:
+  the page cache is fsync'ed to disk once per second.
+
+A batch is appended in one MULTI/EXEC pipeline: one round trip, applied as a unit by Redis, and the
+returned stream ids are the acknowledgement. Writing personal data asks the geo policy first: an
+event whose user lives in another geography than the region's is refused before anything is
+written (regions.geo).
+
+Stream ids are `<ms>-<seq>` with the source Redis's clock: the acknowledgement time. Replica
+streams in peer regions keep these ids (replication.replicating).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from regions import redis_keys
+from regions.errors import InputError, TemporaryError
+from regions.geo import home_geography_of, may_hold_personal_data
+from regions.topology import Topology
+from replication.events import EVENT_WEIGHTS, MAX_BATCH, Event, parse_event
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the log's adapters talk to a region's Redis."""
+
+    connect_timeout_s: float = 1.0
+    """Loopback connects take microseconds; a second means the server is down."""
+    socket_timeout_s: float = 5.0
+    """Longer than any XREAD BLOCK we issue (<= 1 s), short enough to notice a hung server."""
+    retries: int = 1
+    """One quick retry rides over a dropped connection; longer outages are the callers' loops' business."""
+
+
+def connect(topology: Topology, region: str, *, settings: ClientSettings = ClientSettings()) -> redis.Redis:
+    """A client (bytes replies) for `region`'s Redis on the topology's loopback host."""
+    port = topology.region(region).redis_port
+    return redis.Redis(
+        host=topology.settings.host, port=port, socket_connect_timeout=settings.connect_timeout_s,
+        socket_timeout=settings.socket_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), settings.retries),
+    )
+
+
+def connect_all(topology: Topology, *, settings: ClientSettings = ClientSettings()) -> dict[str, redis.Redis]:
+    """One client per region of the topology."""
+    return {name: connect(topology, name, settings=settings) for name in topology.regions}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def require_resident(topology: Topology, *, region: str, event: Event) -> None:
+    """Raise InputError unless `region` may hold this event's personal data.
+
+    The event's `geo` must be the user's home geography (user ids carry it) and that geography must
+    be the region's.
+    """
+    home = home_geography_of(event.user_id, topology)
+    if event.geo != home:
+        raise InputError("geo", f"event {event.event_id!r} says geography {event.geo!r} but user {event.user_id!r} lives in {home!r}")
+    if not may_hold_personal_data(topology, region=region, home_geography=home):
+        raise InputError(
+            "user_id",
+            f"user {event.user_id!r} lives in geography {home!r}; region {region!r} "
+            f"({topology.region(region).geography}) may not store their events: send them to a {home} region",
+        )
+
+
+def append_events(client: redis.Redis, events: Sequence[Event], *, topology: Topology, region: str) -> list[str]:
+    """Append a batch to the region's log; return the stream ids (the acknowledgement).
+
+    Refuses the whole batch (InputError, nothing written) when it is larger than MAX_BATCH or an
+    event's user lives in another geography. Raises TemporaryError when Redis is unavailable.
+    """
+    if len(events) > MAX_BATCH:
+        raise InputError("events", f"at most {MAX_BATCH} events per batch, got {len(events)}; split the batch")
+    for event in events:
+        require_resident(topology, region=region, event=event)
+    if not events:
+        return []
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            for event in events:
+                pipe.xadd(redis_keys.EVENT_LOG, event.to_fields())  # type: ignore[arg-type]
+            ids = pipe.execute()
+    except redis.RedisError as exc:
+        raise TemporaryError(f"region {region!r}: could not append to {redis_keys.EVENT_LOG}: {exc}", delay=0.5) from exc
+    return [_text(i) for i in ids]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One client event that was refused, and why."""
+
+    index: int
+    field: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    events: tuple[Event, ...]
+    refused: tuple[Refusal, ...]
+
+
+def parse_batch(raws: Iterable[Mapping[str, Any]], *, now: float, topology: Topology) -> ParsedBatch:
+    """Validate client events with replication.events.parse_event; keep the good, name the bad."""
+    good: list[Event] = []
+    bad: list[Refusal] = []
+    for index, raw in enumerate(raws):
+        try:
+            user = raw.get("user_id") if isinstance(raw, Mapping) else None
+            geo = home_geography_of(str(user), topology) if user not in (None, "") else ""
+            good.append(parse_event(raw, now=now, geo=geo))
+        except InputError as exc:
+            bad.append(Refusal(index=index, field=exc.field, message=exc.reason))
+    return ParsedBatch(events=tuple(good), refused=tuple(bad))
+
+
+def decode_entry(fields: Mapping[Any, Any], *, topology: Topology, region: str) -> Event:
+    """Decode and re-check a stream entry. InputError means poison: malformed, invalid or misplaced."""
+    event = Event.from_fields(fields)
+    if event.type not in EVENT_WEIGHTS:
+        raise InputError("type", f"unknown event type {event.type!r}; allowed: {', '.join(EVENT_WEIGHTS)}")
+    if not event.user_id or not event.item_id:
+        raise InputError("event", "user_id and item_id must not be empty")
+    require_resident(topology, region=region, event=event)
+    return event
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    entry_id: str
+    event: Event | None
+    """None when the entry is poison; `error` says why."""
+    error: str | None = None
+
+
+def read_events(
+    client: redis.Redis, *, topology: Topology, region: str, stream: str = redis_keys.EVENT_LOG,
+    after: str = "0-0", count: int = MAX_BATCH,
+) -> list[LogEntry]:
+    """Up to `count` entries of `stream` with ids greater than `after`, decoded."""
+    try:
+        raw = client.xrange(stream, min=f"({after}" if after != "0-0" else "-", count=count)
+    except redis.RedisError as exc:
+        raise TemporaryError(f"region {region!r}: could not read {stream}: {exc}", delay=0.5) from exc
+    out: list[LogEntry] = []
+    for entry_id, fields in raw:
+        try:
+            out.append(LogEntry(entry_id=_text(entry_id), event=decode_entry(fields, topology=topology, region=region)))
+        except InputError as exc:
+            out.append(LogEntry(entry_id=_text(entry_id), event=None, error=str(exc)))
+    return out
+
+
+def dead_letter_fields(*, stream: str, entry_id: str, fields: Mapping[Any, Any], reason: str, consumer: str) -> dict[str, str]:
+    """The `log:dead` entry for a poison event: where it was, who gave up on it, why, and the raw fields."""
+    raw = ";".join(f"{_text(k)}={_text(v)}" for k, v in fields.items())
+    return {"stream": stream, "entry_id": entry_id, "consumer": consumer, "reason": reason, "raw": raw[:4096]}
+
+
+def stream_last_id(client: redis.Redis, stream: str) -> str:
+    """The stream's last generated id ('0-0' when the stream does not exist).
+
+    Unlike the id of the last entry, this never moves back when entries are deleted or trimmed.
+    """
+    try:
+        info = client.xinfo_stream(stream)
+    except redis.ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return "0-0"
+        raise TemporaryError(f"could not read {stream}: {exc}") from exc
+    except redis.RedisError as exc:
+        raise TemporaryError(f"could not read {stream}: {exc}", delay=0.5) from exc
+    return _text(info["last-generated-id"])

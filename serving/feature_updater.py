@@ -1,0 +1,261 @@
+"""The nearline feature updater of one region: log streams in, fresh user features out.
+
+It consumes the region's own `log:events` and every `log:replica:<peer>` (events of the same
+geography's other regions, so a user served by a peer after a failover finds warm features), and
+applies each event to `uf:<user>` with serving.user_state.apply_event, the same function training
+replays. The category of an item comes from a mapping handed in, else from the item features hash
+`if:<item>` field `category`.
+
+Exactly once: the new user states, the checkpoints (`ckpt:feature-updater:<stream>`) and the dead
+letters of a batch are written by one Lua script, atomic in Redis, which also checks that the
+checkpoints are still the ones the batch was read from (a second updater, or a restart that
+overlapped, makes it retry instead of counting events twice). The script re-checks tombstones as
+it writes, so a user deleted while the batch was being computed is not brought back.
+"""
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import redis
+
+from regions import redis_keys
+from regions.errors import InputError, TemporaryError
+from regions.geo import replication_peers
+from regions.topology import Topology
+from replication.interaction_log import dead_letter_fields, decode_entry
+from replication.lag import parse_stream_id
+from replication.metrics import ReplicationMetrics, stream_lag
+from serving.user_state import UserState, apply_event
+
+CONSUMER = "feature-updater"
+
+_COMMIT_SCRIPT = """
+local n_ckpt, n_users, n_dead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local a = 4
+for i = 1, n_ckpt do
+  local current = redis.call('GET', KEYS[2 + i]) or '0-0'
+  if current ~= ARGV[a] then return {0, 0} end
+  a = a + 2
+end
+a = 4
+for i = 1, n_ckpt do
+  redis.call('SET', KEYS[2 + i], ARGV[a + 1])
+  a = a + 2
+end
+local written = 0
+for u = 1, n_users do
+  local user, n = ARGV[a], tonumber(ARGV[a + 1])
+  if redis.call('HEXISTS', KEYS[1], user) == 0 then
+    local args = {'HSET', KEYS[2 + n_ckpt + u]}
+    for j = 1, 2 * n do args[#args + 1] = ARGV[a + 1 + j] end
+    redis.call(unpack(args))
+    written = written + 1
+  end
+  a = a + 2 + 2 * n
+end
+for d = 1, n_dead do
+  local n = tonumber(ARGV[a])
+  local args = {'XADD', KEYS[2], '*'}
+  for j = 1, 2 * n do args[#args + 1] = ARGV[a + j] end
+  redis.call(unpack(args))
+  a = a + 1 + 2 * n
+end
+return {1, written}
+"""
+
+
+@dataclass(frozen=True)
+class UpdaterSettings:
+    """Knobs of the feature updater; each default carries its reason."""
+
+    batch_size: int = 500
+    """Entries per stream per step: bounded memory and one script call per batch."""
+    block_ms: int = 100
+    """Idle wait on XREAD: features stay fresh within a fraction of a second."""
+    metrics_interval_s: float = 1.0
+    """Lag gauges are refreshed once a second."""
+    category_cache_size: int = 100_000
+    """Item categories rarely change; cache them, clearing the cache when it grows past this."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= 10_000:
+            raise InputError("batch_size", f"must be between 1 and 10000, got {self.batch_size}")
+
+
+@dataclass
+class UpdateResult:
+    read: int = 0
+    applied: int = 0
+    skipped_tombstoned: int = 0
+    poison: int = 0
+    users: int = 0
+    conflict: bool = False
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class FeatureUpdater:
+    """Applies a region's log streams to its users' features, one bounded batch per `step()`."""
+
+    def __init__(
+        self, *, topology: Topology, region: str, client: redis.Redis,
+        category_of: Mapping[str, str] | None = None, settings: UpdaterSettings = UpdaterSettings(),
+        metrics: ReplicationMetrics | None = None, clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.topology = topology
+        self.region = region
+        self.client = client
+        self.settings = settings
+        self.metrics = metrics
+        self.streams = (redis_keys.EVENT_LOG, *(redis_keys.replica_log(p) for p in replication_peers(topology, region)))
+        self._categories: dict[str, str | None] = dict(category_of) if category_of is not None else {}
+        self._fixed_categories = category_of is not None
+        self._clock = clock
+        self._sleep = sleep
+        self._positions: dict[str, str] | None = None
+        self._commit = client.register_script(_COMMIT_SCRIPT)
+        self._next_metrics = 0.0
+
+    def checkpoint_key(self, stream: str) -> str:
+        return redis_keys.consumer_checkpoint(CONSUMER, stream)
+
+    def _load_positions(self) -> dict[str, str]:
+        if self._positions is None:
+            raw = self.client.mget([self.checkpoint_key(s) for s in self.streams])
+            self._positions = {s: (_text(v) if v is not None else "0-0") for s, v in zip(self.streams, raw)}
+        return self._positions
+
+    def step(self) -> UpdateResult:
+        """Read up to `batch_size` entries per stream after the checkpoints and apply them.
+
+        Raises TemporaryError when the region's Redis is unreachable."""
+        try:
+            return self._step()
+        except redis.RedisError as exc:
+            self._positions = None
+            raise TemporaryError(f"region {self.region!r}: feature updater cannot reach Redis: {exc}", delay=0.5) from exc
+
+    def _step(self) -> UpdateResult:
+        now = self._clock()
+        positions = self._load_positions()
+        self._maybe_update_metrics(positions, now)
+        reply = self.client.xread(dict(positions), count=self.settings.batch_size, block=self.settings.block_ms or None)
+        result = UpdateResult()
+        if not reply:
+            return result
+        # Merge the streams by id, so a user's events are applied in acknowledgement order. A stream
+        # that filled its batch may hold more entries below another stream's newest: stop at the
+        # smallest last id among full batches; the rest waits for the next step.
+        tagged = [[(parse_stream_id(_text(i)), _text(s), f) for i, f in entries] for s, entries in reply]
+        full = [batch[-1][0] for batch in tagged if len(batch) >= self.settings.batch_size]
+        cut = min(full) if full else None
+        merged = [t for t in heapq.merge(*tagged, key=lambda t: t[0]) if cut is None or t[0] <= cut]
+        result.read = len(merged)
+        new_positions = dict(positions)
+        events: list[tuple[str, Any]] = []
+        dead: list[dict[str, str]] = []
+        for sid, stream, fields in merged:
+            new_positions[stream] = str(sid)
+            try:
+                events.append((stream, decode_entry(fields, topology=self.topology, region=self.region)))
+            except InputError as exc:
+                dead.append(dead_letter_fields(stream=stream, entry_id=str(sid), fields=fields, reason=str(exc), consumer=f"{CONSUMER}:{self.region}"))
+        result.poison = len(dead)
+        users = sorted({e.user_id for _, e in events})
+        states, tombstoned = self._read_users(users)
+        category_of = self._category_lookup([e.item_id for _, e in events])
+        applied_per_stream: dict[str, int] = {}
+        for stream, event in events:
+            if event.user_id in tombstoned:
+                result.skipped_tombstoned += 1
+                continue
+            states[event.user_id] = apply_event(states[event.user_id], event_type=event.type, item_id=event.item_id,
+                                                ts=event.ts, category_of=category_of, price=event.price)
+            applied_per_stream[stream] = applied_per_stream.get(stream, 0) + 1
+        live_users = [u for u in users if u not in tombstoned]
+        keys = [redis_keys.TOMBSTONES, redis_keys.DEAD_LETTER, *(self.checkpoint_key(s) for s in self.streams),
+                *(redis_keys.user_features(u) for u in live_users)]
+        args: list[Any] = [len(self.streams), len(live_users), len(dead)]
+        for s in self.streams:
+            args += [positions[s], new_positions[s]]
+        for user in live_users:
+            mapping = states[user].to_hash()
+            args += [user, len(mapping)]
+            for k, v in mapping.items():
+                args += [k, v]
+        for entry in dead:
+            args.append(len(entry))
+            for k, v in entry.items():
+                args += [k, v]
+        ok, written = self._commit(keys=keys, args=args)
+        if not int(ok):
+            self._positions = None
+            result.conflict = True
+            return result
+        self._positions = new_positions
+        result.applied = sum(applied_per_stream.values())
+        result.users = int(written)
+        if self.metrics:
+            for stream, n in applied_per_stream.items():
+                self.metrics.updater_applied.labels(region=self.region, stream=stream).inc(n)
+            if result.skipped_tombstoned:
+                self.metrics.updater_skipped.labels(region=self.region, reason="tombstoned").inc(result.skipped_tombstoned)
+            if dead:
+                self.metrics.dead_letters.labels(region=self.region, consumer=CONSUMER).inc(len(dead))
+        return result
+
+    def _read_users(self, users: list[str]) -> tuple[dict[str, UserState], set[str]]:
+        if not users:
+            return {}, set()
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hmget(redis_keys.TOMBSTONES, users)
+            for user in users:
+                pipe.hgetall(redis_keys.user_features(user))
+            replies = pipe.execute()
+        tombstoned = {u for u, flag in zip(users, replies[0]) if flag is not None}
+        return {u: UserState.from_hash(raw) for u, raw in zip(users, replies[1:])}, tombstoned
+
+    def _category_lookup(self, items: list[str]) -> Callable[[str], str | None]:
+        if not self._fixed_categories:
+            missing = sorted({i for i in items if i not in self._categories})
+            if missing:
+                if len(self._categories) + len(missing) > self.settings.category_cache_size:
+                    self._categories.clear()
+                with self.client.pipeline(transaction=False) as pipe:
+                    for item in missing:
+                        pipe.hget(redis_keys.item_features(item), "category")
+                    for item, raw in zip(missing, pipe.execute()):
+                        self._categories[item] = _text(raw) if raw is not None else None
+        categories = self._categories
+        return lambda item: categories.get(item)
+
+    def lag(self, now: float) -> dict[str, tuple[float, int]]:
+        """(seconds, events) the updater is behind on each stream, as of `now`."""
+        positions = self._load_positions()
+        out: dict[str, tuple[float, int]] = {}
+        for stream in self.streams:
+            _, lag = stream_lag(self.client, stream=stream, position=parse_stream_id(positions[stream]), now=now)
+            out[stream] = (lag.lag_seconds, lag.lag_events)
+        return out
+
+    def _maybe_update_metrics(self, positions: Mapping[str, str], now: float) -> None:
+        if self.metrics is None or now < self._next_metrics:
+            return
+        self._next_metrics = now + self.settings.metrics_interval_s
+        for stream, (seconds, count) in self.lag(now).items():
+            self.metrics.updater_lag_seconds.labels(region=self.region, stream=stream).set(seconds)
+            self.metrics.updater_lag_events.labels(region=self.region, stream=stream).set(count)
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Step until `should_stop()`; a Redis outage is waited out, never fatal."""
+        while not should_stop():
+            try:
+                self.step()
+            except TemporaryError as exc:
+                self._sleep(exc.delay)

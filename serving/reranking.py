@@ -1,0 +1,192 @@
+"""Business rules on a ranked list: stock, exclusions, duplicates, diversity, pins, boosts. Pure.
+
+Applied by the ladder to the output of EVERY tier (full, cached, segment, popularity):
+
+1. Candidates are the ranked items, then the ranked reserve (further down the same list). An
+   item id seen a second time is dropped (its first occurrence wins, ranked before reserve).
+2. Dropped: items unknown to the catalog (nothing to show), excluded items (the user's cart,
+   already purchased), and out-of-stock items. Stock: the freshest `stock` mapping
+   (item -> bool or count) wins; an item missing from it is trusted to the catalog's stock.
+3. Boosts multiply the score per category and per brand (both apply); the ranked part and the
+   reserve are each re-sorted by boosted score (stable), the reserve staying behind. A negative
+   score (raw ranker margins) is divided instead, so a boost > 1 always moves an item up.
+4. Diversity: at most `max_per_category` per category and `max_per_brand` per brand, taken
+   greedily in candidate order. When that leaves the slate short, the caps are relaxed one step
+   at a time (+1 each) over the candidates left, so the slate keeps its length while staying
+   as diverse as the candidates allow. Pins count towards the caps.
+5. Pins: item -> 0-based position. A pin is honoured when its item is in the catalog, in stock
+   and not excluded (exclusions win: a campaign never re-shows what the user just bought), and
+   its position is inside the slate; it need not be among the candidates. When the slate is
+   full every active pin sits at its position; on a short slate it moves up to the end.
+
+Result length = min(count, distinct available items), where available means in the catalog, in
+stock and not excluded, among candidates and active pins. No duplicates, no out-of-stock item.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Collection, Mapping, Sequence
+
+from fallback_tiers.tiers import ScoredItem, TierOutput
+from regions.errors import InputError
+
+StockValue = bool | int
+"""True/False, or a unit count (> 0 means in stock)."""
+
+
+@dataclass(frozen=True)
+class ItemMeta:
+    category: str
+    brand: str
+    stock: StockValue = True
+    """The catalog's stock (items.json); fresher values come in the `stock` mapping."""
+
+
+@dataclass(frozen=True)
+class RerankRules:
+    max_per_category: int = 3
+    """Three of one category in a 20-item homepage reads as a choice, four as a wall."""
+    max_per_brand: int = 2
+    """Brands are narrower than categories: two of one brand before others get a turn."""
+    pins: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """item id -> 0-based position (merchandising campaigns); none by default."""
+    category_boosts: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    """category -> score multiplier (> 0); none by default: the ranker's order stands."""
+    brand_boosts: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    """brand -> score multiplier (> 0); none by default."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_per_category", "max_per_brand"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(name, f"{value!r} is not allowed; use an integer >= 1.")
+        seen: dict[int, str] = {}
+        for item, position in self.pins.items():
+            if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+                raise InputError(f"pins[{item}]", f"{position!r} is not a position; use an integer >= 0.")
+            if position in seen:
+                raise InputError(f"pins[{item}]", f"position {position} is already pinned to {seen[position]!r}; "
+                                                  "give each pinned item its own position.")
+            seen[position] = item
+        for name in ("category_boosts", "brand_boosts"):
+            for key, boost in getattr(self, name).items():
+                if not (isinstance(boost, (int, float)) and math.isfinite(boost) and boost > 0):
+                    raise InputError(f"{name}[{key}]", f"{boost!r} is not allowed; use a finite multiplier > 0.")
+
+
+def in_stock(item_id: str, *, catalog: Mapping[str, ItemMeta], stock: Mapping[str, StockValue]) -> bool:
+    """Freshest stock first, the catalog's otherwise; an item the catalog lacks is not sellable."""
+    meta = catalog.get(item_id)
+    if meta is None:
+        return False
+    value = stock.get(item_id, meta.stock)
+    return bool(value) if isinstance(value, bool) else value > 0
+
+
+def boosted(score: float, meta: ItemMeta, rules: RerankRules) -> float:
+    factor = rules.category_boosts.get(meta.category, 1.0) * rules.brand_boosts.get(meta.brand, 1.0)
+    if math.isnan(score):
+        return -math.inf
+    return score * factor if score >= 0 else score / factor
+
+
+def rerank(
+    ranked: Sequence[ScoredItem],
+    *,
+    count: int,
+    catalog: Mapping[str, ItemMeta],
+    stock: Mapping[str, StockValue] | None = None,
+    rules: RerankRules | None = None,
+    reserve: Sequence[ScoredItem] = (),
+    exclude: Collection[str] = frozenset(),
+) -> tuple[ScoredItem, ...]:
+    """The slate: at most `count` items after every rule (see the module docstring)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise InputError("count", f"{count!r} is not allowed; use an integer >= 0.")
+    rules = rules or RerankRules()
+    stock = stock or {}
+    excluded = frozenset(exclude)
+
+    def available(item_id: str) -> bool:
+        return item_id not in excluded and in_stock(item_id, catalog=catalog, stock=stock)
+
+    pins = sorted((pos, item) for item, pos in rules.pins.items() if pos < count and available(item))
+    pinned = {item for _, item in pins}
+
+    seen: set[str] = set(pinned)
+    scores: dict[str, float] = {}
+    parts: list[list[ScoredItem]] = []
+    for part in (ranked, reserve):
+        kept: list[ScoredItem] = []
+        for cand in part:
+            if cand.item_id in pinned and cand.item_id not in scores:
+                scores[cand.item_id] = boosted(cand.score, catalog[cand.item_id], rules)
+            if cand.item_id in seen or not available(cand.item_id):
+                continue
+            seen.add(cand.item_id)
+            kept.append(ScoredItem(cand.item_id, boosted(cand.score, catalog[cand.item_id], rules)))
+        kept.sort(key=lambda c: c.score, reverse=True)  # stable: ties keep the list's order
+        parts.append(kept)
+    pool = parts[0] + parts[1]
+
+    body = _diverse(pool, target=count - len(pins), catalog=catalog, rules=rules, pinned=[i for _, i in pins])
+    slate = list(body)
+    for position, item in pins:
+        slate.insert(min(position, len(slate)), ScoredItem(item, scores.get(item, 0.0)))
+    return tuple(slate)
+
+
+def _diverse(
+    pool: list[ScoredItem], *, target: int, catalog: Mapping[str, ItemMeta], rules: RerankRules, pinned: list[str],
+) -> list[ScoredItem]:
+    """Greedy picks under the caps; relax both caps while the slate is short.
+
+    Each round relaxes the caps by one, or straight to the smallest slack that lets some candidate
+    in, so every round after the first picks at least one item: at most `target` + 1 rounds.
+    """
+    categories = Tally(catalog[i].category for i in pinned)
+    brands = Tally(catalog[i].brand for i in pinned)
+
+    def excess(item_id: str) -> int:
+        meta = catalog[item_id]
+        return max(categories[meta.category] - rules.max_per_category, brands[meta.brand] - rules.max_per_brand)
+
+    picked: list[ScoredItem] = []
+    left = pool
+    slack = 0
+    while len(picked) < target and left:
+        rest: list[ScoredItem] = []
+        for n, cand in enumerate(left):
+            if len(picked) >= target:
+                rest.extend(left[n:])
+                break
+            if excess(cand.item_id) < slack:
+                picked.append(cand)
+                meta = catalog[cand.item_id]
+                categories[meta.category] += 1
+                brands[meta.brand] += 1
+            else:
+                rest.append(cand)
+        left = rest
+        if left:
+            slack = max(slack + 1, min(excess(c.item_id) for c in left) + 1)
+    return picked
+
+
+def ladder_rules(
+    *,
+    catalog: Mapping[str, ItemMeta],
+    stock: Mapping[str, StockValue] | None = None,
+    rules: RerankRules | None = None,
+    exclude: Collection[str] = frozenset(),
+) -> Callable[[TierOutput, int], tuple[ScoredItem, ...]]:
+    """The post-processing callable fallback_tiers.ladder.Ladder applies to every tier's output."""
+
+    def apply(output: TierOutput, count: int) -> tuple[ScoredItem, ...]:
+        return rerank(output.items, reserve=output.reserve, count=count, catalog=catalog, stock=stock,
+                      rules=rules, exclude=exclude)
+
+    return apply
