@@ -209,8 +209,10 @@ class Edge:
         body = {"accepted": sum(len(v) for v in stored.values()), "stored": stored, "stream_ids": stream_ids,
                 "edge_ms": edge_ms}
         if not_stored:
-            body |= {"not_stored": not_stored, "detail": "no region of the users' home geography stored these events; "
-                     "retry them later with the same event ids (idempotent): " + "; ".join(problems)}
+            why = ("a cell refused them as invalid; fix the events" if refused_only else
+                   "no region of the users' home geography stored them; retry later with the same event ids")
+            body |= {"not_stored": not_stored, "detail": f"{len(not_stored)} events not stored: {why} ("
+                     + "; ".join(problems) + ")"}
             return (422 if refused_only else 503), body
         return 200, body
 
@@ -225,12 +227,11 @@ class Edge:
 
 
 def create_app(*, topology: Topology, store: ControlStore | None, last_resort: LastResort,
-               settings: EdgeSettings = EdgeSettings(), clients: Mapping[str, CellClient] | None = None,
-               transport: str = "grpc") -> FastAPI:
+               settings: EdgeSettings = EdgeSettings(), clients: Mapping[str, CellClient] | None = None) -> FastAPI:
     """The edge's FastAPI app; the table watcher and the cell channels live as long as the app."""
     registry = CollectorRegistry()
     watcher = TableWatcher(store, topology, interval_s=settings.poll_interval_s)
-    edge = Edge(topology=topology, clients=clients or cell_clients(topology, transport=transport), watcher=watcher,
+    edge = Edge(topology=topology, clients=clients or cell_clients(topology, transport=settings.transport), watcher=watcher,
                 last_resort=last_resort, settings=settings, registry=registry)
     default_ms = topology.settings.request_deadline_ms
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
+
+from regions.errors import InputError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,3 +85,28 @@ class Overrides:
 
     def without_drain(self, region: str) -> Overrides:
         return replace(self, drains={r: o for r, o in self.drains.items() if r != region})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, for the control store."""
+        return {
+            "steer": {g: {"weights": dict(o.weights), "created_at": o.created_at, "expires_at": o.expires_at,
+                          "reason": o.reason} for g, o in self.steer.items()},
+            "drains": {r: {"created_at": o.created_at, "expires_at": o.expires_at, "reason": o.reason,
+                           "forced": o.forced} for r, o in self.drains.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Overrides:
+        """Inverse of to_dict; a malformed document raises InputError naming the entry."""
+        try:
+            steer = {g: SteerOverride(geography=g, weights={r: int(w) for r, w in o["weights"].items()},
+                                      created_at=float(o["created_at"]), expires_at=float(o["expires_at"]),
+                                      reason=str(o.get("reason", "")))
+                     for g, o in raw.get("steer", {}).items()}
+            drains = {r: DrainOverride(region=r, created_at=float(o["created_at"]), expires_at=float(o["expires_at"]),
+                                       reason=str(o.get("reason", "")), forced=bool(o.get("forced", False)))
+                      for r, o in raw.get("drains", {}).items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError("overrides", f"malformed overrides document ({exc!r}); expected the form of "
+                                          "Overrides.to_dict()") from exc
+        return cls(steer=steer, drains=drains)

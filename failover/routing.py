@@ -61,6 +61,8 @@ class EdgeSettings:
     """Homepage slate length when the client does not say."""
     max_count: int = 100
     """Same bound as a cell's HTTP API: `count` outside 1..100 is refused with 422."""
+    transport: str = "grpc"
+    """gRPC to the cells (one HTTP/2 connection each, deadlines built in); "http" uses their HTTP API."""
 
     def __post_init__(self) -> None:
         for name in ("poll_interval_s", "min_attempt_ms", "events_deadline_ms"):
@@ -74,6 +76,8 @@ class EdgeSettings:
                 raise InputError(name, f"must be a whole number of at least {1 if 'count' in name else 0}, got {value!r}")
         if not 0 < self.first_attempt_share <= 1:
             raise InputError("first_attempt_share", f"must be in (0, 1], got {self.first_attempt_share!r}")
+        if self.transport not in ("grpc", "http"):
+            raise InputError("transport", f"{self.transport!r} is not a transport; use grpc or http")
         if self.default_count > self.max_count:
             raise InputError("default_count", f"must not exceed max_count ({self.max_count}), got {self.default_count}")
 

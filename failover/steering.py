@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from failover.health import HealthState, RegionHealth, gate_failures, initial_health
-from failover.overrides import Overrides
+from failover.overrides import Overrides, SteerOverride
 from failover.settings import TIERS, ControllerSettings
 from regions.topology import Topology
 
@@ -38,6 +38,13 @@ class FailbackProgress:
 
     def percent(self, settings: ControllerSettings) -> int:
         return settings.failback_stages[min(self.stage, len(settings.failback_stages) - 1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"region": self.region, "stage": self.stage, "since": self.since}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FailbackProgress:
+        return cls(region=str(raw["region"]), stage=int(raw["stage"]), since=float(raw["since"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +120,14 @@ class Steering:
     def weight(self, geography: str, region: str) -> int:
         return self.weights.get(geography, {}).get(region, 0)
 
+    def routing_table(self, *, version: int, updated_at: float) -> dict[str, Any]:
+        """The edge's routing table (failover.routing.parse_table's format) for this decision."""
+        geos: dict[str, Any] = {g: {"regions": dict(w), "anonymous": False} for g, w in sorted(self.weights.items())}
+        for g, route in sorted(self.cross_geo.items()):
+            geos[g] = {"regions": dict(route.weights), "anonymous": True}
+        return {"version": version, "updated_at": updated_at, "fail_static": self.fail_static, "geos": geos,
+                "max_tier": {r: {"tier": h.max_tier, "fraction": h.fraction} for r, h in sorted(self.max_tier.items())}}
+
 
 def to_percent(shares: Mapping[str, float]) -> dict[str, int]:
     """Integer percentages summing to 100, proportional to `shares` (largest remainder, ties by name)."""
@@ -183,8 +198,7 @@ def _fail_static(snapshot: Snapshot, why: str, active: Overrides, notes: list[tu
     weights: dict[str, Mapping[str, int]] = {}
     for geo in sorted(snapshot.topology.geographies):
         current = snapshot.current_weights.get(geo)
-        if _valid_weights(snapshot.topology, geo, current):
-            assert current is not None
+        if current is not None and _valid_weights(snapshot.topology, geo, current):
             weights[geo] = MappingProxyType(dict(sorted(current.items())))
         else:
             weights[geo] = MappingProxyType(static_weights(snapshot, geo))
@@ -227,7 +241,7 @@ def _advance_failback(snapshot: Snapshot, notes: list[tuple[str, str]]) -> dict[
     for geo in sorted(snapshot.topology.geographies):
         usable = snapshot.usable_in(geo)
         while usable and all(r in progress for r in usable):
-            lead = max(usable, key=lambda r: (progress[r].stage, [-ord(c) for c in r]))
+            lead = max(sorted(usable), key=lambda r: progress[r].stage)  # first (smallest name) on ties
             del progress[lead]
             notes.append((lead, f"failback complete: no other usable region in {geo} to carry the rest"))
     return progress
@@ -263,7 +277,7 @@ def _geo_shares(snapshot: Snapshot, geo: str, *, demand: float | None, active: O
         caps = {r: snapshot.capacity_of(r) or 1.0 for r in carriers}
         for r in carriers:
             shares[r] += short * caps[r] / sum(caps.values())
-        notes.append((geo, f"demand {demand:.0f} QPS exceeds usable capacity: the excess is served by cheaper tiers"))
+        notes.append((geo, f"demand {demand or 0:.0f} QPS exceeds usable capacity: the excess is served by cheaper tiers"))
     return shares
 
 
@@ -273,7 +287,7 @@ def decide(snapshot: Snapshot) -> Steering:
     notes: list[tuple[str, str]] = []
     active = snapshot.overrides.active(now)
     for gone in snapshot.overrides.expired(now):
-        subject = getattr(gone, "geography", None) or getattr(gone, "region")
+        subject = gone.geography if isinstance(gone, SteerOverride) else gone.region
         notes.append((subject, f"override expired at {gone.expires_at:.0f}"))
     regions = sorted(topo.regions)
     failing = [r for r in regions if snapshot.health_of(r).last_probe_failed]
@@ -284,48 +298,64 @@ def decide(snapshot: Snapshot) -> Steering:
 
     progress = _advance_failback(snapshot, notes)
     serving = [g for g in sorted(topo.geographies) if snapshot.usable_in(g)]
-    stranded = [g for g in sorted(topo.geographies) if g not in serving]
-    load_in = {g: snapshot.demand_qps.get(g) for g in serving}
-    spare = {g: sum(snapshot.capacity_of(r) * s.max_utilization for r in snapshot.usable_in(g)) - (load_in[g] or 0.0)
-             for g in serving}
-    routes: dict[str, str] = {}
-    alerts: list[str] = []
-    for g in stranded:
-        via = max(serving, key=lambda v: (spare[v], [-ord(c) for c in v]))
-        routes[g] = via
-        extra = snapshot.demand_qps.get(g, 0.0)
-        spare[via] -= extra
-        if load_in[via] is not None:
-            load_in[via] = (load_in[via] or 0.0) + extra
-        drained_ok = [r.name for r in topo.regions_in(g)
-                      if snapshot.drained(r.name) and snapshot.health_of(r.name).probed is HealthState.HEALTHY]
-        hint = f"; drained but healthy: {', '.join(sorted(drained_ok))} (consider undrain)" if drained_ok else ""
-        alerts.append(f"geography {g} has no usable region: its users are served anonymously by {via}{hint}")
-
+    routes, load_in, alerts = _route_stranded(snapshot, serving)
     weights: dict[str, Mapping[str, int]] = {}
     for g in serving:
         shares = _geo_shares(snapshot, g, demand=load_in[g], active=active, progress=progress, notes=notes)
         percent = to_percent(shares)
-        weights[g] = MappingProxyType({r.name: percent.get(r.name, 0) for r in sorted(topo.regions_in(g), key=lambda x: x.name)})
+        weights[g] = MappingProxyType({r: percent.get(r, 0) for r in sorted(x.name for x in topo.regions_in(g))})
     cross = {g: CrossGeoRoute(geography=g, via=v, weights=weights[v]) for g, v in routes.items()}
+    hints = _tier_hints(snapshot, weights=weights, load_in=load_in, notes=notes)
+    reasons = _explain(snapshot, weights=weights, progress=progress) + notes
+    reasons += [(g, a) for g, a in zip(sorted(routes), alerts)]
+    return Steering(weights=MappingProxyType(weights), cross_geo=MappingProxyType(cross),
+                    max_tier=MappingProxyType(hints), failback=MappingProxyType(progress), overrides=active,
+                    reasons=tuple(reasons), fail_static=False, alerts=tuple(alerts))
 
-    hints: dict[str, TierHint] = {}
-    for g in serving:
-        if load_in[g] is None:
+
+def _route_stranded(snapshot: Snapshot, serving: list[str]) -> tuple[dict[str, str], dict[str, float | None], list[str]]:
+    """Geographies without a usable region -> the serving geography with the most spare capacity.
+
+    Returns the routes, the load per serving geography (own demand plus anonymous demand routed
+    to it; None when its own demand is unknown) and one alert per stranded geography.
+    """
+    s, topo = snapshot.settings, snapshot.topology
+    load_in: dict[str, float | None] = {g: snapshot.demand_qps.get(g) for g in serving}
+    spare = {g: sum(snapshot.capacity_of(r) * s.max_utilization for r in snapshot.usable_in(g)) - (load_in[g] or 0.0)
+             for g in serving}
+    routes: dict[str, str] = {}
+    alerts: list[str] = []
+    for g in sorted(set(topo.geographies) - set(serving)):
+        via = max(serving, key=lambda v: spare[v])  # serving is sorted: the smallest name wins ties
+        routes[g] = via
+        extra = snapshot.demand_qps.get(g, 0.0)
+        spare[via] -= extra
+        own = load_in[via]
+        if own is not None:
+            load_in[via] = own + extra
+        drained_ok = sorted(r.name for r in topo.regions_in(g)
+                            if snapshot.drained(r.name) and snapshot.health_of(r.name).probed is HealthState.HEALTHY)
+        undrain = f"; drained but healthy: {', '.join(drained_ok)} (consider undrain)" if drained_ok else ""
+        alerts.append(f"geography {g} has no usable region: its users are served anonymously by {via}{undrain}")
+    return routes, load_in, alerts
+
+
+def _tier_hints(snapshot: Snapshot, *, weights: Weights, load_in: Mapping[str, float | None],
+                notes: list[tuple[str, str]]) -> dict[str, TierHint]:
+    """A hint for every region whose planned load exceeds max_utilization of its capacity."""
+    s, hints = snapshot.settings, {}
+    for g, geo_weights in sorted(weights.items()):
+        load = load_in.get(g)
+        if load is None:
             continue
-        for r, w in weights[g].items():
+        for r, w in geo_weights.items():
             cap = snapshot.capacity_of(r) * s.max_utilization
-            hint = tier_hint(region=r, load_qps=load_in[g] * w / 100.0, capacity_qps=cap, settings=s)
+            hint = tier_hint(region=r, load_qps=load * w / 100.0, capacity_qps=cap, settings=s)
             if hint is not None and w > 0:
                 hints[r] = hint
                 notes.append((r, f"load {hint.load_qps:.0f} QPS > {cap:.0f} QPS: {hint.fraction:.1%} of requests "
                                  f"ask for at most tier {hint.max_tier!r}"))
-
-    reasons = _explain(snapshot, weights=weights, progress=progress) + notes
-    reasons += [(g, a) for g, a in zip(stranded, alerts)]
-    return Steering(weights=MappingProxyType(weights), cross_geo=MappingProxyType(cross),
-                    max_tier=MappingProxyType(hints), failback=MappingProxyType(progress), overrides=active,
-                    reasons=tuple(reasons), fail_static=False, alerts=tuple(alerts))
+    return hints
 
 
 def _explain(snapshot: Snapshot, *, weights: Weights, progress: Mapping[str, FailbackProgress]) -> list[tuple[str, str]]:

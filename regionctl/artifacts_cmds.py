@@ -23,6 +23,7 @@ from replication.manifest import Manifest
 from replication.verifying import SemanticCheck, promote_verified, verify_bundle
 
 T = TypeVar("T")
+_QUALITY = ("ndcg", "recall", "precision", "auc", "hit", "mrr", "map")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = (REPO_ROOT / "var" / "artifacts").as_uri()  # the local stack's store; no cloud needed
 
@@ -93,8 +94,10 @@ def _size(n: int) -> str:
 
 
 def _metrics(metrics: Any) -> str:
-    shown = [f"{k}={v:.3f}" for k, v in sorted(metrics.items()) if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return " ".join(shown[:4])
+    """Up to four numeric offline metrics, quality ones (ndcg, recall, ...) first."""
+    numeric = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numeric.sort(key=lambda kv: (not any(q in kv[0].lower() for q in _QUALITY), kv[0]))
+    return " ".join(f"{k}={v:.3f}" for k, v in numeric[:4])
 
 
 @artifacts_app.command("list")

@@ -12,6 +12,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="ShopNow mult
 _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.capacity_cmds",
     "regionctl.journal_cmds",
+    "regionctl.artifacts_cmds",
 )
 
 

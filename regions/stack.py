@@ -212,3 +212,109 @@ def select(state: StackState, *, names: Iterable[str] = (), region: str = "", ki
 
 
 ProgressFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StackUrls:
+    artifacts: str
+    control_store: str
+
+
+def stack_urls(state_dir: Path) -> StackUrls:
+    """Where the local stack keeps its bundles and its control store (both under the state dir's parent)."""
+    root = state_dir.resolve()
+    return StackUrls(artifacts=f"file://{root / 'artifacts'}", control_store=f"sqlite:///{root / 'control.db'}")
+
+
+def up(
+    topology: Topology, *, state_dir: Path, urls: StackUrls, progress: ProgressFn = lambda _m: None,
+    ready_timeout_s: float = 60.0, kinds: Iterable[str] | None = None,
+) -> StackState:
+    """Start every process of the stack that is not already running; wait until each is ready."""
+    state = StackState.load(state_dir)
+    wanted = set(kinds) if kinds is not None else None
+    specs = process_specs(topology, state_dir=state_dir, artifacts_url=urls.artifacts, control_store_url=urls.control_store)
+    env = {"REGIONCTL_TOPOLOGY": str(_topology_path_env()), "REGIONCTL_STATE_DIR": str(state_dir),
+           "REGIONCTL_ARTIFACTS": urls.artifacts, "REGIONCTL_CONTROL_STORE": urls.control_store}
+    started: list[RunningProcess] = []
+    try:
+        for spec in specs:
+            if wanted is not None and spec.kind not in wanted:
+                continue
+            existing = state.processes.get(spec.name)
+            if existing is not None and is_running(existing):
+                continue
+            if spec.port and port_open(spec.port):
+                raise InputError("port", f"{spec.name} needs port {spec.port}, which something else already uses; "
+                                 "stop it or change topology.toml")
+            proc = start_process(spec, state_dir=state_dir, env=env)
+            state.processes[spec.name] = proc
+            state.save(state_dir)
+            started.append(proc)
+            progress(f"started {spec.name} (pid {proc.pid})")
+            if spec.kind in ("redis", "controller", "edge"):
+                wait_ready(proc, timeout=ready_timeout_s)
+        for proc in started:
+            wait_ready(proc, timeout=ready_timeout_s)
+    except Exception:
+        state.save(state_dir)
+        raise
+    return state
+
+
+def _topology_path_env() -> Path:
+    from regions.topology import default_topology_path
+
+    return default_topology_path().resolve()
+
+
+def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
+    """Stop exactly the processes `up` recorded, edge first and Redis last."""
+    state = StackState.load(state_dir)
+    order = ["edge", "controller", "cell", "replicator", "feature-updater", "redis"]
+    stopped: list[str] = []
+    for kind in order:
+        names = stop_processes([p for p in state.processes.values() if p.kind == kind])
+        for name in names:
+            progress(f"stopped {name}")
+        stopped.extend(names)
+    state.processes.clear()
+    state.save(state_dir)
+    return stopped
+
+
+def ps(*, state_dir: Path) -> list[tuple[RunningProcess, bool]]:
+    state = StackState.load(state_dir)
+    return [(p, is_running(p)) for p in state.processes.values()]
+
+
+def kill(state_dir: Path, *, names: Iterable[str] = (), region: str = "", kinds: Iterable[str] = ()) -> list[str]:
+    """SIGKILL the chosen processes of the stack (what a crash looks like)."""
+    state = StackState.load(state_dir)
+    chosen = select(state, names=names, region=region, kinds=kinds)
+    killed = [p.name for p in chosen if signal_process(p, signal.SIGKILL)]
+    for proc in chosen:
+        _reap(proc.pid)
+    return killed
+
+
+def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), region: str = "", kinds: Iterable[str] = (),
+            ready_timeout_s: float = 60.0) -> list[str]:
+    """Start again the chosen processes that are not running, with their recorded command lines."""
+    state = StackState.load(state_dir)
+    chosen = select(state, names=names, region=region, kinds=kinds)
+    urls = stack_urls(state_dir)
+    env = {"REGIONCTL_TOPOLOGY": str(_topology_path_env()), "REGIONCTL_STATE_DIR": str(state_dir),
+           "REGIONCTL_ARTIFACTS": urls.artifacts, "REGIONCTL_CONTROL_STORE": urls.control_store}
+    order = {"redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5}
+    restarted = []
+    for old in sorted(chosen, key=lambda p: order.get(p.kind, 9)):
+        if is_running(old):
+            continue
+        spec = ProcessSpec(name=old.name, kind=old.kind, argv=tuple(old.argv), region=old.region, port=old.port)
+        proc = start_process(spec, state_dir=state_dir, env=env)
+        state.processes[old.name] = proc
+        state.save(state_dir)
+        wait_ready(proc, timeout=ready_timeout_s)
+        restarted.append(old.name)
+    return restarted

@@ -29,6 +29,7 @@ is drained in batches of `batch_size` (XREAD COUNT): memory stays bounded whatev
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -39,9 +40,9 @@ from regions import redis_keys
 from regions.errors import InputError, TemporaryError
 from regions.geo import replication_peers
 from regions.topology import Topology
-from replication.events import EVENT_WEIGHTS
-from replication.interaction_log import dead_letter_fields, decode_entry, stream_last_id
-from replication.lag import ZERO, StreamId, parse_stream_id
+from replication.events import EVENT_WEIGHTS, Event
+from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry, stream_last_id
+from replication.lag import StreamId, parse_stream_id
 from replication.metrics import ReplicationMetrics, collect_pairs
 
 _COPY_SCRIPT = """
@@ -63,21 +64,17 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
 end
 local added, skipped = 0, 0
-local i = 2
-while i <= #ARGV do
-  local id, user, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+for _, e in ipairs(cjson.decode(ARGV[2])) do
+  local id = e[1]
   if greater(id, last) then
-    if redis.call('HEXISTS', KEYS[2], user) == 0 then
-      local args = {'XADD', KEYS[1], id}
-      for j = 1, 2 * n do args[#args + 1] = ARGV[i + 2 + j] end
-      redis.call(unpack(args))
+    if redis.call('HEXISTS', KEYS[2], e[2]) == 0 then
+      redis.call('XADD', KEYS[1], id, unpack(e[3]))
       added = added + 1
     else
       skipped = skipped + 1
     end
     last = id
   end
-  i = i + 3 + 2 * n
 end
 if greater(ARGV[1], last) then
   if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -93,7 +90,7 @@ return {added, skipped, last}
 _POPULARITY_SCRIPT = """
 local current = redis.call('GET', KEYS[2]) or '0-0'
 if current ~= ARGV[1] then return {0, current} end
-for i = 3, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i]) end
+for item, delta in pairs(cjson.decode(ARGV[3])) do redis.call('ZINCRBY', KEYS[1], delta, item) end
 redis.call('SET', KEYS[2], ARGV[2])
 return {1, ARGV[2]}
 """
@@ -111,6 +108,9 @@ class ReplicatorSettings:
     """How often an unreachable peer is tried again: a restarted Redis is noticed within a second."""
     metrics_interval_s: float = 1.0
     """Lag gauges are refreshed once a second: RPO is reported in seconds."""
+    popularity_flush_s: float = 1.0
+    """Popularity is a slow-moving aggregate: one write per region per second (and whenever the
+    replicator is idle) is fresh enough, and keeps three extra round trips off every batch."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10_000:
@@ -142,7 +142,19 @@ class _Target:
     """True for a same-geography peer (gets the events); False for a popularity-only region."""
     position: StreamId | None = None
     popularity_position: str | None = None
+    """Durable: the last source id whose popularity is counted in this region."""
+    pending: dict[str, float] = field(default_factory=dict)
+    """Popularity deltas read but not yet written (lost on a crash, re-read from `popularity_position`)."""
+    pending_upto: StreamId | None = None
+    flush_at: float = 0.0
     retry_at: float = 0.0
+
+    def popularity_read_position(self) -> StreamId:
+        assert self.popularity_position is not None
+        return self.pending_upto or parse_stream_id(self.popularity_position)
+
+
+_Entry = tuple[StreamId, str, dict[str, str]]
 
 
 def _text(value: Any) -> str:
@@ -170,6 +182,7 @@ class Replicator:
         self._copy = {name: clients[name].register_script(_COPY_SCRIPT) for name in self.peers}
         self._popularity = {name: clients[name].register_script(_POPULARITY_SCRIPT) for name in topology.regions}
         self._next_metrics = 0.0
+        self._reader = StreamReader(clients[source])
 
     # -- positions -------------------------------------------------------------------------
     def _refresh(self, target: _Target, now: float) -> bool:
@@ -192,6 +205,8 @@ class Replicator:
     def _down(self, target: _Target, now: float) -> None:
         target.position = None
         target.popularity_position = None
+        target.pending = {}
+        target.pending_upto = None
         target.retry_at = now + self.settings.retry_s
 
     # -- one step ----------------------------------------------------------------------------
@@ -207,80 +222,84 @@ class Replicator:
             self._sleep(self.settings.retry_s)
             return result
         starts = [t.position for t in live if t.copy and t.position is not None]
-        starts += [parse_stream_id(t.popularity_position) for t in live]
-        start = min(starts)
-        source = self._clients[self.source]
+        starts += [t.popularity_read_position() for t in live]
+        start = str(min(starts))
         try:
-            reply = source.xread({redis_keys.EVENT_LOG: str(start)}, count=self.settings.batch_size, block=self.settings.block_ms or None)
+            batch = self._reader.read(redis_keys.EVENT_LOG, after=start, count=self.settings.batch_size, tombstones=True)
         except redis.RedisError as exc:
             raise TemporaryError(f"source region {self.source!r} unreachable: {exc}", delay=self.settings.retry_s) from exc
-        entries = reply[0][1] if reply else []
-        if not entries:
+        if not batch.entries:
+            self._flush_all(live, force=True)
+            try:
+                self._reader.wait({redis_keys.EVENT_LOG: start}, block_ms=self.settings.block_ms)
+            except redis.RedisError as exc:
+                raise TemporaryError(f"source region {self.source!r} unreachable: {exc}", delay=self.settings.retry_s) from exc
             return result
+        entries = [(parse_stream_id(i), i, f) for i, f in batch.entries]
         result.read = len(entries)
         good, poison = self._classify(entries)
         result.poison = len(poison)
         if poison:
             self._dead_letter(poison, entries)
-        tombstoned = self._source_tombstones(good)
         for target in live:
             try:
                 if target.copy:
-                    copied, skipped = self._copy_to(target, entries, good, tombstoned)
+                    copied, skipped = self._copy_to(target, entries, good, batch.tombstoned)
                     result.copied[target.region] = copied
                     result.skipped_tombstoned += skipped
                 self._add_popularity(target, entries, good)
             except redis.RedisError:
                 self._down(target, self._clock())
                 result.unreachable.append(target.region)
+        self._flush_all(live, force=False)
         return result
 
-    def _classify(self, entries: list[Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        good: dict[str, Any] = {}
+    def _flush_all(self, targets: list[_Target], *, force: bool) -> None:
+        now = self._clock()
+        for target in targets:
+            if target.pending_upto is None or (not force and now < target.flush_at):
+                continue
+            try:
+                self._flush_popularity(target)
+                target.flush_at = now + self.settings.popularity_flush_s
+            except redis.RedisError:
+                self._down(target, now)
+
+    def _classify(self, entries: list[_Entry]) -> tuple[dict[str, Event], dict[str, str]]:
+        good: dict[str, Event] = {}
         poison: dict[str, str] = {}
-        for raw_id, fields in entries:
-            entry_id = _text(raw_id)
+        for _, entry_id, fields in entries:
             try:
                 good[entry_id] = decode_entry(fields, topology=self.topology, region=self.source)
             except InputError as exc:
                 poison[entry_id] = str(exc)
         return good, poison
 
-    def _dead_letter(self, poison: dict[str, str], entries: list[Any]) -> None:
+    def _dead_letter(self, poison: dict[str, str], entries: list[_Entry]) -> None:
         # An entry some target has already passed was recorded when it was first read (recording
         # comes before delivery): a batch re-read for a lagging target does not record it again.
         known = [t.position for t in self._targets.values() if t.position is not None]
         known += [parse_stream_id(t.popularity_position) for t in self._targets.values() if t.popularity_position is not None]
         done = max(known, default=None)
-        with self._clients[self.source].pipeline(transaction=False) as pipe:
-            for raw_id, fields in entries:
-                entry_id = _text(raw_id)
-                if entry_id in poison and (done is None or parse_stream_id(entry_id) > done):
-                    pipe.xadd(redis_keys.DEAD_LETTER, dead_letter_fields(  # type: ignore[arg-type]
-                        stream=redis_keys.EVENT_LOG, entry_id=entry_id, fields=fields,
-                        reason=poison[entry_id], consumer=f"replicator:{self.source}"))
-                    if self.metrics:
-                        self.metrics.dead_letters.labels(region=self.source, consumer="replicator").inc()
-            pipe.execute()
-
-    def _source_tombstones(self, good: Mapping[str, Any]) -> set[str]:
-        users = sorted({e.user_id for e in good.values()})
-        if not users:
-            return set()
         try:
-            flags = self._clients[self.source].hmget(redis_keys.TOMBSTONES, users)
+            with self._clients[self.source].pipeline(transaction=False) as pipe:
+                for sid, entry_id, fields in entries:
+                    if entry_id in poison and (done is None or sid > done):
+                        pipe.xadd(redis_keys.DEAD_LETTER, dead_letter_fields(  # type: ignore[arg-type]
+                            stream=redis_keys.EVENT_LOG, entry_id=entry_id, fields=fields,
+                            reason=poison[entry_id], consumer=f"replicator:{self.source}"))
+                        if self.metrics:
+                            self.metrics.dead_letters.labels(region=self.source, consumer="replicator").inc()
+                pipe.execute()
         except redis.RedisError as exc:
             raise TemporaryError(f"source region {self.source!r} unreachable: {exc}", delay=self.settings.retry_s) from exc
-        return {u for u, f in zip(users, flags) if f is not None}
 
-    def _copy_to(self, target: _Target, entries: list[Any], good: Mapping[str, Any], tombstoned: set[str]) -> tuple[int, int]:
+    def _copy_to(self, target: _Target, entries: list[_Entry], good: Mapping[str, Event], tombstoned: frozenset[str]) -> tuple[int, int]:
         assert target.position is not None
-        args: list[Any] = []
+        payload: list[Any] = []
         last = target.position
         skipped = 0
-        for raw_id, fields in entries:
-            entry_id = _text(raw_id)
-            sid = parse_stream_id(entry_id)
+        for sid, entry_id, fields in entries:
             if sid <= target.position:
                 continue
             last = sid
@@ -290,42 +309,44 @@ class Replicator:
             if event.user_id in tombstoned:
                 skipped += 1
                 continue
-            args += [entry_id, event.user_id, len(fields)]
-            for k, v in fields.items():
-                args += [k, v]
+            payload.append([entry_id, event.user_id, [x for kv in fields.items() for x in kv]])
         if last == target.position:
             return 0, 0
         added, skipped_there, new_last = self._copy[target.region](
-            keys=[redis_keys.replica_log(self.source), redis_keys.TOMBSTONES], args=[str(last), *args],
+            keys=[redis_keys.replica_log(self.source), redis_keys.TOMBSTONES], args=[str(last), json.dumps(payload)],
             client=self._clients[target.region])
-        target.position = parse_stream_id(new_last)
+        target.position = parse_stream_id(_text(new_last))
         if self.metrics and added:
             self.metrics.replicated.labels(source=self.source, destination=target.region).inc(int(added))
         return int(added), skipped + int(skipped_there)
 
-    def _add_popularity(self, target: _Target, entries: list[Any], good: Mapping[str, Any]) -> None:
-        assert target.popularity_position is not None
-        position = parse_stream_id(target.popularity_position)
-        deltas: dict[str, float] = {}
+    def _add_popularity(self, target: _Target, entries: list[_Entry], good: Mapping[str, Event]) -> None:
+        position = target.popularity_read_position()
+        deltas = target.pending
         last = position
-        for raw_id, _ in entries:
-            entry_id = _text(raw_id)
-            sid = parse_stream_id(entry_id)
+        for sid, entry_id, _ in entries:
             if sid <= position:
                 continue
             last = sid
             event = good.get(entry_id)
-            if event is not None and EVENT_WEIGHTS[event.type] > 0:
-                deltas[event.item_id] = deltas.get(event.item_id, 0.0) + EVENT_WEIGHTS[event.type]
-        if last == position:
-            return
-        args: list[Any] = [target.popularity_position, str(last)]
-        for item, delta in deltas.items():
-            args += [item, repr(delta)]
+            if event is not None:
+                weight = EVENT_WEIGHTS[event.type]
+                if weight > 0:
+                    deltas[event.item_id] = deltas.get(event.item_id, 0.0) + weight
+        if last != position:
+            target.pending_upto = last
+
+    def _flush_popularity(self, target: _Target) -> None:
+        """Add the pending deltas in the target region, exactly once (compare-and-set on its checkpoint)."""
+        assert target.popularity_position is not None and target.pending_upto is not None
         ok, current = self._popularity[target.region](
-            keys=[redis_keys.ITEM_POPULARITY, popularity_checkpoint(self.source)], args=args,
+            keys=[redis_keys.ITEM_POPULARITY, popularity_checkpoint(self.source)],
+            args=[target.popularity_position, str(target.pending_upto),
+                  json.dumps({k: repr(v) for k, v in target.pending.items()})],
             client=self._clients[target.region])
         target.popularity_position = _text(current)
+        target.pending = {}
+        target.pending_upto = None
 
     # -- metrics and the loop ------------------------------------------------------------------
     def _maybe_update_metrics(self, now: float) -> None:

@@ -215,9 +215,9 @@ def _run_semantic_check(check: SemanticCheck, bundle_dir: Path, manifest: Manife
         raise
     except Exception as exc:  # any failure of a check refuses the bundle: the last good one keeps serving
         name = getattr(check, "__name__", type(check).__name__)
+        detail = str(getattr(exc, "detail", "")) or (str(exc) if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}")
         raise BundleRejected(
-            file=str(getattr(exc, "file", "?")), check=str(getattr(exc, "check", name)),
-            detail=f"{type(exc).__name__}: {exc}",
+            file=str(getattr(exc, "file", "?")), check=str(getattr(exc, "check", name)), detail=detail,
         ) from exc
 
 

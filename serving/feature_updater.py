@@ -15,6 +15,7 @@ it writes, so a user deleted while the batch was being computed is not brought b
 from __future__ import annotations
 
 import heapq
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -25,7 +26,8 @@ from regions import redis_keys
 from regions.errors import InputError, TemporaryError
 from regions.geo import replication_peers
 from regions.topology import Topology
-from replication.interaction_log import dead_letter_fields, decode_entry
+from replication.events import Event
+from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry
 from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag
 from serving.user_state import UserState, apply_event
@@ -33,36 +35,24 @@ from serving.user_state import UserState, apply_event
 CONSUMER = "feature-updater"
 
 _COMMIT_SCRIPT = """
-local n_ckpt, n_users, n_dead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local a = 4
-for i = 1, n_ckpt do
+-- KEYS: tombstones, dead letters, one checkpoint per stream, one uf: key per user.
+-- ARGV[1]: JSON {"ckpt": [[expected, new], ...], "users": [[user_id, [field, value, ...]], ...],
+--                "dead": [[field, value, ...], ...]}
+local batch = cjson.decode(ARGV[1])
+local n_ckpt = #batch.ckpt
+for i, c in ipairs(batch.ckpt) do
   local current = redis.call('GET', KEYS[2 + i]) or '0-0'
-  if current ~= ARGV[a] then return {0, 0} end
-  a = a + 2
+  if current ~= c[1] then return {0, 0} end
 end
-a = 4
-for i = 1, n_ckpt do
-  redis.call('SET', KEYS[2 + i], ARGV[a + 1])
-  a = a + 2
-end
+for i, c in ipairs(batch.ckpt) do redis.call('SET', KEYS[2 + i], c[2]) end
 local written = 0
-for u = 1, n_users do
-  local user, n = ARGV[a], tonumber(ARGV[a + 1])
-  if redis.call('HEXISTS', KEYS[1], user) == 0 then
-    local args = {'HSET', KEYS[2 + n_ckpt + u]}
-    for j = 1, 2 * n do args[#args + 1] = ARGV[a + 1 + j] end
-    redis.call(unpack(args))
+for u, entry in ipairs(batch.users) do
+  if redis.call('HEXISTS', KEYS[1], entry[1]) == 0 then
+    redis.call('HSET', KEYS[2 + n_ckpt + u], unpack(entry[2]))
     written = written + 1
   end
-  a = a + 2 + 2 * n
 end
-for d = 1, n_dead do
-  local n = tonumber(ARGV[a])
-  local args = {'XADD', KEYS[2], '*'}
-  for j = 1, 2 * n do args[#args + 1] = ARGV[a + j] end
-  redis.call(unpack(args))
-  a = a + 1 + 2 * n
-end
+for _, fields in ipairs(batch.dead) do redis.call('XADD', KEYS[2], '*', unpack(fields)) end
 return {1, written}
 """
 
@@ -120,6 +110,7 @@ class FeatureUpdater:
         self._sleep = sleep
         self._positions: dict[str, str] | None = None
         self._commit = client.register_script(_COMMIT_SCRIPT)
+        self._reader = StreamReader(client)
         self._next_metrics = 0.0
 
     def checkpoint_key(self, stream: str) -> str:
@@ -145,30 +136,35 @@ class FeatureUpdater:
         now = self._clock()
         positions = self._load_positions()
         self._maybe_update_metrics(positions, now)
-        reply = self.client.xread(dict(positions), count=self.settings.batch_size, block=self.settings.block_ms or None)
+        batches = {s: self._reader.read(s, after=positions[s], count=self.settings.batch_size, tombstones=True)
+                   for s in self.streams}
         result = UpdateResult()
-        if not reply:
+        if not any(b.entries for b in batches.values()):
+            self._reader.wait(positions, block_ms=self.settings.block_ms)
             return result
+        tombstoned = frozenset().union(*(b.tombstoned for b in batches.values()))
         # Merge the streams by id, so a user's events are applied in acknowledgement order. A stream
         # that filled its batch may hold more entries below another stream's newest: stop at the
         # smallest last id among full batches; the rest waits for the next step.
-        tagged = [[(parse_stream_id(_text(i)), _text(s), f) for i, f in entries] for s, entries in reply]
+        tagged = [[(parse_stream_id(i), s, f) for i, f in b.entries] for s, b in batches.items()]
         full = [batch[-1][0] for batch in tagged if len(batch) >= self.settings.batch_size]
         cut = min(full) if full else None
         merged = [t for t in heapq.merge(*tagged, key=lambda t: t[0]) if cut is None or t[0] <= cut]
         result.read = len(merged)
         new_positions = dict(positions)
-        events: list[tuple[str, Any]] = []
-        dead: list[dict[str, str]] = []
+        events: list[tuple[str, Event]] = []
+        dead: list[list[str]] = []
         for sid, stream, fields in merged:
             new_positions[stream] = str(sid)
             try:
                 events.append((stream, decode_entry(fields, topology=self.topology, region=self.region)))
             except InputError as exc:
-                dead.append(dead_letter_fields(stream=stream, entry_id=str(sid), fields=fields, reason=str(exc), consumer=f"{CONSUMER}:{self.region}"))
+                entry = dead_letter_fields(stream=stream, entry_id=str(sid), fields=fields, reason=str(exc),
+                                           consumer=f"{CONSUMER}:{self.region}")
+                dead.append([x for kv in entry.items() for x in kv])
         result.poison = len(dead)
-        users = sorted({e.user_id for _, e in events})
-        states, tombstoned = self._read_users(users)
+        users = sorted({e.user_id for _, e in events} - tombstoned)
+        states = self._read_users(users)
         category_of = self._category_lookup([e.item_id for _, e in events])
         applied_per_stream: dict[str, int] = {}
         for stream, event in events:
@@ -178,22 +174,14 @@ class FeatureUpdater:
             states[event.user_id] = apply_event(states[event.user_id], event_type=event.type, item_id=event.item_id,
                                                 ts=event.ts, category_of=category_of, price=event.price)
             applied_per_stream[stream] = applied_per_stream.get(stream, 0) + 1
-        live_users = [u for u in users if u not in tombstoned]
         keys = [redis_keys.TOMBSTONES, redis_keys.DEAD_LETTER, *(self.checkpoint_key(s) for s in self.streams),
-                *(redis_keys.user_features(u) for u in live_users)]
-        args: list[Any] = [len(self.streams), len(live_users), len(dead)]
-        for s in self.streams:
-            args += [positions[s], new_positions[s]]
-        for user in live_users:
-            mapping = states[user].to_hash()
-            args += [user, len(mapping)]
-            for k, v in mapping.items():
-                args += [k, v]
-        for entry in dead:
-            args.append(len(entry))
-            for k, v in entry.items():
-                args += [k, v]
-        ok, written = self._commit(keys=keys, args=args)
+                *(redis_keys.user_features(u) for u in users)]
+        payload = {
+            "ckpt": [[positions[s], new_positions[s]] for s in self.streams],
+            "users": [[u, [x for kv in states[u].to_hash().items() for x in kv]] for u in users],
+            "dead": dead,
+        }
+        ok, written = self._commit(keys=keys, args=[json.dumps(payload)])
         if not int(ok):
             self._positions = None
             result.conflict = True
@@ -210,16 +198,14 @@ class FeatureUpdater:
                 self.metrics.dead_letters.labels(region=self.region, consumer=CONSUMER).inc(len(dead))
         return result
 
-    def _read_users(self, users: list[str]) -> tuple[dict[str, UserState], set[str]]:
+    def _read_users(self, users: list[str]) -> dict[str, UserState]:
         if not users:
-            return {}, set()
+            return {}
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(redis_keys.TOMBSTONES, users)
             for user in users:
                 pipe.hgetall(redis_keys.user_features(user))
             replies = pipe.execute()
-        tombstoned = {u for u, flag in zip(users, replies[0]) if flag is not None}
-        return {u: UserState.from_hash(raw) for u, raw in zip(users, replies[1:])}, tombstoned
+        return {u: UserState.from_hash(raw) for u, raw in zip(users, replies)}
 
     def _category_lookup(self, items: list[str]) -> Callable[[str], str | None]:
         if not self._fixed_categories:

@@ -28,7 +28,7 @@ import math
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from fallback_tiers.tiers import ScoredItem, TierOutput
 from regions.errors import InputError
@@ -107,45 +107,60 @@ def rerank(
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise InputError("count", f"{count!r} is not allowed; use an integer >= 0.")
     rules = rules or RerankRules()
-    stock = stock or {}
+    fresh = stock or {}
     excluded = frozenset(exclude)
 
     def available(item_id: str) -> bool:
-        return item_id not in excluded and in_stock(item_id, catalog=catalog, stock=stock)
+        return item_id not in excluded and in_stock(item_id, catalog=catalog, stock=fresh)
 
     pins = sorted((pos, item) for item, pos in rules.pins.items() if pos < count and available(item))
     pinned = {item for _, item in pins}
-
+    pin_scores: dict[str, float] = {}
     seen: set[str] = set(pinned)
-    scores: dict[str, float] = {}
-    parts: list[list[ScoredItem]] = []
-    for part in (ranked, reserve):
-        kept: list[ScoredItem] = []
-        for cand in part:
-            if cand.item_id in pinned and cand.item_id not in scores:
-                scores[cand.item_id] = boosted(cand.score, catalog[cand.item_id], rules)
-            if cand.item_id in seen or not available(cand.item_id):
-                continue
-            seen.add(cand.item_id)
-            kept.append(ScoredItem(cand.item_id, boosted(cand.score, catalog[cand.item_id], rules)))
-        kept.sort(key=lambda c: c.score, reverse=True)  # stable: ties keep the list's order
-        parts.append(kept)
-    pool = parts[0] + parts[1]
 
-    body = _diverse(pool, target=count - len(pins), catalog=catalog, rules=rules, pinned=[i for _, i in pins])
-    slate = list(body)
-    for position, item in pins:
-        slate.insert(min(position, len(slate)), ScoredItem(item, scores.get(item, 0.0)))
+    boosting = bool(rules.category_boosts or rules.brand_boosts)
+
+    def ordered(part: Sequence[ScoredItem]) -> list[tuple[float, str]]:
+        """Known, first occurrences, by boosted score (stable). Stock is checked lazily, later."""
+        rows: list[tuple[float, str]] = []
+        for cand in part:
+            item_id = cand.item_id
+            meta = catalog.get(item_id)
+            if meta is None:
+                continue
+            if item_id in pinned and item_id not in pin_scores:
+                pin_scores[item_id] = boosted(cand.score, meta, rules)
+            if item_id in seen:
+                continue
+            seen.add(item_id)
+            score = cand.score
+            rows.append((boosted(score, meta, rules) if boosting or score != score else score, item_id))
+        rows.sort(key=_score, reverse=True)
+        return rows
+
+    parts = (ordered(ranked), ordered(reserve))
+    stream = (row for part in parts for row in part if available(row[1]))
+    body = _diverse(stream, target=count - len(pins), catalog=catalog, rules=rules, pinned=[i for _, i in pins])
+    slate = [ScoredItem(item_id, score) for score, item_id in body]
+    for position, item_id in pins:
+        slate.insert(min(position, len(slate)), ScoredItem(item_id, pin_scores.get(item_id, 0.0)))
     return tuple(slate)
 
 
+def _score(row: tuple[float, str]) -> float:
+    return row[0]
+
+
 def _diverse(
-    pool: list[ScoredItem], *, target: int, catalog: Mapping[str, ItemMeta], rules: RerankRules, pinned: list[str],
-) -> list[ScoredItem]:
+    stream: Iterator[tuple[float, str]], *, target: int, catalog: Mapping[str, ItemMeta], rules: RerankRules,
+    pinned: list[str],
+) -> list[tuple[float, str]]:
     """Greedy picks under the caps; relax both caps while the slate is short.
 
-    Each round relaxes the caps by one, or straight to the smallest slack that lets some candidate
-    in, so every round after the first picks at least one item: at most `target` + 1 rounds.
+    The first (strict) round reads the candidates lazily and stops once the slate is full, so a
+    long reserve costs nothing when the top of the list suffices. Each further round relaxes the
+    caps by one, or straight to the smallest slack that lets some candidate in, so every round
+    picks at least one item: at most `target` + 1 rounds.
     """
     categories = Tally(catalog[i].category for i in pinned)
     brands = Tally(catalog[i].brand for i in pinned)
@@ -154,25 +169,25 @@ def _diverse(
         meta = catalog[item_id]
         return max(categories[meta.category] - rules.max_per_category, brands[meta.brand] - rules.max_per_brand)
 
-    picked: list[ScoredItem] = []
-    left = pool
+    picked: list[tuple[float, str]] = []
+    left: Iterable[tuple[float, str]] = stream
     slack = 0
-    while len(picked) < target and left:
-        rest: list[ScoredItem] = []
-        for n, cand in enumerate(left):
-            if len(picked) >= target:
-                rest.extend(left[n:])
-                break
-            if excess(cand.item_id) < slack:
-                picked.append(cand)
-                meta = catalog[cand.item_id]
+    while len(picked) < target:
+        rest: list[tuple[float, str]] = []
+        for row in left:
+            if excess(row[1]) < slack:
+                picked.append(row)
+                meta = catalog[row[1]]
                 categories[meta.category] += 1
                 brands[meta.brand] += 1
+                if len(picked) >= target:
+                    break
             else:
-                rest.append(cand)
+                rest.append(row)
+        if len(picked) >= target or not rest:
+            break
         left = rest
-        if left:
-            slack = max(slack + 1, min(excess(c.item_id) for c in left) + 1)
+        slack = max(slack + 1, min(excess(row[1]) for row in rest) + 1)
     return picked
 
 

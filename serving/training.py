@@ -159,15 +159,17 @@ def write_stage(dataset: Dataset, *, as_of: float, out_dir: Path, settings: Trai
         order = np.lexsort((np.arange(len(scores)), -scores))[:k]
         return [dataset.items[int(ds_rows[r])].item_id for r in order if scores[r] > 0]
 
-    seg_of_user = {}
-    for u in range(len(dataset.users)):
-        seg_of_user[u] = segment_keys(dataset.users[u].attrs())
+    seg_of_user = [segment_keys(u.attrs()) for u in dataset.users]
     segments: dict[str, list[str]] = {}
-    keys = sorted({k for ks in seg_of_user.values() for k in ks})
-    user_keys = [seg_of_user[int(u)] for u in ev.user]
-    for key in keys:
-        mask = np.fromiter((key in ks for ks in user_keys), dtype=bool, count=len(user_keys))
-        segments[key] = top_ids(np.bincount(rows[mask], weights=(weight * decay)[mask], minlength=n_items), settings.segment_top)
+    for level in range(max(len(ks) for ks in seg_of_user)):  # most specific key, geography, 'all'
+        level_keys = [ks[level] if level < len(ks) else "" for ks in seg_of_user]
+        names = sorted(set(level_keys) - {""})
+        code = {k: n for n, k in enumerate(names)}
+        user_code = np.array([code.get(k, -1) for k in level_keys], dtype=np.int64)
+        ev_code = user_code[ev.user]
+        for key in names:
+            mask = ev_code == code[key]
+            segments[key] = top_ids(np.bincount(rows[mask], weights=(weight * decay)[mask], minlength=n_items), settings.segment_top)
 
     basket = (ev.kind == KIND_CODE["cart"]) | bought
     sess = np.unique(ev.session[basket], return_inverse=True)[1]
@@ -276,16 +278,16 @@ def evaluate_bundle(bundle: LoadedBundle, *, dataset: Dataset, states: Mapping[i
         m: ({}, {}) for m in ("full pipeline", "ALS retrieval only", "segment lists", "popularity")}
     cand_recall = []
     pop = bundle.item_ids(bundle.popularity[:100])
+    requests = []
     for n, user_id in enumerate(users):
         user = dataset.users[index_of[user_id]]
         state = states.get(index_of[user_id], UserState())
         vector = bundle.user_embedding(user_id, state)
         segment = bundle.segment_of(user.attrs())
         cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
-        scores = bundle.rank(state, cands, now, user_vector=vector)
-        ranked = bundle.item_ids(cands.rows[np.argsort(-scores, kind="stable")])
+        requests.append((cands, bundle.features(state=state, user_vector=vector, candidates=cands, now=now)))
         ann = bundle.item_ids(bundle.ann_candidates(vector, 100)[0]) if vector is not None else []
-        lists["full pipeline"][0][user_id], lists["full pipeline"][1][user_id] = ranked[:10], ann
+        lists["full pipeline"][1][user_id] = ann
         lists["ALS retrieval only"][0][user_id], lists["ALS retrieval only"][1][user_id] = ann[:10], ann
         seg = bundle.item_ids(bundle.segment_list(segment)[:100])
         lists["segment lists"][0][user_id], lists["segment lists"][1][user_id] = seg[:10], seg
@@ -294,13 +296,22 @@ def evaluate_bundle(bundle: LoadedBundle, *, dataset: Dataset, states: Mapping[i
         cand_recall.append(sum(1 for i in bundle.item_ids(cands.rows) if i in relevant) / len(relevant))
         if (n + 1) % 1000 == 0:
             progress(f"evaluation: {n + 1}/{len(users)} users")
+    # One predict call for all users: the same booster over the same rows as bundle.rank, batched.
+    all_scores = bundle.ranker.predict(np.vstack([X for _, X in requests]), num_threads=settings.num_threads)
+    bounds = np.cumsum([0] + [len(c) for c, _ in requests])
+    for n, user_id in enumerate(users):
+        cands = requests[n][0]
+        scores = all_scores[bounds[n]:bounds[n + 1]]
+        lists["full pipeline"][0][user_id] = bundle.item_ids(cands.rows[np.argsort(-scores, kind="stable")][:10])
     methods = {m: evaluate(top10=t10, top100=t100, truth=truth, n_items=len(bundle.items)) for m, (t10, t100) in lists.items()}
     return methods, float(np.mean(cand_recall)) if cand_recall else 0.0
 
 
 def train_bundle(dataset: Dataset, *, out_dir: Path, now: float, settings: TrainSettings = TrainSettings(),
-                 progress: Progress = lambda _msg: None, clock: Callable[[], float] = time.perf_counter) -> TrainResult:
-    """Train, write `out_dir` (must be absent or empty) with manifest.json, evaluate. `now` stamps the bundle."""
+                 bundle_version: str | None = None, progress: Progress = lambda _msg: None,
+                 clock: Callable[[], float] = time.perf_counter) -> TrainResult:
+    """Train, write `out_dir` (must be absent or empty) with manifest.json, evaluate. `now` stamps the
+    bundle; `bundle_version` defaults to replication.manifest.new_bundle_version(now)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InputError("out", f"{out_dir} already holds files; pass an empty or new directory")
@@ -345,7 +356,7 @@ def train_bundle(dataset: Dataset, *, out_dir: Path, now: float, settings: Train
         "index_kind": info["index_kind"], "n_items": info["n_items"], "n_users_with_embedding": info["n_users"],
         "train_events": info["events"], "eval_events": int(len(dataset.events.between(cutoff, dataset.end))),
     }
-    manifest = build_manifest(out_dir, bundle_version=new_bundle_version(now), created_at=now,
+    manifest = build_manifest(out_dir, bundle_version=bundle_version or new_bundle_version(now), created_at=now,
                               schema_version=SCHEMA_VERSION, data_watermark=info["watermark"], metrics=metrics)
     write_manifest(out_dir, manifest)
     return TrainResult(bundle_dir=out_dir, manifest=manifest, methods=methods, ndcg_ratio=ratio(full, pop),

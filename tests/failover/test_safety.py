@@ -173,3 +173,16 @@ def test_check_steering_flags_broken_results(states: dict, result: Steering, fra
 def test_check_steering_accepts_fail_static_weights_to_unhealthy_regions() -> None:
     result = steering({"us": {"us-east": 50, "us-west": 50}, "eu": {"eu-west": 100}}, fail_static=True)
     assert check_steering(snap(states={"us-east": U}), result) == ()
+
+
+def test_overrides_round_trip_through_dicts() -> None:
+    over = request_steer(snap(), geography="us", weights={"us-east": 30, "us-west": 70}, reason="why")
+    over = request_drain(replace(snap(), overrides=over), region="us-west", reason="maint")
+    assert Overrides.from_dict(over.to_dict()) == over
+
+
+@pytest.mark.parametrize("raw", [{"steer": {"us": {"weights": {}}}}, {"drains": {"a": None}}, {"steer": []}])
+def test_malformed_overrides_document_is_an_input_error(raw: dict) -> None:
+    with pytest.raises(InputError) as info:
+        Overrides.from_dict(raw)
+    assert info.value.field == "overrides"

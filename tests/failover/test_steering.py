@@ -353,3 +353,24 @@ def test_capacity_respected_near_full_load_with_degraded_regions(caps: list, sta
     result = decide(Snapshot(topology=topo, health=hs, now=NOW, demand_qps={"g": demand}))
     for region, weight in result.weights["g"].items():
         assert demand * weight / 100 <= topo.regions[region].capacity_qps * SETTINGS.max_utilization + demand / 100 + 1e-6
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(snapshots())
+def test_routing_table_is_accepted_by_the_edge(snapshot: Snapshot) -> None:
+    from failover.routing import parse_table
+
+    result = decide(snapshot)
+    table = parse_table(result.routing_table(version=3, updated_at=NOW), snapshot.topology)
+    assert table.fail_static is result.fail_static and table.version == 3
+    for geo, weights in result.weights.items():
+        assert (dict(table.route(geo).regions), table.route(geo).anonymous) == (dict(weights), False)
+    for geo, route in result.cross_geo.items():
+        assert (dict(table.route(geo).regions), table.route(geo).anonymous) == (dict(route.weights), True)
+    assert {r: (t.tier, t.fraction) for r, t in table.max_tier.items()} == {
+        r: (h.max_tier, h.fraction) for r, h in result.max_tier.items()}
+
+
+def test_failback_progress_round_trips() -> None:
+    p = FailbackProgress(region="us-east", stage=1, since=12.5)
+    assert FailbackProgress.from_dict(p.to_dict()) == p

@@ -10,7 +10,7 @@ from fallback_tiers.breaker import BreakerStatus, CircuitBreaker
 from fallback_tiers.deadline import Deadline
 from fallback_tiers.ladder import Ladder, TierSpec
 from fallback_tiers.settings import BreakerSettings, LadderSettings
-from fallback_tiers.tiers import Tier, TierOutput, TierRequest, min_items
+from fallback_tiers.tiers import DependencyFailed, SkipReason, Tier, TierOutput, TierRequest, min_items
 from serving.reranking import ItemMeta, RerankRules, in_stock, ladder_rules
 from tests.fallback_tiers.virtual import VirtualClock
 
@@ -18,6 +18,9 @@ CATALOG = {f"i{n}": ItemMeta(category=f"c{n % 4}", brand=f"b{n % 3}", stock=n % 
 """Every fifth item is out of stock in the catalog (stock 0)."""
 DEPS = {Tier.FULL: frozenset({"redis", "ranker"}), Tier.CACHED: frozenset({"redis"}), Tier.SEGMENT: frozenset()}
 ITEM_IDS = st.lists(st.sampled_from(sorted(CATALOG)), max_size=40)
+_LONG = [tuple(sorted(CATALOG, key=lambda i, k=k: (int(i[1:]) * (k + 7)) % 121)[:30]) for k in range(3)]
+TIER_IDS = st.one_of(st.sampled_from(_LONG), ITEM_IDS.map(tuple), st.just(()))
+"""A miss, a long list (enough to fill any slate), or anything."""
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,11 @@ class Behaviour:
 
 BEHAVIOURS = st.builds(
     Behaviour,
-    kind=st.sampled_from(["ok", "ok", "timeout", "error"]),
-    cost=st.sampled_from([0.0, 0.001, 0.02, 0.09, 0.12, 0.3]),
-    ids=ITEM_IDS.map(tuple),
+    kind=st.sampled_from(["ok", "ok", "ok", "timeout", "error"]),
+    cost=st.sampled_from([0.0, 0.001, 0.001, 0.02, 0.09, 0.12, 0.3]),
+    ids=TIER_IDS,
 )
-BREAKER = st.sampled_from(["closed", "open", "half_open_ready", "one_from_open"])
+BREAKER = st.sampled_from(["closed", "closed", "open", "half_open_ready", "one_from_open"])
 
 
 def make_breaker(name: str, how: str, clock: VirtualClock) -> CircuitBreaker:
@@ -52,9 +55,9 @@ def make_breaker(name: str, how: str, clock: VirtualClock) -> CircuitBreaker:
 @given(
     behaviours=st.fixed_dictionaries({t: BEHAVIOURS for t in DEPS}),
     breaker_states=st.fixed_dictionaries({"redis": BREAKER, "ranker": BREAKER}),
-    deadline_s=st.sampled_from([0.0, 0.001, 0.01, 0.05, 0.15, 0.3]),
-    user=st.sampled_from([None, "us-1"]),
-    max_tier=st.sampled_from(list(Tier)),
+    deadline_s=st.sampled_from([0.0, 0.001, 0.01, 0.05, 0.15, 0.15, 0.3]),
+    user=st.sampled_from([None, "us-1", "us-1", "us-1"]),
+    max_tier=st.sampled_from([Tier.FULL, Tier.FULL, Tier.CACHED, Tier.SEGMENT, Tier.POPULARITY]),
     count=st.integers(1, 20),
     fill=st.sampled_from([0.25, 0.8, 1.0]),
     fresh_stock=st.dictionaries(st.sampled_from(sorted(CATALOG)), st.integers(0, 3), max_size=30),
@@ -112,3 +115,50 @@ def test_slate_is_never_empty_and_always_explained(  # type: ignore[no-untyped-d
     if not result.tier.is_floor:
         assert result.tier.rank >= max_tier.rank
         assert behaviours[result.tier].kind == "ok"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kinds=st.fixed_dictionaries({t: st.sampled_from(["ok", "timeout", "error"]) for t in DEPS}),
+    lists=st.fixed_dictionaries({t: TIER_IDS for t in DEPS}),
+    within_budget=st.fixed_dictionaries({t: st.floats(0, 0.99) for t in DEPS}),
+    count=st.integers(1, 20),
+    fresh_stock=st.dictionaries(st.sampled_from(sorted(CATALOG)), st.integers(0, 3), max_size=30),
+)
+def test_the_best_working_tier_serves(kinds, lists, within_budget, count, fresh_stock) -> None:  # type: ignore[no-untyped-def]
+    """Healthy breakers, time enough, every tier within its budget: no needless degradation."""
+    clock = VirtualClock(0.0)
+    settings_ = LadderSettings()
+    rules = ladder_rules(catalog=CATALOG, stock=fresh_stock, rules=RerankRules(max_per_brand=1))
+
+    def fetcher(tier: Tier):  # type: ignore[no-untyped-def]
+        def fetch(request: TierRequest, budget_s: float) -> TierOutput:
+            clock.advance(budget_s * within_budget[tier])
+            if kinds[tier] == "timeout":
+                raise TimeoutError()
+            if kinds[tier] == "error":
+                raise DependencyFailed("redis", "down")
+            return TierOutput.from_ids(lists[tier], count=request.count)
+        return fetch
+
+    popularity = [i for i in sorted(CATALOG) if in_stock(i, catalog=CATALOG, stock=fresh_stock)]
+    specs = [TierSpec(t, fetcher(t), DEPS[t]) for t in DEPS]
+    specs.append(TierSpec(Tier.POPULARITY, lambda r, b: TierOutput.from_ids(popularity, count=r.count)))
+    breakers = {n: CircuitBreaker(n, settings=BreakerSettings(failure_threshold=10), clock=clock)
+                for n in ("redis", "ranker")}
+    ladder = Ladder(tiers=specs, breakers=breakers, post_process=rules, settings=settings_)
+    result = ladder.run(TierRequest("us-1", count), Deadline.start(0.150, clock=clock))
+
+    expected: list[tuple[Tier, SkipReason]] = []
+    for tier in DEPS:
+        if kinds[tier] != "ok":
+            expected.append((tier, SkipReason.TIMEOUT if kinds[tier] == "timeout" else SkipReason.ERROR))
+            continue
+        kept = len(rules(TierOutput.from_ids(lists[tier], count=count), count))
+        if kept >= count:
+            break
+        expected.append((tier, SkipReason.EMPTY if kept == 0 else SkipReason.TOO_FEW))
+    event(f"served by {result.tier.value}")
+    assert result.skipped == tuple(expected)
+    assert result.tier is Tier.ladder()[len(expected)]
+    assert len(result.items) == count and not result.late

@@ -121,3 +121,18 @@ def test_s3_store_through_the_cli(tmp_path: Path, moto_endpoint: str) -> None:  
     assert code == 0, err
     code, out, _ = run("list", "--store", url, "--s3-endpoint", moto_endpoint)
     assert code == 0 and "current s3v1" in out
+
+
+def test_a_trained_bundle_passes_servings_checks_and_becomes_current(tmp_path: Path, store_url: str) -> None:
+    """The real path: `regionctl train`'s output, serving's semantic checks, promote."""
+    marketplace = pytest.importorskip("serving.marketplace")
+    training = pytest.importorskip("serving.training")
+    dataset = marketplace.generate_named("tiny", seed=1, geographies={"us": 0.6, "eu": 0.4})
+    training.train_bundle(dataset, out_dir=tmp_path / "trained", now=dataset.end)
+    code, out, err = run("publish", str(tmp_path / "trained"), "--store", store_url)
+    assert code == 0, err
+    version = out.split("published ")[1].split()[0]
+    code, out, err = run("promote", version, "--store", store_url)
+    assert code == 0, err
+    assert "check_model_loads" in out and "check_golden_scores" in out
+    assert LocalArtifactStore(tmp_path / "store").current() == version
