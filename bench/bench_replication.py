@@ -69,10 +69,13 @@ def steady_lag(stack: Stack, *, rate: int, seconds: float, workdir: Path) -> Non
     topo_file = workdir / "topology.toml"
     topo_file.write_text(topology_toml(topo))
     replica = redis_keys.replica_log("us-east")
-    start_id = stream_last_id(c["us-west"], replica)
     proc: ManagedProcess = spawn("bench-replicator", [sys.executable, "-m", "replication.worker_main", "replicate",
                                                       "--region", "us-east", "--topology", str(topo_file)],
                                  log_dir=workdir, cwd=REPO)
+    # Warm-up: the measured load starts once the replicator process is up and copying.
+    warm = append_events(c["us-east"], _events(1, 9_999_999), topology=topo, region="us-east")
+    wait_until(lambda: stream_last_id(c["us-west"], replica) == warm[-1] or not proc.alive(), timeout=60, what="replicator start")
+    start_id = warm[-1]
     lags: list[float] = []
     seen: list[str] = []
     done = threading.Event()

@@ -1,0 +1,25 @@
+"""ShopNow's Chaos Toolkit extension: actions, probes, experiments, game days and their reports.
+
+Kept import-light: `import chaos` pulls in nothing heavy; chaoslib is imported by `discover()` only.
+`chaos discover chaos --no-install` lists the activities of `chaos.actions` and `chaos.probes`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "discover"]
+
+
+def discover(discover_system: bool = True) -> dict[str, Any]:
+    """Discover the activities of this extension (Chaos Toolkit's discovery protocol).
+
+    The local stack is not inspected (`discover_system` is accepted for the protocol; the system
+    part stays None): `regionctl ps` describes the running processes.
+    """
+    from chaoslib.discovery import discover_actions, discover_probes, initialize_discovery_result
+
+    discovery: dict[str, Any] = initialize_discovery_result("shopnow-chaos", __version__, "shopnow")
+    discovery["activities"].extend(discover_actions("chaos.actions"))
+    discovery["activities"].extend(discover_probes("chaos.probes"))
+    return discovery

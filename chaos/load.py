@@ -115,6 +115,9 @@ async def _one(client: httpx.AsyncClient, spec: LoadSpec, rng: random.Random, se
                 rec["slate_len"] = len(body["items"])
             if rec["kind"] == "events":
                 rec["acked"] = resp.status_code == 200
+                stored = body.get("stored") or {}
+                if rec["region"] is None and stored:
+                    rec["region"] = next(iter(stored))
     except httpx.HTTPError as exc:
         rec["latency_ms"] = (time.perf_counter() - start) * 1000
         rec["status"] = type(exc).__name__

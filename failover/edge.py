@@ -150,7 +150,7 @@ class Edge:
         self.metrics.latency.labels(surface=surface).observe(edge_s)
         return {**answer, "edge_ms": round(edge_s * 1000.0, 3), "tried": tried, "routing_version": state.table.version}
 
-    async def _store_group(self, regions: tuple[str, ...], events: list[Event],
+    async def _store_group(self, regions: tuple[str, ...], events: list[Event], *,
                            deadline: float) -> tuple[str, list[str], list[str], bool]:
         """(region that stored, stream ids, problems, refused); region "" when none stored them."""
         problems = []
@@ -188,7 +188,7 @@ class Edge:
             regions = plan_events(state.table, self.topology, key=event.user_id, home_geography=geo)
             groups.setdefault((geo, regions), []).append(event)
         deadline = start + self.settings.events_deadline_ms / 1000.0
-        results = await asyncio.gather(*(self._store_group(regions, evs, deadline)
+        results = await asyncio.gather(*(self._store_group(regions, evs, deadline=deadline)
                                          for (_, regions), evs in groups.items()))
         stored: dict[str, list[str]] = {}
         not_stored: list[str] = []

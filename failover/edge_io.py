@@ -47,7 +47,7 @@ _GRPC_OPTIONS = (("grpc.enable_http_proxy", 0),)
 class CellFailed(TemporaryError):
     """A cell did not answer in time or answered with an error; another region may."""
 
-    def __init__(self, region: str, kind: str, detail: str) -> None:
+    def __init__(self, region: str, *, kind: str, detail: str) -> None:
         super().__init__(f"cell {region}: {kind}: {detail}", delay=0.0)
         self.region = region
         self.kind = kind
@@ -106,7 +106,7 @@ class GrpcCellClient:
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return CellRefused("request", f"cell {self.region} refused it: {exc.details()}")
         kind = "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "error"
-        return CellFailed(self.region, kind, f"{code.name}: {exc.details()}")
+        return CellFailed(self.region, kind=kind, detail=f"{code.name}: {exc.details()}")
 
     async def recommend(self, call: CellCall, *, timeout_s: float) -> dict[str, Any]:
         request = pb.RecommendRequest(
@@ -125,7 +125,7 @@ class GrpcCellClient:
         except grpc.aio.AioRpcError as exc:
             raise self._failed(exc) from exc
         if ack.accepted != len(events):
-            raise CellFailed(self.region, "error", f"stored {ack.accepted} of {len(events)} events")
+            raise CellFailed(self.region, kind="error", detail=f"stored {ack.accepted} of {len(events)} events")
         return list(ack.stream_ids)
 
     async def close(self) -> None:
@@ -146,7 +146,7 @@ class HttpCellClient:
 
     def _failed(self, exc: httpx.HTTPError) -> CellFailed:
         kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
-        return CellFailed(self.region, kind, f"{type(exc).__name__}: {exc}")
+        return CellFailed(self.region, kind=kind, detail=f"{type(exc).__name__}: {exc}")
 
     async def _send(self, method: str, url: str, *, timeout_s: float, **kwargs: Any) -> Any:
         try:
@@ -156,11 +156,11 @@ class HttpCellClient:
         if resp.status_code in (400, 413, 422):
             raise CellRefused("request", f"cell {self.region} refused it ({resp.status_code}): {resp.text[:300]}")
         if resp.status_code != 200:
-            raise CellFailed(self.region, "error", f"HTTP {resp.status_code}: {resp.text[:300]}")
+            raise CellFailed(self.region, kind="error", detail=f"HTTP {resp.status_code}: {resp.text[:300]}")
         try:
             return resp.json()
         except ValueError as exc:
-            raise CellFailed(self.region, "error", "answer is not JSON") from exc
+            raise CellFailed(self.region, kind="error", detail="answer is not JSON") from exc
 
     async def recommend(self, call: CellCall, *, timeout_s: float) -> dict[str, Any]:
         params: dict[str, Any] = {"count": call.count}
@@ -177,14 +177,14 @@ class HttpCellClient:
         answer = await self._send("GET", f"/v1/recommendations/{call.surface}", timeout_s=timeout_s, params=params,
                                   headers={"X-Deadline-Ms": f"{call.deadline_ms:.1f}"})
         if not isinstance(answer, dict) or not isinstance(answer.get("items"), list):
-            raise CellFailed(self.region, "error", "answer has no items list")
+            raise CellFailed(self.region, kind="error", detail="answer has no items list")
         return answer
 
     async def log_events(self, events: Sequence[Event], *, timeout_s: float) -> list[str]:
         body = {"events": [{k: v for k, v in vars(e).items() if k != "geo"} for e in events]}
         ack = await self._send("POST", "/v1/events", timeout_s=timeout_s, json=body)
         if not isinstance(ack, dict) or ack.get("accepted") != len(events):
-            raise CellFailed(self.region, "error", f"stored {ack.get('accepted') if isinstance(ack, dict) else '?'} "
+            raise CellFailed(self.region, kind="error", detail=f"stored {ack.get('accepted') if isinstance(ack, dict) else '?'} "
                                                    f"of {len(events)} events")
         return [str(s) for s in ack.get("stream_ids", [])]
 

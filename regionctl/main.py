@@ -13,6 +13,10 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.capacity_cmds",
     "regionctl.journal_cmds",
     "regionctl.artifacts_cmds",
+    "regionctl.edge_cmds",
+    "regionctl.cell_cmds",
+    "regionctl.train_cmds",
+    "regionctl.replication_cmds",
 )
 
 

@@ -19,10 +19,15 @@ Poison entries (undecodable, invalid, or of a user from another geography) never
 recorded in the source's `log:dead` with the reason (at least once: a crash between recording and
 the peer's write can record one twice) and counted.
 
-Anonymous item popularity goes to every region of every geography: the weights of a batch, per
-item, are added to `agg:item_popularity` of each region with a compare-and-set checkpoint
-(`ckpt:popularity:<source>:log:events`) in the same script, so a re-delivered batch is not
-counted twice. No user identity leaves the geography.
+Anonymous item popularity goes to every region of every geography: event weights per item are
+summed in memory and added to `agg:item_popularity` of each region about once a second (and
+whenever the replicator is idle) with a compare-and-set checkpoint
+(`ckpt:popularity:<source>:log:events`) in the same script, so a re-read range is never counted
+twice; a crash loses only the unwritten sums, which are re-read from that checkpoint. Only item
+ids and numbers cross geographies: no user identity leaves the geography.
+
+Batches travel as one JSON string each way (Lua's cjson in Redis, json in Python): parsing ~20
+RESP items per entry in pure Python, not Redis, was what limited throughput.
 
 A peer that is down is retried every `retry_s`; the others carry on. When it is back, its backlog
 is drained in batches of `batch_size` (XREAD COUNT): memory stays bounded whatever the backlog.
@@ -30,6 +35,7 @@ is drained in batches of `batch_size` (XREAD COUNT): memory stays bounded whatev
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -44,6 +50,8 @@ from replication.events import EVENT_WEIGHTS, Event
 from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry, stream_last_id
 from replication.lag import StreamId, parse_stream_id
 from replication.metrics import ReplicationMetrics, collect_pairs
+
+_log = logging.getLogger(__name__)
 
 _COPY_SCRIPT = """
 local function parse(id)
@@ -64,9 +72,12 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
 end
 local added, skipped = 0, 0
-for _, e in ipairs(cjson.decode(ARGV[2])) do
+local batch = cjson.decode(ARGV[2])
+-- Entries come sorted: when the first is new, all are (the usual case); else compare each.
+local all_new = #batch == 0 or greater(batch[1][1], last)
+for _, e in ipairs(batch) do
   local id = e[1]
-  if greater(id, last) then
+  if all_new or greater(id, last) then
     if redis.call('HEXISTS', KEYS[2], e[2]) == 0 then
       redis.call('XADD', KEYS[1], id, unpack(e[3]))
       added = added + 1
@@ -361,4 +372,5 @@ class Replicator:
             try:
                 self.step()
             except TemporaryError as exc:
+                _log.warning("%s; retrying in %.1fs", exc, exc.delay)
                 self._sleep(exc.delay)

@@ -10,6 +10,7 @@ their defaults. Metrics, when asked for, are served on 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -67,6 +68,7 @@ def run_replicator(region: str, *, topology_path: str | None, batch: int | None,
     settings = ReplicatorSettings(batch_size=batch) if batch else ReplicatorSettings()
     replicator = Replicator(topology=topology, source=region, clients=connect_all(topology), settings=settings,
                             metrics=ReplicationMetrics(registry))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print(f"replicator {region}: peers {', '.join(replicator.peers) or '(none: single-region geography)'}", flush=True)
     replicator.run(stop)
 
@@ -82,6 +84,7 @@ def run_feature_updater(region: str, *, topology_path: str | None, batch: int | 
     settings = UpdaterSettings(batch_size=batch) if batch else UpdaterSettings()
     updater = FeatureUpdater(topology=topology, region=region, client=connect(topology, region), settings=settings,
                              metrics=ReplicationMetrics(registry))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print(f"feature updater {region}: streams {', '.join(updater.streams)}", flush=True)
     updater.run(stop)
 

@@ -23,7 +23,7 @@ import numpy as np
 from serving import indexing
 from serving.bundle_checks import BundleCheckError
 from serving.features import (
-    FEATURE_NAMES, SRC_ANN, SRC_CATEGORY, SRC_COPURCHASE, SRC_POPULAR, SRC_RECENT, SRC_SEGMENT,
+    SRC_ANN, SRC_CATEGORY, SRC_COPURCHASE, SRC_POPULAR, SRC_RECENT, SRC_SEGMENT,
     ANN_MISSING_RANK, Candidates, ItemTable, LiveItems, build_features,
 )
 from serving.user_state import UserState
@@ -214,13 +214,26 @@ class LoadedBundle:
 
 
 def load_ranker(path: Path) -> Any:
-    """A LightGBM Booster from a model file; BundleCheckError when the file is not a model."""
+    """A LightGBM Booster from a model file; BundleCheckError when the file is not a model.
+
+    The `tree_sizes=` header line is dropped before parsing: with it LightGBM parses trees on
+    several threads and a malformed tree aborts the whole process (measured with lightgbm 4.7);
+    without it parsing is sequential and a malformed file raises LightGBMError, which we map.
+    """
     import lightgbm
 
     try:
-        return lightgbm.Booster(model_file=str(path))
-    except (lightgbm.basic.LightGBMError, OSError, ValueError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleCheckError(file=path.name, check="model_loads", message=f"cannot read as text: {exc}") from exc
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("tree_sizes=")) + "\n"
+    try:
+        booster = lightgbm.Booster(model_str=text)
+    except (lightgbm.basic.LightGBMError, ValueError) as exc:
         raise BundleCheckError(file=path.name, check="model_loads", message=f"not a LightGBM model: {exc}") from exc
+    if booster.num_trees() < 1:
+        raise BundleCheckError(file=path.name, check="model_loads", message="the model has no trees")
+    return booster
 
 
 def _json(bundle_dir: Path, name: str) -> Any:
@@ -240,4 +253,4 @@ def _npy(bundle_dir: Path, name: str) -> np.ndarray:
     return np.asarray(arr, dtype=np.float32)
 
 
-__all__ = ["BUNDLE_FILES", "CandidateSettings", "LoadedBundle", "load_ranker", "segment_keys", "FEATURE_NAMES"]
+__all__ = ["BUNDLE_FILES", "CandidateSettings", "LoadedBundle", "load_ranker", "segment_keys"]

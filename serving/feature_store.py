@@ -253,6 +253,10 @@ class FeatureStore:
         try:
             yield
         except _TEMPORARY as exc:
+            if isinstance(exc, redis.exceptions.ConnectionError):
+                # A restarted server leaves every pooled socket dead: drop them all, so the
+                # breaker's next trial opens a fresh connection instead of finding another corpse.
+                self._redis.connection_pool.disconnect()
             raise FeatureStoreUnavailable(
                 f"Redis of region {self.region} unavailable during {operation}: {exc}; "
                 "check that its redis-server runs (regionctl status)", delay=self.settings.retry_delay_s,

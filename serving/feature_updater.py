@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import redis
@@ -31,6 +32,8 @@ from replication.interaction_log import StreamReader, dead_letter_fields, decode
 from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag
 from serving.user_state import UserState, apply_event
+
+_log = logging.getLogger(__name__)
 
 CONSUMER = "feature-updater"
 
@@ -244,4 +247,5 @@ class FeatureUpdater:
             try:
                 self.step()
             except TemporaryError as exc:
+                _log.warning("%s; retrying in %.1fs", exc, exc.delay)
                 self._sleep(exc.delay)

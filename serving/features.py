@@ -26,6 +26,11 @@ NEW_ITEM_DAYS = 14.0
 ANN_MISSING_RANK = 200.0
 """ANN rank given to a candidate that did not come from ANN retrieval (beyond any k we ask for)."""
 
+MIN_MEDIAN_PRICE = 0.01
+"""Below one cent a median purchase price is noise (or a zero-priced promotion): treated as none."""
+MAX_PRICE_RATIO = 1000.0
+"""Price ratios are capped so that no input can make a feature infinite."""
+
 # Candidate sources (bit flags in Candidates.sources).
 SRC_ANN, SRC_COPURCHASE, SRC_CATEGORY, SRC_SEGMENT, SRC_POPULAR, SRC_RECENT = 1, 2, 4, 8, 16, 32
 
@@ -268,9 +273,9 @@ def build_features(
     stock = _live(items.stock[r], live.stock if live else None)
     X[:, _COL["log_price"]] = np.log1p(np.maximum(price, 0.0))
     median = state.median_purchase_price
-    if median > 0:
-        X[:, _COL["price_ratio"]] = price / median
-        X[:, _COL["log_price_ratio"]] = np.log(np.maximum(price, 1e-3) / median)
+    if median >= MIN_MEDIAN_PRICE:
+        X[:, _COL["price_ratio"]] = np.minimum(price / median, MAX_PRICE_RATIO)
+        X[:, _COL["log_price_ratio"]] = np.log(np.clip(np.maximum(price, 1e-3) / median, 1e-6, MAX_PRICE_RATIO))
         X[:, _COL["has_purchase_history"]] = 1.0
     X[:, _COL["price_vs_category"]] = price / np.maximum(items.category_median_price[cat], 1e-3)
     X[:, _COL["price_change"]] = price / np.maximum(items.price[r], 1e-3)

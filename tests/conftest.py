@@ -37,3 +37,11 @@ def redis_client(redis_server: tuple[ManagedProcess, int]) -> Iterator[redis.Red
     client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real bundle trained once per session on the tiny synthetic marketplace (a few seconds)."""
+    from tests.stack_helpers import train_tiny_bundle
+
+    return train_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")

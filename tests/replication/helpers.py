@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 
-from regions.processes import ManagedProcess, free_port, start_redis
+from regions.processes import ManagedProcess, free_port, start_redis, wait_until
 from regions.topology import Topology, parse_topology
 from replication.events import Event
 from replication.interaction_log import connect_all
@@ -58,8 +58,15 @@ class Stack:
     def restart(self, region: str) -> None:
         """Start the region's redis-server again on the same port and data dir (AOF replays)."""
         port = self.topology.region(region).redis_port
-        self.procs[region] = start_redis(port=port, data_dir=self.data_dirs[region], name=f"{region}-again")
-        self.started.append(self.procs[region])
+        proc = start_redis(port=port, data_dir=self.data_dirs[region], name=f"{region}-again")
+        self.procs[region] = proc
+        self.started.append(proc)
+        # Other test runs share this machine: make sure the server on the port is the one just
+        # started (with our data dir), not another process that grabbed the freed port meanwhile.
+        wait_until(lambda: not proc.alive() or int(self.clients[region].info("server")["process_id"]) == proc.pid,
+                   timeout=10, what=f"the restarted redis-server of {region}")
+        if not proc.alive():
+            raise AssertionError(f"port {port} was taken by another process before {region}'s redis-server could restart:\n{proc.log_tail()}")
 
 
 def start_stack(tmp_path: Path, layout: dict[str, str], started: list[ManagedProcess]) -> Stack:

@@ -1,0 +1,373 @@
+"""Chaos Toolkit actions against the local stack (regions.stack): each one injects or removes a fault.
+
+Every action returns a dict with `"at": time.time()` (when the fault took effect; game days measure
+RTO from the first method action's `at`) and what it hit (process names and PIDs, URLs, versions).
+Failures raise `chaoslib.exceptions.ActivityFailed` with a message that says what to do.
+
+Configuration keys (all optional; "" means the default):
+    state_dir      the stack's state directory (default: regions.stack.default_state_dir())
+    topology       topology.toml path (default: REGIONCTL_TOPOLOGY or the repository's)
+    control_store  control store URL (default: the stack's, regions.stack.stack_urls)
+    artifacts      artifact store URL (default: the stack's)
+Only loopback addresses are ever contacted.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+
+from regions import stack
+from regions.errors import ShopNowError
+from regions.topology import Topology, load_topology
+
+__all__ = [
+    "kill_region", "restore_region", "stop_feature_store", "restore_feature_store",
+    "publish_corrupt_bundle", "restore_good_bundle", "freeze_index", "unfreeze_index",
+    "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
+    "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition",
+]
+
+REGION_KINDS = ("redis", "cell", "replicator", "feature-updater")
+"""What a region loss takes down: everything of that region, as a lost data centre would."""
+PARTITIONS_KEY = "chaos/partitions"
+"""Control store key the controller reads: regions whose probes it must treat as failed."""
+LEADER_LEASE = "controller"
+"""The lease the controller leader holds; its holder id is the process name (controller-a/-b)."""
+HTTP_TIMEOUT_S = 2.0
+"""Loopback calls answer in milliseconds; 2 s means the target is down or stuck."""
+READY_TIMEOUT_S = 60.0
+"""A restarted cell loads its bundle before it opens its port; a minute covers the demo bundle."""
+
+
+@dataclass(frozen=True)
+class StackContext:
+    """Where the stack lives, resolved from a Chaos Toolkit configuration."""
+
+    state_dir: Path
+    topology: Topology
+    control_store_url: str
+    artifacts_url: str
+
+    def cell_url(self, region: str) -> str:
+        return f"http://{self.topology.settings.host}:{self.topology.region(region).http_port}"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{self.topology.settings.host}:{self.topology.settings.edge_port}"
+
+    @property
+    def controller_url(self) -> str:
+        return f"http://{self.topology.settings.host}:{self.topology.settings.controller_port}"
+
+
+def context_from(configuration: Configuration | None) -> StackContext:
+    """Resolve the configuration (missing or "" values take the stack's defaults)."""
+    conf = configuration or {}
+    try:
+        state_dir = Path(conf.get("state_dir") or stack.default_state_dir())
+        topology = load_topology(conf.get("topology") or None)
+    except ShopNowError as exc:
+        raise ActivityFailed(f"cannot read the stack's configuration: {exc}") from exc
+    urls = stack.stack_urls(state_dir)
+    return StackContext(
+        state_dir=state_dir, topology=topology,
+        control_store_url=conf.get("control_store") or urls.control_store,
+        artifacts_url=conf.get("artifacts") or urls.artifacts,
+    )
+
+
+
+@contextlib.contextmanager
+def _failing_as_activity(what: str) -> Iterator[None]:
+    """Project and OS errors become ActivityFailed, chained to the original."""
+    try:
+        yield
+    except ActivityFailed:
+        raise
+    except (ShopNowError, OSError, httpx.HTTPError, ValueError) as exc:
+        raise ActivityFailed(f"{what} failed: {exc}") from exc
+
+
+def _running_pids(ctx: StackContext, *, region: str = "", kinds: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> dict[str, int]:
+    state = stack.StackState.load(ctx.state_dir)
+    chosen = stack.select(state, region=region, kinds=kinds, names=names)
+    return {p.name: p.pid for p in chosen if stack.is_running(p)}
+
+
+def _kill(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> dict[str, Any]:
+    with _failing_as_activity(what):
+        if region:
+            ctx.topology.region(region)
+        pids = _running_pids(ctx, region=region, kinds=kinds, names=names)
+        if not pids:
+            raise ActivityFailed(
+                f"{what}: no running process matches (region={region or '*'}, kinds={','.join(kinds) or '*'}) in "
+                f"{ctx.state_dir / stack.STACK_FILE}; start the stack with `regionctl up` or fix state_dir"
+            )
+        killed = stack.kill(ctx.state_dir, region=region, kinds=kinds, names=names)
+        at = time.time()
+    return {"at": at, "action": what, "region": region, "killed": killed, "pids": pids}
+
+
+def _restart(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str, ...] = (), names: tuple[str, ...] = (),
+             ready_timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    with _failing_as_activity(what):
+        if region:
+            ctx.topology.region(region)
+        restarted = stack.restart(ctx.topology, ctx.state_dir, region=region, kinds=kinds, names=names,
+                                  ready_timeout_s=ready_timeout_s)
+        pids = _running_pids(ctx, region=region, kinds=kinds, names=names)
+    return {"at": time.time(), "action": what, "region": region, "restarted": restarted,
+            "pids": {n: pids[n] for n in restarted if n in pids}}
+
+
+# -- whole region ------------------------------------------------------------------------------
+def kill_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the region's cell, Redis, replicator and feature updater (a lost data centre)."""
+    return _kill(context_from(configuration), "kill_region", region=region, kinds=REGION_KINDS)
+
+
+def restore_region(region: str, ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
+                   secrets: Secrets = None) -> dict[str, Any]:
+    """Start again every process of the region that is not running (Redis first, from its AOF)."""
+    return _restart(context_from(configuration), "restore_region", region=region, kinds=REGION_KINDS,
+                    ready_timeout_s=ready_timeout_s)
+
+
+# -- feature store (the region's Redis) ----------------------------------------------------------
+def stop_feature_store(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the region's Redis: features, cached results and the interaction log go away."""
+    return _kill(context_from(configuration), "stop_feature_store", region=region, kinds=("redis",))
+
+
+def restore_feature_store(region: str, ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
+                          secrets: Secrets = None) -> dict[str, Any]:
+    """Start the region's Redis again (it reloads its AOF)."""
+    return _restart(context_from(configuration), "restore_feature_store", region=region, kinds=("redis",),
+                    ready_timeout_s=ready_timeout_s)
+
+
+# -- feature updater (stale features) -------------------------------------------------------------
+def stop_feature_updater(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the region's feature updater: user features stop being refreshed."""
+    return _kill(context_from(configuration), "stop_feature_updater", region=region, kinds=("feature-updater",))
+
+
+def restore_feature_updater(region: str, ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
+                            secrets: Secrets = None) -> dict[str, Any]:
+    """Start the region's feature updater again (it resumes from its checkpoint)."""
+    return _restart(context_from(configuration), "restore_feature_updater", region=region,
+                    kinds=("feature-updater",), ready_timeout_s=ready_timeout_s)
+
+
+# -- controllers ---------------------------------------------------------------------------------
+def kill_controller_leader(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the controller that holds the leader lease; the standby must take over."""
+    from failover.control_store import store_from_url
+
+    ctx = context_from(configuration)
+    with _failing_as_activity("kill_controller_leader"):
+        with store_from_url(ctx.control_store_url) as store:
+            lease = store.lease_holder(LEADER_LEASE)
+        if lease is None:
+            raise ActivityFailed(f"kill_controller_leader: nobody holds lease {LEADER_LEASE!r} in "
+                                 f"{ctx.control_store_url}; is a controller running? see `regionctl ps`")
+        result = _kill(ctx, "kill_controller_leader", names=(lease.holder,))
+    return {**result, "leader": lease.holder, "term": lease.term}
+
+
+def restore_controllers(ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
+                        secrets: Secrets = None) -> dict[str, Any]:
+    """Start again every controller process of the stack that is not running."""
+    return _restart(context_from(configuration), "restore_controllers", kinds=("controller",),
+                    ready_timeout_s=ready_timeout_s)
+
+
+def _partitions(store: Any) -> list[str]:
+    current = store.get(PARTITIONS_KEY)
+    if current is None:
+        return []
+    try:
+        regions = json.loads(current.text)
+    except json.JSONDecodeError as exc:
+        raise ActivityFailed(f"control store key {PARTITIONS_KEY} is not JSON; delete it") from exc
+    return [str(r) for r in regions] if isinstance(regions, list) else []
+
+
+def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]:
+    """Read-modify-write `chaos/partitions` with compare-and-set (other writers are retried)."""
+    from failover.control_store import store_from_url
+
+    with store_from_url(ctx.control_store_url) as store:
+        for _ in range(20):
+            current = store.get(PARTITIONS_KEY)
+            regions = update(_partitions(store))
+            if regions:
+                ok = store.put(PARTITIONS_KEY, json.dumps(sorted(set(regions))), cas=current.version if current else 0)
+            else:
+                ok = current is None or store.delete(PARTITIONS_KEY, cas=current.version)
+            if ok:
+                return sorted(set(regions)), time.time()
+    raise ActivityFailed(f"{PARTITIONS_KEY} kept changing under us; retry the action")
+
+
+def partition_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Make the controller see the region's probes fail (control store key chaos/partitions)."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("partition_region"):
+        ctx.topology.region(region)
+        regions, at = _write_partitions(ctx, lambda cur: [*cur, region])
+    return {"at": at, "action": "partition_region", "region": region, "partitions": regions,
+            "key": PARTITIONS_KEY, "store": ctx.control_store_url}
+
+
+def heal_partition(region: str = "", configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Remove the region from chaos/partitions ("" heals every partition)."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("heal_partition"):
+        regions, at = _write_partitions(ctx, lambda cur: [r for r in cur if region and r != region])
+    return {"at": at, "action": "heal_partition", "region": region, "partitions": regions, "key": PARTITIONS_KEY}
+
+
+# -- cell faults (POST/DELETE /admin/faults with the chaos token) -------------------------------
+def chaos_token(state_dir: Path) -> str:
+    """The token with role "chaos" from <state_dir>/tokens.json ({token: role})."""
+    path = state_dir / "tokens.json"
+    try:
+        tokens = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ActivityFailed(f"{path} does not exist; `regionctl up` writes it") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ActivityFailed(f"cannot read {path} ({exc}); restart the stack to rewrite it") from exc
+    for token, role in (tokens.items() if isinstance(tokens, dict) else ()):
+        if role == "chaos":
+            return str(token)
+    raise ActivityFailed(f"{path} holds no token with role 'chaos'; restart the stack to rewrite it")
+
+
+def _cell_faults(ctx: StackContext, what: str, region: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    with _failing_as_activity(what):
+        url = ctx.cell_url(region) + "/admin/faults"
+        headers = {"Authorization": f"Bearer {chaos_token(ctx.state_dir)}"}
+        with httpx.Client(timeout=HTTP_TIMEOUT_S, trust_env=False) as client:
+            resp = client.post(url, json=body, headers=headers) if body is not None else client.delete(url, headers=headers)
+        at = time.time()
+        if resp.status_code >= 300:
+            raise ActivityFailed(f"{what}: {url} answered {resp.status_code}: {resp.text[:200]}")
+    try:
+        answer: Any = resp.json()
+    except ValueError:
+        answer = resp.text[:200]
+    return {"at": at, "action": what, "region": region, "url": url, "faults": body or {}, "answer": answer}
+
+
+def freeze_index(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Freeze the cell's ANN index: new items stop appearing in retrieval (stale index)."""
+    return _cell_faults(context_from(configuration), "freeze_index", region,
+                        {"ranking_latency_ms": 0.0, "freeze_index": True})
+
+
+def unfreeze_index(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Clear the cell's faults (DELETE /admin/faults)."""
+    return _cell_faults(context_from(configuration), "unfreeze_index", region, None)
+
+
+def inject_ranking_latency(region: str, latency_ms: float = 300.0, configuration: Configuration = None,
+                           secrets: Secrets = None) -> dict[str, Any]:
+    """Add `latency_ms` to every ranking call of the cell (slow LightGBM)."""
+    if not 0 <= latency_ms <= 10_000:
+        raise ActivityFailed(f"inject_ranking_latency: latency_ms must be in [0, 10000], got {latency_ms}")
+    return _cell_faults(context_from(configuration), "inject_ranking_latency", region,
+                        {"ranking_latency_ms": float(latency_ms), "freeze_index": False})
+
+
+def clear_ranking_latency(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Clear the cell's faults (DELETE /admin/faults)."""
+    return _cell_faults(context_from(configuration), "clear_ranking_latency", region, None)
+
+
+# -- model bundles -----------------------------------------------------------------------------
+def _local_store(ctx: StackContext, what: str) -> Any:
+    from replication.artifact_store import LocalArtifactStore, store_from_url
+
+    store = store_from_url(ctx.artifacts_url)
+    if not isinstance(store, LocalArtifactStore):
+        raise ActivityFailed(f"{what} works on file:// artifact stores only, got {ctx.artifacts_url}")
+    return store
+
+
+def corrupt_copy(source: Path, dest: Path, *, version: str, file: str = "ranker.txt") -> None:
+    """Copy a bundle, flip one byte of `file` and keep its manifest checksums (so it must be refused)."""
+    shutil.copytree(source, dest)
+    target = dest / file
+    data = bytearray(target.read_bytes())
+    if not data:
+        raise ActivityFailed(f"{file} of {source.name} is empty; nothing to corrupt")
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["bundle_version"] = version  # only the name: the checksums still describe the good file
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def publish_corrupt_bundle(file: str = "ranker.txt", configuration: Configuration = None,
+                           secrets: Secrets = None) -> dict[str, Any]:
+    """Place a copy of the current bundle with one byte of `file` flipped as a new version and make
+    it current WITHOUT verification (store.promote): cells must refuse it and keep the good one."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("publish_corrupt_bundle"):
+        store = _local_store(ctx, "publish_corrupt_bundle")
+        good = store.current()
+        if good is None:
+            raise ActivityFailed(f"the artifact store {ctx.artifacts_url} has no current bundle; "
+                                 "publish and promote one first (`regionctl artifacts promote`)")
+        version = f"{good[:100]}-corrupt-{uuid.uuid4().hex[:6]}"
+        staging = store.root / "staging" / f"{version}.{uuid.uuid4().hex[:8]}"
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            corrupt_copy(store.root / "bundles" / good, staging, version=version, file=file)
+            staging.rename(store.root / "bundles" / version)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        store.promote(version)
+        at = time.time()
+    return {"at": at, "action": "publish_corrupt_bundle", "version": version, "previous": good, "file": file,
+            "store": ctx.artifacts_url}
+
+
+def restore_good_bundle(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Make the newest bundle that passes integrity checks current again (idempotent: nothing
+    changes when the current bundle is whole)."""
+    from replication.verifying import BundleRejected, verify_integrity
+
+    ctx = context_from(configuration)
+    with _failing_as_activity("restore_good_bundle"):
+        store = _local_store(ctx, "restore_good_bundle")
+        history = store.history()
+
+        def whole(version: str) -> bool:
+            try:
+                verify_integrity(store.root / "bundles" / version)
+            except (BundleRejected, ShopNowError):
+                return False
+            return True
+
+        if history.current is None or whole(history.current):
+            return {"at": time.time(), "action": "restore_good_bundle", "from": history.current,
+                    "to": history.current, "changed": False}
+        good = next((v for v in reversed(history.previous) if whole(v)), None)
+        if good is None:
+            raise ActivityFailed("no earlier bundle in the pointer history passes its checksums; "
+                                 "publish a good bundle and promote it")
+        store.promote(good)
+    return {"at": time.time(), "action": "restore_good_bundle", "from": history.current, "to": good, "changed": True}

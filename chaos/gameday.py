@@ -1,0 +1,242 @@
+"""Game days: one experiment under load, measured, reported.
+
+`run_gameday(name, ...)`:
+  1. bounded open-loop load through the edge (chaos.load, on a thread; users and items from the
+     current bundle's users.json / items.json), and a sampler of weights and tier mixes (0.5 s);
+  2. the experiment through chaoslib (`run_experiment`, rollbacks always played);
+  3. the fault time = the first method action's `at`; wait for the load to end;
+  4. RTO from the load records; for a region loss, RPO: the lost region's acknowledged event
+     seqs vs the seqs its same-geography survivors hold in `log:replica:<lost>` (read just before
+     the rollbacks restore the region, so late replication cannot hide a loss);
+  5. journal.json (with "rto" and "rpo"), report.json/.md/.png, a printed summary.
+A state file <state_dir>/gameday.json (pid, argv, experiment) lets `abort_gameday` signal a running
+game day and play the rollbacks. `dry=True` only prints the plan: nothing is touched or written.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from chaos import gameday_io as io
+from chaos.actions import StackContext, context_from
+from chaos.load import LoadSpec, read_records, run_load_async, validate
+from chaos.measurement import Rpo, compute_rpo, compute_rto
+from chaos.report import build_report, summary_lines, to_requests, write_report
+from chaos.sampling import Sampler, stack_reader
+from regions.errors import InputError
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
+STATE_FILE = "gameday.json"
+ROLLBACKS_ALWAYS = {"runtime": {"rollbacks": {"strategy": "always"}}}
+"""A game day always restores the stack, also when the steady state was not met after the fault."""
+Progress = Callable[[str], None]
+
+
+def experiment_names() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.json"))
+
+
+def load_experiment(name: str) -> dict[str, Any]:
+    path = EXPERIMENTS_DIR / f"{name}.json"
+    if name not in experiment_names():
+        raise InputError("experiment", f"unknown experiment {name!r}; known: {', '.join(experiment_names())}")
+    return json.loads(path.read_text())
+
+
+def configured(experiment: Mapping[str, Any], ctx: StackContext, topology: Path | None) -> dict[str, Any]:
+    """The experiment with explicit state_dir/topology/stores (no environment lookup by chaoslib)."""
+    conf = {"state_dir": str(ctx.state_dir), "topology": str(topology) if topology else "",
+            "control_store": ctx.control_store_url, "artifacts": ctx.artifacts_url}
+    return {**experiment, "configuration": conf}
+
+
+def first_action_at(journal: Mapping[str, Any]) -> float | None:
+    """`at` of the first method action that ran (the fault injection time)."""
+    for run in journal.get("run", []):
+        if run.get("activity", {}).get("type") == "action" and isinstance(run.get("output"), dict):
+            at = run["output"].get("at")
+            if isinstance(at, (int, float)):
+                return float(at)
+    return None
+
+
+def lost_region_of(experiment: Mapping[str, Any]) -> str | None:
+    for activity in experiment.get("method", []):
+        provider = activity.get("provider", {})
+        if provider.get("func") == "kill_region":
+            return str(provider.get("arguments", {}).get("region"))
+    return None
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    name: str
+    func: str
+    arguments: Mapping[str, Any]
+    targets: Sequence[str]
+
+
+def plan(experiment: Mapping[str, Any], ctx: StackContext) -> list[PlannedAction]:
+    """What the method's actions would hit, read from the stack state (touches nothing)."""
+    return [PlannedAction(name=a.get("name", "?"), func=a["provider"]["func"], arguments=dict(a["provider"].get("arguments", {})),
+                          targets=io.targets_of(a["provider"]["func"], a["provider"].get("arguments", {}), ctx))
+            for a in experiment.get("method", []) if a.get("type") == "action"]
+
+
+class LoadRun:
+    """chaos.load on its own thread and event loop; `cancel()` ends it early (abort)."""
+
+    def __init__(self, spec: LoadSpec, path: Path, progress: Progress) -> None:
+        self.spec, self.path, self.progress = spec, path, progress
+        self.result: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[dict[str, Any]] | None = None
+        self._thread = threading.Thread(target=self._run, name="chaos-load", daemon=True)
+
+    def _run(self) -> None:
+        def tick(i: int, total: int) -> None:
+            if i and i % max(int(self.spec.rate * 10), 1) == 0:
+                self.progress(f"load: {i}/{total} requests sent")
+
+        self._task = self._loop.create_task(run_load_async(self.spec, self.path, progress=tick))
+        try:
+            self.result = self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            self.progress("load: cancelled")
+        except BaseException as exc:  # reported by the game day, which still plays its rollbacks
+            self.error = exc
+        finally:
+            self._loop.close()
+
+    def start(self) -> LoadRun:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._task.cancel)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def run_gameday(name: str, *, state_dir: Path, topology: Path | None, load_rate: float, duration_s: float,
+                out_dir: Path, dry: bool = False, progress: Progress = _print) -> dict[str, Any]:
+    """Run experiment `name` under load and report; see the module docstring."""
+    experiment = load_experiment(name)
+    ctx = context_from({"state_dir": str(state_dir), "topology": str(topology) if topology else ""})
+    experiment = configured(experiment, ctx, topology)
+    if dry:
+        steps = plan(experiment, ctx)
+        for step in steps:
+            progress(f"would run {step.func}({', '.join(f'{k}={v!r}' for k, v in step.arguments.items())})")
+            for target in step.targets:
+                progress(f"    hits {target}")
+        return {"dry": True, "experiment": name, "plan": [asdict(s) for s in steps]}
+    # rate, duration and the loopback target are checked before anything is touched
+    validate(LoadSpec(base_url=ctx.edge_url, rate=load_rate, duration_s=duration_s, users=["-"], items=["-"]))
+    io.claim_state(state_dir / STATE_FILE, experiment=name, out_dir=out_dir, topology=str(topology or ""))
+    try:
+        return _run(name, experiment, ctx, load_rate=load_rate, duration_s=duration_s, out_dir=out_dir, progress=progress)
+    finally:
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate: float, duration_s: float,
+         out_dir: Path, progress: Progress) -> dict[str, Any]:
+    from chaoslib.experiment import run_experiment
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    users, items = io.population(ctx)
+    spec = LoadSpec(base_url=ctx.edge_url, rate=load_rate, duration_s=duration_s, users=users, items=items)
+    progress(f"game day {name}: load {load_rate:g} req/s for {duration_s:g} s through {ctx.edge_url}, "
+             f"{len(users)} users, {len(items)} items; results in {out_dir}")
+    load_started = time.time()
+    load = LoadRun(spec, out_dir / "load.jsonl", progress).start()
+    reader = stack_reader(ctx)
+    sampler = Sampler(reader).start()
+    lost = lost_region_of(experiment)
+    snapshot = io.DurableSnapshot(ctx, lost_region=lost, since=load_started)
+    previous = _on_sigterm(load.cancel)
+    try:
+        journal = run_experiment(experiment, settings=ROLLBACKS_ALWAYS,
+                                 event_handlers=[io.ProgressHandler(progress, before_rollbacks=snapshot.take)])
+    finally:
+        _restore_sigterm(previous)
+    if journal.get("status") in ("interrupted", "aborted"):
+        load.cancel()
+    progress(f"experiment {journal.get('status')}; waiting for the load to end")
+    load.join()
+    samples = sampler.stop()
+    getattr(reader, "close", lambda: None)()
+    records = read_records(out_dir / "load.jsonl") if (out_dir / "load.jsonl").exists() else []
+    fault_at = first_action_at(journal)
+    notes = [f"load failed: {load.error}"] if load.error else []
+    rto = compute_rto(to_requests(records), fault_at=fault_at if fault_at is not None else load_started)
+    if fault_at is None:
+        notes.append("no method action reported its `at`: RTO measured from the load start")
+    rpo: Rpo | None = None
+    if lost is not None and fault_at is not None:
+        snapshot.take()  # no-op when the rollbacks already triggered it
+        acked, how = io.acked_events(records, ctx=ctx, lost_region=lost, since=load_started)
+        rpo = compute_rpo(acked, lost_region=lost, fault_at=fault_at, durable_seqs=snapshot.seqs | snapshot.own_log_seqs)
+        notes.append(f"RPO: acknowledged events attributed by {how}; durable = seqs in {', '.join(snapshot.read_from) or 'no survivor'}")
+        notes += snapshot.problems
+    journal["rto"] = asdict(rto)
+    journal["rpo"] = asdict(rpo) if rpo is not None else None
+    (out_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
+    report = build_report(experiment=name, title=experiment["title"], records=records, fault_at=fault_at, rto=rto,
+                          rpo=rpo, status=str(journal.get("status")), samples=samples, notes=notes)
+    paths = write_report(report, out_dir)
+    for line in summary_lines(report):
+        progress(line)
+    progress(f"report: {paths['md']} ({paths['png'].name}, {paths['json'].name}), journal: {out_dir / 'journal.json'}")
+    return report
+
+
+def _on_sigterm(cancel: Callable[[], None]) -> Any:
+    """Outside chaoslib's own handler, SIGTERM (abort) ends the load early instead of the process."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda _s, _f: cancel())
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def abort_gameday(*, state_dir: Path, timeout_s: float = 120.0, progress: Progress = _print) -> dict[str, Any]:
+    """Signal the running game day (SIGTERM: chaoslib plays its rollbacks), wait for it, then play
+    the experiment's rollbacks here as well (they are idempotent), and remove the state file."""
+    path = state_dir / STATE_FILE
+    info = io.read_state(path)
+    signalled = io.signal_gameday(info, timeout_s=timeout_s)
+    progress(f"signalled game day pid {info['pid']} ({info['experiment']})" if signalled
+             else f"game day pid {info['pid']} is not running; playing its rollbacks")
+    ctx = context_from({"state_dir": str(state_dir), "topology": info.get("topology", "")})
+    experiment = configured(load_experiment(info["experiment"]), ctx, Path(info["topology"]) if info.get("topology") else None)
+    runs = io.play_rollbacks(experiment, progress)
+    path.unlink(missing_ok=True)
+    return {"experiment": info["experiment"], "pid": info["pid"], "signalled": signalled, "rollbacks": runs}
+
+
+def gameday_running(state_dir: Path) -> dict[str, Any] | None:
+    """The state file's content when a game day is recorded as running, else None."""
+    path = state_dir / STATE_FILE
+    return io.read_state(path) if path.exists() else None
+
+
+__all__ = ["abort_gameday", "experiment_names", "first_action_at", "gameday_running", "load_experiment", "plan",
+           "run_gameday"]

@@ -1,0 +1,411 @@
+"""The controller's driver: probe, decide, check, and (only as the leader) act.
+
+    step(now)   one round: probe every cell (failover.probing), move each region's health
+                (health.transition, with operator drains laid over), build the Snapshot (capacity
+                from the topology, demand from the cells' readyz qps, replication lags from their
+                readyz, overrides / failback progress / current weights from the store), decide(),
+                check_steering(); then, if this process holds the lease, write with fenced puts:
+                    routing/table        Steering.routing_table, version + 1, when it changed
+                                         (and once on taking over)
+                    health/<region>      when the region's state changes
+                    control/failback     failback progress, when it changes
+                    control/overrides    the active overrides, when one expired
+                    control/leader       who leads and where its control API listens
+                and journal what changed (weights, fail-static enter/exit, expired overrides,
+                leader change) with the health votes and thresholds behind it.
+    run(stop)   step every `interval_s` (fixed rate) until stop(); the clock and the wait are injected.
+
+A standby runs the same step (so its health is fresh when it takes over) and writes nothing.
+`change_overrides` is how the control API and drills change drains and steers: validated on a fresh
+snapshot by a failover.safety function, written with compare-and-set under the leader's fence,
+journaled with the caller as actor. Decision logic stays in the pure modules; this module is I/O.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
+
+from failover.control_store import ControlStore, FenceRejected
+from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain
+from failover.journal import Action, Journal
+from failover.leadership import Leadership, LeadershipSettings, NotLeader
+from failover.overrides import Overrides
+from failover.probing import CellReport
+from failover.routing import TABLE_KEY
+from failover.safety import check_steering
+from failover.settings import ControllerSettings
+from failover.steering import FailbackProgress, Snapshot, Steering, decide
+from regions.errors import InputError, PermanentError, TemporaryError
+from regions.topology import Topology
+
+OVERRIDES_KEY = "control/overrides"
+FAILBACK_KEY = "control/failback"
+LEADER_KEY = "control/leader"
+HEALTH_PREFIX = "health/"
+MAX_CAS_ATTEMPTS = 5
+"""Operator changes race only with each other and with expiry; five lost races in a row is an error."""
+
+Prober = Callable[[float], Mapping[str, CellReport]]
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+
+def weights_of(table: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
+    """A geography's own weights from a routing table (anonymous routes are not weights)."""
+    out: dict[str, dict[str, int]] = {}
+    for geo, route in ((table or {}).get("geos") or {}).items():
+        if isinstance(route, Mapping) and not route.get("anonymous"):
+            out[geo] = {str(r): int(w) for r, w in (route.get("regions") or {}).items()}
+    return out
+
+
+def table_content(table: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What a table says, without its version and time: two tables that route alike compare equal."""
+    if table is None:
+        return None
+    return {k: v for k, v in table.items() if k not in ("version", "updated_at")}
+
+
+def demand_by_geography(topology: Topology, reports: Mapping[str, CellReport]) -> dict[str, float]:
+    """Requests per second per geography, summed over the cells whose readyz answered (unknown if none)."""
+    demand: dict[str, float] = {}
+    for region, report in sorted(reports.items()):
+        if report.readyz is not None and region in topology.regions:
+            geo = topology.regions[region].geography
+            demand[geo] = demand.get(geo, 0.0) + report.readyz.qps
+    return demand
+
+
+def lags_of(reports: Mapping[str, CellReport]) -> dict[tuple[str, str], float]:
+    """Replication lag per (source, destination), the worst any cell reported."""
+    lags: dict[tuple[str, str], float] = {}
+    for report in reports.values():
+        for lag in report.readyz.replication if report.readyz else ():
+            pair = (lag.source, lag.destination)
+            lags[pair] = max(lags.get(pair, 0.0), lag.lag_s)
+    return lags
+
+
+def with_drains(health: RegionHealth, overrides: Overrides, *, now: float) -> RegionHealth:
+    """Health with the operator's drain laid over (or lifted) per the active overrides."""
+    found = overrides.drains.get(health.region)
+    if found is not None and not found.expired(now):
+        return drain(health, now=now, reason=found.reason)
+    return undrain(health, now=now) if health.state is HealthState.DRAINED else health
+
+
+def health_votes(health: Mapping[str, RegionHealth]) -> dict[str, Any]:
+    """Journal inputs: what the probes said about each region."""
+    return {r: {"state": h.state.value, "probed": h.probed.value, "failures": h.failures, "successes": h.successes,
+                "last_error": h.last_probe.error if h.last_probe else "no probe"} for r, h in sorted(health.items())}
+
+
+def thresholds(settings: ControllerSettings) -> dict[str, Any]:
+    return {"failures_down": settings.failures_down, "successes_up": settings.successes_up,
+            "slo_error_rate": settings.slo_error_rate, "slo_p99_ms": settings.slo_p99_ms,
+            "fail_static_threshold": settings.fail_static_threshold, "probe_timeout_s": settings.probe_timeout_s}
+
+
+def health_document(h: RegionHealth) -> dict[str, Any]:
+    probe = h.last_probe
+    return {"region": h.region, "state": h.state.value, "probed": h.probed.value, "since": h.since,
+            "reason": h.reason, "failures": h.failures, "successes": h.successes,
+            "last_probe": None if probe is None else {
+                "ok": probe.ok, "at": probe.at, "latency_ms": round(probe.latency_ms, 3), "error": probe.error,
+                "tier_served": probe.tier_served, "bundle_version": probe.bundle_version,
+                "p99_ms": probe.p99_ms, "error_rate": probe.error_rate}}
+
+
+# -- what the store holds ---------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Stored:
+    table: Mapping[str, Any] | None = None
+    table_version: int = 0
+    overrides: Overrides = field(default_factory=Overrides)
+    overrides_version: int = 0
+    failback: Mapping[str, FailbackProgress] = field(default_factory=dict)
+    failback_raw: Mapping[str, Any] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+def read_stored(store: ControlStore) -> Stored:
+    """The controller's shared state; a malformed document is reported and read as empty."""
+    problems: list[str] = []
+
+    def load(key: str) -> tuple[Any, int]:
+        found = store.get(key)
+        if found is None:
+            return None, 0
+        try:
+            return json.loads(found.value), found.version
+        except ValueError as exc:
+            problems.append(f"{key} is not JSON ({exc})")
+            return None, found.version
+
+    table, table_v = load(TABLE_KEY)
+    raw_over, over_v = load(OVERRIDES_KEY)
+    raw_fb, fb_v = load(FAILBACK_KEY)
+    try:
+        overrides = Overrides.from_dict(raw_over or {})
+    except InputError as exc:
+        problems.append(str(exc))
+        overrides = Overrides()
+    failback: dict[str, FailbackProgress] = {}
+    for region, body in (raw_fb or {}).items() if isinstance(raw_fb, Mapping) else ():
+        try:
+            failback[region] = FailbackProgress.from_dict(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{FAILBACK_KEY} entry {region} is malformed ({exc!r})")
+    return Stored(table=table if isinstance(table, Mapping) else None, table_version=table_v,
+                  overrides=overrides, overrides_version=over_v, failback=failback,
+                  failback_raw=raw_fb if isinstance(raw_fb, Mapping) else {}, problems=tuple(problems))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepResult:
+    now: float
+    leader: bool
+    health: Mapping[str, RegionHealth]
+    reports: Mapping[str, CellReport]
+    snapshot: Snapshot
+    steering: Steering
+    problems: tuple[str, ...]
+    """check_steering's objections: when not empty the table is not written."""
+    wrote: tuple[str, ...] = ()
+    journaled: tuple[str, ...] = ()
+    error: str = ""
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Controller:
+    """The decide-then-act driver of one controller process (see the module docstring)."""
+
+    def __init__(self, *, topology: Topology, store: ControlStore, holder: str, prober: Prober,
+                 settings: ControllerSettings = ControllerSettings(), api_url: str = "",
+                 lease_ttl_s: float = LeadershipSettings.ttl_s, leadership: Leadership | None = None,
+                 clock: Callable[[], float] = time.time, wait: Callable[[float], None] | None = None,
+                 log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+        self.topology, self.store, self.holder, self.settings = topology, store, holder, settings
+        self.actor = f"controller:{holder}"
+        self.api_url = api_url
+        self.leadership = leadership or Leadership(store, holder=holder, ttl_s=lease_ttl_s)
+        self.journal = Journal(store, clock=clock)
+        self._prober, self._clock, self._log = prober, clock, log
+        self._wake = threading.Event()
+        self._wait = wait or self._default_wait
+        start = clock()
+        self._health: dict[str, RegionHealth] = {r: initial_health(r, now=start) for r in sorted(topology.regions)}
+        self._leading = False
+        self._written_health: dict[str, tuple[str, str]] = {}
+        self._last_problems: tuple[str, ...] = ()
+        self.last: StepResult | None = None
+
+    # -- the round -------------------------------------------------------------------------------
+    def step(self, now: float) -> StepResult:
+        reports = dict(self._prober(now))
+        try:
+            stored = read_stored(self.store)
+        except TemporaryError as exc:
+            stored = None
+            store_error = str(exc)
+        else:
+            store_error = "; ".join(stored.problems)
+        base = stored or Stored(overrides=self.last.snapshot.overrides if self.last else Overrides())
+        health = {}
+        for region, previous in self._health.items():
+            report = reports.get(region)
+            probe = report.probe if report else Probe.failed(at=now, error="not probed")
+            health[region] = with_drains(transition(previous, probe, settings=self.settings, now=now),
+                                         base.overrides, now=now)
+        self._health = health
+        snapshot = Snapshot(topology=self.topology, health=health, now=now, settings=self.settings,
+                            demand_qps=demand_by_geography(self.topology, reports),
+                            current_weights=weights_of(base.table), overrides=base.overrides,
+                            failback=base.failback, replication_lag_s=lags_of(reports))
+        steering = decide(snapshot)
+        problems = check_steering(snapshot, steering)
+        leading = self.leadership.tick()
+        took_over = leading and not self._leading
+        wrote: list[str] = []
+        journaled: list[str] = []
+        error = store_error
+        settled = leading
+        if leading and stored is None:
+            settled = self._leading  # take over (or act) once the store answers again
+        elif leading:
+            try:
+                if took_over:
+                    settled = False
+                    self._take_over(now, wrote, journaled)
+                    settled = True
+                self._act(now, snapshot, steering, problems, stored, took_over=took_over,
+                          wrote=wrote, journaled=journaled)
+            except (FenceRejected, NotLeader) as exc:
+                error, leading, settled = f"deposed: {exc}", False, False
+                self._log(f"DEPOSED id={self.holder} error={exc}")
+            except (TemporaryError, PermanentError) as exc:
+                error = f"store: {exc}"
+        if self._leading and not leading:
+            self._log(f"STANDBY id={self.holder} leader={self.leadership.state.leader}")
+        self._leading = settled
+        result = StepResult(now=now, leader=leading, health=health, reports=reports, snapshot=snapshot,
+                            steering=steering, problems=problems, wrote=tuple(wrote), journaled=tuple(journaled),
+                            error=error)
+        self.last = result
+        return result
+
+    def _take_over(self, now: float, wrote: list[str], journaled: list[str]) -> None:
+        state = self.leadership.state
+        self._log(f"LEADER id={self.holder} term={state.term}")
+        self.leadership.fenced_put(LEADER_KEY, _dump({"holder": self.holder, "term": state.term,
+                                                      "api_url": self.api_url, "since": now}))
+        wrote.append(LEADER_KEY)
+        self._written_health.clear()
+        self._last_problems = ()
+        self.journal.append(actor=self.actor, action=Action.LEADER_CHANGE, at=now, fence=self.leadership.fence(),
+                            inputs={"term": state.term, "api_url": self.api_url,
+                                    "ttl_s": self.leadership.ttl_s},
+                            reason=f"{self.holder} took the controller lease")
+        journaled.append(Action.LEADER_CHANGE.value)
+
+    def _act(self, now: float, snapshot: Snapshot, steering: Steering, problems: tuple[str, ...], stored: Stored,
+             *, took_over: bool, wrote: list[str], journaled: list[str]) -> None:
+        fence = self.leadership.fence()
+        votes, limits = health_votes(snapshot.health), thresholds(self.settings)
+        for region, h in sorted(snapshot.health.items()):
+            key = (h.state.value, h.probed.value)
+            if self._written_health.get(region) != key:
+                self.leadership.fenced_put(f"{HEALTH_PREFIX}{region}", _dump(health_document(h)))
+                self._written_health[region] = key
+                wrote.append(f"{HEALTH_PREFIX}{region}")
+        if problems:
+            if problems != self._last_problems:
+                self.journal.append(actor=self.actor, action=Action.NOTE, at=now, fence=fence,
+                                    inputs={"problems": list(problems), "health": votes, "thresholds": limits},
+                                    reason="steering result refused by the safety checks; routing table kept")
+                journaled.append(Action.NOTE.value)
+                self._log(f"REFUSED id={self.holder} problems={'; '.join(problems)}")
+            self._last_problems = problems
+            return
+        self._last_problems = ()
+        if _dump(steering.overrides.to_dict()) != _dump(stored.overrides.to_dict()):
+            if self.leadership.fenced_put(OVERRIDES_KEY, _dump(steering.overrides.to_dict()),
+                                          cas=stored.overrides_version):
+                wrote.append(OVERRIDES_KEY)
+                for gone in stored.overrides.expired(now):
+                    subject = getattr(gone, "geography", None) or getattr(gone, "region", "")
+                    kind = "steer" if hasattr(gone, "geography") else "drain"
+                    self.journal.append(actor=self.actor, action=Action.OVERRIDE_CLEARED, at=now, fence=fence,
+                                        inputs={"kind": kind, "subject": subject, "expires_at": gone.expires_at,
+                                                "reason_given": gone.reason},
+                                        reason=f"{kind} override of {subject} expired")
+                    journaled.append(Action.OVERRIDE_CLEARED.value)
+        failback = {r: p.to_dict() for r, p in sorted(steering.failback.items())}
+        if _dump(failback) != _dump(dict(stored.failback_raw)):
+            if self.leadership.fenced_put(FAILBACK_KEY, _dump(failback)):
+                wrote.append(FAILBACK_KEY)
+        old = stored.table
+        old_version = int((old or {}).get("version") or 0)
+        new = steering.routing_table(version=old_version + 1, updated_at=now)
+        if not took_over and table_content(new) == table_content(old):
+            return
+        if not self.leadership.fenced_put(TABLE_KEY, _dump(new), cas=stored.table_version):
+            return  # someone wrote between our read and now; next round re-reads
+        wrote.append(TABLE_KEY)
+        self._journal_table(now, old=old, new=new, steering=steering, votes=votes, limits=limits,
+                            journaled=journaled, fence=fence)
+
+    def _journal_table(self, now: float, *, old: Mapping[str, Any] | None, new: Mapping[str, Any],
+                       steering: Steering, votes: Mapping[str, Any], limits: Mapping[str, Any],
+                       journaled: list[str], fence: Any) -> None:
+        was_static, is_static = bool((old or {}).get("fail_static")), bool(new["fail_static"])
+        if is_static != was_static:
+            action = Action.FAILSTATIC if is_static else Action.FAILSTATIC_CLEARED
+            why = "; ".join(steering.alerts) or ("probes answer again: steering resumed" if was_static else "")
+            self.journal.append(actor=self.actor, action=action, at=now, fence=fence, reason=why,
+                                inputs={"health": votes, "thresholds": limits, "version": new["version"]})
+            journaled.append(action.value)
+        old_routes = {k: (old or {}).get(k) for k in ("geos", "max_tier")}
+        if old_routes != {k: new[k] for k in ("geos", "max_tier")}:
+            reasons = [f"{subject}: {why}" for subject, why in steering.reasons]
+            self.journal.append(actor=self.actor, action=Action.WEIGHT_CHANGE, at=now, fence=fence,
+                                inputs={"before": old_routes, "after": {"geos": new["geos"], "max_tier": new["max_tier"]},
+                                        "version": new["version"], "health": votes, "thresholds": limits},
+                                reason="; ".join(reasons) or "routing table written")
+            journaled.append(Action.WEIGHT_CHANGE.value)
+            self._log(f"TABLE id={self.holder} version={new['version']} geos={_dump(new['geos'])}")
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _default_wait(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def poke(self) -> None:
+        """Run the next round now (after an operator change) instead of at the next interval."""
+        self._wake.set()
+
+    def run(self, *, stop: Callable[[], bool]) -> None:
+        """Step every interval until stop(); an unexpected error is logged and the loop goes on."""
+        try:
+            while not stop():
+                started = self._clock()
+                try:
+                    self.step(started)
+                except Exception as exc:  # the loop must outlive one bad round
+                    self._log(f"STEP-FAILED id={self.holder} error={type(exc).__name__}: {exc}")
+                self._wait(max(0.0, self.settings.interval_s - (self._clock() - started)))
+        finally:
+            self.leadership.resign()
+
+    # -- operator changes ------------------------------------------------------------------------
+    def snapshot_now(self, now: float | None = None) -> Snapshot:
+        """A fresh snapshot at `now` with the store's overrides (TemporaryError before the first round)."""
+        if self.last is None:
+            raise TemporaryError("the controller has not finished its first probe round; retry in a second",
+                                 delay=self.settings.interval_s)
+        now = self._clock() if now is None else now
+        stored = read_stored(self.store)
+        health = {r: with_drains(h, stored.overrides, now=now) for r, h in self.last.health.items()}
+        return replace(self.last.snapshot, now=now, health=health, overrides=stored.overrides,
+                       failback=stored.failback, current_weights=weights_of(stored.table))
+
+    def change_overrides(self, mutate: Callable[[Snapshot], Overrides], *, actor: str, action: Action,
+                         reason: str, inputs: Mapping[str, Any]) -> Overrides:
+        """Validate with `mutate` (a failover.safety function) on a fresh snapshot, write, journal.
+
+        Raises InputError (nothing written) when `mutate` refuses, NotLeader on a standby."""
+        if not reason.strip():
+            raise InputError("reason", "must say why (a non-empty reason is journaled with every change)")
+        for _ in range(MAX_CAS_ATTEMPTS):
+            fence = self.leadership.fence()
+            current = self.store.get(OVERRIDES_KEY)
+            snapshot = self.snapshot_now()
+            new = mutate(snapshot)
+            if self.store.fenced_put(OVERRIDES_KEY, _dump(new.to_dict()), fence=fence,
+                                     cas=current.version if current else 0):
+                self.journal.append(actor=actor, action=action, fence=fence, reason=reason.strip(),
+                                    inputs={**inputs, "overrides_after": new.to_dict(),
+                                            "health": health_votes(snapshot.health)})
+                self.poke()
+                return new
+        raise TemporaryError("the overrides kept changing while this change was made; retry", delay=0.5)
+
+    def read_table(self) -> Mapping[str, Any] | None:
+        return read_stored(self.store).table
+
+    def leader_info(self) -> dict[str, Any]:
+        """Who leads (from the lease) and where its API is (from control/leader)."""
+        lease = self.store.lease_holder(self.leadership.name)
+        found = self.store.get(LEADER_KEY)
+        info = json.loads(found.value) if found else {}
+        holder = lease.holder if lease else None
+        return {"holder": holder, "term": lease.term if lease else None,
+                "api_url": info.get("api_url") if info.get("holder") == holder else None,
+                "self": self.holder, "is_self": holder == self.holder and self.leadership.is_leader}

@@ -1,0 +1,170 @@
+"""The cell's model bundle: load the current one through verification, watch for newer ones,
+swap atomically, refuse bad ones and keep the last known good.
+
+Blue-green: a new bundle is fetched, verified (every checksum, schema version, semantic checks)
+and loaded beside the serving one; only then is the reference swapped (one attribute store, atomic
+in CPython). Requests that started on the old bundle finish on it. A refused bundle changes
+nothing; the refusal is remembered (so it is not fetched again and again) and reported by
+/readyz and the `bundle_refusals_total` metric.
+
+Last known good: every bundle that passed verification stays in the cell's local cache
+(`<cache>/<version>`) and its version is written to `<cache>/last_good`; at start, when the
+store's current bundle is refused or the store is unreachable, the cell loads that one (verified
+again). With nothing usable at all the cell serves popularity from the list in the package.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from regions.errors import ShopNowError, TemporaryError
+from replication.artifact_store import ArtifactStore
+from replication.verifying import verify_bundle
+from serving.bundle import LoadedBundle
+from serving.bundle_checks import SEMANTIC_CHECKS
+from serving.features import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+LAST_GOOD = "last_good"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    version: str
+    file: str
+    check: str
+    message: str
+    at: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"version": self.version, "file": self.file, "check": self.check, "message": self.message, "at": self.at}
+
+
+class BundleHolder:
+    """Holds the serving bundle; `load_version` verifies, loads and swaps."""
+
+    def __init__(self, *, store: ArtifactStore, cache_dir: Path, clock: Callable[[], float] = time.time,
+                 on_swap: Callable[[LoadedBundle], None] = lambda _b: None,
+                 on_refuse: Callable[[Refusal], None] = lambda _r: None) -> None:
+        self.store = store
+        self.cache_dir = cache_dir
+        self.clock = clock
+        self.bundle: LoadedBundle | None = None
+        self.loaded_at: float | None = None
+        self.refused: Refusal | None = None
+        self.frozen = False
+        """Chaos fault `freeze_index`: keep serving the loaded bundle, ignore newer ones (a stale index)."""
+        self.store_error: str | None = None
+        self._on_swap = on_swap
+        self._on_refuse = on_refuse
+        self._refused_versions: set[str] = set()
+        self._lock = threading.Lock()
+        cache_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def version(self) -> str | None:
+        bundle = self.bundle
+        return bundle.version if bundle is not None else None
+
+    def _verify_and_load(self, bundle_dir: Path, version: str) -> LoadedBundle:
+        verify_bundle(bundle_dir, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
+        return LoadedBundle.load(bundle_dir, version=version)
+
+    def _refuse(self, version: str, exc: BaseException) -> None:
+        refusal = Refusal(
+            version=version, file=str(getattr(exc, "file", "") or ""), check=str(getattr(exc, "check", "") or "load"),
+            message=str(exc), at=self.clock(),
+        )
+        self.refused = refusal
+        self._refused_versions.add(version)
+        shutil.rmtree(self.cache_dir / version, ignore_errors=True)
+        log.error("bundle %s refused: %s (file %s, check %s); keeping %s", version, exc, refusal.file, refusal.check, self.version)
+        self._on_refuse(refusal)
+
+    def _swap(self, bundle: LoadedBundle) -> None:
+        self.bundle = bundle
+        self.loaded_at = self.clock()
+        (self.cache_dir / LAST_GOOD).write_text(bundle.version)
+        log.info("serving bundle %s", bundle.version)
+        self._on_swap(bundle)
+
+    def load_version(self, version: str) -> bool:
+        """Fetch, verify, load and swap `version`. False (and a recorded refusal) when refused."""
+        with self._lock:
+            if version == self.version or version in self._refused_versions:
+                return False
+            try:
+                bundle_dir = self.store.fetch(version, self.cache_dir)
+                bundle = self._verify_and_load(bundle_dir, version)
+            except TemporaryError:
+                raise
+            except (ShopNowError, OSError, ValueError) as exc:
+                self._refuse(version, exc)
+                return False
+            self._swap(bundle)
+            return True
+
+    def load_last_good(self) -> bool:
+        """At start: the last bundle this cell verified, from its local cache (verified again)."""
+        marker = self.cache_dir / LAST_GOOD
+        if not marker.exists() or self.bundle is not None:
+            return False
+        version = marker.read_text().strip()
+        try:
+            bundle = self._verify_and_load(self.cache_dir / version, version)
+        except (ShopNowError, OSError, ValueError) as exc:
+            self._refuse(version, exc)
+            return False
+        self._swap(bundle)
+        return True
+
+    def poll(self) -> None:
+        """One watch step: load the store's current bundle if it is new (unless frozen)."""
+        if self.frozen and self.bundle is not None:
+            return
+        try:
+            current = self.store.current()
+            self.store_error = None
+        except ShopNowError as exc:
+            self.store_error = str(exc)
+            if self.bundle is None:
+                self.load_last_good()
+            return
+        if current is None or current == self.version:
+            return
+        try:
+            loaded = self.load_version(current)
+        except TemporaryError as exc:
+            self.store_error = str(exc)
+            loaded = False
+        if not loaded and self.bundle is None:
+            self.load_last_good()
+
+
+class BundleWatcher(threading.Thread):
+    """Polls the artifact store every `interval_s` in the background."""
+
+    def __init__(self, holder: BundleHolder, *, interval_s: float = 2.0) -> None:
+        super().__init__(name="bundle-watcher", daemon=True)
+        self.holder = holder
+        self.interval_s = interval_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            try:
+                self.holder.poll()
+            except Exception:  # the watcher must never die; the error is logged and retried
+                log.exception("bundle watch step failed")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+__all__ = ["BundleHolder", "BundleWatcher", "Refusal"]

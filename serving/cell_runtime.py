@@ -1,0 +1,230 @@
+"""One region's cell, assembled: feature store, bundle holder and watcher, recommender, event log,
+metrics, request statistics, readiness and chaos faults. The HTTP and gRPC servers both call it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from fallback_tiers.settings import LadderSettings
+from regions import redis_keys
+from regions.errors import InputError, ShopNowError
+from regions.topology import Topology
+from replication.artifact_store import ArtifactStore
+from replication.interaction_log import ClientSettings, append_events, connect, parse_batch
+from replication.lag import parse_stream_id
+from replication.metrics import collect_pairs, stream_lag
+from serving.bundle import LoadedBundle
+from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
+from serving.feature_store import FeatureStore, FeatureStoreUnavailable, FreshnessBounds, item_features_from_rows
+from serving.feature_updater import CONSUMER
+from serving.metrics import CellMetrics
+from serving.recommender import Recommender, Serving
+from serving.request_stats import RequestStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    bundle_poll_s: float = 2.0
+    """A promoted bundle reaches every cell within ~2 s; polling a pointer file or object is cheap."""
+    catalog_sync_s: float = 300.0
+    """The local stack's item feed: live item features are re-seeded from the bundle's catalog every
+    5 min (well inside the 15 min item-freshness bound). A real deployment feeds them from inventory."""
+    readiness_redis_timeout_s: float = 0.1
+    """/readyz must answer fast even when a peer's Redis hangs."""
+    tokens_file: str = ""
+    """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
+
+
+class CellRuntime:
+    def __init__(self, *, topology: Topology, region: str, store: FeatureStore, artifacts: ArtifactStore,
+                 cache_dir: Path, settings: CellSettings = CellSettings(),
+                 ladder_settings: LadderSettings = LadderSettings()) -> None:
+        self.topology = topology
+        self.region = region
+        self.settings = settings
+        self.store = store
+        self.metrics = CellMetrics()
+        self.stats = RequestStats()
+        self._serving = Serving.of(None)
+        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse)
+        self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
+                                       ladder_settings=ladder_settings)
+        quick = ClientSettings(connect_timeout_s=settings.readiness_redis_timeout_s,
+                               socket_timeout_s=settings.readiness_redis_timeout_s, retries=0)
+        self._peers = {name: connect(topology, name, settings=quick) for name, r in topology.regions.items()
+                       if r.geography == topology.region(region).geography}
+        self._log_client = connect(topology, region, settings=ClientSettings(connect_timeout_s=0.2, socket_timeout_s=1.0, retries=1))
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._seeded_version: str | None = None
+
+    # -- bundle ----------------------------------------------------------------------------
+    def _on_swap(self, bundle: LoadedBundle) -> None:
+        self._serving = Serving.of(bundle)
+        self.metrics.set_bundle(bundle.version, loaded_at=time.time())
+        self._seed_items(bundle)
+
+    def _on_refuse(self, refusal: Refusal) -> None:
+        self.metrics.refuse_bundle(refusal.check)
+
+    def _seed_items(self, bundle: LoadedBundle) -> None:
+        """Write the bundle's catalog into the region's item features (the local item feed)."""
+        try:
+            rows = json.loads((self.holder.cache_dir / bundle.version / "items.json").read_text())
+            pop = {bundle.items.ids[n]: float(p) for n, p in enumerate(bundle.items.popularity)}
+            self.store.put_item_features(item_features_from_rows(rows, updated_at=time.time(), popularity=pop))
+            self._seeded_version = bundle.version
+        except (ShopNowError, OSError, ValueError) as exc:
+            log.warning("could not seed item features of %s: %s (retried by the catalog sync)", bundle.version, exc)
+
+    def start(self) -> None:
+        """Load the current bundle (or the last good one), then watch in the background."""
+        self.holder.poll()
+        if self.holder.bundle is None:
+            log.warning("no usable bundle: serving popularity from the list shipped in the package")
+        watcher = BundleWatcher(self.holder, interval_s=self.settings.bundle_poll_s)
+        watcher.start()
+        sync = threading.Thread(target=self._catalog_sync, name="catalog-sync", daemon=True)
+        sync.start()
+        self._threads = [watcher, sync]
+
+    def _catalog_sync(self) -> None:
+        next_sync = time.monotonic() + self.settings.catalog_sync_s
+        while not self._stop.wait(1.0):
+            bundle = self._serving.bundle
+            if bundle is None:
+                continue
+            if self._seeded_version != bundle.version or time.monotonic() >= next_sync:
+                self._seed_items(bundle)
+                next_sync = time.monotonic() + self.settings.catalog_sync_s
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if isinstance(thread, BundleWatcher):
+                thread.stop()
+
+    # -- requests --------------------------------------------------------------------------
+    def observe(self, *, surface: str, tier: str, ok: bool, latency_ms: float, skipped: Any = ()) -> None:
+        self.stats.record(at=time.time(), latency_ms=latency_ms, ok=ok, tier=tier)
+        if ok:
+            self.metrics.observe_request(surface=surface, tier=tier, status="ok", latency_ms=latency_ms, skipped=skipped)
+
+    def log_events(self, raw: list[Any]) -> list[str]:
+        """Validate, then append to the region's log. Returns stream ids once durable in Redis.
+        InputError (nothing written) names the first bad event; TemporaryError when Redis is down."""
+        parsed = parse_batch(raw, now=time.time(), topology=self.topology)
+        if parsed.refused:
+            for refusal in parsed.refused:
+                self.metrics.refuse_events(refusal.field)
+            first = parsed.refused[0]
+            raise InputError(f"events[{first.index}].{first.field}", first.message)
+        try:
+            ids = append_events(self._log_client, parsed.events, topology=self.topology, region=self.region)
+        except InputError as exc:
+            self.metrics.refuse_events(exc.field, count=len(parsed.events))
+            raise
+        self.metrics.accept_events(len(ids))
+        return ids
+
+    # -- readiness -------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        now = time.time()
+        summary = self.stats.summary(now)
+        redis_ok = False
+        try:
+            redis_ok = self.store.ping()
+        except FeatureStoreUnavailable:
+            redis_ok = False
+        user_age = self._updater_lag(now) if redis_ok else None
+        item_age = None
+        bundle = self._serving.bundle
+        if redis_ok and bundle is not None and bundle.items.ids:
+            try:
+                sample = self.store.get_item_features(list(bundle.items.ids[:50]))
+                ages = [now - f.updated_at for f in sample.values()]
+                item_age = max(ages) if ages else None
+            except FeatureStoreUnavailable:
+                item_age = None
+        bounds = FreshnessBounds.from_settings(self.topology.settings)
+        stale = (user_age is not None and user_age > bounds.user_s) or (item_age is None and bundle is not None) or \
+            (item_age is not None and item_age > bounds.item_s)
+        self.metrics.feature_age.labels(kind="user").set(user_age or 0.0)
+        self.metrics.feature_age.labels(kind="item").set(item_age or 0.0)
+        refused = self.holder.refused
+        body = {
+            "ready": True, "region": self.region, "bundle_version": self._serving.version,
+            "bundle_loaded_at": self.holder.loaded_at,
+            "bundle_refused": refused.to_dict() if refused else None,
+            "store_error": self.holder.store_error, "index_frozen": self.holder.frozen,
+            "redis_ok": redis_ok,
+            "freshness": {"stale": bool(stale), "user_age_s": user_age, "oldest_item_age_s": item_age},
+            "error_rate": summary.error_rate, "p99_ms": summary.p99_ms, "qps": summary.qps,
+            "tier_mix": summary.tier_mix, "replication": self._replication(now),
+            "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
+            "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
+        }
+        return True, body
+
+    def _updater_lag(self, now: float) -> float | None:
+        """Age of the oldest event the feature updater has not applied yet (0 when caught up)."""
+        try:
+            client = self._peers[self.region]
+            position = client.get(redis_keys.consumer_checkpoint(CONSUMER, redis_keys.EVENT_LOG))
+            _, lag = stream_lag(client, stream=redis_keys.EVENT_LOG, position=parse_stream_id(position), now=now)
+            return float(lag.lag_seconds)
+        except Exception:  # readiness must answer; an unreadable lag is reported as unknown
+            return None
+
+    def _replication(self, now: float) -> list[dict[str, Any]]:
+        try:
+            pairs = collect_pairs(self.topology, self._peers, sources=[self.region], now=now)
+        except Exception as exc:
+            return [{"source": self.region, "error": str(exc)}]
+        return [{"source": p.source, "destination": p.destination, "lag_s": p.lag_seconds, "lag_events": p.lag_events,
+                 "error": p.error} for p in pairs]
+
+    # -- chaos -----------------------------------------------------------------------------
+    def check_chaos_token(self, authorization: str | None) -> tuple[int, str] | None:
+        """None when allowed; else (status, message)."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return 401, "a bearer token with role chaos is required"
+        tokens: Mapping[str, str] = {}
+        if self.settings.tokens_file and os.path.exists(self.settings.tokens_file):
+            tokens = json.loads(Path(self.settings.tokens_file).read_text())
+        role = tokens.get(authorization.removeprefix("Bearer ").strip())
+        if role is None:
+            return 401, "unknown token"
+        if role != "chaos":
+            return 403, f"role {role!r} may not inject faults; the chaos role is required"
+        return None
+
+    def set_faults(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InputError("body", "must be a JSON object")
+        unknown = set(body) - {"ranking_latency_ms", "freeze_index"}
+        if unknown:
+            raise InputError(sorted(unknown)[0], "unknown fault; allowed: ranking_latency_ms, freeze_index")
+        if "ranking_latency_ms" in body:
+            value = body["ranking_latency_ms"]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000:
+                raise InputError("ranking_latency_ms", "must be a number of milliseconds in 0..10000")
+            self.recommender.faults.ranking_latency_ms = float(value)
+        if "freeze_index" in body:
+            if not isinstance(body["freeze_index"], bool):
+                raise InputError("freeze_index", "must be true or false")
+            self.holder.frozen = body["freeze_index"]
+        log.warning("faults now: ranking_latency_ms=%s freeze_index=%s", self.recommender.faults.ranking_latency_ms, self.holder.frozen)
+        return {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms, "freeze_index": self.holder.frozen}
+
+
+__all__ = ["CellRuntime", "CellSettings"]

@@ -1,0 +1,160 @@
+"""The cell's HTTP API (FastAPI).
+
+    GET  /v1/recommendations/homepage?user_id=&count=      (max_tier=, anonymous=, X-Deadline-Ms)
+    GET  /v1/recommendations/similar?product_id=&count=
+    GET  /v1/recommendations/cart?cart_items=a,b&count=
+    POST /v1/events            {"events": [...]}  -> 200 acknowledged (in the region's log) | 413 | 422 | 503
+    GET  /healthz              liveness
+    GET  /readyz               bundle, Redis, freshness, error rate, p99, qps, tier mix, replication lag
+    GET  /metrics              Prometheus
+    POST/DELETE /admin/faults  chaos faults (bearer token with role chaos)
+
+Bad input never crashes the cell: every InputError is a 422 naming the field (404 for an unknown
+product, 413 for an oversized batch); anything unexpected is a 500 with a short message, and is
+logged.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from fallback_tiers.deadline import DEADLINE_HEADER, deadline_seconds
+from fallback_tiers.tiers import Tier
+from regions.errors import InputError, TemporaryError
+from replication.events import MAX_BATCH
+from serving.cell_runtime import CellRuntime
+from serving.recommender import UnknownProduct
+
+log = logging.getLogger(__name__)
+
+MAX_COUNT = 100
+"""A homepage shows 8-20 items; 100 is generous and keeps one request's work bounded."""
+MAX_DEADLINE_S = 1.0
+"""No client may ask the cell to spend more than a second on one request."""
+
+
+def _error(status: int, field: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"field": field, "message": message}})
+
+
+def create_app(runtime: CellRuntime) -> FastAPI:
+    app = FastAPI(title=f"ShopNow cell {runtime.region}", docs_url=None, redoc_url=None)
+    rec = runtime.recommender
+
+    @app.exception_handler(UnknownProduct)
+    async def _unknown(_: Request, exc: UnknownProduct) -> JSONResponse:
+        return _error(404, exc.field, exc.reason)
+
+    @app.exception_handler(InputError)
+    async def _bad(_: Request, exc: InputError) -> JSONResponse:
+        return _error(422, exc.field, exc.reason)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
+        field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return _error(422, field, str(first.get("msg")))
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, "server", f"internal error ({type(exc).__name__}); the cell keeps running")
+
+    def timed(surface: str, call: Callable[[], Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            answer = call()
+        except InputError:
+            raise
+        except Exception:
+            runtime.observe(surface=surface, tier="error", ok=False, latency_ms=(time.perf_counter() - started) * 1000)
+            raise
+        runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped)
+        return answer.to_dict()
+
+    def check_count(count: int) -> None:
+        if not 1 <= count <= MAX_COUNT:
+            raise InputError("count", f"must be between 1 and {MAX_COUNT}, got {count}")
+
+    @app.get("/v1/recommendations/homepage")
+    def homepage(
+        user_id: str | None = Query(default=None, max_length=128), count: int = 8, max_tier: str = "full",
+        anonymous: bool = False, deadline: str | None = Header(default=None, alias=DEADLINE_HEADER),
+    ) -> dict[str, Any]:
+        check_count(count)
+        tier = Tier.parse(max_tier)
+        budget = deadline_seconds(deadline, default_s=rec.ladder_settings.deadline_s, max_s=MAX_DEADLINE_S)
+        user = None if anonymous or not user_id else user_id
+        return timed("homepage", lambda: rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=budget))
+
+    @app.get("/v1/recommendations/similar")
+    def similar(product_id: str = Query(min_length=1, max_length=128), count: int = 8) -> dict[str, Any]:
+        check_count(count)
+        return timed("similar", lambda: rec.similar(product_id=product_id, count=count))
+
+    @app.get("/v1/recommendations/cart")
+    def cart(cart_items: str = Query(min_length=1, max_length=4096), count: int = 4) -> dict[str, Any]:
+        check_count(count)
+        items = [i for i in (p.strip() for p in cart_items.split(",")) if i]
+        if not items:
+            raise InputError("cart_items", "give at least one product id, comma-separated")
+        return timed("cart", lambda: rec.cart(cart_items=items, count=count))
+
+    @app.post("/v1/events")
+    async def events(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(422, "body", 'must be JSON: {"events": [...]}')
+        raw = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(raw, list) or not raw:
+            return _error(422, "events", "must be a non-empty list of event objects")
+        if len(raw) > MAX_BATCH:
+            return _error(413, "events", f"at most {MAX_BATCH} events per batch, got {len(raw)}; split the batch")
+        try:
+            ids = runtime.log_events(raw)
+        except TemporaryError as exc:
+            return _error(503, "events", f"not acknowledged: {exc}; retry with the same event ids")
+        return JSONResponse({"accepted": len(ids), "stream_ids": ids, "region": runtime.region})
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"alive": True, "region": runtime.region}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        ready, body = runtime.readiness()
+        return JSONResponse(status_code=200 if ready else 503, content=body)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        body, content_type = runtime.metrics.render()
+        return Response(content=body, media_type=content_type)
+
+    @app.post("/admin/faults")
+    async def set_faults(request: Request, authorization: str | None = Header(default=None)) -> JSONResponse:
+        denied = runtime.check_chaos_token(authorization)
+        if denied:
+            return _error(denied[0], "authorization", denied[1])
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(422, "body", "must be a JSON object")
+        try:
+            return JSONResponse(runtime.set_faults(body))
+        except InputError as exc:
+            return _error(422, exc.field, exc.reason)
+
+    @app.delete("/admin/faults")
+    def clear_faults(authorization: str | None = Header(default=None)) -> JSONResponse:
+        denied = runtime.check_chaos_token(authorization)
+        if denied:
+            return _error(denied[0], "authorization", denied[1])
+        return JSONResponse(runtime.set_faults({"ranking_latency_ms": 0, "freeze_index": False}))
+
+    return app

@@ -1,0 +1,334 @@
+"""One cell's request logic: the homepage ladder, similar items, frequently bought together.
+
+The homepage goes through fallback_tiers.Ladder with four tier callables:
+    full       FAISS candidates + rule retrievers -> LightGBM over serving.features   (redis, ranker)
+    cached     the user's last full slate from Redis                                  (redis)
+    segment    the user's segment list from the bundle, in memory
+    popularity the bundle's global popularity (or the list shipped in the package), in memory
+The re-ranking rules (serving.reranking) run on every tier's output with the freshest stock the
+cell can get: live item features from Redis when its breaker lets us, else the bundle's catalog.
+Each request holds one reference to the serving bundle, so a swap mid-request is harmless.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from fallback_tiers.breaker import BreakerStatus, CircuitBreaker
+from fallback_tiers.deadline import Deadline
+from fallback_tiers.ladder import Ladder, TierSpec
+from fallback_tiers.settings import LadderSettings
+from fallback_tiers.tiers import DependencyFailed, ScoredItem, SkipReason, Tier, TierOutput, TierRequest
+from regions.errors import InputError, ShopNowError
+from regions.geo import home_geography_of
+from regions.topology import Topology
+from serving.bundle import LoadedBundle
+from serving.feature_store import CachedSlate, FeatureStore, FeatureStoreUnavailable, ItemFeatures
+from serving.features import LiveItems
+from serving.reranking import ItemMeta, RerankRules, rerank
+from serving.user_state import UserState
+
+log = logging.getLogger(__name__)
+
+RESERVE_FACTOR = 4
+"""Backfill reserve = 4x the slate: enough for stock and diversity drops, cheap for the rules."""
+PACKAGED_POPULARITY = "fallback_popularity.json"
+
+
+class UnknownProduct(InputError):
+    def __init__(self, field_name: str, product_id: str) -> None:
+        super().__init__(field_name, f"unknown product {product_id!r}: it is not in the catalog of the serving bundle")
+
+
+@dataclass(frozen=True)
+class Answer:
+    items: tuple[ScoredItem, ...]
+    tier: str
+    region: str
+    bundle_version: str
+    skipped: tuple[tuple[str, str], ...] = ()
+    stale: bool = False
+    latency_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": [{"item_id": i.item_id, "score": round(float(i.score), 6)} for i in self.items],
+            "tier": self.tier, "region": self.region, "bundle_version": self.bundle_version,
+            "skipped": [{"tier": t, "reason": r} for t, r in self.skipped], "stale": self.stale,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Serving:
+    """A bundle and what the cell derives from it once per swap."""
+
+    bundle: LoadedBundle | None
+    catalog: Mapping[str, ItemMeta]
+    popularity: tuple[str, ...]
+    version: str
+
+    @classmethod
+    def of(cls, bundle: LoadedBundle | None) -> "Serving":
+        if bundle is None:
+            rows = packaged_popularity()
+            return cls(bundle=None, catalog={r["item_id"]: ItemMeta(category=r["category"], brand=r["brand"]) for r in rows},
+                       popularity=tuple(r["item_id"] for r in rows), version="packaged-popularity")
+        items = bundle.items
+        brands = _brand_names(bundle)
+        catalog = {
+            item_id: ItemMeta(category=items.categories[int(items.category[n])], brand=brands[n], stock=bool(items.stock[n] > 0))
+            for n, item_id in enumerate(items.ids)
+        }
+        return cls(bundle=bundle, catalog=catalog, popularity=tuple(bundle.item_ids(bundle.popularity)), version=bundle.version)
+
+
+def _brand_names(bundle: LoadedBundle) -> list[str]:
+    return [f"brand-{int(b)}" for b in bundle.items.brand]
+
+
+def packaged_popularity() -> list[dict[str, str]]:
+    """The popularity list shipped in the package: what a cell serves with no usable bundle."""
+    text = resources.files("serving").joinpath(PACKAGED_POPULARITY).read_text()
+    return list(json.loads(text))
+
+
+@dataclass
+class Faults:
+    """Chaos faults injected through the cell's admin API (see chaos/)."""
+
+    ranking_latency_ms: float = 0.0
+
+
+@dataclass
+class _Request:
+    """What one request learns as it goes: live stock, exclusions, staleness."""
+
+    serving: Serving
+    stock: dict[str, int] = field(default_factory=dict)
+    exclude: frozenset[str] = frozenset()
+    stale: bool = False
+
+
+class Recommender:
+    def __init__(
+        self, *, region: str, topology: Topology, store: FeatureStore, serving: Callable[[], Serving],
+        ladder_settings: LadderSettings = LadderSettings(), rules: RerankRules = RerankRules(),
+        cache_ttl_s: float | None = None, clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.region = region
+        self.topology = topology
+        self.store = store
+        self.serving = serving
+        self.ladder_settings = ladder_settings
+        self.rules = rules
+        self.cache_ttl_s = cache_ttl_s
+        self.clock = clock
+        self.sleep = sleep
+        self.faults = Faults()
+        self.breakers = {
+            "redis": CircuitBreaker("redis", settings=ladder_settings.breaker),
+            "ranker": CircuitBreaker("ranker", settings=ladder_settings.breaker),
+        }
+
+    # -- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _in_tier(call: Callable[[], Any]) -> Any:
+        """A Redis call inside a tier: the ladder holds the breaker and records the outcome."""
+        try:
+            return call()
+        except FeatureStoreUnavailable as exc:
+            raise DependencyFailed("redis", str(exc)) from exc
+
+    def _outside_tier(self, call: Callable[[], Any]) -> Any:
+        """A Redis call outside any tier (live stock for the rules, caching a slate): only while
+        the breaker is closed, so it never takes a half-open trial away from a tier."""
+        breaker = self.breakers["redis"]
+        if breaker.status is not BreakerStatus.CLOSED:
+            raise DependencyFailed("redis", "the redis breaker is not closed")
+        try:
+            result = call()
+        except FeatureStoreUnavailable as exc:
+            breaker.record_failure()
+            raise DependencyFailed("redis", str(exc)) from exc
+        return result
+
+    def _live_features(self, ctx: _Request, item_ids: Sequence[str], *, in_tier: bool = False) -> dict[str, ItemFeatures]:
+        call = lambda: self.store.get_item_features(list(item_ids))  # noqa: E731
+        try:
+            feats: dict[str, ItemFeatures] = self._in_tier(call) if in_tier else self._outside_tier(call)
+        except DependencyFailed:
+            ctx.stale = True
+            if in_tier:
+                raise
+            return {}
+        for item_id, f in feats.items():
+            ctx.stock[item_id] = int(f.stock)
+        return feats
+
+    def _rules(self, ctx: _Request) -> Callable[[TierOutput, int], tuple[ScoredItem, ...]]:
+        def apply(output: TierOutput, count: int) -> tuple[ScoredItem, ...]:
+            ids = [i.item_id for i in output.items] + [i.item_id for i in output.reserve]
+            missing = [i for i in ids if i not in ctx.stock]
+            if missing and not ctx.stale:
+                self._live_features(ctx, missing)
+            return rerank(output.items, reserve=output.reserve, count=count, catalog=ctx.serving.catalog,
+                          stock=ctx.stock, rules=self.rules, exclude=ctx.exclude)
+        return apply
+
+    # -- tiers -----------------------------------------------------------------------------
+    def _full(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
+        def fetch(request: TierRequest, budget_s: float) -> TierOutput:
+            began = time.monotonic()
+            bundle = ctx.serving.bundle
+            assert bundle is not None
+            now = self.clock()
+            state = self._in_tier(lambda: self.store.get_user_state(user_id)) or UserState()
+            ctx.exclude = frozenset(state.cart)
+            vector = bundle.user_embedding(user_id, state)
+            geo = home_geography_of(user_id, self.topology)
+            segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
+            cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
+            ids = bundle.item_ids(cands.rows)
+            feats = self._live_features(ctx, ids, in_tier=True)
+            live = _live_items(ids, feats)
+            if self.faults.ranking_latency_ms > 0:
+                spent = time.monotonic() - began
+                delay_s = self.faults.ranking_latency_ms / 1000.0
+                self.sleep(max(min(delay_s, budget_s - spent), 0.0))
+                if delay_s > budget_s - spent:
+                    raise DependencyFailed("ranker", f"ranker slower than the {budget_s * 1000:.0f} ms stage budget (injected)")
+            try:
+                scores = bundle.rank(state, cands, now, user_vector=vector, live=live)
+            except (ShopNowError, ValueError) as exc:
+                raise DependencyFailed("ranker", f"ranking failed: {exc}") from exc
+            order = np.argsort(-scores, kind="stable")
+            keep = request.count * (1 + RESERVE_FACTOR)
+            scored = tuple(ScoredItem(ids[int(i)], float(scores[int(i)])) for i in order[:keep])
+            return TierOutput(items=scored[: request.count], reserve=scored[request.count:])
+        return fetch
+
+    def _cached(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
+        def fetch(request: TierRequest, budget_s: float) -> TierOutput:
+            slate: CachedSlate | None = self._in_tier(lambda: self.store.get_cached_slate(user_id))
+            if slate is None:
+                return TierOutput(items=())
+            scored = tuple(ScoredItem(i, s) for i, s in zip(slate.item_ids, slate.scores))
+            return TierOutput(items=scored[: request.count], reserve=scored[request.count:])
+        return fetch
+
+    def _segment(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
+        def fetch(request: TierRequest, budget_s: float) -> TierOutput:
+            bundle = ctx.serving.bundle
+            assert bundle is not None
+            geo = home_geography_of(user_id, self.topology)
+            key = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
+            rows = bundle.segment_list(key)[: request.count * (1 + RESERVE_FACTOR)]
+            return TierOutput.from_ids(bundle.item_ids(rows), count=request.count)
+        return fetch
+
+    def _popularity(self, ctx: _Request) -> Callable[[TierRequest, float], TierOutput]:
+        def fetch(request: TierRequest, budget_s: float) -> TierOutput:
+            return TierOutput.from_ids(ctx.serving.popularity[: max(request.count * (1 + RESERVE_FACTOR), 50)], count=request.count)
+        return fetch
+
+    # -- surfaces --------------------------------------------------------------------------
+    def homepage(self, *, user_id: str | None, count: int, max_tier: Tier = Tier.FULL,
+                 deadline_s: float | None = None) -> Answer:
+        started = time.perf_counter()
+        serving = self.serving()
+        ctx = _Request(serving=serving)
+        request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)
+        specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx))]
+        if user_id is not None and serving.bundle is not None:
+            specs = [
+                TierSpec(Tier.FULL, self._full(ctx, user_id), frozenset({"redis", "ranker"})),
+                TierSpec(Tier.CACHED, self._cached(ctx, user_id), frozenset({"redis"})),
+                TierSpec(Tier.SEGMENT, self._segment(ctx, user_id)),
+                *specs,
+            ]
+        elif user_id is not None:
+            specs = [TierSpec(Tier.CACHED, self._cached(ctx, user_id), frozenset({"redis"})), *specs]
+        ladder = Ladder(tiers=specs, breakers=self.breakers, post_process=self._rules(ctx), settings=self.ladder_settings)
+        deadline = Deadline.start(deadline_s if deadline_s is not None else self.ladder_settings.deadline_s)
+        result = ladder.run(request, deadline)
+        if result.tier is Tier.FULL and user_id is not None:
+            self._remember(user_id, result.items, serving.version)
+        return Answer(
+            items=result.items, tier=result.tier.value, region=self.region, bundle_version=serving.version,
+            skipped=tuple((t.value, r.value) for t, r in result.skipped),
+            stale=ctx.stale, latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _remember(self, user_id: str, items: Sequence[ScoredItem], version: str) -> None:
+        slate = CachedSlate(item_ids=tuple(i.item_id for i in items), scores=tuple(i.score for i in items),
+                            bundle_version=version, tier=Tier.FULL.value, created_at=self.clock())
+        try:
+            self._outside_tier(lambda: self.store.put_cached_slate(user_id, slate, ttl_s=self.cache_ttl_s))
+        except DependencyFailed:
+            log.debug("could not cache the slate of %s", user_id)
+
+    def similar(self, *, product_id: str, count: int) -> Answer:
+        started = time.perf_counter()
+        serving = self.serving()
+        ctx = _Request(serving=serving)
+        bundle = serving.bundle
+        if bundle is None:
+            raise UnknownProduct("product_id", product_id)
+        row = bundle.items.row_of.get(product_id)
+        if row is None:
+            raise UnknownProduct("product_id", product_id)
+        rows, scores = bundle.ann_candidates(bundle.items.embeddings[row], count * (1 + RESERVE_FACTOR) + 1)
+        scored = [ScoredItem(bundle.items.ids[int(r)], float(s)) for r, s in zip(rows, scores) if int(r) != row]
+        ctx.exclude = frozenset({product_id})
+        output = TierOutput(items=tuple(scored[:count]), reserve=tuple(scored[count:]))
+        items = self._rules(ctx)(output, count)
+        tier = Tier.FULL.value
+        if len(items) < count:
+            items = self._rules(ctx)(TierOutput(items=items, reserve=TierOutput.from_ids(serving.popularity[:count * 5], count=0).reserve), count)
+            tier = Tier.POPULARITY.value if not scored else tier
+        return Answer(items=tuple(items), tier=tier, region=self.region, bundle_version=serving.version,
+                      stale=ctx.stale, latency_ms=(time.perf_counter() - started) * 1000)
+
+    def cart(self, *, cart_items: Sequence[str], count: int) -> Answer:
+        started = time.perf_counter()
+        serving = self.serving()
+        ctx = _Request(serving=serving, exclude=frozenset(cart_items))
+        bundle = serving.bundle
+        if bundle is None:
+            raise UnknownProduct("cart_items", ",".join(cart_items))
+        for item_id in cart_items:
+            if item_id not in bundle.items.row_of:
+                raise UnknownProduct("cart_items", item_id)
+        seen: dict[str, float] = {}
+        for item_id in cart_items:
+            for rank, r in enumerate(bundle.items.copurchase[bundle.items.row_of[item_id]]):
+                other = bundle.items.ids[int(r)]
+                seen[other] = seen.get(other, 0.0) + 1.0 / (1 + rank)
+        ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
+        scored = tuple(ScoredItem(i, s) for i, s in ranked)
+        backfill = TierOutput.from_ids(serving.popularity[: count * 5], count=0).reserve
+        items = self._rules(ctx)(TierOutput(items=scored[:count], reserve=scored[count:] + backfill), count)
+        tier = Tier.FULL.value if scored else Tier.POPULARITY.value
+        return Answer(items=tuple(items), tier=tier, region=self.region, bundle_version=serving.version,
+                      stale=ctx.stale, latency_ms=(time.perf_counter() - started) * 1000)
+
+
+def _live_items(ids: Sequence[str], feats: Mapping[str, ItemFeatures]) -> LiveItems:
+    n = len(ids)
+    price, stock, rating, popularity = (np.full(n, np.nan) for _ in range(4))
+    for k, item_id in enumerate(ids):
+        f = feats.get(item_id)
+        if f is not None:
+            price[k], stock[k], rating[k], popularity[k] = f.price, f.stock, f.rating, f.popularity
+    return LiveItems(price=price, stock=stock, rating=rating, popularity=popularity)
+
+
+__all__ = ["Answer", "Recommender", "Serving", "UnknownProduct", "SkipReason", "packaged_popularity"]

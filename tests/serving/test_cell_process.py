@@ -1,0 +1,222 @@
+"""A real cell process (HTTP + gRPC) over a real redis-server and a real bundle.
+
+Covers the issue's acceptance tests: kill Redis mid-stream -> answers keep coming from lower
+tiers within the deadline, never empty; restart it -> back to full ranking; a corrupt bundle
+published while serving -> refused, the old bundle keeps serving.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import grpc
+import httpx
+import pytest
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from regions.processes import ManagedProcess, start_redis, wait_until
+from regions.topology import Topology, load_topology
+from replication.artifact_store import LocalArtifactStore
+from serving.proto import recommend_pb2 as pb
+from serving.proto import recommend_pb2_grpc as pb_grpc
+from tests.stack_helpers import publish_and_promote, start_cell, write_topology
+
+pytestmark = pytest.mark.slow
+
+
+class Cell:
+    def __init__(self, topo: Topology, topo_file: Path, root: Path, version: str) -> None:
+        self.topo, self.topo_file, self.root, self.version = topo, topo_file, root, version
+        self.region = topo.region("us-east")
+        self.base = f"http://127.0.0.1:{self.region.http_port}"
+        self.redis: ManagedProcess | None = None
+        self.proc: ManagedProcess | None = None
+
+    def start_redis(self) -> None:
+        self.redis = start_redis(port=self.region.redis_port, data_dir=self.root / "redis", name="redis-us-east")
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return httpx.get(self.base + path, params=params, timeout=5.0)
+
+    def homepage(self, user: str = "us-1", count: int = 8) -> dict[str, Any]:
+        resp = self.get("/v1/recommendations/homepage", user_id=user, count=count)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[Cell]:
+    root = tmp_path_factory.mktemp("cell")
+    topo_file = write_topology(root / "topology.toml")
+    topo = load_topology(topo_file)
+    version = publish_and_promote(tiny_bundle, root / "artifacts")
+    c = Cell(topo, topo_file, root, version)
+    c.start_redis()
+    c.proc = start_cell(region="us-east", topology_file=topo_file, artifacts_root=root / "artifacts",
+                        state_dir=root / "state", http_port=c.region.http_port)
+    yield c
+    c.proc.kill()
+    if c.redis:
+        c.redis.kill()
+
+
+def _users(cell: Cell) -> list[str]:
+    users = json.loads((cell.root / "artifacts" / "bundles" / cell.version / "users.json").read_text())
+    return [u["user_id"] for u in users if u["user_id"].startswith("us-")][:20]
+
+
+def test_homepage_is_fully_ranked_and_named(cell: Cell) -> None:
+    body = cell.homepage(_users(cell)[0])
+    assert body["tier"] == "full"
+    assert body["region"] == "us-east"
+    assert body["bundle_version"] == cell.version
+    assert len(body["items"]) == 8
+    assert len({i["item_id"] for i in body["items"]}) == 8
+
+
+def test_unknown_user_gets_cold_start_answer(cell: Cell) -> None:
+    body = cell.homepage("us-never-seen-before")
+    assert len(body["items"]) == 8
+    assert body["tier"] in ("full", "segment", "popularity")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "field"),
+    [
+        ("/v1/recommendations/homepage", {"user_id": "us-1", "count": 0}, 422, "count"),
+        ("/v1/recommendations/homepage", {"user_id": "us-1", "count": 101}, 422, "count"),
+        ("/v1/recommendations/homepage", {"user_id": "us-1", "max_tier": "gold"}, 422, "max_tier"),
+        ("/v1/recommendations/homepage", {"user_id": "us-1", "count": "many"}, 422, "count"),
+        ("/v1/recommendations/similar", {"product_id": "no-such-sku"}, 404, "product_id"),
+        ("/v1/recommendations/cart", {"cart_items": "no-such-sku"}, 404, "cart_items"),
+        ("/v1/recommendations/cart", {"cart_items": ","}, 422, "cart_items"),
+    ],
+)
+def test_bad_reads_get_clear_errors(cell: Cell, path: str, params: dict[str, Any], status: int, field: str) -> None:
+    resp = cell.get(path, **params)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["field"] == field
+
+
+def test_similar_and_cart(cell: Cell) -> None:
+    items = json.loads((cell.root / "artifacts" / "bundles" / cell.version / "popularity.json").read_text())
+    similar = cell.get("/v1/recommendations/similar", product_id=items[0], count=5).json()
+    assert len(similar["items"]) == 5 and items[0] not in {i["item_id"] for i in similar["items"]}
+    cart = cell.get("/v1/recommendations/cart", cart_items=f"{items[0]},{items[1]}", count=4).json()
+    assert len(cart["items"]) == 4 and not {items[0], items[1]} & {i["item_id"] for i in cart["items"]}
+
+
+def test_events_are_acknowledged_only_once_in_the_log(cell: Cell) -> None:
+    client = redis.Redis(port=cell.region.redis_port, decode_responses=True)
+    before = client.xlen("log:events")
+    batch = [{"user_id": "us-7", "item_id": "sku-1", "type": "view", "seq": n} for n in range(3)]
+    resp = httpx.post(cell.base + "/v1/events", json={"events": batch}, timeout=5)
+    assert resp.status_code == 200, resp.text
+    ack = resp.json()
+    assert ack["accepted"] == 3 and ack["region"] == "us-east"
+    assert client.xlen("log:events") == before + 3
+    stored = client.xrange("log:events", min=ack["stream_ids"][0], max=ack["stream_ids"][-1])
+    assert [int(f["seq"]) for _, f in stored] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"events": [{"user_id": "us-7", "item_id": "sku-1", "type": "zap"}]}, 422, "events[0].type"),
+        ({"events": [{"user_id": "us-7", "type": "view"}]}, 422, "events[0].item_id"),
+        ({"events": [{"user_id": "us-7", "item_id": "x", "type": "view", "ts": time.time() + 86400}]}, 422, "events[0].ts"),
+        ({"events": [{"user_id": "eu-7", "item_id": "sku-1", "type": "view"}]}, 422, "user_id"),
+        ({"events": []}, 422, "events"),
+        ({"events": [{"user_id": "us-7", "item_id": "sku-1", "type": "view"}] * 501}, 413, "events"),
+        ("not json at all", 422, "body"),
+    ],
+)
+def test_bad_events_change_nothing(cell: Cell, body: Any, status: int, field: str) -> None:
+    client = redis.Redis(port=cell.region.redis_port, decode_responses=True)
+    before = client.xlen("log:events")
+    if isinstance(body, str):
+        resp = httpx.post(cell.base + "/v1/events", content=body, timeout=5)
+    else:
+        resp = httpx.post(cell.base + "/v1/events", json=body, timeout=5)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["field"] == field
+    assert client.xlen("log:events") == before
+
+
+def test_grpc_recommend_log_events_and_health(cell: Cell) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{cell.region.grpc_port}") as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        resp = stub.Recommend(pb.RecommendRequest(user_id=_users(cell)[1], count=6, deadline_ms=150), timeout=2)
+        assert len(resp.items) == 6 and resp.region == "us-east" and resp.tier == "full"
+        anon = stub.Recommend(pb.RecommendRequest(user_id="us-1", anonymous=True, count=4), timeout=2)
+        assert anon.tier == "popularity" and len(anon.items) == 4
+        ack = stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="cart", seq=5)]), timeout=2)
+        assert ack.accepted == 1 and len(ack.stream_ids) == 1
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Recommend(pb.RecommendRequest(surface=pb.SIMILAR, product_id="nope", count=3), timeout=2)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as info:
+            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="zap")]), timeout=2)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "type" in (info.value.details() or "")
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="shopnow.v1.Recommender"), timeout=2)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_readyz_and_metrics(cell: Cell) -> None:
+    cell.homepage()
+    ready = cell.get("/readyz").json()
+    assert ready["bundle_version"] == cell.version and ready["redis_ok"] is True
+    assert {"error_rate", "p99_ms", "qps", "tier_mix", "freshness", "replication"} <= set(ready)
+    assert ready["freshness"]["stale"] is False
+    metrics = cell.get("/metrics").text
+    assert 'shopnow_cell_tier_choices_total{tier="full"}' in metrics
+    assert cell.get("/healthz").json()["alive"] is True
+
+
+def test_redis_killed_mid_stream_then_restarted(cell: Cell) -> None:
+    users = _users(cell)
+    assert cell.homepage(users[2])["tier"] == "full"  # also caches users[2]'s slate
+    assert cell.redis is not None
+    cell.redis.kill()
+    tiers = []
+    for n in range(30):
+        started = time.perf_counter()
+        body = cell.homepage(users[n % len(users)])
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        assert len(body["items"]) == 8, body
+        assert body["tier"] in ("segment", "popularity"), body
+        assert body["latency_ms"] <= 150.0, body  # the cell's own deadline, not a benchmark
+        tiers.append(body["tier"])
+        assert elapsed_ms < 2000
+    assert "segment" in tiers
+    cell.start_redis()  # same port, same AOF directory: the data comes back
+    wait_until(lambda: cell.homepage(users[3])["tier"] == "full", timeout=30, interval=0.5, what="full ranking after Redis restart")
+
+
+def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(cell: Cell) -> None:
+    store = LocalArtifactStore(cell.root / "artifacts")
+    good = cell.root / "artifacts" / "bundles" / cell.version
+    bad_version = cell.version + "-corrupt"
+    bad = cell.root / "artifacts" / "bundles" / bad_version
+    shutil.copytree(good, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["bundle_version"] = bad_version
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    ranker = bytearray((bad / "ranker.txt").read_bytes())
+    ranker[len(ranker) // 2] ^= 0x01
+    (bad / "ranker.txt").write_bytes(bytes(ranker))
+    store.promote(bad_version)  # a broken pipeline: the pointer moved without verification
+    wait_until(lambda: (cell.get("/readyz").json().get("bundle_refused") or {}).get("version") == bad_version,
+               timeout=30, interval=0.5, what="the corrupt bundle to be refused")
+    ready = cell.get("/readyz").json()
+    assert ready["bundle_version"] == cell.version
+    assert ready["bundle_refused"]["file"] == "ranker.txt"
+    assert ready["bundle_refused"]["check"] == "sha256"
+    body = cell.homepage()
+    assert body["bundle_version"] == cell.version and len(body["items"]) == 8
+    assert 'shopnow_cell_bundle_refusals_total{check="sha256"} 1.0' in cell.get("/metrics").text
+    store.rollback()
