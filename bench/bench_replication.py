@@ -6,7 +6,7 @@
    (one thread: one core) into us-west, plus anonymous popularity into all three regions.
    Prints events/s by wall clock and by the replicator's own CPU time, then the feature
    updater's events/s applying the copied stream in us-west.
-2. Lag: `python -m replication.worker_main replicate` runs as its own process while a writer
+2. Lag: `python -m regionctl.worker_main replicate` runs as its own process while a writer
    appends --rate events/s (batches every 10 ms) for --seconds; a reader blocked on the
    destination stream timestamps each copy as it lands. Lag of an event = arrival time at the
    destination - its acknowledgement time at the source (the stream id's ms). Prints p50/p99/max,
@@ -69,7 +69,7 @@ def steady_lag(stack: Stack, *, rate: int, seconds: float, workdir: Path) -> Non
     topo_file = workdir / "topology.toml"
     topo_file.write_text(topology_toml(topo))
     replica = redis_keys.replica_log("us-east")
-    proc: ManagedProcess = spawn("bench-replicator", [sys.executable, "-m", "replication.worker_main", "replicate",
+    proc: ManagedProcess = spawn("bench-replicator", [sys.executable, "-m", "regionctl.worker_main", "replicate",
                                                       "--region", "us-east", "--topology", str(topo_file)],
                                  log_dir=workdir, cwd=REPO)
     # Warm-up: the measured load starts once the replicator process is up and copying.

@@ -83,9 +83,11 @@ def parse_readyz(body: Any, *, region: str) -> Readyz:
         raise ValueError(f"/readyz of {region} is not a JSON object")
     freshness = body.get("freshness") if isinstance(body.get("freshness"), Mapping) else {}
     mix_raw = body.get("tier_mix") if isinstance(body.get("tier_mix"), Mapping) else {}
-    mix = {str(k): float(v) for k, v in mix_raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    mix = {str(k): float(v) for k, v in mix_raw.items()
+           if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
     lags = []
-    for item in body.get("replication") or []:
+    replication = body.get("replication")
+    for item in replication if isinstance(replication, list) else []:
         if not isinstance(item, Mapping) or not item.get("source") or not item.get("destination"):
             continue
         lags.append(ReplicationLag(source=str(item["source"]), destination=str(item["destination"]),

@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.cell_cmds",
     "regionctl.train_cmds",
     "regionctl.replication_cmds",
+    "regionctl.stack_cmds",
 )
 
 

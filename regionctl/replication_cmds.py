@@ -34,7 +34,7 @@ def replicate_cmd(
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT."),
 ) -> None:
     """Run the replicator of one source region in the foreground (Ctrl-C stops it)."""
-    from replication import worker_main
+    from regionctl import worker_main
 
     args = ["replicate", "--region", region]
     args += ["--topology", str(topology)] if topology else []
@@ -48,7 +48,7 @@ def feature_updater_cmd(
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT."),
 ) -> None:
     """Run the nearline feature updater of one region in the foreground (Ctrl-C stops it)."""
-    from replication import worker_main
+    from regionctl import worker_main
 
     args = ["feature-updater", "--region", region]
     args += ["--topology", str(topology)] if topology else []

@@ -21,6 +21,31 @@ from regions.processes import port_open, redis_server_binary, wait_until
 from regions.topology import REPO_ROOT, Topology
 
 STACK_FILE = "stack.json"
+TOKENS_FILE = "tokens.json"
+"""Bearer tokens of the local stack, {token: role}, written by `up` with mode 0600."""
+
+
+def ensure_tokens(state_dir: Path) -> dict[str, str]:
+    """The stack's tokens, generated once: one per role (viewer, director, chaos)."""
+    import secrets
+
+    path = state_dir / TOKENS_FILE
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tokens = {secrets.token_urlsafe(24): role for role in ("viewer", "director", "chaos")}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(tokens, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return tokens
+
+
+def token_for(state_dir: Path, role: str) -> str:
+    for token, r in ensure_tokens(state_dir).items():
+        if r == role:
+            return token
+    raise InputError("role", f"no token with role {role!r} in {state_dir / TOKENS_FILE}")
 
 
 def default_state_dir() -> Path:
@@ -94,11 +119,11 @@ def process_specs(topology: Topology, *, state_dir: Path, artifacts_url: str, co
         ))
         specs.append(ProcessSpec(
             name=f"replicator-{region.name}", kind="replicator", region=region.name,
-            argv=_py("replication.worker_main", "replicate", "--region", region.name),
+            argv=_py("regionctl.worker_main", "replicate", "--region", region.name),
         ))
         specs.append(ProcessSpec(
             name=f"feature-updater-{region.name}", kind="feature-updater", region=region.name,
-            argv=_py("replication.worker_main", "feature-updater", "--region", region.name),
+            argv=_py("regionctl.worker_main", "feature-updater", "--region", region.name),
         ))
     for ident in ("a", "b"):
         port = topology.settings.controller_port if ident == "a" else 0
@@ -232,10 +257,12 @@ def up(
 ) -> StackState:
     """Start every process of the stack that is not already running; wait until each is ready."""
     state = StackState.load(state_dir)
+    ensure_tokens(state_dir)
     wanted = set(kinds) if kinds is not None else None
     specs = process_specs(topology, state_dir=state_dir, artifacts_url=urls.artifacts, control_store_url=urls.control_store)
     env = {"REGIONCTL_TOPOLOGY": str(_topology_path_env()), "REGIONCTL_STATE_DIR": str(state_dir),
-           "REGIONCTL_ARTIFACTS": urls.artifacts, "REGIONCTL_CONTROL_STORE": urls.control_store}
+           "REGIONCTL_ARTIFACTS": urls.artifacts, "REGIONCTL_CONTROL_STORE": urls.control_store,
+           "REGIONCTL_TOKENS_FILE": str(state_dir / TOKENS_FILE)}
     started: list[RunningProcess] = []
     try:
         for spec in specs:
@@ -305,7 +332,8 @@ def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), r
     chosen = select(state, names=names, region=region, kinds=kinds)
     urls = stack_urls(state_dir)
     env = {"REGIONCTL_TOPOLOGY": str(_topology_path_env()), "REGIONCTL_STATE_DIR": str(state_dir),
-           "REGIONCTL_ARTIFACTS": urls.artifacts, "REGIONCTL_CONTROL_STORE": urls.control_store}
+           "REGIONCTL_ARTIFACTS": urls.artifacts, "REGIONCTL_CONTROL_STORE": urls.control_store,
+           "REGIONCTL_TOKENS_FILE": str(state_dir / TOKENS_FILE)}
     order = {"redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5}
     restarted = []
     for old in sorted(chosen, key=lambda p: order.get(p.kind, 9)):

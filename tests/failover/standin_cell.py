@@ -94,6 +94,8 @@ class StandinCell:
 
     def stop(self) -> None:
         """Stop listening: later probes get 'connection refused', as from a dead cell."""
+        if not self._thread.is_alive():
+            return
         self._server.shutdown()
         self._server.server_close()
 

@@ -227,7 +227,7 @@ def test_kill_9_of_the_replicator_process_and_restart_loses_and_duplicates_nothi
     stack = stack_factory(US_EU)
     topo_file = tmp_path / "topology.toml"
     topo_file.write_text(topology_toml(stack.topology))
-    argv = [sys.executable, "-m", "replication.worker_main", "replicate", "--region", "us-east", "--topology", str(topo_file), "--batch", "50"]
+    argv = [sys.executable, "-m", "regionctl.worker_main", "replicate", "--region", "us-east", "--topology", str(topo_file), "--batch", "50"]
     repo = Path(__file__).resolve().parents[2]
     replica = redis_keys.replica_log("us-east")
     proc = spawn("replicator-1", argv, log_dir=tmp_path, cwd=repo)

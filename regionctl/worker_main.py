@@ -1,7 +1,7 @@
 """Process entry points of the replication workers (the edge: environment, signals, clients).
 
-    python -m replication.worker_main replicate --region us-east [--topology FILE] [--metrics-port N]
-    python -m replication.worker_main feature-updater --region us-east [--topology FILE] [--metrics-port N]
+    python -m regionctl.worker_main replicate --region us-east [--topology FILE] [--metrics-port N]
+    python -m regionctl.worker_main feature-updater --region us-east [--topology FILE] [--metrics-port N]
 
 Both run until SIGTERM or SIGINT, finishing the batch in hand. Settings come from flags, else from
 the environment (REGIONCTL_TOPOLOGY, REGIONCTL_REPLICATION_BATCH, REGIONCTL_METRICS_PORT), else
@@ -37,7 +37,7 @@ def _env_int(name: str) -> int | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m replication.worker_main")
+    parser = argparse.ArgumentParser(prog="python -m regionctl.worker_main")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("replicate", "feature-updater"):
         p = sub.add_parser(name)
@@ -74,7 +74,7 @@ def run_replicator(region: str, *, topology_path: str | None, batch: int | None,
 
 
 def run_feature_updater(region: str, *, topology_path: str | None, batch: int | None, metrics_port: int | None, stop: _StopFlag) -> None:
-    from serving.feature_updater import FeatureUpdater, UpdaterSettings  # serving sits above replication
+    from serving.feature_updater import FeatureUpdater, UpdaterSettings
 
     topology = load_topology(topology_path)
     topology.region(region)

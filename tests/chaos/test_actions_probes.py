@@ -1,0 +1,240 @@
+"""Actions and probes against a small real stack: `sleep` processes and a real redis-server recorded
+in a StackState, a SQLite control store, a LocalArtifactStore and a fake HTTP cell/edge."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import redis
+from chaoslib.exceptions import ActivityFailed
+
+from chaos import actions, probes
+from failover.control_store import store_from_url
+from regions import stack
+from regions.processes import port_open, wait_until
+from replication.verifying import BundleRejected, verify_bundle
+from tests.chaos.fake_stack import FakeHttp, Ports, redis_spec, sleeper, start_stack, store_with_bundle, write_topology
+
+
+@pytest.fixture
+def ports() -> Ports:
+    return Ports()
+
+
+@pytest.fixture
+def conf(tmp_path: Path, ports: Ports) -> Iterator[dict[str, Any]]:
+    state_dir = tmp_path / "stack"
+    state_dir.mkdir()
+    topology = write_topology(tmp_path / "topology.toml", ports)
+    yield {"state_dir": str(state_dir), "topology": str(topology)}
+    stack.down(state_dir=state_dir)
+
+
+@pytest.fixture
+def region_stack(conf: dict[str, Any]) -> stack.StackState:
+    """us-east's processes (its "redis" is a sleeper: see the real-Redis test below) and a us-west cell."""
+    return start_stack(Path(conf["state_dir"]), [
+        sleeper("redis-us-east", "redis", "us-east"),
+        sleeper("cell-us-east", "cell", "us-east"), sleeper("replicator-us-east", "replicator", "us-east"),
+        sleeper("feature-updater-us-east", "feature-updater", "us-east"), sleeper("cell-us-west", "cell", "us-west"),
+    ])
+
+
+def _running(state_dir: Path) -> dict[str, bool]:
+    return {p.name: alive for p, alive in stack.ps(state_dir=state_dir)}
+
+
+def test_kill_region_kills_every_process_of_the_region_and_restore_brings_them_back(
+        conf: dict[str, Any], region_stack: stack.StackState) -> None:
+    state_dir = Path(conf["state_dir"])
+    before = {n: p.pid for n, p in region_stack.processes.items()}
+
+    killed = actions.kill_region("us-east", configuration=conf)
+
+    assert isinstance(killed["at"], float)
+    assert sorted(killed["killed"]) == ["cell-us-east", "feature-updater-us-east", "redis-us-east", "replicator-us-east"]
+    assert killed["pids"]["cell-us-east"] == before["cell-us-east"]
+    assert _running(state_dir) == {"redis-us-east": False, "cell-us-east": False, "replicator-us-east": False,
+                                   "feature-updater-us-east": False, "cell-us-west": True}
+
+    restored = actions.restore_region("us-east", configuration=conf)
+
+    assert sorted(restored["restarted"]) == sorted(killed["killed"])
+    assert all(_running(state_dir).values())
+    assert restored["pids"]["cell-us-east"] != before["cell-us-east"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "regions.stack.is_running compares /proc/PID/cmdline with the recorded argv, but redis-server rewrites its "
+    "process title ('redis-server 127.0.0.1:PORT'), so the stack cannot see its own Redis as running. "
+    "Remove this marker once regions/stack.py identifies processes another way."))
+def test_kill_region_and_restore_with_a_real_redis(conf: dict[str, Any], ports: Ports) -> None:
+    state_dir = Path(conf["state_dir"])
+    port = ports.redis["us-east"]
+    proc = stack.start_process(redis_spec("us-east", port, state_dir), state_dir=state_dir)
+    state = stack.StackState.load(state_dir)
+    state.processes[proc.name] = proc
+    state.save(state_dir)
+    wait_until(lambda: port_open(port), timeout=10, what="redis")
+    redis.Redis(port=port).xadd("log:events", {"seq": "1"})
+
+    assert actions.kill_region("us-east", configuration=conf)["killed"] == ["redis-us-east"]
+    assert not port_open(port)
+    actions.restore_region("us-east", configuration=conf)
+    assert redis.Redis(port=port).xlen("log:events") == 1  # reloaded from its AOF
+
+
+def test_feature_store_and_updater_actions_touch_only_their_process(conf: dict[str, Any], region_stack: stack.StackState) -> None:
+    state_dir = Path(conf["state_dir"])
+    assert actions.stop_feature_store("us-east", configuration=conf)["killed"] == ["redis-us-east"]
+    assert actions.stop_feature_updater("us-east", configuration=conf)["killed"] == ["feature-updater-us-east"]
+    assert _running(state_dir)["cell-us-east"] is True
+    assert actions.restore_feature_store("us-east", configuration=conf)["restarted"] == ["redis-us-east"]
+    assert actions.restore_feature_updater("us-east", configuration=conf)["restarted"] == ["feature-updater-us-east"]
+    assert all(_running(state_dir).values())
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: actions.kill_region("mars-north", configuration=c),
+    lambda c: actions.kill_region("eu-west", configuration=c),  # nothing of eu-west is recorded
+    lambda c: actions.kill_controller_leader(configuration=c),  # nobody holds the lease
+    lambda c: actions.publish_corrupt_bundle(configuration=c),  # no store, no current bundle
+    lambda c: actions.freeze_index("us-east", configuration=c),  # no tokens.json
+])
+def test_failures_raise_activity_failed_with_a_message(conf: dict[str, Any], region_stack: stack.StackState, call: Any) -> None:
+    with pytest.raises(ActivityFailed) as err:
+        call(conf)
+    assert str(err.value)
+
+
+def test_kill_controller_leader_kills_the_lease_holder_only(conf: dict[str, Any]) -> None:
+    state_dir = Path(conf["state_dir"])
+    start_stack(state_dir, [sleeper("controller-a", "controller"), sleeper("controller-b", "controller")])
+    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
+        assert store.acquire_lease("controller", "controller-b", 60)
+
+    result = actions.kill_controller_leader(configuration=conf)
+
+    assert result["leader"] == "controller-b" and result["killed"] == ["controller-b"]
+    assert _running(state_dir) == {"controller-a": True, "controller-b": False}
+    assert actions.restore_controllers(configuration=conf)["restarted"] == ["controller-b"]
+    assert all(_running(state_dir).values())
+
+
+def test_partition_region_writes_the_store_key_and_heal_clears_it(conf: dict[str, Any]) -> None:
+    url = stack.stack_urls(Path(conf["state_dir"])).control_store
+
+    def key() -> Any:
+        with store_from_url(url) as store:
+            value = store.get(actions.PARTITIONS_KEY)
+        return None if value is None else json.loads(value.text)
+
+    assert actions.partition_region("us-east", configuration=conf)["partitions"] == ["us-east"]
+    assert actions.partition_region("eu-west", configuration=conf)["partitions"] == ["eu-west", "us-east"]
+    assert key() == ["eu-west", "us-east"]
+    assert actions.heal_partition("us-east", configuration=conf)["partitions"] == ["eu-west"]
+    assert key() == ["eu-west"]
+    actions.heal_partition(configuration=conf)
+    assert key() is None
+
+
+def test_corrupt_bundle_is_refused_by_verification_and_rollback_restores_the_good_one(conf: dict[str, Any], tmp_path: Path) -> None:
+    store = store_with_bundle(Path(conf["state_dir"]), tmp_path)
+    good = store.current()
+
+    published = actions.publish_corrupt_bundle(configuration=conf)
+
+    assert published["previous"] == good and store.current() == published["version"] != good
+    with pytest.raises(BundleRejected) as err:
+        verify_bundle(store.root / "bundles" / published["version"], supported_schema_versions={1})
+    assert (err.value.file, err.value.check) == ("ranker.txt", "sha256")
+    verify_bundle(store.root / "bundles" / good, supported_schema_versions={1})  # the good one is untouched
+
+    restored = actions.restore_good_bundle(configuration=conf)
+    assert restored["changed"] and restored["to"] == good and store.current() == good
+    assert actions.restore_good_bundle(configuration=conf)["changed"] is False  # idempotent
+
+
+def test_cell_fault_actions_send_the_chaos_token_and_the_fault(conf: dict[str, Any], ports: Ports) -> None:
+    Path(conf["state_dir"], "tokens.json").write_text(json.dumps({"op-token": "operator", "chaos-token": "chaos"}))
+    with FakeHttp(ports.http["us-east"]) as cell:
+        slow = actions.inject_ranking_latency("us-east", latency_ms=250.0, configuration=conf)
+        actions.clear_ranking_latency("us-east", configuration=conf)
+        actions.freeze_index("us-east", configuration=conf)
+        actions.unfreeze_index("us-east", configuration=conf)
+    assert slow["faults"] == {"ranking_latency_ms": 250.0, "freeze_index": False} and "at" in slow
+    assert [(m, p, b) for m, p, b, _ in cell.requests] == [
+        ("POST", "/admin/faults", {"ranking_latency_ms": 250.0, "freeze_index": False}),
+        ("DELETE", "/admin/faults", None),
+        ("POST", "/admin/faults", {"ranking_latency_ms": 0.0, "freeze_index": True}),
+        ("DELETE", "/admin/faults", None),
+    ]
+    assert {auth for *_, auth in cell.requests} == {"Bearer chaos-token"}
+
+
+def test_cell_fault_refused_by_the_cell_fails_the_activity(conf: dict[str, Any], ports: Ports) -> None:
+    Path(conf["state_dir"], "tokens.json").write_text(json.dumps({"stale-token": "chaos"}))
+    with FakeHttp(ports.http["us-east"]), pytest.raises(ActivityFailed, match="403"):
+        actions.freeze_index("us-east", configuration=conf)
+
+
+@pytest.mark.parametrize("items, expected", [(3, True), (0, False)])
+def test_homepage_non_empty_through_the_edge(conf: dict[str, Any], ports: Ports, items: int, expected: bool) -> None:
+    with FakeHttp(ports.edge, items=items) as edge:
+        assert probes.homepage_non_empty(requests=4, configuration=conf) is expected
+    assert len(edge.requests) == 4
+
+
+def test_homepage_non_empty_is_false_when_the_edge_is_down(conf: dict[str, Any]) -> None:
+    assert probes.homepage_non_empty(requests=2, configuration=conf) is False
+
+
+def test_probes_over_a_load_file(tmp_path: Path) -> None:
+    records = [{"t": i, "kind": "homepage", "ok": i % 10 != 0, "latency_ms": float(i), "tier": "full" if i % 2 else "segment",
+                "slate_len": 8} for i in range(100)]
+    path = tmp_path / "load.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records))
+    assert probes.success_rate(load_file=str(path)) == pytest.approx(0.9)
+    assert probes.p99_latency(load_file=str(path)) == pytest.approx(98.01)
+    mix = probes.tier_mix(load_file=str(path))
+    assert set(mix) == set(probes.TIERS) and mix["error"] == pytest.approx(0.1) and sum(mix.values()) == pytest.approx(1.0)
+
+
+def test_replication_lag_and_bundle_refused_from_cell_readyz(conf: dict[str, Any], ports: Ports) -> None:
+    readyz = {"ready": True, "bundle_refused": {"version": "v2", "file": "ranker.txt", "check": "sha256", "at": 1.0},
+              "replication": [{"source": "us-east", "destination": "us-west", "lag_s": 0.4, "lag_events": 3},
+                              {"source": "us-west", "destination": "us-east", "lag_s": 1.5, "lag_events": 9}]}
+    with FakeHttp(ports.http["us-west"], readyz=readyz), FakeHttp(ports.http["us-east"], readyz={"ready": True, "bundle_refused": None}):
+        assert probes.replication_lag(source="us-east", configuration=conf) == pytest.approx(0.4)
+        assert probes.replication_lag(configuration=conf) == pytest.approx(1.5)
+        assert probes.bundle_refused("us-west", configuration=conf) is True
+        assert probes.bundle_refused("us-east", configuration=conf) is False
+        with pytest.raises(ActivityFailed):
+            probes.replication_lag(source="eu-west", configuration=conf)
+
+
+TABLE = {"version": 3, "geos": {"us": {"regions": {"us-east": 0, "us-west": 100}, "anonymous": False},
+                                 "eu": {"regions": {"eu-west": 100}, "anonymous": False}}}
+
+
+@pytest.mark.parametrize("doc, geo, region, expected", [
+    (TABLE, "us", "us-west", 100.0),
+    (TABLE, "us", "us-east", 0.0),
+    ({"table": TABLE}, "eu", "eu-west", 100.0),
+    ({"routing": TABLE}, "us", "us-west", 100.0),
+    ({"weights": {"us": {"us-east": 30, "us-west": 70}}}, "us", "us-east", 30.0),
+    ({"table_version": 3}, "us", "us-east", None),
+])
+def test_weight_in_reads_each_document_shape(doc: dict[str, Any], geo: str, region: str, expected: float | None) -> None:
+    assert probes.weight_in(doc, geography=geo, region=region) == expected
+
+
+def test_region_weight_from_the_routing_table(conf: dict[str, Any]) -> None:
+    with store_from_url(stack.stack_urls(Path(conf["state_dir"])).control_store) as store:
+        with pytest.raises(ActivityFailed, match="routing/table"):
+            probes.region_weight("us-east", configuration=conf)
+        store.put("routing/table", json.dumps(TABLE))
+    assert probes.region_weight("us-east", configuration=conf) == 0.0
+    assert probes.region_weight("us-west", geography="us", configuration=conf) == 100.0
