@@ -6,7 +6,8 @@ Failures raise `chaoslib.exceptions.ActivityFailed` with a message that says wha
 
 Configuration keys (all optional; "" means the default):
     state_dir      the stack's state directory (default: regions.stack.default_state_dir())
-    topology       topology.toml path (default: REGIONCTL_TOPOLOGY or the repository's)
+    topology       topology.toml path (default: the one the stack was started with, recorded in
+                   stack.json; else REGIONCTL_TOPOLOGY or the repository's)
     control_store  control store URL (default: the stack's, regions.stack.stack_urls)
     artifacts      artifact store URL (default: the stack's)
 Only loopback addresses are ever contacted.
@@ -45,6 +46,8 @@ LEADER_LEASE = "controller"
 """The lease the controller leader holds; its holder id is the process name (controller-a/-b)."""
 HTTP_TIMEOUT_S = 2.0
 """Loopback calls answer in milliseconds; 2 s means the target is down or stuck."""
+SETTLE_TIMEOUT_S = 10.0
+"""A SIGKILLed process is gone, and a started one has exec'd, within milliseconds; 10 s is a stuck kernel."""
 READY_TIMEOUT_S = 60.0
 """A restarted cell loads its bundle before it opens its port; a minute covers the demo bundle."""
 
@@ -75,7 +78,8 @@ def context_from(configuration: Configuration | None) -> StackContext:
     conf = configuration or {}
     try:
         state_dir = Path(conf.get("state_dir") or stack.default_state_dir())
-        topology = load_topology(conf.get("topology") or None)
+        recorded = getattr(stack.StackState.load(state_dir), "topology_path", "")  # what `regionctl up` used
+        topology = load_topology(conf.get("topology") or recorded or None)
     except ShopNowError as exc:
         raise ActivityFailed(f"cannot read the stack's configuration: {exc}") from exc
     urls = stack.stack_urls(state_dir)
@@ -104,6 +108,17 @@ def _running_pids(ctx: StackContext, *, region: str = "", kinds: tuple[str, ...]
     return {p.name: p.pid for p in chosen if stack.is_running(p)}
 
 
+def _settle(ctx: StackContext, names: list[str], *, running: bool, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+    """Wait until the named processes are dead (a signal is delivered asynchronously) or running
+    their command (a fresh child execs asynchronously). Gives up quietly after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = stack.StackState.load(ctx.state_dir)
+        if all(stack.is_running(state.processes[n]) == running for n in names if n in state.processes):
+            return
+        time.sleep(0.02)
+
+
 def _kill(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> dict[str, Any]:
     with _failing_as_activity(what):
         if region:
@@ -115,6 +130,7 @@ def _kill(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str, .
                 f"{ctx.state_dir / stack.STACK_FILE}; start the stack with `regionctl up` or fix state_dir"
             )
         killed = stack.kill(ctx.state_dir, region=region, kinds=kinds, names=names)
+        _settle(ctx, killed, running=False)
         at = time.time()
     return {"at": at, "action": what, "region": region, "killed": killed, "pids": pids}
 
@@ -126,6 +142,7 @@ def _restart(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str
             ctx.topology.region(region)
         restarted = stack.restart(ctx.topology, ctx.state_dir, region=region, kinds=kinds, names=names,
                                   ready_timeout_s=ready_timeout_s)
+        _settle(ctx, restarted, running=True)
         pids = _running_pids(ctx, region=region, kinds=kinds, names=names)
     return {"at": time.time(), "action": what, "region": region, "restarted": restarted,
             "pids": {n: pids[n] for n in restarted if n in pids}}

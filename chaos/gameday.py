@@ -172,6 +172,10 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     try:
         journal = run_experiment(experiment, settings=ROLLBACKS_ALWAYS,
                                  event_handlers=[io.ProgressHandler(progress, before_rollbacks=snapshot.take)])
+    except BaseException:
+        load.cancel()
+        sampler.stop()
+        raise
     finally:
         _restore_sigterm(previous)
     if journal.get("status") in ("interrupted", "aborted"):

@@ -17,6 +17,7 @@ or durations such as 30s, 10m, 1h, 24h (`parse_duration`).
 from __future__ import annotations
 
 import re
+import signal
 import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
@@ -305,6 +306,10 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
     import uvicorn
 
     stopping = threading.Event()
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these handlers in place the
+    # re-raised signal only marks the stop, so the lease is given back below instead of dying first.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stopping.set())
     loop = threading.Thread(target=controller.run, kwargs={"stop": stopping.is_set}, name="controller", daemon=True)
     loop.start()
     log(f"API id={controller.holder} url=http://{host}:{port}")

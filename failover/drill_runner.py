@@ -125,6 +125,8 @@ class DrillRunner:
         if not reason.strip():
             raise InputError("reason", "must say why the drill runs (it is journaled)")
         self.controller.leadership.fence()  # NotLeader on a standby, before anything else
+        if self._running is not None:
+            raise DrillConflict("region", f"drill {self._running} is still running; wait for it to finish")
         plan = self.plan(region, hold_s=hold_s)
         if not plan.ok:
             failed = "; ".join(f"{c.name}: {c.message}" for c in plan.failed_checks)
@@ -233,7 +235,7 @@ class DrillRunner:
         ttl = min(self.controller.settings.max_override_ttl_s, max(self.settings.min_override_ttl_s, 3 * planned))
         geo, region = plan.geography, plan.region
         t_shift: float | None = None
-        touched = False
+        touched, outcome = False, "failed"
         self._event(rec, "start", f"drill of {region} begins; overrides live {ttl:.0f} s at most")
         try:
             failback_index = 0
@@ -264,9 +266,9 @@ class DrillRunner:
                     self._gates(rec, step, t_shift=t_shift)
                     self._event(rec, step.kind.value, f"gates held {step.hold_s:.1f} s: {step.description}")
             m["failback_s"] = round(self._clock() - m.pop("_undrain_at"), 3) if "_undrain_at" in m else None
-            rec.status = "succeeded"
+            outcome = "succeeded"
         except Exception as exc:  # any failure must still roll back and report
-            rec.status = "aborted" if isinstance(exc, DrillAborted) else "failed"
+            outcome = "aborted" if isinstance(exc, DrillAborted) else "failed"
             rec.error = str(exc) if isinstance(exc, ShopNowError) else f"{type(exc).__name__}: {exc}"
             self._event(rec, "abort", str(exc))
             if touched:
@@ -279,7 +281,7 @@ class DrillRunner:
             m.pop("_table_at", None)
             m.pop("_undrain_at", None)
             rec.finished_at = self._clock()
-            self._finish(rec)
+            self._finish(rec, outcome)
 
     @staticmethod
     def _undo(geo: str, region: str) -> Callable[[Snapshot], Overrides]:
@@ -288,17 +290,23 @@ class DrillRunner:
             return overrides.without_steer(geo)
         return mutate
 
-    def _finish(self, rec: DrillRecord) -> None:
+    def _finish(self, rec: DrillRecord, outcome: str) -> None:
+        """Journal the end, write the report; the record shows `outcome` only once all that is done."""
         try:
             self.controller.journal.append(
                 actor=rec.actor, action=Action.DRILL_STEP, fence=self.controller.leadership.fence(),
-                inputs={"drill": rec.id, "step": "end", "status": rec.status, "measurements": rec.measurements},
-                reason=f"drill {rec.id} of {rec.region} {rec.status}" + (f": {rec.error}" if rec.error else ""))
+                inputs={"drill": rec.id, "step": "end", "status": outcome, "measurements": rec.measurements},
+                reason=f"drill {rec.id} of {rec.region} {outcome}" + (f": {rec.error}" if rec.error else ""))
         except ShopNowError as exc:
             self._event(rec, "end", f"could not journal the end of the drill: {exc}")
-        paths = write_report(rec.document(), self.reports_dir)
-        rec.report_paths = [str(p) for p in paths]
-        self._event(rec, "end", f"drill {rec.status}; report: {paths[0]} and {paths[1]}")
-        write_report(rec.document(), self.reports_dir)  # again, so the report lists its own paths
+        json_path = self.reports_dir / f"{rec.id}.json"
+        rec.report_paths = [str(json_path), str(json_path.with_suffix(".md"))]
+        self._event(rec, "end", f"drill {outcome}; report: {rec.report_paths[0]} and {rec.report_paths[1]}")
+        try:
+            write_report({**rec.document(), "status": outcome}, self.reports_dir)
+        except OSError as exc:
+            rec.error += f"; report not written: {exc}"
+            rec.report_paths = []
         with self._lock:
+            rec.status = outcome
             self._running = None

@@ -18,6 +18,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.train_cmds",
     "regionctl.replication_cmds",
     "regionctl.stack_cmds",
+    "regionctl.controller_cmds",
+    "regionctl.chaos_cmds",
 )
 
 

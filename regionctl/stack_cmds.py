@@ -9,12 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from regions import stack
-from regions.topology import load_topology
+from regions.topology import default_topology_path, load_topology
 
 console = Console()
 
 
-def ensure_bundle(artifacts_url: str, *, progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
+def ensure_bundle(artifacts_url: str, *, geographies: dict[str, float], progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
     """The store's current bundle; when there is none, train the demo bundle, publish and promote it."""
     from replication.artifact_store import store_from_url
     from replication.manifest import new_bundle_version
@@ -30,8 +30,7 @@ def ensure_bundle(artifacts_url: str, *, progress=lambda m: None) -> str:  # typ
     if current is not None:
         return current
     progress("no bundle in the artifact store: training the demo bundle (about 20 s)")
-    topo = load_topology()
-    dataset = generate_named("demo", seed=7, geographies={g.name: g.peak_share for g in topo.geographies.values()})
+    dataset = generate_named("demo", seed=7, geographies=geographies)
     now = time.time()
     version = new_bundle_version(now)
     result = train_bundle(dataset, out_dir=REPO_ROOT / "var" / "bundles" / version, now=now, bundle_version=version,
@@ -53,9 +52,9 @@ def register(app: typer.Typer) -> None:
         state = (state_dir or stack.default_state_dir()).resolve()
         urls = stack.stack_urls(state)
         started = time.monotonic()
-        version = ensure_bundle(urls.artifacts, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        version = ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()}, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundle {version}")
-        stack.up(topo, state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        stack.up(topo, topology_path=topology or default_topology_path(), state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 

@@ -76,11 +76,15 @@ class RunningProcess:
     port: int = 0
     started_at: float = 0.0
     log: str = ""
+    proc_start: int = 0
+    """Kernel start time of the PID (clock ticks since boot): tells our process from a recycled PID."""
 
 
 @dataclass
 class StackState:
     processes: dict[str, RunningProcess] = field(default_factory=dict)
+    topology_path: str = ""
+    """The topology file the stack was started with; restarts and chaos actions use it too."""
 
     @classmethod
     def load(cls, state_dir: Path) -> "StackState":
@@ -88,12 +92,14 @@ class StackState:
         if not path.exists():
             return cls()
         raw = json.loads(path.read_text())
-        return cls(processes={p["name"]: RunningProcess(**p) for p in raw.get("processes", [])})
+        return cls(processes={p["name"]: RunningProcess(**p) for p in raw.get("processes", [])},
+                   topology_path=raw.get("topology_path", ""))
 
     def save(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         tmp = state_dir / (STACK_FILE + ".tmp")
-        tmp.write_text(json.dumps({"processes": [asdict(p) for p in self.processes.values()]}, indent=2))
+        tmp.write_text(json.dumps({"topology_path": self.topology_path,
+                                   "processes": [asdict(p) for p in self.processes.values()]}, indent=2))
         tmp.replace(state_dir / STACK_FILE)
 
 
@@ -139,26 +145,24 @@ def process_specs(topology: Topology, *, state_dir: Path, artifacts_url: str, co
     return specs
 
 
-def _cmdline(pid: int) -> list[str] | None:
+def _proc_start(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat); None when gone or a zombie."""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
 
 
 def is_running(proc: RunningProcess) -> bool:
-    """True only when the PID is alive AND still runs the command we started (no recycled PIDs)."""
-    cmd = _cmdline(proc.pid)
-    if cmd is None:
-        return False
-    try:
-        with open(f"/proc/{proc.pid}/stat") as fh:
-            if fh.read().split(")")[-1].split()[0] == "Z":
-                return False
-    except OSError:
-        return False
-    return cmd == proc.argv
+    """True only when the PID is alive AND is the process we started (same kernel start time), so
+    a recycled PID is never taken for ours. (Command lines cannot be compared: redis-server
+    rewrites its own.)"""
+    started = _proc_start(proc.pid)
+    return started is not None and (proc.proc_start == 0 or started == proc.proc_start)
 
 
 def start_process(spec: ProcessSpec, *, state_dir: Path, env: dict[str, str] | None = None) -> RunningProcess:
@@ -176,7 +180,7 @@ def start_process(spec: ProcessSpec, *, state_dir: Path, env: dict[str, str] | N
         )
     return RunningProcess(
         name=spec.name, kind=spec.kind, pid=popen.pid, argv=list(spec.argv), region=spec.region,
-        port=spec.port, started_at=time.time(), log=str(log_path),
+        port=spec.port, started_at=time.time(), log=str(log_path), proc_start=_proc_start(popen.pid) or 0,
     )
 
 
@@ -246,23 +250,24 @@ class StackUrls:
 
 
 def stack_urls(state_dir: Path) -> StackUrls:
-    """Where the local stack keeps its bundles and its control store (both under the state dir's parent)."""
+    """Where the local stack keeps its bundles and its control store. The default stack shares
+    var/artifacts with `regionctl train`/`artifacts`; any other state dir keeps its own."""
     root = state_dir.resolve()
-    return StackUrls(artifacts=f"file://{root / 'artifacts'}", control_store=f"sqlite:///{root / 'control.db'}")
+    artifacts = REPO_ROOT / "var" / "artifacts" if root == default_state_dir().resolve() else root / "artifacts"
+    return StackUrls(artifacts=f"file://{artifacts}", control_store=f"sqlite:///{root / 'control.db'}")
 
 
 def up(
-    topology: Topology, *, state_dir: Path, urls: StackUrls, progress: ProgressFn = lambda _m: None,
+    topology: Topology, *, topology_path: Path, state_dir: Path, urls: StackUrls, progress: ProgressFn = lambda _m: None,
     ready_timeout_s: float = 60.0, kinds: Iterable[str] | None = None,
 ) -> StackState:
     """Start every process of the stack that is not already running; wait until each is ready."""
     state = StackState.load(state_dir)
+    state.topology_path = str(topology_path.resolve())
     ensure_tokens(state_dir)
     wanted = set(kinds) if kinds is not None else None
     specs = process_specs(topology, state_dir=state_dir, artifacts_url=urls.artifacts, control_store_url=urls.control_store)
-    env = {"REGIONCTL_TOPOLOGY": str(_topology_path_env()), "REGIONCTL_STATE_DIR": str(state_dir),
-           "REGIONCTL_ARTIFACTS": urls.artifacts, "REGIONCTL_CONTROL_STORE": urls.control_store,
-           "REGIONCTL_TOKENS_FILE": str(state_dir / TOKENS_FILE)}
+    env = _env(state.topology_path, state_dir)
     started: list[RunningProcess] = []
     try:
         for spec in specs:
@@ -289,10 +294,14 @@ def up(
     return state
 
 
-def _topology_path_env() -> Path:
+def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
+    """What every process of the stack is told: its topology, state dir, stores and tokens."""
     from regions.topology import default_topology_path
 
-    return default_topology_path().resolve()
+    urls = stack_urls(state_dir)
+    return {"REGIONCTL_TOPOLOGY": topology_path or str(default_topology_path().resolve()),
+            "REGIONCTL_STATE_DIR": str(state_dir), "REGIONCTL_ARTIFACTS": urls.artifacts,
+            "REGIONCTL_CONTROL_STORE": urls.control_store, "REGIONCTL_TOKENS_FILE": str(state_dir / TOKENS_FILE)}
 
 
 def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
@@ -330,10 +339,7 @@ def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), r
     """Start again the chosen processes that are not running, with their recorded command lines."""
     state = StackState.load(state_dir)
     chosen = select(state, names=names, region=region, kinds=kinds)
-    urls = stack_urls(state_dir)
-    env = {"REGIONCTL_TOPOLOGY": str(_topology_path_env()), "REGIONCTL_STATE_DIR": str(state_dir),
-           "REGIONCTL_ARTIFACTS": urls.artifacts, "REGIONCTL_CONTROL_STORE": urls.control_store,
-           "REGIONCTL_TOKENS_FILE": str(state_dir / TOKENS_FILE)}
+    env = _env(state.topology_path, state_dir)
     order = {"redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5}
     restarted = []
     for old in sorted(chosen, key=lambda p: order.get(p.kind, 9)):

@@ -7,6 +7,7 @@ answers only the routes the actions and probes call, and records what it was sen
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from regions import stack
-from regions.processes import free_port, redis_server_binary
+from regions.processes import free_port, redis_server_binary, wait_until
 from replication.artifact_store import LocalArtifactStore
 from replication.manifest import build_manifest, write_manifest
 
@@ -45,6 +46,13 @@ def sleeper(name: str, kind: str, region: str = "") -> stack.ProcessSpec:
     return stack.ProcessSpec(name=name, kind=kind, region=region, argv=("sleep", "1000"))
 
 
+def redis_sleeper(region: str, state_dir: Path) -> stack.ProcessSpec:
+    """A stand-in for a region's redis-server (see test_kill_region_and_restore_with_a_real_redis for why):
+    a real process whose argv carries `--dir` as the stack expects of kind redis."""
+    return stack.ProcessSpec(name=f"redis-{region}", kind="redis", region=region,
+                             argv=(sys.executable, "-c", "import time; time.sleep(1000)", "--dir", str(state_dir / "redis" / region)))
+
+
 def redis_spec(region: str, port: int, state_dir: Path) -> stack.ProcessSpec:
     return stack.ProcessSpec(
         name=f"redis-{region}", kind="redis", region=region, port=port,
@@ -59,6 +67,7 @@ def start_stack(state_dir: Path, specs: list[stack.ProcessSpec]) -> stack.StackS
         proc = stack.start_process(spec, state_dir=state_dir)
         state.processes[spec.name] = proc
         stack.wait_ready(proc, timeout=15)
+        wait_until(lambda: stack.is_running(proc), timeout=10, what=f"{spec.name} to exec")
     state.save(state_dir)
     return state
 
@@ -129,7 +138,11 @@ class FakeHttp:
             def do_DELETE(self) -> None:
                 self._faults("DELETE")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a load client that went away mid-answer (cancelled load) is expected
+
+        self.server = Server(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> "FakeHttp":

@@ -13,7 +13,6 @@ from chaoslib.exceptions import ActivityFailed
 from chaos import actions, probes
 from failover.control_store import store_from_url
 from regions import stack
-from regions.processes import port_open, wait_until
 from replication.verifying import BundleRejected, verify_bundle
 from tests.chaos.fake_stack import FakeHttp, Ports, redis_spec, sleeper, start_stack, store_with_bundle, write_topology
 
@@ -33,10 +32,10 @@ def conf(tmp_path: Path, ports: Ports) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
-def region_stack(conf: dict[str, Any]) -> stack.StackState:
-    """us-east's processes (its "redis" is a sleeper: see the real-Redis test below) and a us-west cell."""
+def region_stack(conf: dict[str, Any], ports: Ports) -> stack.StackState:
+    """us-east's processes (a real redis-server with AOF, `sleep` for the rest) and a us-west cell."""
     return start_stack(Path(conf["state_dir"]), [
-        sleeper("redis-us-east", "redis", "us-east"),
+        redis_spec("us-east", ports.redis["us-east"], Path(conf["state_dir"])),
         sleeper("cell-us-east", "cell", "us-east"), sleeper("replicator-us-east", "replicator", "us-east"),
         sleeper("feature-updater-us-east", "feature-updater", "us-east"), sleeper("cell-us-west", "cell", "us-west"),
     ])
@@ -47,9 +46,10 @@ def _running(state_dir: Path) -> dict[str, bool]:
 
 
 def test_kill_region_kills_every_process_of_the_region_and_restore_brings_them_back(
-        conf: dict[str, Any], region_stack: stack.StackState) -> None:
+        conf: dict[str, Any], region_stack: stack.StackState, ports: Ports) -> None:
     state_dir = Path(conf["state_dir"])
     before = {n: p.pid for n, p in region_stack.processes.items()}
+    redis.Redis(port=ports.redis["us-east"]).xadd("log:events", {"seq": "1"})
 
     killed = actions.kill_region("us-east", configuration=conf)
 
@@ -64,26 +64,7 @@ def test_kill_region_kills_every_process_of_the_region_and_restore_brings_them_b
     assert sorted(restored["restarted"]) == sorted(killed["killed"])
     assert all(_running(state_dir).values())
     assert restored["pids"]["cell-us-east"] != before["cell-us-east"]
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "regions.stack.is_running compares /proc/PID/cmdline with the recorded argv, but redis-server rewrites its "
-    "process title ('redis-server 127.0.0.1:PORT'), so the stack cannot see its own Redis as running. "
-    "Remove this marker once regions/stack.py identifies processes another way."))
-def test_kill_region_and_restore_with_a_real_redis(conf: dict[str, Any], ports: Ports) -> None:
-    state_dir = Path(conf["state_dir"])
-    port = ports.redis["us-east"]
-    proc = stack.start_process(redis_spec("us-east", port, state_dir), state_dir=state_dir)
-    state = stack.StackState.load(state_dir)
-    state.processes[proc.name] = proc
-    state.save(state_dir)
-    wait_until(lambda: port_open(port), timeout=10, what="redis")
-    redis.Redis(port=port).xadd("log:events", {"seq": "1"})
-
-    assert actions.kill_region("us-east", configuration=conf)["killed"] == ["redis-us-east"]
-    assert not port_open(port)
-    actions.restore_region("us-east", configuration=conf)
-    assert redis.Redis(port=port).xlen("log:events") == 1  # reloaded from its AOF
+    assert redis.Redis(port=ports.redis["us-east"]).xlen("log:events") == 1  # reloaded from its AOF
 
 
 def test_feature_store_and_updater_actions_touch_only_their_process(conf: dict[str, Any], region_stack: stack.StackState) -> None:

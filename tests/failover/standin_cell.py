@@ -67,7 +67,7 @@ class StandinCell:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
         degraded, slo = self.mode == "degraded", self.mode == "slo"

@@ -1,0 +1,65 @@
+"""`regionctl bench serving` and `regionctl bench saturation`: the benchmarks that calibrate and check the
+capacity model (library code in bench/serving_bench.py and bench/saturation_bench.py; docs/benchmarks.md)."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from regions.topology import REPO_ROOT
+
+
+def _bench(name: str) -> ModuleType:
+    """bench/<name>.py: the bench folder is not an installed package, so the repository root joins sys.path."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module(f"bench.{name}")
+
+
+def register(app: typer.Typer) -> None:
+    bench = typer.Typer(no_args_is_help=True, help="Benchmarks of one cell on one core; they write the capacity calibration.")
+
+    @bench.command("serving")
+    def serving(
+        requests: int = typer.Option(1000, "--requests", help="Sequential requests per tier and transport."),
+        as_json: bool = typer.Option(False, "--json", help="Print var/bench/serving.json instead of tables."),
+    ) -> None:
+        """p50/p99 and requests/s per tier over HTTP and gRPC, the in-process floor, and var/calibration.json."""
+        mod = _bench("serving_bench")
+        err = Console(stderr=True)
+        report = mod.run_serving_bench(mod.ServingBenchSettings(requests=requests), log=lambda m: err.print(f"[dim]{m}[/dim]"))
+        _print(report, mod, as_json)
+
+    @bench.command("saturation")
+    def saturation(
+        seconds: float = typer.Option(70.0, "--seconds", help="Total seconds under load (10..600), split over the ramp's steps."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration to check (default var/calibration.json)."),
+        as_json: bool = typer.Option(False, "--json", help="Print var/bench/saturation.json instead of tables."),
+    ) -> None:
+        """Drive one cell past saturation (open loop, HTTP) and compare with the capacity model's prediction."""
+        mod = _bench("saturation_bench")
+        settings = mod.SaturationSettings(seconds=seconds)
+        if calibration is not None:
+            settings = mod.SaturationSettings(seconds=seconds, calibration_path=calibration)
+        err = Console(stderr=True)
+        report = mod.run_saturation_bench(settings, log=lambda m: err.print(f"[dim]{m}[/dim]"))
+        _print(report, mod, as_json)
+
+    app.add_typer(bench, name="bench")
+
+
+def _print(report: object, mod: ModuleType, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))  # type: ignore[attr-defined]
+        return
+    console = Console()
+    for renderable in mod.render(report):
+        console.print(renderable)
+    for line in mod.summary_lines(report):
+        console.print(line)

@@ -1,0 +1,250 @@
+"""Pure statistics of the serving and saturation benchmarks (bench/serving_bench.py,
+bench/saturation_bench.py). No clock, no processes, no files: the benchmarks measure, this module
+summarises and decides.
+
+    percentile(values, q)                       linear interpolation between closest ranks (numpy's default)
+    summarize(latencies_ms, wall_s=)            -> LatencyStats (count, p50, p99, mean, max, requests/s)
+    ratio(numerator, denominator)               end-to-end / floor
+    cpu_ticks_of_stat(text)                     utime + stime from a /proc/<pid>/stat line
+    cpu_ms_per_request(ticks=, clock_ticks_per_s=, requests=)
+    calibration_from(costs, machine=, measured_at=, cores=, saturation_qps=)   -> capacity Calibration
+    LoadStep / saturation_of(steps, slo_ms=)    the throughput plateau of an open-loop load ramp
+    error_pct(measured, predicted)              signed relative error in %
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Sequence
+
+from capacity.model import TIERS, Calibration, TierCost, require_number
+from regions.errors import InputError
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of `values`, interpolating linearly between closest ranks."""
+    if not values:
+        raise InputError("values", "need at least one sample to take a percentile")
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 100:
+        raise InputError("q", f"must be a number in 0..100, got {q!r}")
+    ordered = sorted(float(v) for v in values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """One phase of closed-loop requests: latency percentiles and throughput."""
+
+    count: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    rps: float
+    """Requests per second over the phase's wall time (sequential: about 1000 / mean_ms)."""
+
+    def to_dict(self) -> dict[str, float]:
+        return {"count": self.count, "p50_ms": round(self.p50_ms, 4), "p99_ms": round(self.p99_ms, 4),
+                "mean_ms": round(self.mean_ms, 4), "max_ms": round(self.max_ms, 4), "rps": round(self.rps, 2)}
+
+
+def summarize(latencies_ms: Sequence[float], *, wall_s: float) -> LatencyStats:
+    """Summarise a phase; `wall_s` is the time the whole phase took (for requests per second)."""
+    require_number("wall_s", wall_s, inclusive=False)
+    return LatencyStats(
+        count=len(latencies_ms), p50_ms=percentile(latencies_ms, 50), p99_ms=percentile(latencies_ms, 99),
+        mean_ms=sum(latencies_ms) / len(latencies_ms), max_ms=max(latencies_ms), rps=len(latencies_ms) / wall_s,
+    )
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, for end-to-end over floor; the denominator must be > 0."""
+    require_number("numerator", numerator)
+    require_number("denominator", denominator, inclusive=False)
+    return numerator / denominator
+
+
+def cpu_ticks_of_stat(text: str) -> int:
+    """utime + stime (clock ticks, all threads) from the text of /proc/<pid>/stat.
+
+    The second field is the command name in parentheses and may itself hold spaces or ')', so the
+    fields are counted after the LAST ')': state is field 3, utime field 14, stime field 15.
+    """
+    _, sep, rest = text.rpartition(")")
+    fields = rest.split()
+    if not sep or len(fields) < 13:
+        raise InputError("stat", "not a /proc/<pid>/stat line: expected 'pid (comm) state ...' with at least 15 fields")
+    try:
+        return int(fields[11]) + int(fields[12])
+    except ValueError as exc:
+        raise InputError("stat", f"utime/stime are not integers: {fields[11]!r}, {fields[12]!r}") from exc
+
+
+def core_ticks_of_stat(text: str, cpu: int) -> tuple[int, int]:
+    """(busy, total) clock ticks of one CPU since boot, from the text of /proc/stat (line `cpu<N>`).
+
+    busy counts user, nice, system, irq, softirq and steal; idle and iowait are not busy. guest time
+    is already inside user, so it is not added again.
+    """
+    prefix = f"cpu{cpu} "
+    line = next((ln for ln in text.splitlines() if ln.startswith(prefix)), None)
+    if line is None:
+        raise InputError("cpu", f"no line for CPU {cpu} in /proc/stat")
+    try:
+        values = [int(v) for v in line.split()[1:9]]
+    except ValueError as exc:
+        raise InputError("stat", f"CPU {cpu}'s counters are not integers: {line!r}") from exc
+    if len(values) < 4:
+        raise InputError("stat", f"CPU {cpu}'s line has fewer than 4 counters: {line!r}")
+    values += [0] * (8 - len(values))
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def others_share(*, core_busy_ticks: int, core_total_ticks: int, own_ticks: int) -> float:
+    """Share of a core's time that other processes took while ours ran on it (0..1)."""
+    if core_total_ticks <= 0:
+        raise InputError("core_total_ticks", f"must be > 0, got {core_total_ticks}")
+    return min(max((core_busy_ticks - own_ticks) / core_total_ticks, 0.0), 1.0)
+
+
+def cpu_ms_per_request(*, ticks: int, clock_ticks_per_s: int, requests: int) -> float:
+    """CPU milliseconds one request cost: `ticks` of CPU spent over `requests` requests."""
+    if ticks < 0:
+        raise InputError("ticks", f"CPU time cannot go backwards, got {ticks} ticks")
+    if clock_ticks_per_s <= 0:
+        raise InputError("clock_ticks_per_s", f"must be > 0 (os.sysconf('SC_CLK_TCK')), got {clock_ticks_per_s}")
+    if requests <= 0:
+        raise InputError("requests", f"must be > 0 to divide CPU time among them, got {requests}")
+    return ticks * 1000.0 / clock_ticks_per_s / requests
+
+
+@dataclass(frozen=True)
+class MeasuredCost:
+    """What the serving benchmark measured for one tier."""
+
+    cpu_ms: float
+    """CPU of the cell process per request (all its threads: server, tier work, Redis client)."""
+    p99_ms: float
+    """p99 latency of the tier seen by the client over loopback (closed loop, one request at a time)."""
+
+
+def calibration_from(costs: Mapping[str, MeasuredCost], *, machine: str, measured_at: float, cores: float = 1.0,
+                     saturation_qps: float | None = None) -> Calibration:
+    """A capacity Calibration from measured tier costs; source says 'measured on <machine>'.
+
+    Without a measured `saturation_qps` it is what the costs predict for `cores` busy cores of full
+    ranking (1000 * cores / cpu_ms(full)); the saturation benchmark replaces it with a measurement.
+    """
+    missing = [t for t in TIERS if t not in costs]
+    if missing:
+        raise InputError(f"tiers.{missing[0]}", f"not measured; the calibration needs every tier: {', '.join(TIERS)}")
+    tiers = {t: TierCost(cpu_ms=costs[t].cpu_ms, p99_ms=costs[t].p99_ms) for t in TIERS}
+    require_number("cores", cores, inclusive=False)
+    if saturation_qps is None:
+        full = require_number("tiers.full.cpu_ms", costs["full"].cpu_ms, inclusive=False)
+        saturation_qps = cores * 1000.0 / full
+    return Calibration(machine=machine, measured_at=measured_at, tiers=tiers, saturation_qps=saturation_qps,
+                       source=f"measured on {machine}")
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """One step of an open-loop ramp: what was offered and what the cell delivered."""
+
+    offered_qps: float
+    achieved_qps: float
+    """Successful answers per second over the step (sent -> last answer)."""
+    p99_ms: float
+    errors: int
+    """Failed, timed-out, or shed by the client because too many requests were in flight."""
+    requests: int
+    cpu_utilisation: float
+    """Busy share of the cell's one core during the step (CPU seconds / wall seconds)."""
+    tiers: Mapping[str, int] = field(default_factory=dict)
+    """Answers per serving tier (the ladder may degrade under overload)."""
+    others_share: float = 0.0
+    """Share of the cell's core that OTHER processes used during the step (a shared machine's noise)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tiers", MappingProxyType(dict(self.tiers)))
+
+    @property
+    def cpu_ms_per_answer(self) -> float:
+        """The cell's CPU per answer under this load (inf when nothing was answered)."""
+        return self.cpu_utilisation * 1000.0 / self.achieved_qps if self.achieved_qps > 0 else math.inf
+
+    @property
+    def implied_capacity_qps(self) -> float:
+        """Answers per second one whole core would give at this step's CPU per answer."""
+        return self.achieved_qps / self.cpu_utilisation if self.cpu_utilisation > 0 else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def within_slo(self, slo_ms: float) -> bool:
+        return self.errors == 0 and self.p99_ms <= slo_ms
+
+    def to_dict(self) -> dict[str, object]:
+        return {"offered_qps": round(self.offered_qps, 2), "achieved_qps": round(self.achieved_qps, 2),
+                "p99_ms": round(self.p99_ms, 2), "errors": self.errors, "requests": self.requests,
+                "cpu_utilisation": round(self.cpu_utilisation, 3), "others_share": round(self.others_share, 3),
+                "cpu_ms_per_answer": round(self.cpu_ms_per_answer, 3), "implied_capacity_qps": round(self.implied_capacity_qps, 2),
+                "tiers": dict(self.tiers)}
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """Where a ramp saturated."""
+
+    plateau_qps: float
+    """Highest throughput delivered at any step: the measured saturation QPS."""
+    plateau_step: int
+    """Index of the step that delivered it (the first such step on a tie)."""
+    slo_qps: float
+    """Highest throughput of a step that still met the SLO with no errors (0 when none did)."""
+    first_breach: int | None
+    """Index of the first step whose p99 exceeded the SLO or that had errors; None when none did."""
+    saturated: bool
+    """True when the ramp went past the plateau: a step breached, or offered load exceeded delivered by > 5 %."""
+
+
+def saturation_of(steps: Sequence[LoadStep], *, slo_ms: float) -> Saturation:
+    """The throughput plateau of a ramp (steps in increasing offered load)."""
+    if not steps:
+        raise InputError("steps", "need at least one load step")
+    require_number("slo_ms", slo_ms, inclusive=False)
+    breach = next((n for n, s in enumerate(steps) if not s.within_slo(slo_ms)), None)
+    ok = [s.achieved_qps for s in steps if s.within_slo(slo_ms)]
+    overloaded = any(s.achieved_qps < 0.95 * s.offered_qps for s in steps)
+    best = max(range(len(steps)), key=lambda n: (steps[n].achieved_qps, -n))
+    return Saturation(plateau_qps=steps[best].achieved_qps, plateau_step=best, slo_qps=max(ok, default=0.0),
+                      first_breach=breach, saturated=breach is not None or overloaded)
+
+
+def error_pct(measured: float, predicted: float) -> float:
+    """(measured - predicted) / predicted in %: positive when the cell did better than predicted."""
+    require_number("predicted", predicted, inclusive=False)
+    require_number("measured", measured)
+    return (measured - predicted) / predicted * 100.0
+
+
+def ramp(predicted_qps: float, fractions: Sequence[float]) -> tuple[float, ...]:
+    """Offered rates of a ramp around a prediction, in increasing order."""
+    require_number("predicted_qps", predicted_qps, inclusive=False)
+    if not fractions:
+        raise InputError("fractions", "need at least one step")
+    for f in fractions:
+        require_number("fractions", f, inclusive=False)
+    return tuple(predicted_qps * f for f in sorted(fractions))
+
+
+__all__ = [
+    "LatencyStats", "LoadStep", "MeasuredCost", "Saturation", "calibration_from", "cpu_ms_per_request",
+    "core_ticks_of_stat", "cpu_ticks_of_stat", "error_pct", "others_share", "percentile", "ramp", "ratio", "saturation_of", "summarize",
+]

@@ -1,0 +1,78 @@
+"""Every experiment is valid for chaoslib and restores what it breaks; discovery lists every activity."""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chaoslib.experiment import ensure_experiment_is_valid
+
+import chaos
+from chaos import actions, probes
+from chaos.gameday import EXPERIMENTS_DIR, experiment_names
+
+REQUIRED = ["region-loss", "feature-store-outage", "corrupted-artifact", "stale-ann-index", "stale-features",
+            "ranking-latency", "controller-loss"]
+RESTORES = {
+    "kill_region": "restore_region", "stop_feature_store": "restore_feature_store",
+    "publish_corrupt_bundle": "restore_good_bundle", "freeze_index": "unfreeze_index",
+    "stop_feature_updater": "restore_feature_updater", "inject_ranking_latency": "clear_ranking_latency",
+    "kill_controller_leader": "restore_controllers", "partition_region": "heal_partition",
+}
+FILES = sorted(EXPERIMENTS_DIR.glob("*.json"))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def test_every_required_failure_mode_has_an_experiment() -> None:
+    assert set(REQUIRED) <= set(experiment_names())
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_experiment_is_valid_for_chaoslib(path: Path) -> None:
+    ensure_experiment_is_valid(_load(path))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_experiment_has_the_parts_a_game_day_needs(path: Path) -> None:
+    exp = _load(path)
+    assert exp["title"] and exp["description"] and exp["tags"]
+    assert {"state_dir", "topology"} <= set(exp["configuration"])
+    hypothesis = exp["steady-state-hypothesis"]["probes"]
+    assert hypothesis and all("tolerance" in p for p in hypothesis)
+    assert exp["method"][0]["type"] == "action", "the first method activity is the fault (its `at` is the fault time)"
+    assert any(a["type"] == "probe" for a in exp["method"])
+    for activity in exp["method"] + hypothesis + exp["rollbacks"]:
+        assert activity["provider"]["type"] == "python"
+        assert activity["provider"]["module"] in ("chaos.actions", "chaos.probes")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_rollbacks_restore_every_fault_of_the_method(path: Path) -> None:
+    exp = _load(path)
+    faults = [(a["provider"]["func"], a["provider"]["arguments"].get("region")) for a in exp["method"] if a["type"] == "action"]
+    rollbacks = {(a["provider"]["func"], a["provider"]["arguments"].get("region")) for a in exp["rollbacks"]}
+    for func, region in faults:
+        assert (RESTORES[func], region) in rollbacks
+
+
+def test_discover_lists_every_action_and_probe() -> None:
+    discovery = chaos.discover(discover_system=False)
+    found = {(a["type"], a["name"]) for a in discovery["activities"]}
+    assert found == {("action", n) for n in actions.__all__} | {("probe", n) for n in probes.__all__}
+    assert discovery["extension"] == {"name": "shopnow-chaos", "version": chaos.__version__}
+    assert set(RESTORES) | set(RESTORES.values()) == set(actions.__all__)
+
+
+@pytest.mark.parametrize("func", [getattr(actions, n) for n in actions.__all__] + [getattr(probes, n) for n in probes.__all__],
+                         ids=lambda f: f.__name__)
+def test_activities_follow_the_chaos_toolkit_conventions(func: Any) -> None:
+    sig = inspect.signature(func)
+    assert sig.parameters["configuration"].default is None and sig.parameters["secrets"].default is None
+    assert sig.return_annotation is not inspect.Signature.empty
+    assert all(p.annotation is not inspect.Parameter.empty for p in sig.parameters.values())
+    assert inspect.getdoc(func)

@@ -1,0 +1,254 @@
+"""Game-day pieces without the real stack: dry run, state file and abort, RPO evidence from a real
+Redis, the sampler, the load thread, and one short end-to-end run against the fake stack."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import redis
+
+from chaos import actions, gameday
+from chaos.gameday_io import DurableSnapshot, acked_events, claim_state, stream_seqs
+from chaos.load import LoadSpec, read_records
+from chaos.measurement import compute_rpo
+from chaos.sampling import Sampler, SamplerSettings, weights_of
+from failover.control_store import store_from_url
+from regions import stack
+from regions.errors import InputError
+from regions.processes import wait_until
+from tests.chaos.fake_stack import FakeHttp, Ports, redis_sleeper, sleeper, start_stack, store_with_bundle, write_topology
+
+
+@pytest.fixture
+def ports() -> Ports:
+    return Ports()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, ports: Ports) -> Iterator[tuple[Path, Path]]:
+    state_dir = tmp_path / "stack"
+    state_dir.mkdir()
+    topology = write_topology(tmp_path / "topology.toml", ports)
+    yield state_dir, topology
+    stack.down(state_dir=state_dir)
+
+
+def _conf(state_dir: Path, topology: Path) -> dict[str, str]:
+    return {"state_dir": str(state_dir), "topology": str(topology)}
+
+
+@pytest.mark.parametrize("name", ["region-loss", "corrupted-artifact", "controller-loss", "region-partition"])
+def test_dry_run_touches_nothing(setup: tuple[Path, Path], tmp_path: Path, name: str) -> None:
+    state_dir, topology = setup
+    state = start_stack(state_dir, [redis_sleeper("us-east", state_dir), sleeper("cell-us-east", "cell", "us-east"),
+                                    sleeper("controller-a", "controller"), sleeper("controller-b", "controller")])
+    store = store_with_bundle(state_dir, tmp_path)
+    files_before = {p: p.read_bytes() for p in state_dir.rglob("*") if p.is_file()}
+    printed: list[str] = []
+
+    result = gameday.run_gameday(name, state_dir=state_dir, topology=topology, load_rate=10, duration_s=5,
+                                 out_dir=tmp_path / "out", dry=True, progress=printed.append)
+
+    assert result["dry"] and result["plan"]
+    assert {p: p.read_bytes() for p in state_dir.rglob("*") if p.is_file()} == files_before
+    assert all(alive for _, alive in stack.ps(state_dir=state_dir))
+    assert not (tmp_path / "out").exists() and not (state_dir / gameday.STATE_FILE).exists()
+    assert store.current() == "20260101T000000Z-good0001"
+    text = "\n".join(printed)
+    if name == "region-loss":
+        assert f"cell-us-east (pid {state.processes['cell-us-east'].pid}, running)" in text
+        assert "kill_region(region='us-east')" in text
+    if name == "controller-loss":
+        assert "controller-a (pid" in text and "controller-b (pid" in text
+    if name == "corrupted-artifact":
+        assert "current bundle 20260101T000000Z-good0001" in text
+
+
+def test_unknown_experiment_names_the_known_ones() -> None:
+    with pytest.raises(InputError, match="region-loss"):
+        gameday.load_experiment("meteor-strike")
+
+
+@pytest.mark.parametrize("runs, expected", [
+    ([], None),
+    ([{"activity": {"type": "probe"}, "output": {"at": 1.0}}, {"activity": {"type": "action"}, "output": {"at": 5.0}},
+      {"activity": {"type": "action"}, "output": {"at": 9.0}}], 5.0),
+    ([{"activity": {"type": "action"}, "output": None}, {"activity": {"type": "action"}, "output": {"at": 7}}], 7.0),
+])
+def test_fault_time_is_the_first_action_at(runs: list[dict[str, Any]], expected: float | None) -> None:
+    assert gameday.first_action_at({"run": runs}) == expected
+
+
+def test_lost_region_is_named_by_kill_region_only() -> None:
+    assert gameday.lost_region_of(gameday.load_experiment("region-loss")) == "us-east"
+    assert gameday.lost_region_of(gameday.load_experiment("feature-store-outage")) is None
+
+
+def _sleep() -> subprocess.Popen[bytes]:
+    """`sleep 1000`, returned once it runs that command (so that its /proc cmdline is the recorded argv)."""
+    proc = subprocess.Popen(["sleep", "1000"])
+    wait_until(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes() == b"sleep\x001000\x00", timeout=10, what="sleep")
+    return proc
+
+
+def test_state_file_refuses_a_second_running_game_day_and_replaces_a_dead_one(tmp_path: Path) -> None:
+    path = tmp_path / gameday.STATE_FILE
+    proc = _sleep()
+    try:
+        path.write_text(json.dumps({"pid": proc.pid, "argv": ["sleep", "1000"], "experiment": "region-loss"}))
+        with pytest.raises(InputError, match="is running"):
+            claim_state(path, experiment="stale-features", out_dir=tmp_path, topology="")
+    finally:
+        proc.kill()
+        proc.wait()
+    info = claim_state(path, experiment="stale-features", out_dir=tmp_path, topology="")
+    assert json.loads(path.read_text())["experiment"] == "stale-features" == info["experiment"]
+
+
+def test_abort_signals_the_game_day_and_plays_its_rollbacks(setup: tuple[Path, Path]) -> None:
+    state_dir, topology = setup
+    actions.partition_region("us-east", configuration=_conf(state_dir, topology))
+    pretend = _sleep()  # stands in for the game-day process
+    (state_dir / gameday.STATE_FILE).write_text(json.dumps(
+        {"pid": pretend.pid, "argv": ["sleep", "1000"], "experiment": "region-partition", "topology": str(topology)}))
+
+    result = gameday.abort_gameday(state_dir=state_dir, timeout_s=10, progress=lambda _m: None)
+
+    assert result["signalled"] and pretend.poll() is not None, result
+    assert [r["status"] for r in result["rollbacks"]] == ["succeeded"], result
+    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
+        assert store.get(actions.PARTITIONS_KEY) is None
+    assert not (state_dir / gameday.STATE_FILE).exists()
+    with pytest.raises(InputError, match="no game day is running"):
+        gameday.abort_gameday(state_dir=state_dir)
+
+
+def test_rpo_from_a_survivors_replica_stream(tmp_path: Path, redis_factory: Callable[..., Any]) -> None:
+    _, port = redis_factory("us-west")
+    ports = Ports()
+    ports.redis["us-west"] = port
+    ctx = actions.context_from({"state_dir": str(tmp_path), "topology": str(write_topology(tmp_path / "t.toml", ports))})
+    survivor = redis.Redis(port=port, decode_responses=True)
+    survivor.xadd("log:replica:us-east", {"seq": "3"}, id="1000-0")  # an earlier game day: ignored
+    since = time.time()
+    for seq in range(7):
+        survivor.xadd("log:replica:us-east", {"seq": str(seq)})
+    survivor.xadd("log:events", {"seq": "20"})  # stored directly in the survivor
+    records = [{"t": since + i, "kind": "events", "status": 200, "latency_ms": 10.0, "region": "us-east",
+                "seqs": [3 * i, 3 * i + 1, 3 * i + 2]} for i in range(4)]
+    records.append({"t": since + 5, "kind": "events", "status": 503, "latency_ms": 10.0, "region": None, "seqs": [12, 13, 14]})
+
+    snapshot = DurableSnapshot(ctx, lost_region="us-east", since=since)
+    snapshot.take()
+    acked, how = acked_events(records, ctx=ctx, lost_region="us-east", since=since)
+    rpo = compute_rpo(acked, lost_region="us-east", fault_at=since + 10, durable_seqs=snapshot.seqs | snapshot.own_log_seqs)
+
+    assert snapshot.seqs == set(range(7)) and snapshot.own_log_seqs == {20} and how == "load records"
+    assert (rpo.acknowledged, rpo.lost) == (12, 5)  # seqs 7..11 never reached us-west
+    assert rpo.seconds == pytest.approx(10 - 2.01)  # seq 6, the newest with every earlier one durable, acked at +2.01 s
+    assert stream_seqs(survivor, "log:replica:us-east", since=0) == set(range(7))
+
+
+def test_events_fall_back_to_the_geography_when_nothing_names_the_region(tmp_path: Path) -> None:
+    ctx = actions.context_from({"state_dir": str(tmp_path), "topology": str(write_topology(tmp_path / "t.toml", Ports()))})
+    records = [{"t": 1.0, "kind": "events", "status": 200, "latency_ms": 0.0, "region": None, "user_id": "us-1", "seqs": [0, 1]},
+               {"t": 2.0, "kind": "events", "status": 200, "latency_ms": 0.0, "region": None, "user_id": "eu-9", "seqs": [2]}]
+    acked, how = acked_events(records, ctx=ctx, lost_region="us-east", since=0.0)  # us-east's Redis is not running
+    assert how == "geography us" and sorted(e.seq for e in acked) == [0, 1]
+
+
+def test_sampler_is_bounded_and_records_failed_reads() -> None:
+    calls = iter([{"weights": {"us": {"us-east": 50}}}, RuntimeError("store down"), {}, {}, {}])
+
+    def read() -> dict[str, Any]:
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    clock = iter(range(100))
+    sampler = Sampler(read, settings=SamplerSettings(max_samples=3), clock=lambda: float(next(clock)))
+    for _ in range(5):
+        sampler.sample_once()
+    assert [s["t"] for s in sampler.samples()] == [2.0, 3.0, 4.0] and sampler.dropped == 2
+    sampler2 = Sampler(lambda: (_ for _ in ()).throw(RuntimeError("store down")))
+    assert sampler2.sample_once()["error"] == "RuntimeError: store down"
+
+
+def test_sampler_thread_stops() -> None:
+    sampler = Sampler(lambda: {}, settings=SamplerSettings(interval_s=0.01)).start()
+    while not sampler.samples():
+        time.sleep(0.01)
+    sampler.stop()
+    assert sampler.samples() and not sampler._thread.is_alive()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("table, expected", [
+    ({"geos": {"us": {"regions": {"us-east": 0, "us-west": 100}}}}, {"us": {"us-east": 0.0, "us-west": 100.0}}),
+    ({"version": 1}, {}),
+    ({"geos": {"eu": {"regions": {"us-east": "x"}}}}, {"eu": {}}),
+])
+def test_weights_of_a_routing_table(table: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert weights_of(table) == expected
+
+
+def test_load_run_can_be_cancelled(tmp_path: Path, ports: Ports) -> None:
+    with FakeHttp(ports.edge):
+        spec = LoadSpec(base_url=f"http://127.0.0.1:{ports.edge}", rate=50, duration_s=60, users=["us-1"], items=["i1"])
+        load = gameday.LoadRun(spec, tmp_path / "load.jsonl", lambda _m: None).start()
+        while not (tmp_path / "load.jsonl").exists():
+            time.sleep(0.01)
+        load.cancel()
+        load.join(timeout=30)
+    assert not load._thread.is_alive() and load.error is None and load.result is None
+
+
+def test_a_short_game_day_end_to_end_against_the_fake_stack(setup: tuple[Path, Path], tmp_path: Path, ports: Ports,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    state_dir, topology = setup
+    store_with_bundle(state_dir, tmp_path)
+    experiment = json.loads((gameday.EXPERIMENTS_DIR / "region-partition.json").read_text())
+    for activity in experiment["method"]:
+        activity.pop("pauses", None)
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "quick-partition.json").write_text(json.dumps(experiment))
+    monkeypatch.setattr(gameday, "EXPERIMENTS_DIR", experiments)
+    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
+        store.put("routing/table", json.dumps({"version": 1, "geos": {"us": {"regions": {"us-east": 50, "us-west": 50}}}}))
+
+    with FakeHttp(ports.edge):
+        report = gameday.run_gameday("quick-partition", state_dir=state_dir, topology=topology, load_rate=20, duration_s=3,
+                                     out_dir=tmp_path / "out", progress=lambda _m: None)
+
+    journal = json.loads((tmp_path / "out" / "journal.json").read_text())
+    assert journal["status"] == "completed" and journal["rto"]["measured"] is False and journal["rpo"] is None
+    assert report["fault_at"] == journal["run"][0]["output"]["at"]
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"load.jsonl", "report.json", "report.md", "report.png"}
+    assert len(read_records(tmp_path / "out" / "load.jsonl")) == report["load"]["requests"] > 0
+    assert any(s.get("weights") == {"us": {"us-east": 50.0, "us-west": 50.0}} for s in report["samples"])
+    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
+        assert store.get(actions.PARTITIONS_KEY) is None  # the rollback healed it
+    assert not (state_dir / gameday.STATE_FILE).exists()
+
+
+def test_cli_lists_experiments_and_dry_runs_without_touching(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from regionctl import chaos_cmds
+
+    app = typer.Typer()
+    chaos_cmds.register(app)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["gameday", "list", "--state-dir", str(tmp_path / "s")])
+    assert listed.exit_code == 0 and "region-loss" in listed.output
+    dry = runner.invoke(app, ["gameday", "stale-features", "--dry", "--state-dir", str(tmp_path / "s")])
+    assert dry.exit_code == 0 and "would run stop_feature_updater(region='us-east')" in dry.output
+    assert not (tmp_path / "s").exists()
+    aborted = runner.invoke(app, ["gameday", "abort", "--state-dir", str(tmp_path / "s")])
+    assert isinstance(aborted.exception, InputError)
