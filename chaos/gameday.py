@@ -126,13 +126,22 @@ class LoadRun:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def wait(self, seconds: float) -> None:
+        """Let the load run for `seconds` (returns early if it ends)."""
+        self._thread.join(seconds)
+
 
 def _print(message: str) -> None:
     print(message, flush=True)
 
 
+WARMUP_S = 15.0
+"""Steady load before the fault: caches warm, and the lost region has acknowledged enough events
+for the RPO to be measured on real traffic rather than on a handful of events."""
+
+
 def run_gameday(name: str, *, state_dir: Path, topology: Path | None, load_rate: float, duration_s: float,
-                out_dir: Path, dry: bool = False, progress: Progress = _print) -> dict[str, Any]:
+                out_dir: Path, dry: bool = False, progress: Progress = _print, warmup_s: float = WARMUP_S) -> dict[str, Any]:
     """Run experiment `name` under load and report; see the module docstring."""
     experiment = load_experiment(name)
     ctx = context_from({"state_dir": str(state_dir), "topology": str(topology) if topology else ""})
@@ -148,13 +157,14 @@ def run_gameday(name: str, *, state_dir: Path, topology: Path | None, load_rate:
     validate(LoadSpec(base_url=ctx.edge_url, rate=load_rate, duration_s=duration_s, users=["-"], items=["-"]))
     io.claim_state(state_dir / STATE_FILE, experiment=name, out_dir=out_dir, topology=str(topology or ""))
     try:
-        return _run(name, experiment, ctx, load_rate=load_rate, duration_s=duration_s, out_dir=out_dir, progress=progress)
+        return _run(name, experiment, ctx, load_rate=load_rate, duration_s=duration_s, out_dir=out_dir, progress=progress,
+                    warmup_s=warmup_s)
     finally:
         (state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
 def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate: float, duration_s: float,
-         out_dir: Path, progress: Progress) -> dict[str, Any]:
+         out_dir: Path, progress: Progress, warmup_s: float) -> dict[str, Any]:
     from chaoslib.experiment import run_experiment
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +179,9 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     lost = lost_region_of(experiment)
     snapshot = io.DurableSnapshot(ctx, lost_region=lost, since=load_started)
     previous = _on_sigterm(load.cancel)
+    if warmup_s > 0:
+        progress(f"steady load for {warmup_s:g} s before the experiment")
+        load.wait(min(warmup_s, duration_s / 3))
     try:
         journal = run_experiment(experiment, settings=ROLLBACKS_ALWAYS,
                                  event_handlers=[io.ProgressHandler(progress, before_rollbacks=snapshot.take)])

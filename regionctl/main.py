@@ -20,6 +20,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.stack_cmds",
     "regionctl.controller_cmds",
     "regionctl.chaos_cmds",
+    "regionctl.demo_cmds",
 )
 
 

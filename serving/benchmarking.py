@@ -158,7 +158,9 @@ class LoadStep:
 
     offered_qps: float
     achieved_qps: float
-    """Successful answers per second over the step (sent -> last answer)."""
+    """Successful answers per second completed inside the step's window, whatever tier served them."""
+    as_asked_qps: float
+    """Those of them served by the tier the request asked for (the ladder degrades under overload)."""
     p99_ms: float
     errors: int
     """Failed, timed-out, or shed by the client because too many requests were in flight."""
@@ -192,6 +194,7 @@ class LoadStep:
 
     def to_dict(self) -> dict[str, object]:
         return {"offered_qps": round(self.offered_qps, 2), "achieved_qps": round(self.achieved_qps, 2),
+                "as_asked_qps": round(self.as_asked_qps, 2),
                 "p99_ms": round(self.p99_ms, 2), "errors": self.errors, "requests": self.requests,
                 "cpu_utilisation": round(self.cpu_utilisation, 3), "others_share": round(self.others_share, 3),
                 "cpu_ms_per_answer": round(self.cpu_ms_per_answer, 3), "implied_capacity_qps": round(self.implied_capacity_qps, 2),
@@ -203,15 +206,15 @@ class Saturation:
     """Where a ramp saturated."""
 
     plateau_qps: float
-    """Highest throughput delivered at any step: the measured saturation QPS."""
+    """Highest throughput served as asked at any step: the measured saturation QPS of the mix."""
     plateau_step: int
     """Index of the step that delivered it (the first such step on a tie)."""
     slo_qps: float
-    """Highest throughput of a step that still met the SLO with no errors (0 when none did)."""
+    """Highest throughput (as asked) of a step that still met the SLO with no errors (0 when none did)."""
     first_breach: int | None
     """Index of the first step whose p99 exceeded the SLO or that had errors; None when none did."""
     saturated: bool
-    """True when the ramp went past the plateau: a step breached, or offered load exceeded delivered by > 5 %."""
+    """True when the ramp went past the plateau: a step breached, or offered exceeded served-as-asked by > 5 %."""
 
 
 def saturation_of(steps: Sequence[LoadStep], *, slo_ms: float) -> Saturation:
@@ -220,10 +223,10 @@ def saturation_of(steps: Sequence[LoadStep], *, slo_ms: float) -> Saturation:
         raise InputError("steps", "need at least one load step")
     require_number("slo_ms", slo_ms, inclusive=False)
     breach = next((n for n, s in enumerate(steps) if not s.within_slo(slo_ms)), None)
-    ok = [s.achieved_qps for s in steps if s.within_slo(slo_ms)]
-    overloaded = any(s.achieved_qps < 0.95 * s.offered_qps for s in steps)
-    best = max(range(len(steps)), key=lambda n: (steps[n].achieved_qps, -n))
-    return Saturation(plateau_qps=steps[best].achieved_qps, plateau_step=best, slo_qps=max(ok, default=0.0),
+    ok = [s.as_asked_qps for s in steps if s.within_slo(slo_ms)]
+    overloaded = any(s.as_asked_qps < 0.95 * s.offered_qps for s in steps)
+    best = max(range(len(steps)), key=lambda n: (steps[n].as_asked_qps, -n))
+    return Saturation(plateau_qps=steps[best].as_asked_qps, plateau_step=best, slo_qps=max(ok, default=0.0),
                       first_breach=breach, saturated=breach is not None or overloaded)
 
 

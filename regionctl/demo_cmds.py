@@ -1,0 +1,92 @@
+"""`regionctl demo` (what `make demo` runs): train and evaluate the demo bundle, publish it, start
+the local three-region stack, put steady load on it, kill a region in a Chaos Toolkit game day,
+print the measured RTO and RPO, and stop the stack."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from regions import stack
+from regions.topology import REPO_ROOT, default_topology_path, load_topology
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        load_rate: float = typer.Option(40.0, "--load-rate", help="Requests per second through the edge during the game day."),
+        duration: float = typer.Option(75.0, "--duration", help="Seconds of load (15 s steady, then the region dies)."),
+        train_first: bool = typer.Option(True, "--train/--no-train", help="Train, evaluate and publish a fresh demo bundle first."),
+    ) -> None:
+        """Train + evaluate, then a region-loss game day on the local stack, with RTO and RPO."""
+        from chaos.gameday import run_gameday
+        from chaos.report import summary_lines
+        from regionctl.stack_cmds import ensure_bundle
+        from regionctl.train_cmds import train
+        from replication.artifact_store import store_from_url
+        from replication.verifying import promote_verified
+        from serving.bundle_checks import SEMANTIC_CHECKS
+        from serving.features import SCHEMA_VERSION
+
+        started = time.monotonic()
+        topo_path = default_topology_path()
+        topo = load_topology(topo_path)
+        state = stack.default_state_dir().resolve()
+        urls = stack.stack_urls(state)
+        store = store_from_url(urls.artifacts)
+        if train_first:
+            console.rule("1. train and evaluate the demo bundle")
+            out = REPO_ROOT / "var" / "bundles" / f"demo-{int(time.time())}"
+            train(size="demo", seed=7, data="synthetic", out=out, topology=topo_path)
+            version = store.publish(out)
+            promote_verified(store, version, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
+            console.print(f"published and promoted {version} to {urls.artifacts}")
+        else:
+            ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()},
+                          progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        console.rule("2. start the local stack")
+        try:
+            stack.up(topo, topology_path=topo_path, state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+            _wait_healthy(topo, state)
+            console.rule("3. region-loss game day (Chaos Toolkit)")
+            out_dir = REPO_ROOT / "var" / "gamedays" / f"demo-region-loss-{time.strftime('%Y%m%dT%H%M%S')}"
+            report = run_gameday("region-loss", state_dir=state, topology=topo_path, load_rate=load_rate,
+                                 duration_s=duration, out_dir=out_dir, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        finally:
+            console.rule("4. stop the stack")
+            stack.down(state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        console.rule("game day report")
+        load, rto, rpo = report["load"], report["rto"], report["rpo"]
+        console.print(f"RTO: {rto['seconds']:.2f} s" if rto["measured"] else f"RTO: not measured ({rto['reason']})")
+        console.print(f"RPO: {rpo['seconds']:.2f} s; acknowledged events lost: {rpo['lost']} of {rpo['acknowledged']}")
+        console.print(f"requests: {load['requests']}, success {load['success_rate']:.3%}, p99 {load['p99_ms']:.1f} ms, "
+                      f"empty homepage slates: {load['empty_slates']}")
+        console.print(f"tier mix: {load['tiers']}")
+        for line in summary_lines(report):
+            console.print(line)
+        console.print(f"report: {out_dir / 'report.md'} (+ report.png, report.json, journal.json)")
+        console.print(f"demo finished in {time.monotonic() - started:.0f} s")
+        if report["verdict"] != "pass":
+            raise typer.Exit(1)
+
+
+def _wait_healthy(topo: object, state: Path, timeout_s: float = 60.0) -> None:
+    import httpx
+
+    from regions.processes import wait_until
+
+    token = stack.token_for(state, "viewer")
+    url = f"http://{topo.settings.host}:{topo.settings.controller_port}/v1/status"  # type: ignore[attr-defined]
+
+    def healthy() -> bool:
+        try:
+            doc = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=2).json()
+            return all(r["state"] == "healthy" for r in doc["regions"].values())
+        except (httpx.HTTPError, KeyError, ValueError):
+            return False
+
+    wait_until(healthy, timeout=timeout_s, interval=0.3, what="every region healthy")
