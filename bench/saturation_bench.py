@@ -166,8 +166,15 @@ async def _step(stack: BenchStack, *, rate: float, duration_s: float, settings: 
     in_flight = 0
     conns = _Connections(stack.http_port, limit=settings.max_in_flight)
 
+    kinds: dict[str, int] = {}
+
+    def failed(kind: str) -> None:
+        nonlocal errors
+        errors += 1
+        kinds[kind] = kinds.get(kind, 0) + 1
+
     async def one(n: int) -> None:
-        nonlocal errors, in_flight
+        nonlocal in_flight
         # a deterministic walk through the mix: request n asks for the tier its position falls in
         ask = _tier_at(mix, (n * 0.6180339887) % 1.0)
         query = urlencode({"user_id": users[n % len(users)], "count": settings.count, "max_tier": ask})
@@ -175,10 +182,14 @@ async def _step(stack: BenchStack, *, rate: float, duration_s: float, settings: 
         try:
             status, body = await asyncio.wait_for(conns.get(f"/v1/recommendations/homepage?{query}"), settings.timeout_s)
             if status != 200:
-                raise ValueError(f"HTTP {status}")
+                failed(f"http {status}")
+                return
             served = str(json.loads(body)["tier"])
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, KeyError):
-            errors += 1
+        except asyncio.TimeoutError:
+            failed("timeout")
+            return
+        except (OSError, asyncio.IncompleteReadError, ValueError, KeyError):
+            failed("connection")
             return
         finally:
             in_flight -= 1
@@ -196,7 +207,7 @@ async def _step(stack: BenchStack, *, rate: float, duration_s: float, settings: 
         if delay > 0:
             await asyncio.sleep(delay)
         if in_flight >= settings.max_in_flight:
-            errors += 1  # shed by the client: the backlog bound was reached
+            failed("shed")  # the client's backlog bound was reached
             continue
         in_flight += 1
         tasks.append(asyncio.create_task(one(n)))
@@ -211,6 +222,7 @@ async def _step(stack: BenchStack, *, rate: float, duration_s: float, settings: 
         offered_qps=rate, achieved_qps=len(in_window) / window, as_asked_qps=sum(in_window) / window, p99_ms=percentile(latencies, 99) if latencies else float("inf"),
         errors=errors, requests=total, cpu_utilisation=ticks / os.sysconf("SC_CLK_TCK") / window, tiers=tiers,
         others_share=others_share(core_busy_ticks=busy1 - busy0, core_total_ticks=max(total1 - total0, 1), own_ticks=ticks),
+        error_kinds=kinds,
     )
 
 
@@ -254,16 +266,25 @@ def render(report: SaturationReport) -> list[Any]:
     from rich.table import Table
 
     table = Table(title=f"saturation: one cell on one core, open loop over HTTP, mix {dict(report.settings.tier_mix.shares)}",
-                  caption="as asked: answers/s served by the tier asked for; cell CPU: its share of its core; others: "
-                          "share other processes took; CPU ms: cell CPU per answer; red p99: above the SLO")
-    for col in ("offered/s", "answered/s", "as asked/s", "p99 ms", "err", "cell CPU", "others", "CPU ms", "tiers served"):
-        table.add_column(col, justify="left" if col == "tiers served" else "right")
+                  caption="asked/s: answers/s served by the tier asked for; p99 in ms (red: above the SLO); cell CPU: "
+                          "its share of its core; others: share other processes took; CPU ms: cell CPU per answer; "
+                          "served: f=full c=cached s=segment p=popularity")
+    for col in ("offer/s", "ans/s", "asked/s", "p99", "cell CPU", "others", "CPU ms", "served %", "errors %"):
+        table.add_column(col, justify="left" if col.endswith("%") else "right")
     for s in report.steps:
         breach = not s.within_slo(report.settings.slo_ms)
         table.add_row(f"{s.offered_qps:.1f}", f"{s.achieved_qps:.1f}", f"{s.as_asked_qps:.1f}", f"[red]{s.p99_ms:.0f}[/red]" if breach else f"{s.p99_ms:.0f}",
-                      str(s.errors), f"{s.cpu_utilisation:.0%}", f"{s.others_share:.0%}", f"{s.cpu_ms_per_answer:.1f}",
-                      " ".join(f"{t[:4]}:{n}" for t, n in sorted(s.tiers.items())))
+                      f"{s.cpu_utilisation:.0%}", f"{s.others_share:.0%}", f"{s.cpu_ms_per_answer:.1f}",
+                      _shares(s.tiers), _shares(s.error_kinds, of=s.requests))
     return [table]
+
+
+def _shares(counts: Any, *, of: int | None = None) -> str:
+    total = of if of is not None else sum(counts.values())
+    if not total:
+        return "-"
+    return " ".join(f"{k if ' ' in k or k in ('shed', 'timeout', 'connection') else k[0]}{100 * n / total:.0f}"
+                    for k, n in sorted(counts.items()))
 
 
 def summary_lines(report: SaturationReport) -> list[str]:

@@ -279,6 +279,9 @@ def up(
             if spec.port and port_open(spec.port):
                 raise InputError("port", f"{spec.name} needs port {spec.port}, which something else already uses; "
                                  "stop it or change topology.toml")
+            if spec.kind in ("controller", "edge"):
+                for earlier in started:  # controllers judge cells: start them once every cell answers
+                    wait_ready(earlier, timeout=ready_timeout_s)
             proc = start_process(spec, state_dir=state_dir, env=env)
             state.processes[spec.name] = proc
             state.save(state_dir)

@@ -171,9 +171,12 @@ class LoadStep:
     """Answers per serving tier (the ladder may degrade under overload)."""
     others_share: float = 0.0
     """Share of the cell's core that OTHER processes used during the step (a shared machine's noise)."""
+    error_kinds: Mapping[str, int] = field(default_factory=dict)
+    """Errors by kind: 'shed' (client backlog bound), 'timeout', 'http <status>', 'connection'."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tiers", MappingProxyType(dict(self.tiers)))
+        object.__setattr__(self, "error_kinds", MappingProxyType(dict(self.error_kinds)))
 
     @property
     def cpu_ms_per_answer(self) -> float:
@@ -198,7 +201,7 @@ class LoadStep:
                 "p99_ms": round(self.p99_ms, 2), "errors": self.errors, "requests": self.requests,
                 "cpu_utilisation": round(self.cpu_utilisation, 3), "others_share": round(self.others_share, 3),
                 "cpu_ms_per_answer": round(self.cpu_ms_per_answer, 3), "implied_capacity_qps": round(self.implied_capacity_qps, 2),
-                "tiers": dict(self.tiers)}
+                "tiers": dict(self.tiers), "error_kinds": dict(self.error_kinds)}
 
 
 @dataclass(frozen=True)
