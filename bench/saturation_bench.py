@@ -130,7 +130,16 @@ class _Connections:
         self.limit = limit
 
     async def get(self, path: str) -> tuple[int, bytes]:
-        reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection("127.0.0.1", self.port)
+        if self.idle:
+            reader, writer = self.idle.pop()
+            try:
+                return await self._exchange(reader, writer, path)
+            except (OSError, asyncio.IncompleteReadError):
+                pass  # the server closed an idle keep-alive connection (uvicorn: after 5 s): use a fresh one
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return await self._exchange(reader, writer, path)
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> tuple[int, bytes]:
         try:
             writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
