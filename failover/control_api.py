@@ -69,6 +69,10 @@ class UndrainBody(BaseModel):
     reason: str = ""
 
 
+class DeleteUserBody(BaseModel):
+    reason: str = ""
+
+
 class SteerBody(BaseModel):
     geography: str
     weights: dict[str, int]
@@ -183,6 +187,11 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
         return changed(controller.change_overrides(
             lambda s: request_undrain(s, region=region), actor=who.actor, action=Action.UNDRAIN,
             reason=body.reason, inputs={"region": region}))
+
+    @app.post("/v1/users/{user_id}/delete")
+    def delete_user(user_id: str, body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
+        report = controller.delete_user(user_id, actor=who.actor, reason=body.reason)
+        return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
     @app.post("/v1/steer")
     def steer(body: SteerBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:

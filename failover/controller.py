@@ -22,12 +22,14 @@ journaled with the caller as actor. Decision logic stays in the pure modules; th
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from capacity.calibration import Calibration
 from failover.control_store import ControlStore, FenceRejected
 from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain
 from failover.journal import Action, Journal
@@ -40,11 +42,15 @@ from failover.settings import ControllerSettings
 from failover.steering import FailbackProgress, Snapshot, Steering, decide
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.topology import Topology
+from replication.deletion import delete_user
+from replication.interaction_log import connect_all
 
 OVERRIDES_KEY = "control/overrides"
 FAILBACK_KEY = "control/failback"
 LEADER_KEY = "control/leader"
 HEALTH_PREFIX = "health/"
+PARTITIONS_KEY = "chaos/partitions"
+"""Chaos fault (chaos.actions.partition_region): a JSON list of regions this controller cannot reach."""
 MAX_CAS_ATTEMPTS = 5
 """Operator changes race only with each other and with expiry; five lost races in a row is an error."""
 
@@ -60,6 +66,15 @@ def weights_of(table: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
         if isinstance(route, Mapping) and not route.get("anonymous"):
             out[geo] = {str(r): int(w) for r, w in (route.get("regions") or {}).items()}
     return out
+
+
+def partitioned(reports: Mapping[str, CellReport], regions: tuple[str, ...], *, now: float) -> dict[str, CellReport]:
+    """The reports with every region in `regions` (the chaos/partitions list) replaced by a failed
+    probe, as if the controller could not reach it. Pure."""
+    cut = set(regions)
+    return {region: CellReport(region=region, probe=Probe.failed(at=now, error=f"partitioned ({PARTITIONS_KEY})"),
+                               readyz=None) if region in cut else report
+            for region, report in reports.items()}
 
 
 def table_content(table: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -130,6 +145,8 @@ class Stored:
     failback: Mapping[str, FailbackProgress] = field(default_factory=dict)
     failback_raw: Mapping[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    partitions: tuple[str, ...] = ()
+    """Regions the chaos/partitions fault cuts off from this controller (empty outside game days)."""
 
 
 def read_stored(store: ControlStore) -> Stored:
@@ -149,6 +166,7 @@ def read_stored(store: ControlStore) -> Stored:
     table, table_v = load(TABLE_KEY)
     raw_over, over_v = load(OVERRIDES_KEY)
     raw_fb, fb_v = load(FAILBACK_KEY)
+    partitions, _ = load(PARTITIONS_KEY)
     try:
         overrides = Overrides.from_dict(raw_over or {})
     except InputError as exc:
@@ -162,7 +180,8 @@ def read_stored(store: ControlStore) -> Stored:
             problems.append(f"{FAILBACK_KEY} entry {region} is malformed ({exc!r})")
     return Stored(table=table if isinstance(table, Mapping) else None, table_version=table_v,
                   overrides=overrides, overrides_version=over_v, failback=failback,
-                  failback_raw=raw_fb if isinstance(raw_fb, Mapping) else {}, problems=tuple(problems))
+                  failback_raw=raw_fb if isinstance(raw_fb, Mapping) else {}, problems=tuple(problems),
+                  partitions=tuple(str(r) for r in partitions) if isinstance(partitions, list) else ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,8 +210,11 @@ class Controller:
                  settings: ControllerSettings = ControllerSettings(), api_url: str = "",
                  lease_ttl_s: float = LeadershipSettings.ttl_s, leadership: Leadership | None = None,
                  clock: Callable[[], float] = time.time, wait: Callable[[float], None] | None = None,
-                 log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+                 log: Callable[[str], None] = lambda line: print(line, flush=True),
+                 calibration: Calibration | None = None) -> None:
         self.topology, self.store, self.holder, self.settings = topology, store, holder, settings
+        self.calibration = calibration
+        """The capacity model's calibration; drill pre-checks ask capacity.absorb with it."""
         self.actor = f"controller:{holder}"
         self.api_url = api_url
         self.leadership = leadership or Leadership(store, holder=holder, ttl_s=lease_ttl_s)
@@ -207,11 +229,36 @@ class Controller:
         self._last_problems: tuple[str, ...] = ()
         self.last: StepResult | None = None
 
+    # -- compliance ------------------------------------------------------------------------------
+    def delete_user(self, user_id: str, *, actor: str, reason: str) -> dict[str, Any]:
+        """Delete a user's personal data in every region of their geography (replication.deletion)
+        and journal it. The journal keeps a hash of the user id, never the id itself."""
+        if not reason.strip():
+            raise InputError("reason", "must say why (a non-empty reason is journaled with every change)")
+        if not user_id.strip():
+            raise InputError("user_id", "must not be empty")
+        clients = connect_all(self.topology)
+        try:
+            report = delete_user(self.topology, clients, user_id, self._clock())
+        finally:
+            for client in clients.values():
+                client.close()
+        regions = [{"region": r.region, "tombstoned": r.tombstoned, "features_removed": r.features_removed,
+                    "cached_results_removed": r.cached_results_removed, "log_entries_removed": dict(r.log_entries_removed),
+                    "error": r.error} for r in report.regions]
+        self.journal.append(actor=actor, action=Action.NOTE, reason=reason.strip(), inputs={
+            "operation": "user_deletion", "user_sha256": hashlib.sha256(user_id.encode()).hexdigest(),
+            "geography": report.geography, "complete": report.complete,
+            "regions": regions})
+        return {"user_id": user_id, "geography": report.geography, "complete": report.complete,
+                "deleted_at": report.deleted_at, "regions": regions}
+
     # -- the round -------------------------------------------------------------------------------
     def step(self, now: float) -> StepResult:
         reports = dict(self._prober(now))
         try:
             stored = read_stored(self.store)
+            reports = partitioned(reports, stored.partitions, now=now)
         except TemporaryError as exc:
             stored = None
             store_error = str(exc)
@@ -228,7 +275,7 @@ class Controller:
         snapshot = Snapshot(topology=self.topology, health=health, now=now, settings=self.settings,
                             demand_qps=demand_by_geography(self.topology, reports),
                             current_weights=weights_of(base.table), overrides=base.overrides,
-                            failback=base.failback, replication_lag_s=lags_of(reports))
+                            failback=base.failback, replication_lag_s=lags_of(reports), calibration=self.calibration)
         steering = decide(snapshot)
         problems = check_steering(snapshot, steering)
         leading = self.leadership.tick()

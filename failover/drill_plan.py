@@ -14,6 +14,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Mapping
 
+from capacity.absorb import survivors_can_absorb
 from failover.health import gate_failures
 from failover.safety import request_drain
 from failover.steering import Snapshot, decide, to_percent
@@ -96,12 +97,33 @@ def _capacity_check(snapshot: Snapshot, *, region: str, survivors: tuple[str, ..
     room = sum(snapshot.capacity_of(r) for r in survivors) * s.max_utilization
     names = ", ".join(survivors) or "no survivor"
     detail = f"{load:.0f} QPS (incl. {extra:.0f} anonymous from other geographies)" if extra else f"{load:.0f} QPS"
+    if load <= room and snapshot.calibration is not None:
+        verdict = survivors_can_absorb(
+            snapshot.topology, snapshot.calibration, failed_region=region,
+            current_qps_by_region=_current_qps(snapshot, geo=geo),
+            capacity_qps_by_region={r: snapshot.capacity_of(r) for r in snapshot.topology.regions},
+        )
+        if not verdict.ok:
+            return Check(name="capacity", passed=False,
+                         message="capacity model: " + "; ".join(verdict.reasons) + "; add capacity or drill at a quieter time")
     if load <= room:
         return Check(name="capacity", passed=True,
                      message=f"{names} can absorb {detail}: {room:.0f} QPS at {s.max_utilization:.0%} utilization")
     return Check(name="capacity", passed=False,
                  message=f"{names} can serve {room:.0f} QPS at {s.max_utilization:.0%} utilization but {geo} needs "
                          f"{detail}; add capacity or drill at a quieter time")
+
+
+def _current_qps(snapshot: Snapshot, *, geo: str) -> dict[str, float]:
+    """Each region's share of its geography's observed demand, by the current weights."""
+    out: dict[str, float] = {}
+    for g, demand in snapshot.demand_qps.items():
+        weights = snapshot.current_weights.get(g, {})
+        total = sum(weights.values()) or 0
+        for r, w in weights.items():
+            if total and r in snapshot.topology.regions:
+                out[r] = out.get(r, 0.0) + demand * w / total
+    return out
 
 
 def _lag_check(snapshot: Snapshot, *, region: str, peers: tuple[str, ...]) -> Check:

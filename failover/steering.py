@@ -23,6 +23,7 @@ from typing import Any, Mapping
 from failover.health import HealthState, RegionHealth, gate_failures, initial_health
 from failover.overrides import Overrides, SteerOverride
 from failover.settings import TIERS, ControllerSettings
+from capacity.calibration import Calibration
 from regions.topology import Topology
 
 Weights = Mapping[str, Mapping[str, int]]
@@ -64,6 +65,8 @@ class Snapshot:
     overrides: Overrides = field(default_factory=Overrides)
     failback: Mapping[str, FailbackProgress] = field(default_factory=dict)
     replication_lag_s: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    """Measured CPU cost per tier (capacity/): drill pre-checks ask the capacity model with it."""
     """Lag of the interaction log per (source, target) pair of regions, used by drill planning."""
 
     def health_of(self, region: str) -> RegionHealth:

@@ -145,8 +145,10 @@ def register(app: typer.Typer) -> None:
         host = topo.settings.host
         control = store_from_url(store)
         prober = Prober(topology=topo, timeout_s=settings.probe_timeout_s)
+        from capacity.calibration import load_calibration
+
         ctl = Controller(topology=topo, store=control, holder=ident, prober=prober.probe_all, settings=settings,
-                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl)
+                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl, calibration=load_calibration())
         drills = DrillRunner(ctl, reports_dir=reports_dir(os.environ),
                              edge_url=edge_url or f"http://{host}:{topo.settings.edge_port}")
         try:

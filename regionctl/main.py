@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.controller_cmds",
     "regionctl.chaos_cmds",
     "regionctl.demo_cmds",
+    "regionctl.bench_cmds",
 )
 
 

@@ -158,6 +158,9 @@ class CellRuntime:
         bounds = FreshnessBounds.from_settings(self.topology.settings)
         stale = (user_age is not None and user_age > bounds.user_s) or (item_age is None and bundle is not None) or \
             (item_age is not None and item_age > bounds.item_s)
+        self.recommender.features_stale = bool(stale)
+        self.metrics.stale_features.labels(kind="user").set(int(user_age is not None and user_age > bounds.user_s))
+        self.metrics.stale_features.labels(kind="item").set(int(item_age is None or item_age > bounds.item_s))
         self.metrics.feature_age.labels(kind="user").set(user_age or 0.0)
         self.metrics.feature_age.labels(kind="item").set(item_age or 0.0)
         refused = self.holder.refused
