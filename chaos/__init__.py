@@ -1,7 +1,8 @@
 """ShopNow's Chaos Toolkit extension: actions, probes, experiments, game days and their reports.
 
 Kept import-light: `import chaos` pulls in nothing heavy; chaoslib is imported by `discover()` only.
-`chaos discover chaos --no-install` lists the activities of `chaos.actions` and `chaos.probes`.
+`chaos discover chaos --no-install` lists the activities of `chaos.actions`, `chaos.probes` and
+`chaos.expectations` (the fault-aware steady-state probes).
 """
 from __future__ import annotations
 
@@ -22,4 +23,5 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
     discovery: dict[str, Any] = initialize_discovery_result("shopnow-chaos", __version__, "shopnow")
     discovery["activities"].extend(discover_actions("chaos.actions"))
     discovery["activities"].extend(discover_probes("chaos.probes"))
+    discovery["activities"].extend(discover_probes("chaos.expectations"))
     return discovery

@@ -35,7 +35,7 @@ __all__ = [
     "kill_region", "restore_region", "stop_feature_store", "restore_feature_store",
     "publish_corrupt_bundle", "restore_good_bundle", "freeze_index", "unfreeze_index",
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
-    "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition",
+    "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
 ]
 
 REGION_KINDS = ("redis", "cell", "replicator", "feature-updater")
@@ -48,6 +48,10 @@ HTTP_TIMEOUT_S = 2.0
 """Loopback calls answer in milliseconds; 2 s means the target is down or stuck."""
 SETTLE_TIMEOUT_S = 10.0
 """A SIGKILLed process is gone, and a started one has exec'd, within milliseconds; 10 s is a stuck kernel."""
+FAULT_LEDGER = "chaos-faults.json"
+"""<state_dir>/chaos-faults.json: {region: the cell's fault state as chaos last set it}. The
+expectation probes (chaos.expectations) read which cell faults are in place from here, not from
+the cell under test."""
 READY_TIMEOUT_S = 60.0
 """A restarted cell loads its bundle before it opens its port; a minute covers the demo bundle."""
 
@@ -272,6 +276,26 @@ def chaos_token(state_dir: Path) -> str:
     raise ActivityFailed(f"{path} holds no token with role 'chaos'; restart the stack to rewrite it")
 
 
+def fault_ledger(state_dir: Path) -> dict[str, dict[str, Any]]:
+    """The cell faults chaos has set and not cleared, per region ({} when none or unreadable)."""
+    try:
+        ledger = json.loads((state_dir / FAULT_LEDGER).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {str(k): v for k, v in ledger.items() if isinstance(v, dict)} if isinstance(ledger, dict) else {}
+
+
+def _record_faults(state_dir: Path, region: str, faults: dict[str, Any]) -> None:
+    ledger = fault_ledger(state_dir)
+    if any(faults.values()):
+        ledger[region] = faults
+    else:
+        ledger.pop(region, None)
+    tmp = state_dir / f"{FAULT_LEDGER}.tmp"
+    tmp.write_text(json.dumps(ledger, sort_keys=True))
+    tmp.replace(state_dir / FAULT_LEDGER)
+
+
 def _cell_faults(ctx: StackContext, what: str, region: str, body: dict[str, Any] | None) -> dict[str, Any]:
     with _failing_as_activity(what):
         url = ctx.cell_url(region) + "/admin/faults"
@@ -285,6 +309,8 @@ def _cell_faults(ctx: StackContext, what: str, region: str, body: dict[str, Any]
         answer: Any = resp.json()
     except ValueError:
         answer = resp.text[:200]
+    with _failing_as_activity(what):
+        _record_faults(ctx.state_dir, region, answer if isinstance(answer, dict) else (body or {}))
     return {"at": at, "action": what, "region": region, "url": url, "faults": body or {}, "answer": answer}
 
 
@@ -311,6 +337,28 @@ def inject_ranking_latency(region: str, latency_ms: float = 300.0, configuration
 def clear_ranking_latency(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Clear the cell's faults (DELETE /admin/faults)."""
     return _cell_faults(context_from(configuration), "clear_ranking_latency", region, None)
+
+
+def log_events(region: str, count: int = 5, configuration: Configuration = None,
+               secrets: Secrets = None) -> dict[str, Any]:
+    """POST `count` view events of probe users of the region's geography straight to its cell, so
+    that a stopped feature updater leaves a visible backlog even without load."""
+    if not 1 <= count <= 100:
+        raise ActivityFailed(f"log_events: count must be in [1, 100], got {count}")
+    ctx = context_from(configuration)
+    with _failing_as_activity("log_events"):
+        geo = ctx.topology.region(region).geography
+        from chaos.gameday_io import population
+
+        _, items = population(ctx)
+        now = time.time()
+        events = [{"event_id": uuid.uuid4().hex, "user_id": f"{geo}-probe-{i}", "item_id": items[i % len(items)],
+                   "type": "view", "ts": now, "seq": -1} for i in range(count)]
+        with httpx.Client(timeout=HTTP_TIMEOUT_S, trust_env=False) as client:
+            resp = client.post(ctx.cell_url(region) + "/v1/events", json={"events": events})
+        if resp.status_code != 200:
+            raise ActivityFailed(f"log_events: {ctx.cell_url(region)}/v1/events answered {resp.status_code}: {resp.text[:200]}")
+    return {"at": time.time(), "action": "log_events", "region": region, "count": count}
 
 
 # -- model bundles -----------------------------------------------------------------------------

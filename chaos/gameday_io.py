@@ -222,6 +222,37 @@ def acked_events(records: Iterable[Mapping[str, Any]], *, ctx: StackContext, los
             if str(r.get("user_id", "")).startswith(f"{geo}-") for s in r["seqs"]], f"geography {geo}"
 
 
+# -- the table of many game days --------------------------------------------------------------------
+def summarize_run(out_dir: Path) -> dict[str, Any]:
+    """One row of the game-day table from a game day's out dir (report.json, journal.json, load.jsonl):
+    RTO, RPO, lost events, empty slates, the tier mix and success while the fault was in place (from
+    the fault to the first rollback), how fast the weights moved, the hypothesis and the verdict."""
+    from chaos.gameday import first_rollback_at
+    from chaos.load import read_records
+    from chaos.report import hypothesis_of, weights_changed_after, window_summary
+
+    report = json.loads((out_dir / "report.json").read_text())
+    journal = json.loads((out_dir / "journal.json").read_text())
+    records = read_records(out_dir / "load.jsonl")
+    during = window_summary(records, start=report.get("fault_at"), end=first_rollback_at(journal))
+    hypothesis = hypothesis_of(journal)
+    rpo = report.get("rpo") or {}
+    return {"experiment": report["experiment"], "dir": str(out_dir), "status": report["status"],
+            "rto_s": report["rto"]["seconds"] if report["rto"]["measured"] else None,
+            "rpo_s": rpo.get("seconds"), "lost": rpo.get("lost"), "acknowledged": rpo.get("acknowledged"),
+            "empty_slates": report["load"]["empty_slates"], "requests": report["load"]["requests"],
+            "success_rate": report["load"]["success_rate"], "p99_ms": report["load"]["p99_ms"], "during_fault": during,
+            "weights_changed_after_s": weights_changed_after(report.get("samples") or [], fault_at=report.get("fault_at")),
+            "hypothesis": hypothesis, "verdict": report["verdict"]}
+
+
+def summarize_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """summarize_run for every game-day directory directly under `runs_dir` (those with a report.json)."""
+    if not runs_dir.is_dir():
+        raise InputError("runs", f"{runs_dir} is not a directory; pass the parent of game-day --out-dir directories")
+    return [summarize_run(d) for d in sorted(runs_dir.iterdir()) if (d / "report.json").exists() and (d / "journal.json").exists()]
+
+
 class ProgressHandler(RunEventHandler):  # type: ignore[misc]
     """Prints chaoslib's progress; snapshots the RPO evidence before the rollbacks start."""
 
@@ -246,4 +277,4 @@ class ProgressHandler(RunEventHandler):  # type: ignore[misc]
 
 
 __all__ = ["DurableSnapshot", "ProgressHandler", "acked_events", "claim_state", "play_rollbacks", "population",
-           "read_state", "signal_gameday", "stream_seqs", "targets_of"]
+           "read_state", "signal_gameday", "stream_seqs", "summarize_run", "summarize_runs", "targets_of"]

@@ -68,6 +68,32 @@ def verdicts(*, rto: Rto, rpo: Rpo | None, empty_slates: int, targets: Targets =
     ]
 
 
+def hypothesis_verdicts(hypothesis: Mapping[str, Any] | None) -> list[Verdict]:
+    """The steady-state hypothesis before the fault and after it (with the fault still in place)
+    as verdicts; `hypothesis` is `hypothesis_of(journal)`. None: not a game day of an experiment."""
+    if hypothesis is None:
+        return []
+    out = []
+    for when in ("before", "after"):
+        met = hypothesis.get(when)
+        status = NOT_MEASURED if met is None else (PASS if met else FAIL)
+        out.append(Verdict(f"steady state {when}", "hypothesis", "met", None if met is None else float(bool(met)), status))
+    return out
+
+
+def hypothesis_of(journal: Mapping[str, Any]) -> dict[str, Any]:
+    """{"before": met?, "after": met?, "deviated": bool, "violations": [probe: output]} from a chaoslib journal."""
+    states = journal.get("steady_states") or {}
+    violations = []
+    for when in ("before", "after"):
+        for run in ((states.get(when) or {}).get("probes") or []):
+            if not run.get("tolerance_met", run.get("status") == "succeeded"):
+                shown = run.get("output") if run.get("status") == "succeeded" else (run.get("exception") or ["?"])[-1].strip()
+                violations.append(f"{when}: {run.get('activity', {}).get('name')}: {shown}")
+    met = {when: (states.get(when) or {}).get("steady_state_met") if states.get(when) else None for when in ("before", "after")}
+    return {**met, "deviated": bool(journal.get("deviated")), "violations": violations}
+
+
 def overall(found: Sequence[Verdict]) -> str:
     statuses = {v.status for v in found}
     if FAIL in statuses:
@@ -114,12 +140,41 @@ def timeline(records: Sequence[Mapping[str, Any]], *, origin: float, bucket_s: f
     return out
 
 
+def window_summary(records: Sequence[Mapping[str, Any]], *, start: float | None, end: float | None) -> dict[str, Any] | None:
+    """Requests, success rate, p99, empty slates and tier mix of the records sent in [start, end)
+    (the fault window: from the fault to the first rollback). None when the window is unknown."""
+    if start is None or end is None:
+        return None
+    chosen = [r for r in records if "t" in r and start <= float(r["t"]) < end]
+    lat = [float(r.get("latency_ms") or 0.0) for r in chosen]
+    return {"start": start, "end": end, "requests": len(chosen),
+            "success_rate": (sum(1 for r in chosen if r.get("ok")) / len(chosen)) if chosen else None,
+            "p99_ms": float(np.percentile(lat, 99)) if lat else None, "empty_slates": empty_slates(chosen),
+            "tiers": tier_mix({**r, "tier": r.get("tier") if r.get("ok") else None} for r in chosen if r.get("kind") != "events")}
+
+
+def weights_changed_after(samples: Sequence[Mapping[str, Any]], *, fault_at: float | None) -> float | None:
+    """Seconds from the fault to the first sample whose routing weights differ from the last sample
+    before the fault (how fast the controller steered); None when they never changed."""
+    if fault_at is None:
+        return None
+    before = [s for s in samples if s["t"] < fault_at and s.get("weights")]
+    if not before:
+        return None
+    baseline = before[-1]["weights"]
+    for sample in samples:
+        if sample["t"] >= fault_at and sample.get("weights") and sample["weights"] != baseline:
+            return float(sample["t"] - fault_at)
+    return None
+
+
 def build_report(*, experiment: str, title: str, records: Sequence[Mapping[str, Any]], fault_at: float | None,
                  rto: Rto, rpo: Rpo | None, status: str, samples: Sequence[Mapping[str, Any]] = (),
-                 notes: Sequence[str] = (), targets: Targets = Targets()) -> dict[str, Any]:
+                 notes: Sequence[str] = (), targets: Targets = Targets(),
+                 hypothesis: Mapping[str, Any] | None = None, fault_end: float | None = None) -> dict[str, Any]:
     """Everything report.json holds. Pure: the caller measured rto/rpo from the same records."""
     origin = min((float(r["t"]) for r in records if "t" in r), default=fault_at or 0.0)
-    found = verdicts(rto=rto, rpo=rpo, empty_slates=empty_slates(records), targets=targets)
+    found = verdicts(rto=rto, rpo=rpo, empty_slates=empty_slates(records), targets=targets) + hypothesis_verdicts(hypothesis)
     lat = [float(r.get("latency_ms") or 0.0) for r in records]
     return {
         "experiment": experiment, "title": title, "status": status, "verdict": overall(found),
@@ -127,10 +182,13 @@ def build_report(*, experiment: str, title: str, records: Sequence[Mapping[str, 
         "load": {"requests": len(records), "success_rate": (sum(1 for r in records if r.get("ok")) / len(records)) if records else None,
                  "p99_ms": float(np.percentile(lat, 99)) if lat else None, "empty_slates": empty_slates(records),
                  "tiers": tier_mix({**r, "tier": r.get("tier") if r.get("ok") else None} for r in records if r.get("kind") != "events")},
+        "during_fault": window_summary(records, start=fault_at, end=fault_end),
+        "weights_changed_after_s": weights_changed_after(samples, fault_at=fault_at),
         "rto": asdict(rto), "rpo": asdict(rpo) if rpo is not None else None,
         "verdicts": [asdict(v) for v in found],
         "timeline": [asdict(b) for b in timeline(records, origin=origin)],
         "samples": [dict(s) for s in samples], "notes": list(notes),
+        "hypothesis": dict(hypothesis) if hypothesis is not None else None,
     }
 
 
@@ -148,6 +206,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
              + f", p99 {_fmt(load['p99_ms'], 'ms')}, empty homepage slates {load['empty_slates']}",
              f"- tiers: " + (", ".join(f"{k} {v}" for k, v in load["tiers"].items()) or "-"),
              f"- RTO: {_fmt(rto['seconds']) if rto['measured'] else 'not measured'} ({rto['reason']})"]
+    during = report.get("during_fault")
+    if during and during["requests"]:
+        lines.append(f"- during the fault ({during['end'] - during['start']:.1f} s, {during['requests']} requests): success "
+                     f"{during['success_rate'] * 100:.3f} %, p99 {_fmt(during['p99_ms'], 'ms')}, empty slates "
+                     f"{during['empty_slates']}, tiers " + ", ".join(f"{k} {v}" for k, v in during["tiers"].items()))
+    if report.get("weights_changed_after_s") is not None:
+        lines.append(f"- routing weights changed {report['weights_changed_after_s']:.1f} s after the fault")
     if rpo is not None:
         lines.append(f"- RPO: {_fmt(rpo['seconds'])}, {rpo['lost']} of {rpo['acknowledged']} acknowledged events lost")
     else:
@@ -156,6 +221,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for v in report["verdicts"]:
         value = "-" if v["value"] is None else f"{v['value']:.2f}"
         lines.append(f"| {v['name']} | {v['kind']} | {v['limit']} | {value} | {v['status']} |")
+    if (report.get("hypothesis") or {}).get("violations"):
+        lines += ["", "Steady-state violations:", *(f"- {v}" for v in report["hypothesis"]["violations"])]
     if report.get("notes"):
         lines += ["", "Notes:", *(f"- {n}" for n in report["notes"])]
     lines += ["", "![timeline](report.png)", ""]

@@ -56,6 +56,28 @@ def register(app: typer.Typer) -> None:
                       ", ".join(f"{k} {v:.1%}" for k, v in mix.items() if v))
         out.print(table)
 
+    @app.command("gameday-table")
+    def gameday_table(runs: Path = typer.Argument(..., help="The parent directory of game-day --out-dir directories.")) -> None:
+        """Print RTO, RPO, lost events, empty slates and the tier mix during the fault of every game day under RUNS."""
+        from chaos.gameday_io import summarize_runs
+
+        table = Table("experiment", "RTO s", "RPO s", "lost/acked", "empty", "during the fault: success, p99, tiers",
+                      "steered after s", "hypothesis before/after", "verdict")
+
+        def num(value: Optional[float]) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        for row in summarize_runs(runs):
+            during = row["during_fault"] or {}
+            total = max(sum((during.get("tiers") or {}).values()), 1)
+            mix = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted((during.get("tiers") or {}).items(), key=lambda kv: -kv[1]))
+            hyp = row["hypothesis"]
+            table.add_row(row["experiment"], num(row["rto_s"]), num(row["rpo_s"]),
+                          "-" if row["lost"] is None else f"{row['lost']}/{row['acknowledged']}", str(row["empty_slates"]),
+                          (f"{during['success_rate']:.1%}, {during['p99_ms']:.0f} ms; " if during.get("requests") else "") + mix,
+                          num(row["weights_changed_after_s"]), f"{hyp['before']}/{hyp['after']}", row["verdict"])
+        out.print(table)
+
     @app.command("gameday")
     def gameday(
         name: str = typer.Argument(..., help="An experiment name (see `regionctl gameday list`), `list` or `abort`."),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from regions.errors import InputError, TemporaryError
-from regions.processes import port_open, redis_server_binary, wait_until
+from regions.processes import port_open, redis_argv, wait_until
 from regions.topology import REPO_ROOT, Topology
 
 STACK_FILE = "stack.json"
@@ -115,8 +115,7 @@ def process_specs(topology: Topology, *, state_dir: Path, artifacts_url: str, co
         data = state_dir / "redis" / region.name
         specs.append(ProcessSpec(
             name=f"redis-{region.name}", kind="redis", region=region.name, port=region.redis_port,
-            argv=(redis_server_binary(), "--port", str(region.redis_port), "--bind", host, "--dir", str(data),
-                  "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"),
+            argv=tuple(redis_argv(port=region.redis_port, data_dir=data, host=host)),
         ))
     for region in topology.regions.values():
         specs.append(ProcessSpec(

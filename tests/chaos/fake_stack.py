@@ -57,7 +57,7 @@ def redis_spec(region: str, port: int, state_dir: Path) -> stack.ProcessSpec:
     return stack.ProcessSpec(
         name=f"redis-{region}", kind="redis", region=region, port=port,
         argv=(redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(state_dir / "redis" / region),
-              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"),
+              "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"),
     )
 
 
@@ -95,6 +95,8 @@ class FakeHttp:
 
     def __init__(self, port: int, *, items: int = 3, readyz: dict[str, Any] | None = None, token: str = "chaos-token") -> None:
         self.items, self.readyz, self.token = items, readyz or {"ready": True}, token
+        self.tier = "full"
+        """The tier every homepage answer names (tests of the expectations change it)."""
         self.requests: list[tuple[str, str, dict[str, Any] | None, str]] = []
         fake = self
 
@@ -118,7 +120,7 @@ class FakeHttp:
             def do_GET(self) -> None:
                 self._record("GET")
                 if self.path.startswith("/v1/recommendations/homepage"):
-                    self._send(200, {"items": [{"item_id": f"i{i}", "score": 1.0} for i in range(fake.items)], "tier": "full"})
+                    self._send(200, {"items": [{"item_id": f"i{i}", "score": 1.0} for i in range(fake.items)], "tier": fake.tier})
                 elif self.path == "/readyz":
                     self._send(200, fake.readyz)
                 else:
@@ -130,7 +132,7 @@ class FakeHttp:
                     return self._send(404, {"detail": "not found"})
                 if fake.requests[-1][3] != f"Bearer {fake.token}":
                     return self._send(403, {"detail": "chaos token required"})
-                self._send(200, {"faults": fake.requests[-1][2] or {}})
+                self._send(200, fake.requests[-1][2] or {"ranking_latency_ms": 0.0, "freeze_index": False})
 
             def do_POST(self) -> None:
                 self._faults("POST")

@@ -10,7 +10,7 @@ import pytest
 from chaoslib.experiment import ensure_experiment_is_valid
 
 import chaos
-from chaos import actions, probes
+from chaos import actions, expectations, probes
 from chaos.gameday import EXPERIMENTS_DIR, experiment_names
 
 REQUIRED = ["region-loss", "feature-store-outage", "corrupted-artifact", "stale-ann-index", "stale-features",
@@ -48,13 +48,25 @@ def test_experiment_has_the_parts_a_game_day_needs(path: Path) -> None:
     assert any(a["type"] == "probe" for a in exp["method"])
     for activity in exp["method"] + hypothesis + exp["rollbacks"]:
         assert activity["provider"]["type"] == "python"
-        assert activity["provider"]["module"] in ("chaos.actions", "chaos.probes")
+        assert activity["provider"]["module"] in ("chaos.actions", "chaos.probes", "chaos.expectations")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_steady_state_checks_the_behaviour_under_the_fault(path: Path) -> None:
+    """The "after" hypothesis runs with the fault in place: one fault-aware expectation must be in it,
+    with the tolerance that makes a violated expectation deviate."""
+    exp_probes = _load(path)["steady-state-hypothesis"]["probes"]
+    found = [p for p in exp_probes if p["provider"]["module"] == "chaos.expectations"]
+    assert len(found) == 1, [p["name"] for p in exp_probes]
+    assert found[0]["provider"]["func"] in expectations.__all__
+    assert found[0]["tolerance"] == {"type": "regex", "target": "verdict", "pattern": "^ok$"}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_rollbacks_restore_every_fault_of_the_method(path: Path) -> None:
     exp = _load(path)
-    faults = [(a["provider"]["func"], a["provider"]["arguments"].get("region")) for a in exp["method"] if a["type"] == "action"]
+    faults = [(a["provider"]["func"], a["provider"]["arguments"].get("region")) for a in exp["method"]
+              if a["type"] == "action" and a["provider"]["func"] in RESTORES]
     rollbacks = {(a["provider"]["func"], a["provider"]["arguments"].get("region")) for a in exp["rollbacks"]}
     for func, region in faults:
         assert (RESTORES[func], region) in rollbacks
@@ -63,12 +75,14 @@ def test_rollbacks_restore_every_fault_of_the_method(path: Path) -> None:
 def test_discover_lists_every_action_and_probe() -> None:
     discovery = chaos.discover(discover_system=False)
     found = {(a["type"], a["name"]) for a in discovery["activities"]}
-    assert found == {("action", n) for n in actions.__all__} | {("probe", n) for n in probes.__all__}
+    assert found == ({("action", n) for n in actions.__all__} | {("probe", n) for n in probes.__all__}
+                     | {("probe", n) for n in expectations.__all__})
     assert discovery["extension"] == {"name": "shopnow-chaos", "version": chaos.__version__}
-    assert set(RESTORES) | set(RESTORES.values()) == set(actions.__all__)
+    assert set(RESTORES) | set(RESTORES.values()) | {"log_events"} == set(actions.__all__)
 
 
-@pytest.mark.parametrize("func", [getattr(actions, n) for n in actions.__all__] + [getattr(probes, n) for n in probes.__all__],
+@pytest.mark.parametrize("func", [getattr(actions, n) for n in actions.__all__] + [getattr(probes, n) for n in probes.__all__]
+                         + [getattr(expectations, n) for n in expectations.__all__],
                          ids=lambda f: f.__name__)
 def test_activities_follow_the_chaos_toolkit_conventions(func: Any) -> None:
     sig = inspect.signature(func)

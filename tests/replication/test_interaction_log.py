@@ -87,7 +87,7 @@ def test_decode_entry_names_what_makes_an_entry_poison(fields: dict[str, str], w
 
 
 def test_acknowledged_events_survive_kill_9_of_redis(stack_factory: Callable[..., Stack]) -> None:
-    """AOF everysec: an acknowledged XADD reached the kernel before the reply; kill -9 loses none of it."""
+    """AOF appendfsync always: an acknowledged XADD was fsync'ed before the reply; kill -9 loses none of it."""
     stack = stack_factory(US_EU)
     acked: list[str] = []
     for b in range(20):

@@ -1,0 +1,304 @@
+"""Fault-aware steady-state probes: what the stack must do, given which fault is in place now.
+
+Chaos Toolkit checks the steady-state hypothesis before the method and again after it, and the
+"after" check runs while the fault is still injected (the rollbacks come later). Each probe here
+is therefore a conditional invariant: it first finds out, from ground truth that does not come
+from the system under test, whether its fault is in place (a Redis that does not answer PING, a
+process that is not running, a current bundle that fails its checksums, the chaos/partitions
+key, the fault ledger the cell-fault actions keep), then checks the behaviour the product
+promises for that situation. Before the fault the check is the normal one (e.g. full ranking
+serves, the region is healthy and weighted), after it the degraded one (e.g. segment/popularity
+serve, the region is routed around). A regression makes the "after" hypothesis deviate.
+
+Every probe returns {"verdict": "ok" | "violated: <what>", "fault": bool, ...facts}; the
+experiments use the tolerance {"type": "regex", "target": "verdict", "pattern": "^ok$"}.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import httpx
+import numpy as np
+from chaoslib.exceptions import ActivityFailed
+from chaoslib.types import Configuration, Secrets
+
+from chaos.actions import HTTP_TIMEOUT_S, LEADER_LEASE, PARTITIONS_KEY, StackContext, context_from, fault_ledger
+from regions import stack
+
+__all__ = ["feature_store_fallback", "bundle_guarded", "index_freeze_contained", "feature_freshness_reported",
+           "ranking_deadline_holds", "leader_in_office", "routed_around"]
+
+DEGRADED_TIERS = ("segment", "popularity")
+"""What a cell can serve without its Redis: both lists ship in the bundle (cached results live in Redis)."""
+CAUGHT_UP_AGE_S = 10.0
+"""A running feature updater applies events within about a second; 10 s of backlog means it is not keeping up."""
+SLACK_MS = 60.0
+"""HTTP and scheduling overhead on top of a cell's deadline on a loaded 2-core machine."""
+
+
+def _verdict(problems: Sequence[str], **facts: Any) -> dict[str, Any]:
+    return {"verdict": "ok" if not problems else "violated: " + "; ".join(problems), **facts}
+
+
+def _users_of(ctx: StackContext, region: str, count: int) -> list[str]:
+    """Users of the region's geography from the current bundle (they have embeddings: full ranking applies)."""
+    from chaos.gameday_io import population
+
+    geo = ctx.topology.region(region).geography
+    users, _ = population(ctx)
+    mine = [u for u in users if u.startswith(f"{geo}-")] or [f"{geo}-probe-{i}" for i in range(count)]
+    return [mine[(i * 7919) % len(mine)] for i in range(count)]
+
+
+def ask_cell(ctx: StackContext, region: str, *, requests: int, deadline_ms: float | None = None) -> list[dict[str, Any]]:
+    """`requests` homepage requests straight to the region's cell (not through the edge)."""
+    if not 1 <= requests <= 200:
+        raise ActivityFailed(f"requests must be in [1, 200], got {requests}")
+    headers = {"X-Deadline-Ms": str(int(deadline_ms))} if deadline_ms is not None else {}
+    out = []
+    with httpx.Client(base_url=ctx.cell_url(region), timeout=HTTP_TIMEOUT_S, trust_env=False) as client:
+        for user in _users_of(ctx, region, requests):
+            start = time.perf_counter()
+            try:
+                resp = client.get("/v1/recommendations/homepage", params={"user_id": user, "count": 8}, headers=headers)
+                body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+                out.append({"status": resp.status_code, "tier": body.get("tier"), "items": len(body.get("items") or []),
+                            "latency_ms": (time.perf_counter() - start) * 1000})
+            except httpx.HTTPError as exc:
+                out.append({"status": type(exc).__name__, "tier": None, "items": 0,
+                            "latency_ms": (time.perf_counter() - start) * 1000})
+    return out
+
+
+def _answer_problems(answers: Sequence[Mapping[str, Any]], region: str) -> list[str]:
+    bad = [a for a in answers if a["status"] != 200 or a["items"] == 0]
+    return [f"{len(bad)}/{len(answers)} answers of {region}'s cell failed or were empty"] if bad else []
+
+
+def _tiers(answers: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for a in answers:
+        counts[str(a["tier"])] = counts.get(str(a["tier"]), 0) + 1
+    return counts
+
+
+def _readyz(ctx: StackContext, region: str) -> dict[str, Any]:
+    try:
+        body = httpx.get(ctx.cell_url(region) + "/readyz", timeout=HTTP_TIMEOUT_S, trust_env=False).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ActivityFailed(f"the cell of {region} did not answer /readyz ({exc}); see `regionctl ps`") from exc
+    if not isinstance(body, dict):
+        raise ActivityFailed(f"/readyz of {region} is not a JSON object")
+    return body
+
+
+def _running(ctx: StackContext, *, region: str = "", kinds: tuple[str, ...]) -> dict[str, bool]:
+    state = stack.StackState.load(ctx.state_dir)
+    return {p.name: stack.is_running(p) for p in stack.select(state, region=region, kinds=kinds)}
+
+
+def _redis_answers(ctx: StackContext, region: str) -> bool:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
+                         socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _store_json(ctx: StackContext, key: str) -> Any:
+    from failover.control_store import store_from_url
+
+    with store_from_url(ctx.control_store_url) as store:
+        found = store.get(key)
+    return json.loads(found.text) if found is not None else None
+
+
+# -- feature-store outage ----------------------------------------------------------------------
+def feature_store_fallback(region: str, requests: int = 20, configuration: Configuration = None,
+                           secrets: Secrets = None) -> dict[str, Any]:
+    """Without its Redis the cell answers every request from segment/popularity and says redis_ok
+    false; with it, redis_ok is true. Non-empty answers either way."""
+    ctx = context_from(configuration)
+    fault = not _redis_answers(ctx, region)
+    answers = ask_cell(ctx, region, requests=requests)
+    ready = _readyz(ctx, region)
+    problems = _answer_problems(answers, region)
+    tiers = _tiers(answers)
+    if fault:
+        if set(tiers) - set(DEGRADED_TIERS):
+            problems.append(f"Redis is down but the cell served tiers {tiers} (expected only {'/'.join(DEGRADED_TIERS)})")
+        if ready.get("redis_ok") is not False:
+            problems.append("Redis is down but /readyz says redis_ok is not false")
+    elif ready.get("redis_ok") is not True:
+        problems.append("Redis answers PING but /readyz says redis_ok is not true")
+    return _verdict(problems, fault=fault, tiers=tiers, redis_ok=ready.get("redis_ok"))
+
+
+# -- corrupted artifact -------------------------------------------------------------------------
+def bundle_guarded(requests: int = 5, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """When the store's current bundle fails its checksums, every cell reports it refused and keeps
+    serving another (the last good) bundle; otherwise every cell serves the current bundle."""
+    from replication.verifying import BundleRejected, verify_integrity
+    from regions.errors import ShopNowError
+
+    from chaos.actions import _local_store
+
+    ctx = context_from(configuration)
+    store = _local_store(ctx, "bundle_guarded")
+    current = store.current()
+    try:
+        verify_integrity(store.root / "bundles" / str(current))
+        fault = False
+    except (BundleRejected, ShopNowError):
+        fault = True
+    problems: list[str] = []
+    serving: dict[str, Any] = {}
+    for region in sorted(ctx.topology.regions):
+        ready = _readyz(ctx, region)
+        serving[region] = ready.get("bundle_version")
+        problems += _answer_problems(ask_cell(ctx, region, requests=requests), region)
+        refused = ready.get("bundle_refused") or {}
+        if fault:
+            if ready.get("bundle_version") == current:
+                problems.append(f"{region} serves the corrupt bundle {current}")
+            if refused.get("version") != current:
+                problems.append(f"{region} does not report {current} refused (bundle_refused={refused or None})")
+        elif ready.get("bundle_version") != current:
+            problems.append(f"{region} serves {ready.get('bundle_version')}, not the current bundle {current}")
+    return _verdict(problems, fault=fault, current=current, serving=serving)
+
+
+# -- stale ANN index ----------------------------------------------------------------------------
+def index_freeze_contained(region: str, requests: int = 10, configuration: Configuration = None,
+                           secrets: Secrets = None) -> dict[str, Any]:
+    """A cell whose index chaos froze reports index_frozen and keeps serving its bundle with
+    non-empty answers; an unfrozen cell reports index_frozen false."""
+    ctx = context_from(configuration)
+    fault = bool(fault_ledger(ctx.state_dir).get(region, {}).get("freeze_index"))
+    ready = _readyz(ctx, region)
+    answers = ask_cell(ctx, region, requests=requests)
+    problems = _answer_problems(answers, region)
+    if bool(ready.get("index_frozen")) != fault:
+        problems.append(f"index {'frozen' if fault else 'not frozen'} by chaos but /readyz says index_frozen="
+                        f"{ready.get('index_frozen')}")
+    if not ready.get("bundle_version"):
+        problems.append(f"{region} serves no bundle")
+    return _verdict(problems, fault=fault, tiers=_tiers(answers), bundle_version=ready.get("bundle_version"))
+
+
+# -- stale features -----------------------------------------------------------------------------
+def feature_freshness_reported(region: str, watch_s: float = 2.0, configuration: Configuration = None,
+                               secrets: Secrets = None) -> dict[str, Any]:
+    """With the region's feature updater down, /readyz freshness.user_age_s grows while we watch
+    (events must be arriving: the load or the `log_events` action); with it up, the backlog stays
+    under CAUGHT_UP_AGE_S. The cell keeps answering either way."""
+    if not 0.5 <= watch_s <= 30:
+        raise ActivityFailed(f"watch_s must be in [0.5, 30], got {watch_s}")
+    ctx = context_from(configuration)
+    fault = not all(_running(ctx, region=region, kinds=("feature-updater",)).values())
+    first = (_readyz(ctx, region).get("freshness") or {}).get("user_age_s")
+    time.sleep(watch_s)
+    second = (_readyz(ctx, region).get("freshness") or {}).get("user_age_s")
+    problems = _answer_problems(ask_cell(ctx, region, requests=5), region)
+    if not isinstance(first, (int, float)) or not isinstance(second, (int, float)):
+        problems.append(f"/readyz reports no user_age_s ({first!r}, {second!r})")
+    elif fault and second < first + watch_s / 2:
+        problems.append(f"the updater is down but user_age_s did not grow ({first:.1f} s -> {second:.1f} s in {watch_s:g} s)")
+    elif not fault and second > CAUGHT_UP_AGE_S:
+        problems.append(f"the updater runs but user_age_s is {second:.1f} s (> {CAUGHT_UP_AGE_S:g} s)")
+    return _verdict(problems, fault=fault, user_age_s=[first, second])
+
+
+# -- slow ranking -------------------------------------------------------------------------------
+def ranking_deadline_holds(region: str, deadline_ms: float = 150.0, requests: int = 20,
+                           configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Asked with X-Deadline-Ms, the cell answers within the deadline (p90 + SLACK_MS) with items.
+    When chaos made ranking slower than the deadline no answer may come from the full tier (the
+    deadline cut it off); otherwise full ranking serves most answers."""
+    ctx = context_from(configuration)
+    injected = float(fault_ledger(ctx.state_dir).get(region, {}).get("ranking_latency_ms") or 0.0)
+    fault = injected >= deadline_ms
+    answers = ask_cell(ctx, region, requests=requests, deadline_ms=deadline_ms)
+    problems = _answer_problems(answers, region)
+    tiers = _tiers(answers)
+    p90 = float(np.percentile([a["latency_ms"] for a in answers], 90))
+    if p90 > deadline_ms + SLACK_MS:
+        problems.append(f"p90 {p90:.0f} ms over the {deadline_ms:g} ms deadline (+{SLACK_MS:g} ms slack)")
+    if fault and tiers.get("full"):
+        problems.append(f"ranking takes {injected:g} ms > deadline {deadline_ms:g} ms, yet {tiers['full']} answers are 'full'")
+    if not fault and tiers.get("full", 0) < len(answers) / 2:
+        problems.append(f"no slow-ranking fault, yet full ranking served only {tiers.get('full', 0)}/{len(answers)}")
+    return _verdict(problems, fault=fault, injected_ms=injected, tiers=tiers, p90_ms=round(p90, 1))
+
+
+# -- controller loss ----------------------------------------------------------------------------
+def leader_in_office(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """A running controller holds the leader lease (after a leader died: the standby, in a later
+    term), every region is healthy and weighted in the routing table, and the table is not fail-static."""
+    from failover.control_store import store_from_url
+
+    ctx = context_from(configuration)
+    running = _running(ctx, kinds=("controller",))
+    fault = not all(running.values())
+    with store_from_url(ctx.control_store_url) as store:
+        lease = store.lease_holder(LEADER_LEASE)
+    problems = []
+    if lease is None or not running.get(lease.holder):
+        problems.append(f"the lease is held by {lease.holder if lease else 'nobody'}, which is not a running controller "
+                        f"(running: {[n for n, up in running.items() if up]})")
+    if fault and lease is not None and lease.term < 2:
+        problems.append(f"a controller died but the lease is still in term {lease.term}")
+    problems += _routing_problems(ctx, exclude=())
+    return _verdict(problems, fault=fault, leader=lease.holder if lease else None, term=lease.term if lease else None)
+
+
+def _routing_problems(ctx: StackContext, *, exclude: Sequence[str]) -> list[str]:
+    table = _store_json(ctx, "routing/table") or {}
+    problems = ["the routing table is fail-static"] if table.get("fail_static") else []
+    for region in sorted(set(ctx.topology.regions) - set(exclude)):
+        geo = ctx.topology.region(region).geography
+        weight = (((table.get("geos") or {}).get(geo) or {}).get("regions") or {}).get(region, 0)
+        state = (_store_json(ctx, f"health/{region}") or {}).get("state")
+        if weight <= 0 or state != "healthy":
+            problems.append(f"{region} is {state} with weight {weight}")
+    return problems
+
+
+# -- region loss and partition ------------------------------------------------------------------
+def routed_around(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """When the region is lost (its cell is not running) or partitioned from the controller
+    (chaos/partitions), the controller marks it not healthy, gives it weight 0 and its geography's
+    other regions 100; a partitioned cell must still answer directly (only the controller is cut
+    off). Without a fault every region is healthy and weighted."""
+    ctx = context_from(configuration)
+    lost = not all(_running(ctx, region=region, kinds=("cell",)).values())
+    parts = _store_json(ctx, PARTITIONS_KEY) or []
+    partitioned = region in parts
+    fault = lost or partitioned
+    if not fault:
+        return _verdict(_routing_problems(ctx, exclude=()), fault=False)
+    geo = ctx.topology.region(region).geography
+    weights = ((((_store_json(ctx, "routing/table") or {}).get("geos") or {}).get(geo) or {}).get("regions") or {})
+    state = (_store_json(ctx, f"health/{region}") or {}).get("state")
+    problems = []
+    if state == "healthy":
+        problems.append(f"{region} is {'lost' if lost else 'partitioned'} but its health is still healthy")
+    if weights.get(region, 0) != 0:
+        problems.append(f"{region} still has weight {weights.get(region)} in {geo}")
+    others = sum(w for r, w in weights.items() if r != region)
+    peers = [r for r in ctx.topology.regions if r != region and ctx.topology.region(r).geography == geo]
+    if peers and others != 100:
+        problems.append(f"the other regions of {geo} hold {others}, not 100")
+    if partitioned and not lost:
+        problems += _answer_problems(ask_cell(ctx, region, requests=5), region)
+    return _verdict(problems, fault=True, lost=lost, partitioned=partitioned, state=state, weights=weights)
