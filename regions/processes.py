@@ -21,11 +21,21 @@ from regions.errors import TemporaryError
 LOOPBACK = "127.0.0.1"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now, and that this process has not
+    handed out before (the kernel may offer a just-closed port again, and a topology built from
+    several calls must not name one port twice)."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise TemporaryError("no free loopback port found that was not handed out already")
 
 
 def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
