@@ -220,3 +220,23 @@ def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(cell: Cell) -> None
     assert body["bundle_version"] == cell.version and len(body["items"]) == 8
     assert 'shopnow_cell_bundle_refusals_total{check="sha256"} 1.0' in cell.get("/metrics").text
     store.rollback()
+
+
+def test_a_cell_without_any_usable_bundle_serves_the_packaged_popularity_list(cell: Cell) -> None:
+    """No bundle in the store and no Redis at all: the homepage still has items."""
+    region = cell.topo.region("us-west")
+    empty_store = cell.root / "empty-artifacts"
+    empty_store.mkdir()
+    proc = start_cell(region="us-west", topology_file=cell.topo_file, artifacts_root=empty_store,
+                      state_dir=cell.root / "state-empty", http_port=region.http_port)
+    try:
+        resp = httpx.get(f"http://127.0.0.1:{region.http_port}/v1/recommendations/homepage",
+                         params={"user_id": "us-5", "count": 8}, timeout=5)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["tier"] == "popularity" and body["bundle_version"] == "packaged-popularity"
+        assert len(body["items"]) == 8
+        ready = httpx.get(f"http://127.0.0.1:{region.http_port}/readyz", timeout=5).json()
+        assert ready["bundle_version"] == "packaged-popularity" and ready["redis_ok"] is False
+    finally:
+        proc.kill()
