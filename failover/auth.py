@@ -9,7 +9,7 @@ Roles and what they may do:
 Tokens live in a JSON file `{token: role}` (or `{token: {"role": r, "name": n}}` to give a token a
 name for the journal); its path comes from `--tokens`, else REGIONCTL_TOKENS_FILE, else
 <REGIONCTL_STATE_DIR or var/stack>/tokens.json (`tokens_path(environ)` takes the mapping: the
-environment is read by the caller). `ensure_tokens_file` writes one generated token per role
+environment is read by the caller). `regions.tokens.ensure_tokens_file` writes one generated token per role
 (mode 0600) when the file does not exist, which is how the local stack gets its tokens.
 A token without a name is journaled as `<role>:<role>-<first 8 hex of its SHA-256>`; the token
 itself never appears in a message, a log or the journal.
@@ -19,26 +19,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
 
-from regions.errors import InputError, PermanentError
+from regions.errors import InputError
+from regions.tokens import ROLES, TOKENS_FILE
 from regions.topology import REPO_ROOT
 
 TOKENS_ENV = "REGIONCTL_TOKENS_FILE"
 TOKEN_ENV = "REGIONCTL_TOKEN"
 STATE_DIR_ENV = "REGIONCTL_STATE_DIR"
-TOKENS_FILE = "tokens.json"
 
 
 class Role(StrEnum):
     VIEWER = "viewer"
     DIRECTOR = "director"
     CHAOS = "chaos"
+
+
+assert tuple(r.value for r in Role) == ROLES, "regions.tokens.ROLES and Role must name the same roles"
 
 
 class Permission(StrEnum):
@@ -160,32 +161,4 @@ def tokens_path(environ: Mapping[str, str], explicit: str | Path | None = None) 
     return state_dir / TOKENS_FILE
 
 
-def generate_tokens() -> dict[str, str]:
-    """One fresh random token per role: {token: role}."""
-    return {secrets.token_urlsafe(24): role.value for role in Role}
-
-
-def ensure_tokens_file(path: Path) -> bool:
-    """Write generated tokens to `path` (mode 0600) unless it exists. True when written.
-
-    Written to a private temporary file first and hard-linked into place, so a controller
-    starting at the same moment never reads a half-written file and never overwrites one.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise PermanentError(f"cannot create tokens file {path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(generate_tokens(), fh, indent=2)
-            fh.write("\n")
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise PermanentError(f"cannot create tokens file {path}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+__all__ = ["Role", "TokenBook", "Principal", "parse_tokens", "tokens_path"]

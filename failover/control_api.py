@@ -34,7 +34,8 @@ from failover.drill_runner import DrillConflict, DrillRunner
 from failover.journal import Action
 from failover.leadership import NotLeader
 from failover.safety import clear_steer, request_drain, request_steer, request_undrain
-from regions.errors import InputError, PermanentError, TemporaryError
+from regions.errors import InputError, PermanentError, ShopNowError, TemporaryError
+from regions.processes import wait_until
 
 Duration = Optional[Union[float, str]]
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -284,6 +285,18 @@ class ControlClient:
 
     def status(self) -> Any:
         return self._request("GET", "/v1/status")
+
+    def wait_until_healthy(self, *, timeout_s: float = 60.0, interval_s: float = 0.3) -> None:
+        """Block until the controller reports every region healthy (the stack is ready for load);
+        TemporaryError after `timeout_s`."""
+        def healthy() -> bool:
+            try:
+                regions = self.status()["regions"]
+            except (ShopNowError, KeyError, TypeError):
+                return False
+            return bool(regions) and all(r.get("state") == "healthy" for r in regions.values())
+
+        wait_until(healthy, timeout=timeout_s, interval=interval_s, what="every region healthy")
 
     def drain(self, region: str, *, reason: str, force: bool = False, ttl: str | float | None = None) -> Any:
         return self._request("POST", f"/v1/regions/{region}/drain", json={"reason": reason, "force": force, "ttl": ttl})

@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from failover.auth import TOKEN_ENV, Permission, TokenBook, ensure_tokens_file, tokens_path
+from failover.auth import TOKEN_ENV, Permission, TokenBook, tokens_path
+from regions.tokens import ensure_tokens_file
 from failover.control_api import ControlClient, parse_duration
 from failover.control_store import DEFAULT_STORE_URL, ENV_VAR
 from regions.errors import InputError

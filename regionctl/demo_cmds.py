@@ -4,7 +4,6 @@ print the measured RTO and RPO, and stop the stack."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -24,6 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train + evaluate, then a region-loss game day on the local stack, with RTO and RPO."""
         from chaos.gameday import run_gameday
+        from failover.control_api import ControlClient
         from chaos.report import summary_lines
         from regionctl.stack_cmds import ensure_bundle
         from regionctl.train_cmds import train
@@ -51,7 +51,8 @@ def register(app: typer.Typer) -> None:
         console.rule("2. start the local stack")
         try:
             stack.up(topo, topology_path=topo_path, state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
-            _wait_healthy(topo, state)
+            ControlClient(f"http://{topo.settings.host}:{topo.settings.controller_port}",
+                          stack.token_for(state, "viewer")).wait_until_healthy()
             console.rule("3. region-loss game day (Chaos Toolkit)")
             out_dir = REPO_ROOT / "var" / "gamedays" / f"demo-region-loss-{time.strftime('%Y%m%dT%H%M%S')}"
             report = run_gameday("region-loss", state_dir=state, topology=topo_path, load_rate=load_rate,
@@ -72,21 +73,3 @@ def register(app: typer.Typer) -> None:
         console.print(f"demo finished in {time.monotonic() - started:.0f} s")
         if report["verdict"] != "pass":
             raise typer.Exit(1)
-
-
-def _wait_healthy(topo: object, state: Path, timeout_s: float = 60.0) -> None:
-    import httpx
-
-    from regions.processes import wait_until
-
-    token = stack.token_for(state, "viewer")
-    url = f"http://{topo.settings.host}:{topo.settings.controller_port}/v1/status"  # type: ignore[attr-defined]
-
-    def healthy() -> bool:
-        try:
-            doc = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=2).json()
-            return all(r["state"] == "healthy" for r in doc["regions"].values())
-        except (httpx.HTTPError, KeyError, ValueError):
-            return False
-
-    wait_until(healthy, timeout=timeout_s, interval=0.3, what="every region healthy")

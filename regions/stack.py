@@ -17,28 +17,18 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from regions.errors import InputError, TemporaryError
+from regions.tokens import TOKENS_FILE, ensure_tokens_file, read_roles
 from regions.processes import port_open, redis_argv, wait_until
 from regions.topology import REPO_ROOT, Topology
 
 STACK_FILE = "stack.json"
-TOKENS_FILE = "tokens.json"
-"""Bearer tokens of the local stack, {token: role}, written by `up` with mode 0600."""
 
 
 def ensure_tokens(state_dir: Path) -> dict[str, str]:
-    """The stack's tokens, generated once: one per role (viewer, director, chaos)."""
-    import secrets
-
+    """The stack's tokens ({token: role}), generated once, one per role (regions.tokens)."""
     path = state_dir / TOKENS_FILE
-    if path.exists():
-        return dict(json.loads(path.read_text()))
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tokens = {secrets.token_urlsafe(24): role for role in ("viewer", "director", "chaos")}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(tokens, indent=2))
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return tokens
+    ensure_tokens_file(path)
+    return read_roles(path)
 
 
 def token_for(state_dir: Path, role: str) -> str:

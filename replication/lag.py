@@ -134,12 +134,13 @@ def within_budget(pairs: Sequence[PairStatus], *, budget_s: float) -> bool:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
-    if not 0.0 <= q <= 100.0:
-        raise InputError("q", f"must be between 0 and 100, got {q}")
+    """The q-th percentile (0..100) by linear interpolation between closest ranks (numpy's default).
+    The one percentile of the project: lag reports and the serving benchmarks both use it."""
     if not values:
-        raise InputError("values", "must not be empty")
-    ordered = sorted(values)
+        raise InputError("values", "must not be empty: need at least one sample to take a percentile")
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 <= q <= 100.0:
+        raise InputError("q", f"must be a number between 0 and 100, got {q!r}")
+    ordered = sorted(float(v) for v in values)
     rank = (len(ordered) - 1) * q / 100.0
     low = math.floor(rank)
     high = math.ceil(rank)

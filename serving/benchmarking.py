@@ -2,7 +2,7 @@
 bench/saturation_bench.py). No clock, no processes, no files: the benchmarks measure, this module
 summarises and decides.
 
-    percentile(values, q)                       linear interpolation between closest ranks (numpy's default)
+    percentile(values, q)                       re-exported from replication.lag (the one percentile)
     summarize(latencies_ms, wall_s=)            -> LatencyStats (count, p50, p99, mean, max, requests/s)
     ratio(numerator, denominator)               end-to-end / floor
     cpu_ticks_of_stat(text)                     utime + stime from a /proc/<pid>/stat line
@@ -20,19 +20,7 @@ from typing import Mapping, Sequence
 
 from capacity.model import TIERS, Calibration, TierCost, require_number
 from regions.errors import InputError
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) of `values`, interpolating linearly between closest ranks."""
-    if not values:
-        raise InputError("values", "need at least one sample to take a percentile")
-    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q <= 100:
-        raise InputError("q", f"must be a number in 0..100, got {q!r}")
-    ordered = sorted(float(v) for v in values)
-    position = (len(ordered) - 1) * q / 100.0
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+from replication.lag import percentile
 
 
 @dataclass(frozen=True)

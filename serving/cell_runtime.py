@@ -3,7 +3,6 @@ metrics, request statistics, readiness and chaos faults. The HTTP and gRPC serve
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -15,6 +14,7 @@ from typing import Any, Mapping
 from fallback_tiers.settings import LadderSettings
 from regions import redis_keys
 from regions.errors import InputError, ShopNowError
+from regions.tokens import read_roles
 from regions.topology import Topology
 from replication.artifact_store import ArtifactStore
 from replication.interaction_log import ClientSettings, append_events, connect, parse_batch
@@ -22,7 +22,7 @@ from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
-from serving.feature_store import FeatureStore, FeatureStoreUnavailable, FreshnessBounds, item_features_from_rows
+from serving.feature_store import FeatureStore, FeatureStoreUnavailable, FreshnessBounds, item_features_of
 from serving.feature_updater import CONSUMER
 from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
@@ -77,13 +77,12 @@ class CellRuntime:
         self.metrics.refuse_bundle(refusal.check)
 
     def _seed_items(self, bundle: LoadedBundle) -> None:
-        """Write the bundle's catalog into the region's item features (the local item feed)."""
+        """Write the bundle's catalog (already in memory) into the region's item features: the
+        local stack's item feed."""
         try:
-            rows = json.loads((self.holder.cache_dir / bundle.version / "items.json").read_text())
-            pop = {bundle.items.ids[n]: float(p) for n, p in enumerate(bundle.items.popularity)}
-            self.store.put_item_features(item_features_from_rows(rows, updated_at=time.time(), popularity=pop))
+            self.store.put_item_features(item_features_of(bundle.items, updated_at=time.time()))
             self._seeded_version = bundle.version
-        except (ShopNowError, OSError, ValueError) as exc:
+        except ShopNowError as exc:
             log.warning("could not seed item features of %s: %s (retried by the catalog sync)", bundle.version, exc)
 
     def start(self) -> None:
@@ -203,7 +202,7 @@ class CellRuntime:
             return 401, "a bearer token with role chaos is required"
         tokens: Mapping[str, str] = {}
         if self.settings.tokens_file and os.path.exists(self.settings.tokens_file):
-            tokens = json.loads(Path(self.settings.tokens_file).read_text())
+            tokens = read_roles(Path(self.settings.tokens_file))
         role = tokens.get(authorization.removeprefix("Bearer ").strip())
         if role is None:
             return 401, "unknown token"

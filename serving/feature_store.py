@@ -25,7 +25,7 @@ import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -39,6 +39,10 @@ from serving.user_state import UserState
 
 ITEM_FIELDS = ("price", "stock", "popularity", "rating", "category", "updated_at")
 """Fields of an item's live-feature hash, in HMGET order."""
+
+
+if TYPE_CHECKING:
+    from serving.features import ItemTable
 
 
 @dataclass(frozen=True)
@@ -183,28 +187,15 @@ def assess_freshness(
     )
 
 
-def item_features_from_rows(
-    rows: Iterable[Mapping[str, Any]], *, updated_at: float, popularity: Mapping[str, float] | None = None,
-) -> tuple[ItemFeatures, ...]:
-    """Pure. Live features from a bundle's items.json rows (item_id, category, price, stock, rating, ...),
-    stamped `updated_at`. Raises InputError naming the row and field on a bad row."""
-    pop = popularity or {}
-    out = []
-    for n, row in enumerate(rows):
-        item_id = row.get("item_id")
-        if not isinstance(item_id, str) or not item_id:
-            raise InputError(f"items[{n}].item_id", "must be a non-empty string")
-        values: dict[str, float] = {}
-        for name in ("price", "stock", "rating"):
-            value = row.get(name, 0)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InputError(f"items[{n}].{name}", f"must be a non-negative number, got {value!r}")
-            values[name] = float(value)
-        out.append(ItemFeatures(
-            item_id=item_id, price=values["price"], stock=int(values["stock"]), rating=values["rating"],
-            popularity=float(pop.get(item_id, 0.0)), category=str(row.get("category", "")), updated_at=updated_at,
-        ))
-    return tuple(out)
+def item_features_of(items: "ItemTable", *, updated_at: float) -> tuple[ItemFeatures, ...]:
+    """Pure. Live features of every item of a loaded bundle's catalog (already in memory and
+    checked by the bundle's verification), stamped `updated_at`: how the local item feed seeds Redis."""
+    return tuple(
+        ItemFeatures(item_id=item_id, price=float(items.price[n]), stock=int(items.stock[n]),
+                     popularity=float(items.popularity[n]), rating=float(items.rating[n]),
+                     category=items.categories[int(items.category[n])], updated_at=updated_at)
+        for n, item_id in enumerate(items.ids)
+    )
 
 
 _HMGET_MANY_LUA = """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -141,7 +142,7 @@ class Recommender:
         self.faults = Faults()
         self._item_cache: dict[str, tuple[float, ItemFeatures]] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slate-cache")
-        self._pending_writes = 0
+        self._write_slots = threading.BoundedSemaphore(MAX_PENDING_CACHE_WRITES)
         self.features_stale = False
         """Set by the cell's freshness check (user features older than 5 min or item features
         older than 15 min); every answer carries it in `stale`."""
@@ -300,9 +301,8 @@ class Recommender:
         slates are dropped: it is a cache, the next full answer refreshes it."""
         slate = CachedSlate(item_ids=tuple(i.item_id for i in items), scores=tuple(i.score for i in items),
                             bundle_version=version, tier=Tier.FULL.value, created_at=self.clock())
-        if self._pending_writes >= MAX_PENDING_CACHE_WRITES:
+        if not self._write_slots.acquire(blocking=False):
             return
-        self._pending_writes += 1
         self._writer.submit(self._write_slate, user_id, slate)
 
     def _write_slate(self, user_id: str, slate: CachedSlate) -> None:
@@ -311,27 +311,20 @@ class Recommender:
         except DependencyFailed:
             log.debug("could not cache the slate of %s", user_id)
         finally:
-            self._pending_writes -= 1
+            self._write_slots.release()
 
     def similar(self, *, product_id: str, count: int) -> Answer:
         started = time.perf_counter()
         serving = self.serving()
-        ctx = _Request(serving=serving)
+        ctx = _Request(serving=serving, exclude=frozenset({product_id}))
         bundle = serving.bundle
-        if bundle is None:
-            raise UnknownProduct("product_id", product_id)
-        row = bundle.items.row_of.get(product_id)
-        if row is None:
+        row = bundle.items.row_of.get(product_id) if bundle is not None else None
+        if bundle is None or row is None:
             raise UnknownProduct("product_id", product_id)
         rows, scores = bundle.ann_candidates(bundle.items.embeddings[row], count * (1 + RESERVE_FACTOR) + 1)
         scored = [ScoredItem(bundle.items.ids[int(r)], float(s)) for r, s in zip(rows, scores) if int(r) != row]
-        ctx.exclude = frozenset({product_id})
-        output = TierOutput(items=tuple(scored[:count]), reserve=tuple(scored[count:]))
-        items = self._rules(ctx)(output, count)
-        tier = Tier.FULL.value
-        if len(items) < count:
-            items = self._rules(ctx)(TierOutput(items=items, reserve=TierOutput.from_ids(serving.popularity[:count * 5], count=0).reserve), count)
-            tier = Tier.POPULARITY.value if not scored else tier
+        items = self._rules(ctx)(TierOutput(items=tuple(scored[:count]), reserve=tuple(scored[count:]) + _backfill(serving, count)), count)
+        tier = Tier.FULL.value if scored else Tier.POPULARITY.value
         return Answer(items=tuple(items), tier=tier, region=self.region, bundle_version=serving.version,
                       stale=ctx.stale or self.features_stale, latency_ms=(time.perf_counter() - started) * 1000)
 
@@ -352,11 +345,15 @@ class Recommender:
                 seen[other] = seen.get(other, 0.0) + 1.0 / (1 + rank)
         ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
         scored = tuple(ScoredItem(i, s) for i, s in ranked)
-        backfill = TierOutput.from_ids(serving.popularity[: count * 5], count=0).reserve
-        items = self._rules(ctx)(TierOutput(items=scored[:count], reserve=scored[count:] + backfill), count)
+        items = self._rules(ctx)(TierOutput(items=scored[:count], reserve=scored[count:] + _backfill(serving, count)), count)
         tier = Tier.FULL.value if scored else Tier.POPULARITY.value
         return Answer(items=tuple(items), tier=tier, region=self.region, bundle_version=serving.version,
                       stale=ctx.stale or self.features_stale, latency_ms=(time.perf_counter() - started) * 1000)
+
+
+def _backfill(serving: Serving, count: int) -> tuple[ScoredItem, ...]:
+    """Popularity behind a short similar/cart list, so that the slate keeps its length."""
+    return TierOutput.from_ids(serving.popularity[: count * (1 + RESERVE_FACTOR)], count=0).reserve
 
 
 def _live_items(ids: Sequence[str], feats: Mapping[str, ItemFeatures]) -> LiveItems:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import redis
 
+from failover.control_api import ControlClient
 from regions import stack
 from regions.processes import wait_until
 from regions.topology import Topology, load_topology
@@ -58,8 +59,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> 
     publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
     try:
         stack.up(topo, topology_path=topo_file, state_dir=s.state, urls=urls)
-        wait_until(lambda: all(r["state"] == "healthy" for r in s.status()["regions"].values()), timeout=60,
-                   interval=0.3, what="every region healthy")
+        ControlClient(s.api, stack.token_for(s.state, "viewer")).wait_until_healthy()
         yield s
     finally:
         stack.down(state_dir=s.state)

@@ -14,7 +14,7 @@ import pytest
 
 from chaos.gameday import run_gameday
 from regions import stack
-from regions.processes import wait_until
+from failover.control_api import ControlClient
 from regions.topology import load_topology
 from tests.stack_helpers import publish_and_promote, write_topology
 
@@ -29,19 +29,7 @@ def test_region_loss_game_day_meets_rto_rpo_and_never_empties_the_homepage(tmp_p
     publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
     try:
         stack.up(topo, topology_path=topo_file, state_dir=state, urls=urls)
-        import httpx
-
-        token = stack.token_for(state, "viewer")
-        api = f"http://127.0.0.1:{topo.settings.controller_port}/v1/status"
-
-        def healthy() -> bool:
-            try:
-                doc = httpx.get(api, headers={"Authorization": f"Bearer {token}"}, timeout=2).json()
-            except httpx.HTTPError:
-                return False
-            return all(r["state"] == "healthy" for r in doc["regions"].values())
-
-        wait_until(healthy, timeout=60, interval=0.3, what="every region healthy")
+        ControlClient(f"http://127.0.0.1:{topo.settings.controller_port}", stack.token_for(state, "viewer")).wait_until_healthy()
         report = run_gameday("region-loss", state_dir=state, topology=topo_file, load_rate=40, duration_s=70,
                              out_dir=tmp_path / "gameday", progress=lambda m: None, warmup_s=15)
     finally:

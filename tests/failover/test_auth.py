@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from failover.auth import (
-    GRANTS, Forbidden, Permission, Role, TokenBook, Unauthorized, ensure_tokens_file, parse_tokens, tokens_path,
+    GRANTS, Forbidden, Permission, Role, TokenBook, Unauthorized, parse_tokens, tokens_path,
 )
+from regions.tokens import ensure_tokens_file
 from regions.errors import InputError
 
 TOKEN = "t" * 24

@@ -17,7 +17,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from failover.auth import Permission, TokenBook, ensure_tokens_file
+from failover.auth import Permission, TokenBook
+from regions.tokens import ensure_tokens_file
 from failover.controller import FAILBACK_KEY, LEADER_KEY, OVERRIDES_KEY, Controller, weights_of
 from failover.health import HealthState
 from failover.journal import Action

@@ -6,6 +6,7 @@ import math
 import signal
 from typing import Callable, Iterator
 
+import numpy as np
 import pytest
 import redis
 from hypothesis import given
@@ -15,9 +16,10 @@ from regions import redis_keys
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.processes import ManagedProcess
 from regions.topology import load_topology
+from serving.features import ItemTable
 from serving.feature_store import (
     CachedSlate, FeatureStore, FeatureStoreDataError, FeatureStoreSettings, FeatureStoreUnavailable, FreshnessBounds,
-    ItemFeatures, assess_freshness, item_features_from_rows,
+    ItemFeatures, assess_freshness, item_features_of,
 )
 from serving.user_state import UserState
 
@@ -142,32 +144,19 @@ def test_wrong_key_type_is_a_permanent_data_error(store: FeatureStore, redis_cli
     assert isinstance(err.value.__cause__, redis.exceptions.ResponseError)
 
 
-def test_items_from_bundle_rows_seed_the_store(store: FeatureStore) -> None:
+def test_items_of_a_bundle_catalog_seed_the_store(store: FeatureStore) -> None:
     rows = [
         {"item_id": "i1", "category": "dairy", "parent_category": "food", "brand": "b", "price": 2.5, "stock": 10,
-         "rating": 4.5, "created_at": 1.0},
-        {"item_id": "i2", "category": "bakery", "price": 1, "stock": 0, "rating": 3},
+         "rating": 4.5, "created_at": 1.0, "popularity": 0.9},
+        {"item_id": "i2", "category": "bakery", "parent_category": "food", "brand": "b", "price": 1, "stock": 0,
+         "rating": 3, "created_at": 1.0},
     ]
-    items = item_features_from_rows(rows, updated_at=300.0, popularity={"i1": 0.9})
-    store.put_item_features(items)
+    table = ItemTable.build(rows, embeddings=np.zeros((2, 2), np.float32), copurchase={})
+    store.put_item_features(item_features_of(table, updated_at=300.0))
     got = store.get_item_features(["i1", "i2"])
     assert got["i1"] == ItemFeatures(item_id="i1", price=2.5, stock=10, popularity=0.9, rating=4.5,
                                      category="dairy", updated_at=300.0)
     assert (got["i2"].popularity, got["i2"].stock, got["i2"].updated_at) == (0.0, 0, 300.0)
-
-
-@pytest.mark.parametrize(("row", "field"), [
-    ({"price": 1.0}, "items[0].item_id"),
-    ({"item_id": "", "price": 1.0}, "items[0].item_id"),
-    ({"item_id": "i1", "price": -1.0}, "items[0].price"),
-    ({"item_id": "i1", "stock": "many"}, "items[0].stock"),
-    ({"item_id": "i1", "rating": math.nan}, "items[0].rating"),
-    ({"item_id": "i1", "price": True}, "items[0].price"),
-])
-def test_bad_bundle_rows_name_the_field(row: dict[str, object], field: str) -> None:
-    with pytest.raises(InputError) as err:
-        item_features_from_rows([row], updated_at=1.0)
-    assert err.value.field == field
 
 
 # -- cached results ---------------------------------------------------------------------------
