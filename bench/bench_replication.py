@@ -6,6 +6,9 @@
    (one thread: one core) into us-west, plus anonymous popularity into all three regions.
    Prints events/s by wall clock and by the replicator's own CPU time, then the feature
    updater's events/s applying the copied stream in us-west.
+   Then the cost of idempotent appends: events/s appended with the plain MULTI/XADD (before) and
+   with the dedupe script (after: one GET + one SET per event id in the same atomic step), for
+   batches of 3 (the game-day load's) and of 100.
 2. Lag: `python -m regionctl.worker_main replicate` runs as its own process while a writer
    appends --rate events/s (batches every 10 ms) for --seconds; a reader blocked on the
    destination stream timestamps each copy as it lands. Lag of an event = arrival time at the
@@ -62,6 +65,22 @@ def throughput(stack: Stack, n: int) -> None:
         applied += res.applied
     wall = time.perf_counter() - wall0
     print(f"feature updater throughput: {applied:,} events applied in {wall:.2f} s = {applied / wall:,.0f} events/s")
+
+
+def append_cost(stack: Stack, n: int) -> None:
+    """Events/s appended by one client, plain MULTI/XADD vs the dedupe script (see interaction_log)."""
+    c, topo = stack.clients, stack.topology
+    for size in (3, 100):
+        rates = {}
+        for dedupe in (False, True):
+            events = _events(n, 20_000_000 + (n if dedupe else 0) + size * 10 * n)
+            t0 = time.perf_counter()
+            for start in range(0, n, size):
+                append_events(c["us-west"], events[start:start + size], topology=topo, region="us-west",
+                              dedupe=dedupe)
+            rates[dedupe] = n / (time.perf_counter() - t0)
+        print(f"append, batches of {size}: {rates[False]:,.0f} events/s plain MULTI/XADD (before), "
+              f"{rates[True]:,.0f} events/s with the event-id dedupe (after): {100 * (1 - rates[True] / rates[False]):.0f} % slower")
 
 
 def steady_lag(stack: Stack, *, rate: int, seconds: float, workdir: Path) -> None:
@@ -128,6 +147,7 @@ def main() -> None:
         try:
             stack = start_stack(Path(tmp) / "throughput", US_EU, started)
             throughput(stack, args.events)
+            append_cost(stack, min(args.events, 30_000))
             stack = start_stack(Path(tmp) / "lag", US_EU, started)
             steady_lag(stack, rate=args.rate, seconds=args.seconds, workdir=Path(tmp))
         finally:

@@ -39,6 +39,18 @@ def cached_result(user_id: str) -> str:
     return f"cache:{user_id}"
 
 
+def event_seen(event_id: str) -> str:
+    """The stream id an event id was first stored under in this region's EVENT_LOG (string with a
+    TTL of replication.interaction_log.DEDUPE_WINDOW_S): a retried event is not stored twice."""
+    return f"seen:event:{event_id}"
+
+
+def event_applied(consumer: str, event_id: str) -> str:
+    """Set (with a TTL) once `consumer` (the feature updater) has applied the event: an event that
+    reaches it twice (own log and a peer's replica stream, after a client retry) counts once."""
+    return f"applied:{consumer}:{event_id}"
+
+
 def consumer_checkpoint(consumer: str, stream: str) -> str:
     """Last stream id a consumer (e.g. the feature updater) has processed of `stream`."""
     return f"ckpt:{consumer}:{stream}"

@@ -12,8 +12,18 @@ the last 50 acknowledged events in one of our CI runs (tests/replication/test_in
 one fsync per MULTI batch, which the throughput and lag targets absorb. (Redis 7.2's WAITAOF
 would allow `everysec` with per-write confirmation; 7.0 does not have it.)
 
-A batch is appended in one MULTI/EXEC pipeline: one round trip, applied as a unit by Redis, and the
-returned stream ids are the acknowledgement. Writing personal data asks the geo policy first: an
+A batch is appended by one Lua script (`_APPEND_SCRIPT`): one round trip, applied as a unit by
+Redis, and the returned stream ids are the acknowledgement.
+
+Idempotent. Clients are told to retry a batch that was not acknowledged with the same event ids,
+so the same event may arrive twice (the first answer was lost, not the write). The script checks
+each event id against `seen:event:<id>` and appends only the ids it has not seen, in the same
+atomic step as the XADD; a duplicate is acknowledged with the stream id it was first stored under.
+The memory of ids is bounded: each key expires after DEDUPE_WINDOW_S (24 h), because clients retry
+within seconds to minutes and a mobile client's offline queue is flushed within a day; an event
+retried later than that is stored again (and the feature updater's own window, the same 24 h,
+no longer protects it either). The cost is one GET and one SET per event inside the script:
+bench/bench_replication.py prints events/s with and without it. Writing personal data asks the geo policy first: an
 event whose user lives in another geography than the region's is refused before anything is
 written (regions.geo).
 
@@ -23,6 +33,7 @@ streams in peer regions keep these ids (replication.replicating).
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -85,11 +96,50 @@ def require_resident(topology: Topology, *, region: str, event: Event) -> None:
         )
 
 
-def append_events(client: redis.Redis, events: Sequence[Event], *, topology: Topology, region: str) -> list[str]:
+DEDUPE_WINDOW_S = 24 * 3600
+"""How long an event id is remembered by the log and by the feature updater (see the module docstring)."""
+
+_APPEND_SCRIPT = """
+-- KEYS[1]: the log; KEYS[1 + i]: seen:event:<id of event i>. ARGV[1]: window (s); ARGV[2]: n, the
+-- number of field names and values per event; then event i's n values. Returns each event's stream
+-- id (the first one for a duplicate).
+local ids = {}
+local n = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  local seen = redis.call('GET', KEYS[i])
+  if seen then
+    ids[#ids + 1] = seen
+  else
+    local base = 2 + (i - 2) * n
+    local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, base + 1, base + n))
+    redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
+    ids[#ids + 1] = id
+  end
+end
+return ids
+"""
+
+
+_APPEND_SCRIPTS: "weakref.WeakKeyDictionary[redis.Redis, Any]" = weakref.WeakKeyDictionary()
+
+
+def _append_script(client: redis.Redis) -> Any:
+    """The registered append script of this client (registered once: EVALSHA afterwards)."""
+    script = _APPEND_SCRIPTS.get(client)
+    if script is None:
+        script = _APPEND_SCRIPTS[client] = client.register_script(_APPEND_SCRIPT)
+    return script
+
+
+def append_events(client: redis.Redis, events: Sequence[Event], *, topology: Topology, region: str,
+                  dedupe: bool = True) -> list[str]:
     """Append a batch to the region's log; return the stream ids (the acknowledgement).
 
-    Refuses the whole batch (InputError, nothing written) when it is larger than MAX_BATCH or an
-    event's user lives in another geography. Raises TemporaryError when Redis is unavailable.
+    An event id already stored within DEDUPE_WINDOW_S is not stored again: its first stream id is
+    returned (`dedupe=False` is the plain MULTI/XADD append, kept only for the benchmark's
+    before/after figure). Refuses the whole batch (InputError, nothing written) when it is larger
+    than MAX_BATCH or an event's user lives in another geography. Raises TemporaryError when
+    Redis is unavailable.
     """
     if len(events) > MAX_BATCH:
         raise InputError("events", f"at most {MAX_BATCH} events per batch, got {len(events)}; split the batch")
@@ -98,10 +148,16 @@ def append_events(client: redis.Redis, events: Sequence[Event], *, topology: Top
     if not events:
         return []
     try:
-        with client.pipeline(transaction=True) as pipe:
-            for event in events:
-                pipe.xadd(redis_keys.EVENT_LOG, event.to_fields())  # type: ignore[arg-type]
-            ids = pipe.execute()
+        if dedupe:
+            keys = [redis_keys.EVENT_LOG, *(redis_keys.event_seen(e.event_id) for e in events)]
+            flat = [[x for kv in e.to_fields().items() for x in kv] for e in events]
+            args = [DEDUPE_WINDOW_S, len(flat[0]), *(x for fields in flat for x in fields)]
+            ids = _append_script(client)(keys=keys, args=args)
+        else:
+            with client.pipeline(transaction=True) as pipe:
+                for event in events:
+                    pipe.xadd(redis_keys.EVENT_LOG, event.to_fields())  # type: ignore[arg-type]
+                ids = pipe.execute()
     except redis.RedisError as exc:
         raise TemporaryError(f"region {region!r}: could not append to {redis_keys.EVENT_LOG}: {exc}", delay=0.5) from exc
     return [_text(i) for i in ids]

@@ -11,6 +11,13 @@ letters of a batch are written by one Lua script, atomic in Redis, which also ch
 checkpoints are still the ones the batch was read from (a second updater, or a restart that
 overlapped, makes it retry instead of counting events twice). The script re-checks tombstones as
 it writes, so a user deleted while the batch was being computed is not brought back.
+
+At most once per event id: a client retry may store the same event in both regions of a
+geography (the first region stored it but its answer was lost), so it reaches this updater twice,
+through the region's own log and through the peer's replica stream. The updater skips an event id
+it finds in `applied:feature-updater:<id>` (read before the batch is computed, and within the
+batch), and the commit script sets those markers for the events it applied, in the same atomic
+step as the user states, for interaction_log.DEDUPE_WINDOW_S (24 h, the log's own window).
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ from regions.errors import InputError, TemporaryError
 from regions.geo import replication_peers
 from regions.topology import Topology
 from replication.events import Event
-from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry
+from replication.interaction_log import DEDUPE_WINDOW_S, StreamReader, dead_letter_fields, decode_entry
 from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag
 from serving.user_state import UserState, apply_event
@@ -38,9 +45,9 @@ _log = logging.getLogger(__name__)
 CONSUMER = "feature-updater"
 
 _COMMIT_SCRIPT = """
--- KEYS: tombstones, dead letters, one checkpoint per stream, one uf: key per user.
+-- KEYS: tombstones, dead letters, one checkpoint per stream, one uf: key per user, one applied: key per event.
 -- ARGV[1]: JSON {"ckpt": [[expected, new], ...], "users": [[user_id, [field, value, ...]], ...],
---                "dead": [[field, value, ...], ...]}
+--                "dead": [[field, value, ...], ...], "window": seconds}
 local batch = cjson.decode(ARGV[1])
 local n_ckpt = #batch.ckpt
 for i, c in ipairs(batch.ckpt) do
@@ -56,6 +63,7 @@ for u, entry in ipairs(batch.users) do
   end
 end
 for _, fields in ipairs(batch.dead) do redis.call('XADD', KEYS[2], '*', unpack(fields)) end
+for k = 3 + n_ckpt + #batch.users, #KEYS do redis.call('SET', KEYS[k], '1', 'EX', batch.window) end
 return {1, written}
 """
 
@@ -83,6 +91,8 @@ class UpdateResult:
     read: int = 0
     applied: int = 0
     skipped_tombstoned: int = 0
+    skipped_duplicate: int = 0
+    """Events whose id this updater had already applied (a client retry stored in two regions)."""
     poison: int = 0
     users: int = 0
     conflict: bool = False
@@ -166,6 +176,8 @@ class FeatureUpdater:
                                            consumer=f"{CONSUMER}:{self.region}")
                 dead.append([x for kv in entry.items() for x in kv])
         result.poison = len(dead)
+        events, applied_ids = self._first_sightings(events)
+        result.skipped_duplicate = result.read - result.poison - len(events)
         users = sorted({e.user_id for _, e in events} - tombstoned)
         states = self._read_users(users)
         category_of = self._category_lookup([e.item_id for _, e in events])
@@ -178,11 +190,12 @@ class FeatureUpdater:
                                                 ts=event.ts, category_of=category_of, price=event.price)
             applied_per_stream[stream] = applied_per_stream.get(stream, 0) + 1
         keys = [redis_keys.TOMBSTONES, redis_keys.DEAD_LETTER, *(self.checkpoint_key(s) for s in self.streams),
-                *(redis_keys.user_features(u) for u in users)]
+                *(redis_keys.user_features(u) for u in users),
+                *(redis_keys.event_applied(CONSUMER, i) for i in applied_ids)]
         payload = {
             "ckpt": [[positions[s], new_positions[s]] for s in self.streams],
             "users": [[u, [x for kv in states[u].to_hash().items() for x in kv]] for u in users],
-            "dead": dead,
+            "dead": dead, "window": DEDUPE_WINDOW_S,
         }
         ok, written = self._commit(keys=keys, args=[json.dumps(payload)])
         if not int(ok):
@@ -197,9 +210,26 @@ class FeatureUpdater:
                 self.metrics.updater_applied.labels(region=self.region, stream=stream).inc(n)
             if result.skipped_tombstoned:
                 self.metrics.updater_skipped.labels(region=self.region, reason="tombstoned").inc(result.skipped_tombstoned)
+            if result.skipped_duplicate:
+                self.metrics.updater_skipped.labels(region=self.region, reason="duplicate").inc(result.skipped_duplicate)
             if dead:
                 self.metrics.dead_letters.labels(region=self.region, consumer=CONSUMER).inc(len(dead))
         return result
+
+    def _first_sightings(self, events: list[tuple[str, Event]]) -> tuple[list[tuple[str, Event]], list[str]]:
+        """The events whose id this updater has not applied yet (first one of a batch's repeats),
+        and their ids (to be marked applied by the commit)."""
+        ids = sorted({e.event_id for _, e in events})
+        if not ids:
+            return [], []
+        known = {i for i, flag in zip(ids, self.client.mget([redis_keys.event_applied(CONSUMER, i) for i in ids]))
+                 if flag is not None}
+        fresh: list[tuple[str, Event]] = []
+        for stream, event in events:
+            if event.event_id not in known:
+                known.add(event.event_id)
+                fresh.append((stream, event))
+        return fresh, [e.event_id for _, e in fresh]
 
     def _read_users(self, users: list[str]) -> dict[str, UserState]:
         if not users:

@@ -1,6 +1,7 @@
 """Shared by the replication tests: a topology built in code on free ports, with real redis-servers."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -101,10 +102,14 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Stack]]
         proc.kill()
 
 
+_EVENT_IDS = itertools.count()
+"""Event ids are unique (the log stores an id once): a counter tells apart events that share user, item and seq."""
+
+
 def event(user: str, item: str = "item-1", *, etype: str = "view", ts: float = 1_700_000_000.0, seq: int = -1,
           price: float = 0.0) -> Event:
     geo = user.partition("-")[0]
-    return Event(event_id=f"{user}-{seq}-{item}", user_id=user, item_id=item, type=etype, ts=ts, geo=geo,
+    return Event(event_id=f"{user}-{seq}-{item}-{next(_EVENT_IDS)}", user_id=user, item_id=item, type=etype, ts=ts, geo=geo,
                  session_id=f"s-{user}", seq=seq, price=price)
 
 

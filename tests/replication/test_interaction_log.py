@@ -109,3 +109,17 @@ def test_connect_uses_the_topology_port_on_loopback(stack_factory: Callable[...,
         assert client.ping()
     finally:
         client.close()
+
+
+def test_a_retried_batch_is_stored_once_and_acknowledged_with_its_first_ids(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(US_EU)
+    c = stack.clients["us-east"]
+    batch = [event("us-1", f"i{i}", seq=i) for i in range(4)]
+    first = append_events(c, batch[:3], topology=stack.topology, region="us-east")
+    retried = append_events(c, batch, topology=stack.topology, region="us-east")  # the client lost the first answer
+    assert retried[:3] == first
+    assert stream_ids(c, redis_keys.EVENT_LOG) == retried
+    assert [e.event.event_id for e in read_events(c, topology=stack.topology, region="us-east")] == [e.event_id for e in batch]
+    assert append_events(c, [batch[0], batch[0]], topology=stack.topology, region="us-east") == [first[0], first[0]]
+    ttl = c.ttl(redis_keys.event_seen(batch[0].event_id))
+    assert 0 < ttl <= 24 * 3600, "the memory of event ids must be bounded"

@@ -132,3 +132,26 @@ def test_updater_lag_is_reported_and_exported(stack_factory: Callable[..., Stack
     assert registry.get_sample_value("shopnow_feature_updater_lag_events", labels) == 12
     assert updater.lag(time.time())[redis_keys.EVENT_LOG] == (0.0, 0)
     assert registry.get_sample_value("shopnow_feature_updater_events_total", labels) == 12
+
+
+def test_a_retry_stored_in_both_regions_of_a_geography_is_applied_once_by_each_updater(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(US_EU)
+    c, topo = stack.clients, stack.topology
+    batch = _events("us-1", 12)
+    append_events(c["us-east"], batch, topology=topo, region="us-east")
+    append_events(c["us-west"], batch[6:], topology=topo, region="us-west")  # the retry of the half whose answer was lost
+    append_events(c["us-west"], batch[6:], topology=topo, region="us-west")  # and retried again: stored once
+    for source in ("us-east", "us-west"):
+        Replicator(topology=topo, source=source, clients=c, settings=ReplicatorSettings(block_ms=0)).step()
+    want = _replay(batch)
+    for region in ("us-east", "us-west"):
+        updater = FeatureUpdater(topology=topo, region=region, client=c[region], category_of=CATEGORIES,
+                                 settings=UpdaterSettings(block_ms=0, batch_size=5))
+        skipped = 0
+        while (result := updater.step()).read:
+            skipped += result.skipped_duplicate
+        got = _state(stack, region, "us-1")
+        assert got.events_seen == 12, region
+        assert skipped == 6, region
+        assert got.recent_items == want.recent_items and got.cart == want.cart
+        assert c[region].ttl(redis_keys.event_applied(CONSUMER, batch[0].event_id)) > 0
