@@ -1,35 +1,56 @@
 """An open-loop, bounded load generator (loopback only) that records every request's outcome.
 
-Requests are scheduled at a fixed rate whatever the answers do (open loop: a slow server does not
-slow the arrivals, so latency under failure is measured honestly). The load is bounded in count
-and time: it stops at `duration_s`, never keeps more than `max_in_flight` requests open (a request
-that cannot be sent because of that cap is recorded as failed, `status="client-overload"`), and
-refuses any target that is not a loopback address.
+Open loop: request i is scheduled at t0 + i / rate whatever the answers do; a slow server does not
+slow the arrivals. Latency is measured from each request's SCHEDULED send time, not from when the
+generator got round to sending it, so a stalled generator cannot hide latency (no coordinated
+omission); how late it sent is recorded too (`lag_ms`), and every run reports its achieved rate
+and p99 schedule lag. A run that sent more than 2 % below its rate (`MAX_SHORTFALL`) is invalid:
+its `summary["valid"]` is false and a game day built on it is invalid.
 
-Each record (one JSON line): t (send time), kind (homepage|similar|events), status, ok, latency_ms,
-tier, region, slate_len, user_id, geo, and for event batches the sequence numbers acknowledged.
+Bounded: it stops at `duration_s`, never keeps more than `max_in_flight` requests open (a request
+that cannot be sent because of that cap is a failed record, `status="client-overload"`), refuses
+any target that is not a loopback address, and caps rate and duration. `processes` > 1 splits the
+schedule over that many worker processes (request i goes to worker i mod N, same t0), each with
+its own event loop, for rates one core cannot send (bench/bench_load.py measures that).
+
+Each record (one JSON line): t (scheduled send, epoch s), sent, done (completion), lag_ms,
+latency_ms (done - t), kind (homepage|similar|events), user_id, geo, and the answer's meaning from
+chaos.load_records (status, ok, tier, region, slate_len, empty, attempts, retries, first_ok,
+edge_ms, last_resort, cross_geo, personalised, degraded; for event batches event_ids, acked_ids,
+stored_by). Any exception while sending or decoding is a failed record, never an aborted run.
+Event ids are uuid4: unique across runs, so the RPO matches events by id.
 """
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import json
+import multiprocessing
 import random
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlparse
 
-import httpx
+import numpy as np
 
+from chaos.http_client import LeanClient
+from chaos.load_records import classify_events, classify_read, failed
 from regions.errors import InputError
 
 MAX_RATE = 2000.0
 """Upper bound of a load run: a loopback test tool, not a stress weapon."""
 MAX_DURATION_S = 3600.0
 """A load run ends by itself within an hour at most."""
+MAX_PROCESSES = 8
+"""More generator processes than cores only adds scheduling noise."""
+ONE_PROCESS_MAX_RATE = 400.0
+"""One generator process keeps its schedule up to a few hundred req/s on this 2-core machine
+(bench/bench_load.py: about 950 of 1,000 req/s, 0.5 s p99 lag, with one; 1,000 with two)."""
+MAX_SHORTFALL = 0.02
+"""A run that sent more than 2 % below its rate is invalid: its figures describe another load."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,13 @@ class LoadSpec:
     """A request unanswered after 1 s counts as failed (the SLO is 180 ms)."""
     max_in_flight: int = 256
     events_per_batch: int = 3
+    processes: int = 1
+    """Worker processes sharing the schedule (see the module docstring)."""
+
+
+def processes_for(rate: float) -> int:
+    """Generator processes a game day uses for `rate` (see ONE_PROCESS_MAX_RATE)."""
+    return 1 if rate <= ONE_PROCESS_MAX_RATE else 2
 
 
 def validate(spec: LoadSpec) -> None:
@@ -67,104 +95,192 @@ def validate(spec: LoadSpec) -> None:
         raise InputError("rate", f"must be in (0, {MAX_RATE:g}] requests/s, got {spec.rate}")
     if not 0 < spec.duration_s <= MAX_DURATION_S:
         raise InputError("duration", f"must be in (0, {MAX_DURATION_S:g}] seconds, got {spec.duration_s}")
+    if isinstance(spec.processes, bool) or not isinstance(spec.processes, int) or not 1 <= spec.processes <= MAX_PROCESSES:
+        raise InputError("processes", f"must be a whole number in [1, {MAX_PROCESSES}], got {spec.processes!r}")
     if not spec.users or not spec.items:
         raise InputError("users", "the load needs at least one user id and one item id")
 
 
-class _Sequence:
-    def __init__(self) -> None:
-        self.next = 0
-
-    def take(self, n: int) -> list[int]:
-        out = list(range(self.next, self.next + n))
-        self.next += n
-        return out
-
-
-async def _one(client: httpx.AsyncClient, spec: LoadSpec, rng: random.Random, seqs: _Sequence, now: Callable[[], float]) -> dict[str, Any]:
+def _request(spec: LoadSpec, rng: random.Random) -> tuple[str, str, str, bytes | None, list[str]]:
+    """(kind, user, target, body, event ids) of the next request, drawn from the mix."""
     user = rng.choice(spec.users)
-    geo = user.split("-", 1)[0]
     roll = rng.random()
-    rec: dict[str, Any] = {"t": now(), "user_id": user, "geo": geo, "tier": None, "region": None, "slate_len": -1}
-    start = time.perf_counter()
+    if roll < spec.mix.homepage:
+        return "homepage", user, "/v1/recommendations/homepage?" + urlencode({"user_id": user, "count": 8}), None, []
+    if roll < spec.mix.homepage + spec.mix.similar:
+        target = "/v1/recommendations/similar?" + urlencode({"product_id": rng.choice(spec.items), "count": 8})
+        return "similar", user, target, None, []
+    batch = [{"event_id": uuid.uuid4().hex, "user_id": user, "item_id": rng.choice(spec.items),
+              "type": rng.choice(("view", "view", "view", "cart", "purchase")), "ts": time.time()}
+             for _ in range(spec.events_per_batch)]
+    return "events", user, "/v1/events", json.dumps({"events": batch}).encode(), [e["event_id"] for e in batch]
+
+
+async def _one(client: LeanClient, spec: LoadSpec, request: tuple[str, str, str, bytes | None, list[str]],
+               scheduled: float) -> dict[str, Any]:
+    kind, user, target, body, event_ids = request
+    sent = time.time()
+    rec: dict[str, Any] = {"t": scheduled, "sent": sent, "lag_ms": max(sent - scheduled, 0.0) * 1000, "kind": kind,
+                           "user_id": user, "geo": user.split("-", 1)[0]}
     try:
-        if roll < spec.mix.homepage:
-            rec["kind"] = "homepage"
-            resp = await client.get("/v1/recommendations/homepage", params={"user_id": user, "count": 8})
-        elif roll < spec.mix.homepage + spec.mix.similar:
-            rec["kind"] = "similar"
-            resp = await client.get("/v1/recommendations/similar", params={"product_id": rng.choice(spec.items), "count": 8})
-        else:
-            rec["kind"] = "events"
-            numbers = seqs.take(spec.events_per_batch)
-            batch = [
-                {"event_id": uuid.uuid4().hex, "user_id": user, "item_id": rng.choice(spec.items),
-                 "type": rng.choice(("view", "view", "view", "cart", "purchase")), "ts": time.time(), "seq": n}
-                for n in numbers
-            ]
-            resp = await client.post("/v1/events", json={"events": batch})
-            rec["seqs"] = numbers
-        rec["latency_ms"] = (time.perf_counter() - start) * 1000
-        rec["status"] = resp.status_code
-        rec["ok"] = resp.status_code < 500 and resp.status_code != 429
-        if resp.headers.get("content-type", "").startswith("application/json"):
-            body = resp.json()
-            rec["tier"] = body.get("tier")
-            rec["region"] = body.get("region")
-            if "items" in body:
-                rec["slate_len"] = len(body["items"])
-            if rec["kind"] == "events":
-                rec["acked"] = resp.status_code == 200
-                stored = body.get("stored") or {}
-                if rec["region"] is None and stored:
-                    rec["region"] = next(iter(stored))
-    except httpx.HTTPError as exc:
-        rec["latency_ms"] = (time.perf_counter() - start) * 1000
-        rec["status"] = type(exc).__name__
-        rec["ok"] = False
+        status, ctype, raw = await asyncio.wait_for(client.request("POST" if body else "GET", target, body),
+                                                    timeout=spec.timeout_s)
+        decoded = json.loads(raw) if ctype.startswith("application/json") else None
+        rec.update(classify_events(status, decoded, sent_ids=event_ids) if kind == "events"
+                   else classify_read(kind, status, decoded))
+    except asyncio.TimeoutError:
+        rec.update(failed(kind, f"timeout: no answer within {spec.timeout_s:g} s"))
+    except Exception as exc:  # noqa: BLE001 - a failed request is a record, never an aborted run
+        rec.update(failed(kind, f"{type(exc).__name__}: {exc}"))
+    if kind == "events":
+        rec["event_ids"] = event_ids
+    rec["done"] = time.time()
+    rec["latency_ms"] = (rec["done"] - scheduled) * 1000
     return rec
 
 
-async def run_load_async(spec: LoadSpec, out_path: Path, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    validate(spec)
-    rng = random.Random(spec.seed)
-    seqs = _Sequence()
+async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, of: int,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Send this worker's share (slots index, index + of, ...) of the schedule; write its records."""
+    rng = random.Random(spec.seed * 1000 + index)
     total = int(spec.rate * spec.duration_s)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    host, port = urlparse(spec.base_url).hostname or "127.0.0.1", urlparse(spec.base_url).port or 80
     in_flight: set[asyncio.Task[dict[str, Any]]] = set()
-    written = failed = 0
-    limits = httpx.Limits(max_connections=spec.max_in_flight, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=spec.base_url, timeout=spec.timeout_s, limits=limits) as client:
-        with open(out_path, "w") as out:
-            def write(rec: dict[str, Any]) -> None:
-                nonlocal written, failed
-                out.write(json.dumps(rec) + "\n")
-                written += 1
-                failed += 0 if rec.get("ok") else 1
+    lags: list[float] = []
+    sent = overload = failed_n = 0
+    last_sent = epoch0
+    mono0 = time.monotonic() - (time.time() - epoch0)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "w") as out:
+        def write(rec: dict[str, Any]) -> None:
+            nonlocal failed_n
+            out.write(json.dumps(rec) + "\n")
+            failed_n += 0 if rec.get("ok") else 1
 
-            t0 = time.monotonic()
-            for i in range(total):
-                due = t0 + i / spec.rate
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                done = {t for t in in_flight if t.done()}
-                for task in done:
-                    write(task.result())
-                in_flight -= done
-                if len(in_flight) >= spec.max_in_flight:
-                    write({"t": time.time(), "kind": "homepage", "status": "client-overload", "ok": False,
-                           "latency_ms": 0.0, "tier": None, "region": None, "slate_len": -1})
-                    continue
-                in_flight.add(asyncio.create_task(_one(client, spec, rng, seqs, time.time)))
-                if progress and i % max(int(spec.rate), 1) == 0:
-                    progress(i, total)
-            for task in asyncio.as_completed(list(in_flight)):
-                write(await task)
-    return {"requests": written, "failed": failed, "path": str(out_path)}
+        def finished(task: asyncio.Task[dict[str, Any]]) -> None:
+            in_flight.discard(task)
+            if not task.cancelled():
+                write(task.result())
+
+        async with LeanClient(host, port, max_connections=spec.max_in_flight) as client:
+            try:
+                for i in range(index, total, of):
+                    delay = mono0 + i / spec.rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    scheduled = epoch0 + i / spec.rate
+                    request = _request(spec, rng)
+                    now = time.time()
+                    last_sent = now
+                    lags.append(max(now - scheduled, 0.0) * 1000)
+                    if len(in_flight) >= spec.max_in_flight:
+                        overload += 1
+                        write({"t": scheduled, "sent": now, "done": now, "lag_ms": lags[-1], "kind": request[0],
+                               "user_id": request[1], "geo": request[1].split("-", 1)[0], "latency_ms": (now - scheduled) * 1000,
+                               **failed(request[0], "client-overload: max_in_flight requests already open")})
+                        continue
+                    sent += 1
+                    task = asyncio.create_task(_one(client, spec, request, scheduled))
+                    in_flight.add(task)
+                    task.add_done_callback(finished)
+                    if progress and i % max(int(spec.rate), 1) == 0:
+                        progress(i, total)
+                if in_flight:
+                    await asyncio.wait(set(in_flight))
+            finally:
+                for task in list(in_flight):
+                    task.cancel()
+    return {"sent": sent, "overload": overload, "failed": failed_n, "lags_ms": lags, "last_sent": last_sent}
+
+
+def summarize(spec: LoadSpec, parts: Sequence[dict[str, Any]], *, epoch0: float, path: Path) -> dict[str, Any]:
+    """Achieved rate (requests sent / the time the schedule took), p99 schedule lag, validity."""
+    scheduled = int(spec.rate * spec.duration_s)
+    sent = sum(p["sent"] for p in parts)
+    lags = sorted(x for p in parts for x in p["lags_ms"])
+    span = max(max((p["last_sent"] for p in parts), default=epoch0) - epoch0 + 1.0 / spec.rate, spec.duration_s)
+    achieved = sent / span if span > 0 else 0.0
+    p99_lag = float(np.percentile(lags, 99)) if lags else None
+    short = achieved < (1.0 - MAX_SHORTFALL) * spec.rate
+    reasons = [f"the load sent {achieved:.1f} req/s, more than {MAX_SHORTFALL:.0%} below its rate {spec.rate:g} req/s "
+               f"(p99 schedule lag {p99_lag or 0:.1f} ms; {sum(p['overload'] for p in parts)} refused as client-overload)"] if short else []
+    return {"requests": sum(p["sent"] + p["overload"] for p in parts), "scheduled": scheduled, "sent": sent,
+            "failed": sum(p["failed"] for p in parts), "client_overload": sum(p["overload"] for p in parts),
+            "rate": spec.rate, "achieved_rate": achieved, "p99_schedule_lag_ms": p99_lag, "valid": not short,
+            "invalid_reasons": reasons, "processes": spec.processes, "path": str(path)}
+
+
+def _merge(parts: Sequence[Path], out_path: Path) -> None:
+    records = [line for part in parts if part.exists() for line in part.read_text().splitlines() if line.strip()]
+    records.sort(key=lambda line: json.loads(line)["t"])
+    out_path.write_text("".join(line + "\n" for line in records))
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+def _process_worker(spec: LoadSpec, path: str, epoch0: float, index: int, conn: Any) -> None:
+    _use_uvloop()
+    try:
+        conn.send(asyncio.run(_worker(spec, Path(path), epoch0=epoch0, index=index, of=spec.processes)))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        conn.close()
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # the standard loop is slower, not wrong
+        pass
+
+
+START_DELAY_S = 2.0
+"""Worker processes are spawned and have imported this module within 2 s of the schedule's t0."""
+
+
+async def run_load_async(spec: LoadSpec, out_path: Path, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run the load; returns `summarize`'s figures (and writes out_path, sorted by scheduled time)."""
+    validate(spec)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if spec.processes == 1:
+        epoch0 = time.time()
+        part = await _worker(spec, out_path, epoch0=epoch0, index=0, of=1, progress=progress)
+        return summarize(spec, [part], epoch0=epoch0, path=out_path)
+    epoch0 = time.time() + START_DELAY_S
+    paths = [out_path.with_name(f"{out_path.name}.part{i}") for i in range(spec.processes)]
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads (the game day's)
+    workers = []
+    for i, path in enumerate(paths):
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_process_worker, args=(spec, str(path), epoch0, i, child), name=f"load-{i}", daemon=True)
+        proc.start()
+        child.close()
+        workers.append((proc, parent))
+    parts = []
+    try:
+        for proc, conn in workers:
+            while not conn.poll(0):
+                if not proc.is_alive() and not conn.poll(0):
+                    raise RuntimeError(f"load worker {proc.name} exited with {proc.exitcode} before reporting")
+                await asyncio.sleep(0.05)
+            part = conn.recv()
+            if "error" in part:
+                raise RuntimeError(f"load worker {proc.name} failed: {part['error']}")
+            parts.append(part)
+    finally:  # a cancelled or failed run stops its workers too
+        for proc, _ in workers:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(5)
+    _merge(paths, out_path)
+    return summarize(spec, parts, epoch0=epoch0, path=out_path)
 
 
 def run_load(spec: LoadSpec, out_path: Path, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    _use_uvloop()
     return asyncio.run(run_load_async(spec, out_path, progress=progress))
 
 
