@@ -4,6 +4,10 @@ Every action returns a dict with `"at": time.time()` (when the fault took effect
 RTO from the first method action's `at`) and what it hit (process names and PIDs, URLs, versions).
 Failures raise `chaoslib.exceptions.ActivityFailed` with a message that says what to do.
 
+Every injecting action records its fault in the stack's fault registry (chaos.fault_registry)
+before injecting it, with the action that removes it; every removing action forgets it. So
+`regionctl gameday abort` removes the faults of any run, a bare `chaos run` included.
+
 Configuration keys (all optional; "" means the default):
     state_dir      the stack's state directory (default: regions.stack.default_state_dir())
     topology       topology.toml path (default: the one the stack was started with, recorded in
@@ -27,6 +31,7 @@ import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from chaos import fault_registry
 from regions import stack
 from regions.errors import ShopNowError
 from regions.topology import Topology, load_topology
@@ -36,6 +41,7 @@ __all__ = [
     "publish_corrupt_bundle", "restore_good_bundle", "freeze_index", "unfreeze_index",
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
     "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
+    "inject_homepage_errors", "clear_cell_faults",
 ]
 
 REGION_KINDS = ("redis", "cell", "replicator", "feature-updater")
@@ -106,6 +112,17 @@ def _failing_as_activity(what: str) -> Iterator[None]:
         raise ActivityFailed(f"{what} failed: {exc}") from exc
 
 
+def _register(ctx: StackContext, key: str, *, undo: str, what: str, **arguments: Any) -> None:
+    """Record the fault about to be injected (see the module docstring)."""
+    with _failing_as_activity(what):
+        fault_registry.record(ctx.state_dir, key, undo=undo, arguments=arguments, what=what)
+
+
+def _forget(ctx: StackContext, key: str) -> None:
+    with _failing_as_activity("fault registry"):
+        fault_registry.forget(ctx.state_dir, key)
+
+
 def _running_pids(ctx: StackContext, *, region: str = "", kinds: tuple[str, ...] = (), names: tuple[str, ...] = ()) -> dict[str, int]:
     state = stack.StackState.load(ctx.state_dir)
     chosen = stack.select(state, region=region, kinds=kinds, names=names)
@@ -133,9 +150,9 @@ def _kill(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str, .
                 f"{what}: no running process matches (region={region or '*'}, kinds={','.join(kinds) or '*'}) in "
                 f"{ctx.state_dir / stack.STACK_FILE}; start the stack with `regionctl up` or fix state_dir"
             )
+        at = time.time()  # the fault time: stamped immediately before the first signal
         killed = stack.kill(ctx.state_dir, region=region, kinds=kinds, names=names)
         _settle(ctx, killed, running=False)
-        at = time.time()
     return {"at": at, "action": what, "region": region, "killed": killed, "pids": pids}
 
 
@@ -155,40 +172,52 @@ def _restart(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str
 # -- whole region ------------------------------------------------------------------------------
 def kill_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """SIGKILL the region's cell, Redis, replicator and feature updater (a lost data centre)."""
-    return _kill(context_from(configuration), "kill_region", region=region, kinds=REGION_KINDS)
+    ctx = context_from(configuration)
+    _register(ctx, f"region:{region}", undo="restore_region", what="kill_region", region=region)
+    return _kill(ctx, "kill_region", region=region, kinds=REGION_KINDS)
 
 
 def restore_region(region: str, ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
                    secrets: Secrets = None) -> dict[str, Any]:
     """Start again every process of the region that is not running (Redis first, from its AOF)."""
-    return _restart(context_from(configuration), "restore_region", region=region, kinds=REGION_KINDS,
-                    ready_timeout_s=ready_timeout_s)
+    ctx = context_from(configuration)
+    result = _restart(ctx, "restore_region", region=region, kinds=REGION_KINDS, ready_timeout_s=ready_timeout_s)
+    _forget(ctx, f"region:{region}")
+    return result
 
 
 # -- feature store (the region's Redis) ----------------------------------------------------------
 def stop_feature_store(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """SIGKILL the region's Redis: features, cached results and the interaction log go away."""
-    return _kill(context_from(configuration), "stop_feature_store", region=region, kinds=("redis",))
+    ctx = context_from(configuration)
+    _register(ctx, f"feature-store:{region}", undo="restore_feature_store", what="stop_feature_store", region=region)
+    return _kill(ctx, "stop_feature_store", region=region, kinds=("redis",))
 
 
 def restore_feature_store(region: str, ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
                           secrets: Secrets = None) -> dict[str, Any]:
     """Start the region's Redis again (it reloads its AOF)."""
-    return _restart(context_from(configuration), "restore_feature_store", region=region, kinds=("redis",),
-                    ready_timeout_s=ready_timeout_s)
+    ctx = context_from(configuration)
+    result = _restart(ctx, "restore_feature_store", region=region, kinds=("redis",), ready_timeout_s=ready_timeout_s)
+    _forget(ctx, f"feature-store:{region}")
+    return result
 
 
 # -- feature updater (stale features) -------------------------------------------------------------
 def stop_feature_updater(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """SIGKILL the region's feature updater: user features stop being refreshed."""
-    return _kill(context_from(configuration), "stop_feature_updater", region=region, kinds=("feature-updater",))
+    ctx = context_from(configuration)
+    _register(ctx, f"feature-updater:{region}", undo="restore_feature_updater", what="stop_feature_updater", region=region)
+    return _kill(ctx, "stop_feature_updater", region=region, kinds=("feature-updater",))
 
 
 def restore_feature_updater(region: str, ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
                             secrets: Secrets = None) -> dict[str, Any]:
     """Start the region's feature updater again (it resumes from its checkpoint)."""
-    return _restart(context_from(configuration), "restore_feature_updater", region=region,
-                    kinds=("feature-updater",), ready_timeout_s=ready_timeout_s)
+    ctx = context_from(configuration)
+    result = _restart(ctx, "restore_feature_updater", region=region, kinds=("feature-updater",), ready_timeout_s=ready_timeout_s)
+    _forget(ctx, f"feature-updater:{region}")
+    return result
 
 
 # -- controllers ---------------------------------------------------------------------------------
@@ -203,6 +232,7 @@ def kill_controller_leader(configuration: Configuration = None, secrets: Secrets
         if lease is None:
             raise ActivityFailed(f"kill_controller_leader: nobody holds lease {LEADER_LEASE!r} in "
                                  f"{ctx.control_store_url}; is a controller running? see `regionctl ps`")
+        _register(ctx, "controllers", undo="restore_controllers", what="kill_controller_leader")
         result = _kill(ctx, "kill_controller_leader", names=(lease.holder,))
     return {**result, "leader": lease.holder, "term": lease.term}
 
@@ -210,8 +240,10 @@ def kill_controller_leader(configuration: Configuration = None, secrets: Secrets
 def restore_controllers(ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
                         secrets: Secrets = None) -> dict[str, Any]:
     """Start again every controller process of the stack that is not running."""
-    return _restart(context_from(configuration), "restore_controllers", kinds=("controller",),
-                    ready_timeout_s=ready_timeout_s)
+    ctx = context_from(configuration)
+    result = _restart(ctx, "restore_controllers", kinds=("controller",), ready_timeout_s=ready_timeout_s)
+    _forget(ctx, "controllers")
+    return result
 
 
 def _partitions(store: Any) -> list[str]:
@@ -233,12 +265,13 @@ def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]
         for _ in range(20):
             current = store.get(PARTITIONS_KEY)
             regions = update(_partitions(store))
+            at = time.time()  # stamped immediately before the write that injects the fault
             if regions:
                 ok = store.put(PARTITIONS_KEY, json.dumps(sorted(set(regions))), cas=current.version if current else 0)
             else:
                 ok = current is None or store.delete(PARTITIONS_KEY, cas=current.version)
             if ok:
-                return sorted(set(regions)), time.time()
+                return sorted(set(regions)), at
     raise ActivityFailed(f"{PARTITIONS_KEY} kept changing under us; retry the action")
 
 
@@ -247,6 +280,7 @@ def partition_region(region: str, configuration: Configuration = None, secrets: 
     ctx = context_from(configuration)
     with _failing_as_activity("partition_region"):
         ctx.topology.region(region)
+        _register(ctx, f"partition:{region}", undo="heal_partition", what="partition_region", region=region)
         regions, at = _write_partitions(ctx, lambda cur: [*cur, region])
     return {"at": at, "action": "partition_region", "region": region, "partitions": regions,
             "key": PARTITIONS_KEY, "store": ctx.control_store_url}
@@ -257,6 +291,9 @@ def heal_partition(region: str = "", configuration: Configuration = None, secret
     ctx = context_from(configuration)
     with _failing_as_activity("heal_partition"):
         regions, at = _write_partitions(ctx, lambda cur: [r for r in cur if region and r != region])
+        for key in fault_registry.pending(ctx.state_dir):
+            if key.startswith("partition:") and (not region or key == f"partition:{region}"):
+                _forget(ctx, key)
     return {"at": at, "action": "heal_partition", "region": region, "partitions": regions, "key": PARTITIONS_KEY}
 
 
@@ -297,12 +334,14 @@ def _record_faults(state_dir: Path, region: str, faults: dict[str, Any]) -> None
 
 
 def _cell_faults(ctx: StackContext, what: str, region: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    if body is not None:
+        _register(ctx, f"cell:{region}", undo="clear_cell_faults", what=what, region=region)
     with _failing_as_activity(what):
         url = ctx.cell_url(region) + "/admin/faults"
         headers = {"Authorization": f"Bearer {chaos_token(ctx.state_dir)}"}
         with httpx.Client(timeout=HTTP_TIMEOUT_S, trust_env=False) as client:
+            at = time.time()  # stamped immediately before the call that injects (or clears) the fault
             resp = client.post(url, json=body, headers=headers) if body is not None else client.delete(url, headers=headers)
-        at = time.time()
         if resp.status_code >= 300:
             raise ActivityFailed(f"{what}: {url} answered {resp.status_code}: {resp.text[:200]}")
     try:
@@ -311,6 +350,8 @@ def _cell_faults(ctx: StackContext, what: str, region: str, body: dict[str, Any]
         answer = resp.text[:200]
     with _failing_as_activity(what):
         _record_faults(ctx.state_dir, region, answer if isinstance(answer, dict) else (body or {}))
+    if body is None:
+        _forget(ctx, f"cell:{region}")
     return {"at": at, "action": what, "region": region, "url": url, "faults": body or {}, "answer": answer}
 
 
@@ -337,6 +378,19 @@ def inject_ranking_latency(region: str, latency_ms: float = 300.0, configuration
 def clear_ranking_latency(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Clear the cell's faults (DELETE /admin/faults)."""
     return _cell_faults(context_from(configuration), "clear_ranking_latency", region, None)
+
+
+def inject_homepage_errors(region: str, status: int = 500, configuration: Configuration = None,
+                           secrets: Secrets = None) -> dict[str, Any]:
+    """Make the cell's HTTP API answer homepages with `status` (404 or 500): a broken release."""
+    if status not in (404, 500):
+        raise ActivityFailed(f"inject_homepage_errors: status must be 404 or 500, got {status}")
+    return _cell_faults(context_from(configuration), "inject_homepage_errors", region, {"homepage_status": int(status)})
+
+
+def clear_cell_faults(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Clear every fault of the cell (DELETE /admin/faults)."""
+    return _cell_faults(context_from(configuration), "clear_cell_faults", region, None)
 
 
 def log_events(region: str, count: int = 5, configuration: Configuration = None,
@@ -392,6 +446,7 @@ def publish_corrupt_bundle(file: str = "ranker.txt", configuration: Configuratio
     ctx = context_from(configuration)
     with _failing_as_activity("publish_corrupt_bundle"):
         store = _local_store(ctx, "publish_corrupt_bundle")
+        _register(ctx, "bundle", undo="restore_good_bundle", what="publish_corrupt_bundle")
         good = store.current()
         if good is None:
             raise ActivityFailed(f"the artifact store {ctx.artifacts_url} has no current bundle; "
@@ -428,6 +483,7 @@ def restore_good_bundle(configuration: Configuration = None, secrets: Secrets = 
             return True
 
         if history.current is None or whole(history.current):
+            _forget(ctx, "bundle")
             return {"at": time.time(), "action": "restore_good_bundle", "from": history.current,
                     "to": history.current, "changed": False}
         good = next((v for v in reversed(history.previous) if whole(v)), None)
@@ -435,4 +491,5 @@ def restore_good_bundle(configuration: Configuration = None, secrets: Secrets = 
             raise ActivityFailed("no earlier bundle in the pointer history passes its checksums; "
                                  "publish a good bundle and promote it")
         store.promote(good)
+        _forget(ctx, "bundle")
     return {"at": time.time(), "action": "restore_good_bundle", "from": history.current, "to": good, "changed": True}

@@ -32,6 +32,7 @@ _KINDS_OF = {
     "stop_feature_updater": ("feature-updater",), "restore_feature_updater": ("feature-updater",),
     "freeze_index": ("cell",), "unfreeze_index": ("cell",),
     "inject_ranking_latency": ("cell",), "clear_ranking_latency": ("cell",),
+    "inject_homepage_errors": ("cell",), "clear_cell_faults": ("cell",),
 }
 
 

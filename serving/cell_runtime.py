@@ -30,6 +30,9 @@ from serving.request_stats import RequestStats
 
 log = logging.getLogger(__name__)
 
+HOMEPAGE_FAULT_STATUSES = (0, 404, 500)
+"""Chaos fault homepage_status: off, or the status the HTTP API answers homepages with."""
+
 
 @dataclass(frozen=True)
 class CellSettings:
@@ -213,9 +216,11 @@ class CellRuntime:
     def set_faults(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InputError("body", "must be a JSON object")
-        unknown = set(body) - {"ranking_latency_ms", "freeze_index"}
+        unknown = set(body) - {"ranking_latency_ms", "freeze_index", "homepage_status"}
         if unknown:
-            raise InputError(sorted(unknown)[0], "unknown fault; allowed: ranking_latency_ms, freeze_index")
+            raise InputError(sorted(unknown)[0], "unknown fault; allowed: ranking_latency_ms, freeze_index, homepage_status")
+        if "homepage_status" in body and body["homepage_status"] not in HOMEPAGE_FAULT_STATUSES:
+            raise InputError("homepage_status", f"must be one of {', '.join(map(str, HOMEPAGE_FAULT_STATUSES))}")
         if "ranking_latency_ms" in body:
             value = body["ranking_latency_ms"]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000:
@@ -225,8 +230,13 @@ class CellRuntime:
             if not isinstance(body["freeze_index"], bool):
                 raise InputError("freeze_index", "must be true or false")
             self.holder.frozen = body["freeze_index"]
-        log.warning("faults now: ranking_latency_ms=%s freeze_index=%s", self.recommender.faults.ranking_latency_ms, self.holder.frozen)
-        return {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms, "freeze_index": self.holder.frozen}
+        if "homepage_status" in body:
+            self.recommender.faults.homepage_status = int(body["homepage_status"])
+        faults = self.recommender.faults
+        log.warning("faults now: ranking_latency_ms=%s freeze_index=%s homepage_status=%s", faults.ranking_latency_ms,
+                    self.holder.frozen, faults.homepage_status)
+        return {"ranking_latency_ms": faults.ranking_latency_ms, "freeze_index": self.holder.frozen,
+                "homepage_status": faults.homepage_status}
 
 
 __all__ = ["CellRuntime", "CellSettings"]

@@ -87,6 +87,9 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         anonymous: bool = False, deadline: str | None = Header(default=None, alias=DEADLINE_HEADER),
     ) -> dict[str, Any]:
         check_count(count)
+        if rec.faults.homepage_status:  # chaos fault: a broken release answering errors
+            return JSONResponse(status_code=rec.faults.homepage_status,  # type: ignore[return-value]
+                                content={"detail": f"chaos fault homepage_status={rec.faults.homepage_status}"})
         tier = Tier.parse(max_tier)
         budget = deadline_seconds(deadline, default_s=rec.ladder_settings.deadline_s, max_s=MAX_DEADLINE_S)
         user = None if anonymous or not user_id else user_id
@@ -155,6 +158,6 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         denied = runtime.check_chaos_token(authorization)
         if denied:
             return _error(denied[0], "authorization", denied[1])
-        return JSONResponse(runtime.set_faults({"ranking_latency_ms": 0, "freeze_index": False}))
+        return JSONResponse(runtime.set_faults({"ranking_latency_ms": 0, "freeze_index": False, "homepage_status": 0}))
 
     return app

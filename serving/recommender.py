@@ -111,6 +111,9 @@ class Faults:
     """Chaos faults injected through the cell's admin API (see chaos/)."""
 
     ranking_latency_ms: float = 0.0
+    homepage_status: int = 0
+    """When 404 or 500, the cell's HTTP API answers homepages with that status instead of a slate
+    (a broken release; game days prove that the load counts such answers as failures). 0: off."""
 
 
 @dataclass

@@ -20,6 +20,7 @@ RESTORES = {
     "publish_corrupt_bundle": "restore_good_bundle", "freeze_index": "unfreeze_index",
     "stop_feature_updater": "restore_feature_updater", "inject_ranking_latency": "clear_ranking_latency",
     "kill_controller_leader": "restore_controllers", "partition_region": "heal_partition",
+    "inject_homepage_errors": "clear_cell_faults",
 }
 FILES = sorted(EXPERIMENTS_DIR.glob("*.json"))
 
@@ -70,6 +71,12 @@ def test_rollbacks_restore_every_fault_of_the_method(path: Path) -> None:
     rollbacks = {(a["provider"]["func"], a["provider"]["arguments"].get("region")) for a in exp["rollbacks"]}
     for func, region in faults:
         assert (RESTORES[func], region) in rollbacks
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_every_experiment_always_plays_its_rollbacks(path: Path) -> None:
+    """chaostoolkit reads runtime.rollbacks.strategy from the experiment: Ctrl-C still restores."""
+    assert _load(path)["runtime"]["rollbacks"]["strategy"] == "always"
 
 
 def test_discover_lists_every_action_and_probe() -> None:
