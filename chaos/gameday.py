@@ -3,14 +3,20 @@
 `run_gameday(name, ...)`:
   1. bounded open-loop load through the edge (chaos.load, on a thread; users and items from the
      current bundle's users.json / items.json), and a sampler of weights and tier mixes (0.5 s);
+     `target` may name a region instead: the load then goes straight to its cell, without the
+     edge's retries and last resort (to game-day a cell on its own);
   2. the experiment through chaoslib (`run_experiment`, rollbacks always played);
-  3. the fault time = the first method action's `at`; wait for the load to end;
-  4. RTO from the load records; for a region loss, RPO: the lost region's acknowledged event
-     seqs vs the seqs its same-geography survivors hold in `log:replica:<lost>` (read just before
-     the rollbacks restore the region, so late replication cannot hide a loss);
-  5. journal.json (with "rto" and "rpo"), report.json/.md/.png, a printed summary.
+  3. the fault time = the first method action's `at` (stamped just before it injects); wait for
+     the load to end;
+  4. chaos.measurement from the load records: availability and quality RTO, degradation, the
+     edge's first-attempt failures and retries; for a region loss, RPO: the lost region's
+     acknowledged event ids vs the ids its same-geography survivors hold in `log:replica:<lost>`
+     (read just before the rollbacks restore the region, so late replication cannot hide a loss);
+  5. chaos.verdicts: invalid (fault action failed, fault not observed, load short) or the bounds;
+  6. journal.json (with "rto", "quality_rto" and "rpo"), report.json/.md/.png, a printed summary.
 A state file <state_dir>/gameday.json (pid, argv, experiment) lets `abort_gameday` signal a running
-game day and play the rollbacks. `dry=True` only prints the plan: nothing is touched or written.
+game day; it then removes every fault of the stack's fault registry (chaos.fault_registry), which
+also holds the faults of runs it did not start. `dry=True` only prints the plan: nothing is touched.
 """
 from __future__ import annotations
 
@@ -23,12 +29,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from chaos import fault_registry
 from chaos import gameday_io as io
 from chaos.actions import StackContext, context_from
-from chaos.load import LoadSpec, read_records, run_load_async, validate
-from chaos.measurement import Rpo, compute_rpo, compute_rto
-from chaos.report import build_report, hypothesis_of, summary_lines, to_requests, write_report
+from chaos.load import LoadSpec, processes_for, read_records, run_load_async, validate
+from chaos.measurement import (
+    Rpo, compute_quality_rto, compute_rpo, compute_rto, degradation, edge_retries, to_requests,
+)
+from chaos.report import build_report, hypothesis_of, summary_lines, write_report
 from chaos.sampling import Sampler, stack_reader
+from chaos.verdicts import invalid_reasons, still_answering
 from regions.errors import InputError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -72,6 +82,14 @@ def first_rollback_at(journal: Mapping[str, Any]) -> float | None:
         if isinstance(run.get("output"), dict) and isinstance(run["output"].get("at"), (int, float)):
             return float(run["output"]["at"])
     return None
+
+
+def affected_geographies(experiment: Mapping[str, Any], ctx: StackContext) -> list[str] | None:
+    """The geographies of the regions the method's actions name; None (all) when none is named."""
+    regions = {str(a["provider"].get("arguments", {}).get("region")) for a in experiment.get("method", [])
+               if a.get("type") == "action" and a.get("provider", {}).get("arguments", {}).get("region")}
+    geos = sorted({ctx.topology.region(r).geography for r in regions if r in ctx.topology.regions})
+    return geos or None
 
 
 def lost_region_of(experiment: Mapping[str, Any]) -> str | None:
@@ -148,8 +166,14 @@ WARMUP_S = 15.0
 for the RPO to be measured on real traffic rather than on a handful of events."""
 
 
+BASELINE_SKIP_S = 3.0
+"""The quality RTO's baseline (personalised share before the fault) skips the load's first 3 s:
+connections are being opened and the first answers of a cold cache are not the steady state."""
+
+
 def run_gameday(name: str, *, state_dir: Path, topology: Path | None, load_rate: float, duration_s: float,
-                out_dir: Path, dry: bool = False, progress: Progress = _print, warmup_s: float = WARMUP_S) -> dict[str, Any]:
+                out_dir: Path, dry: bool = False, progress: Progress = _print, warmup_s: float = WARMUP_S,
+                target: str = "edge") -> dict[str, Any]:
     """Run experiment `name` under load and report; see the module docstring."""
     experiment = load_experiment(name)
     ctx = context_from({"state_dir": str(state_dir), "topology": str(topology) if topology else ""})
@@ -161,24 +185,28 @@ def run_gameday(name: str, *, state_dir: Path, topology: Path | None, load_rate:
             for target in step.targets:
                 progress(f"    hits {target}")
         return {"dry": True, "experiment": name, "plan": [asdict(s) for s in steps]}
+    if target != "edge" and target not in ctx.topology.regions:
+        raise InputError("target", f"must be 'edge' or a region ({', '.join(sorted(ctx.topology.regions))}), got {target!r}")
+    base_url = ctx.edge_url if target == "edge" else ctx.cell_url(target)
     # rate, duration and the loopback target are checked before anything is touched
-    validate(LoadSpec(base_url=ctx.edge_url, rate=load_rate, duration_s=duration_s, users=["-"], items=["-"]))
+    validate(LoadSpec(base_url=base_url, rate=load_rate, duration_s=duration_s, users=["-"], items=["-"]))
     io.claim_state(state_dir / STATE_FILE, experiment=name, out_dir=out_dir, topology=str(topology or ""))
     try:
         return _run(name, experiment, ctx, load_rate=load_rate, duration_s=duration_s, out_dir=out_dir, progress=progress,
-                    warmup_s=warmup_s)
+                    warmup_s=warmup_s, base_url=base_url)
     finally:
         (state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
 def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate: float, duration_s: float,
-         out_dir: Path, progress: Progress, warmup_s: float) -> dict[str, Any]:
+         out_dir: Path, progress: Progress, warmup_s: float, base_url: str) -> dict[str, Any]:
     from chaoslib.experiment import run_experiment
 
     out_dir.mkdir(parents=True, exist_ok=True)
     users, items = io.population(ctx)
-    spec = LoadSpec(base_url=ctx.edge_url, rate=load_rate, duration_s=duration_s, users=users, items=items)
-    progress(f"game day {name}: load {load_rate:g} req/s for {duration_s:g} s through {ctx.edge_url}, "
+    spec = LoadSpec(base_url=base_url, rate=load_rate, duration_s=duration_s, users=users, items=items,
+                    processes=processes_for(load_rate))
+    progress(f"game day {name}: load {load_rate:g} req/s for {duration_s:g} s through {base_url}, "
              f"{len(users)} users, {len(items)} items; results in {out_dir}")
     load_started = time.time()
     load = LoadRun(spec, out_dir / "load.jsonl", progress).start()
@@ -207,23 +235,40 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     getattr(reader, "close", lambda: None)()
     records = read_records(out_dir / "load.jsonl") if (out_dir / "load.jsonl").exists() else []
     fault_at = first_action_at(journal)
-    notes = [f"load failed: {load.error}"] if load.error else []
-    rto = compute_rto(to_requests(records), fault_at=fault_at if fault_at is not None else load_started)
-    if fault_at is None:
-        notes.append("no method action reported its `at`: RTO measured from the load start")
+    fault_end = first_rollback_at(journal)
+    notes = []
+    if load.result is not None:
+        notes.append(f"load: {load.result['achieved_rate']:.1f} of {load_rate:g} req/s achieved, p99 schedule lag "
+                     f"{load.result['p99_schedule_lag_ms'] or 0:.1f} ms, {load.result['processes']} generator process(es)")
+    requests = to_requests(records)
+    anchor = fault_at if fault_at is not None else load_started
+    geos = affected_geographies(experiment, ctx)
+    rto = compute_rto(requests, fault_at=anchor)
+    quality = compute_quality_rto(requests, fault_at=anchor, geographies=geos, baseline_from=load_started + BASELINE_SKIP_S)
+    degraded = degradation(requests, fault_at=anchor, geographies=geos)
+    retries = edge_retries(requests, start=anchor, end=fault_end)
     rpo: Rpo | None = None
     if lost is not None and fault_at is not None:
         snapshot.take()  # no-op when the rollbacks already triggered it
-        acked, how = io.acked_events(records, ctx=ctx, lost_region=lost, since=load_started)
-        rpo = compute_rpo(acked, lost_region=lost, fault_at=fault_at, durable_seqs=snapshot.seqs | snapshot.own_log_seqs)
-        notes.append(f"RPO: acknowledged events attributed by {how}; durable = seqs in {', '.join(snapshot.read_from) or 'no survivor'}")
+        rpo = compute_rpo(io.acked_events(records), lost_region=lost, fault_at=fault_at, durable_ids=snapshot.ids)
+        notes.append(f"RPO: acknowledged events by the region named in each answer; durable = event ids in "
+                     f"{', '.join(snapshot.read_from) or 'no survivor'}")
         notes += snapshot.problems
-    journal["rto"] = asdict(rto)
+    invalid = invalid_reasons(
+        method_runs=journal.get("run", []), fault_at=fault_at, load=load.result,
+        load_error=str(load.error) if load.error else None, lost_region=lost,
+        lost_region_answers=still_answering(records, region=lost, fault_at=fault_at, until=fault_end)
+        if lost is not None and fault_at is not None else 0)
+    journal["rto"] = {**asdict(rto), "measured": rto.measured}
+    journal["quality_rto"] = asdict(quality)
     journal["rpo"] = asdict(rpo) if rpo is not None else None
+    journal["invalid_reasons"] = invalid
     (out_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
     report = build_report(experiment=name, title=experiment["title"], records=records, fault_at=fault_at, rto=rto,
-                          rpo=rpo, status=str(journal.get("status")), samples=samples, notes=notes,
-                          hypothesis=hypothesis_of(journal), fault_end=first_rollback_at(journal))
+                          quality=quality, degradation=degraded, retries=retries, rpo=rpo, region_lost=lost is not None,
+                          status=str(journal.get("status")), samples=samples, notes=notes,
+                          hypothesis=hypothesis_of(journal), fault_end=fault_end, load=load.result, invalid=invalid,
+                          geographies=geos)
     paths = write_report(report, out_dir)
     for line in summary_lines(report):
         progress(line)
@@ -244,18 +289,27 @@ def _restore_sigterm(previous: Any) -> None:
 
 
 def abort_gameday(*, state_dir: Path, timeout_s: float = 120.0, progress: Progress = _print) -> dict[str, Any]:
-    """Signal the running game day (SIGTERM: chaoslib plays its rollbacks), wait for it, then play
-    the experiment's rollbacks here as well (they are idempotent), and remove the state file."""
+    """Signal the running game day, if any (SIGTERM: chaoslib plays its rollbacks), wait for it,
+    then remove every fault left in the stack's fault registry, whichever run injected it."""
     path = state_dir / STATE_FILE
-    info = io.read_state(path)
-    signalled = io.signal_gameday(info, timeout_s=timeout_s)
-    progress(f"signalled game day pid {info['pid']} ({info['experiment']})" if signalled
-             else f"game day pid {info['pid']} is not running; playing its rollbacks")
-    ctx = context_from({"state_dir": str(state_dir), "topology": info.get("topology", "")})
-    experiment = configured(load_experiment(info["experiment"]), ctx, Path(info["topology"]) if info.get("topology") else None)
-    runs = io.play_rollbacks(experiment, progress)
+    info: dict[str, Any] | None = io.read_state(path) if path.exists() else None
+    signalled = False
+    if info is not None:
+        signalled = io.signal_gameday(info, timeout_s=timeout_s)
+        progress(f"signalled game day pid {info['pid']} ({info['experiment']})" if signalled
+                 else f"game day pid {info['pid']} is not running")
+    left = fault_registry.pending(state_dir)
+    if info is None and not left:
+        raise InputError("gameday", f"no game day is running ({path} does not exist) and no fault is registered in "
+                         f"{state_dir / fault_registry.REGISTRY_FILE}")
+    topology = info.get("topology", "") if info else ""
+    ctx = context_from({"state_dir": str(state_dir), "topology": topology})
+    configuration = {"state_dir": str(ctx.state_dir), "topology": topology, "control_store": ctx.control_store_url,
+                     "artifacts": ctx.artifacts_url}
+    runs = fault_registry.clear_all(state_dir, configuration=configuration, progress=progress)
     path.unlink(missing_ok=True)
-    return {"experiment": info["experiment"], "pid": info["pid"], "signalled": signalled, "rollbacks": runs}
+    return {"experiment": info["experiment"] if info else None, "pid": info["pid"] if info else None,
+            "signalled": signalled, "rollbacks": [{"name": r["key"], "status": r["status"]} for r in runs]}
 
 
 def gameday_running(state_dir: Path) -> dict[str, Any] | None:

@@ -2,9 +2,8 @@
 would hit, the RPO evidence read from Redis, progress printing and playing rollbacks.
 
 RPO evidence: the survivors' `log:replica:<lost>` streams are read ONCE, just before the rollbacks
-restore the lost region (its replicator would otherwise ship the rest and hide the loss). Only
-entries since the load started count (stream ids are milliseconds), so seqs of an earlier game day
-are never mistaken for this one's.
+restore the lost region (its replicator would otherwise ship the rest and hide the loss). Events
+are matched by id (uuid4, unique across runs); only entries since the load started are read.
 """
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from chaos.measurement import AckedEvent
 from regions import stack
 from regions.errors import InputError
 from regions.geo import replication_peers
-from regions.redis_keys import EVENT_LOG, replica_log
+from regions.redis_keys import replica_log
 
 Progress = Callable[[str], None]
 _KINDS_OF = {
@@ -159,28 +158,27 @@ def _redis(ctx: StackContext, region: str) -> Any:
                        decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0)
 
 
-def stream_seqs(client: Any, key: str, *, since: float) -> set[int]:
-    """`seq` fields of the stream's entries added at or after `since` (epoch seconds)."""
-    seqs: set[int] = set()
+def stream_event_ids(client: Any, key: str, *, since: float) -> set[str]:
+    """`event_id` fields of the stream's entries added at or after `since` (epoch seconds)."""
+    ids: set[str] = set()
     start = f"{int(since * 1000)}-0"
     while True:
         batch = client.xrange(key, min=start, max="+", count=1000)
-        for entry_id, fields in batch:
-            if str(fields.get("seq", "-1")).lstrip("-").isdigit() and int(fields["seq"]) >= 0:
-                seqs.add(int(fields["seq"]))
+        ids.update(str(fields["event_id"]) for _, fields in batch if fields.get("event_id"))
         if len(batch) < 1000:
-            return seqs
+            return ids
         ms, _, n = batch[-1][0].partition("-")
         start = f"{ms}-{int(n) + 1}"
 
 
 class DurableSnapshot:
-    """Seqs that the lost region's same-geography survivors hold, read once (see module docstring)."""
+    """Event ids that the lost region's same-geography survivors hold in their replica streams of
+    it (`log:replica:<lost>`), read once (see the module docstring). Their own logs do not count:
+    an event a survivor stored itself is that survivor's, not a durable copy of the lost region's."""
 
     def __init__(self, ctx: StackContext, *, lost_region: str | None, since: float) -> None:
         self.ctx, self.lost, self.since = ctx, lost_region, since
-        self.seqs: set[int] = set()
-        self.own_log_seqs: set[int] = set()
+        self.ids: set[str] = set()
         self.read_from: list[str] = []
         self.problems: list[str] = []
         self.taken = False
@@ -192,42 +190,32 @@ class DurableSnapshot:
         for peer in replication_peers(self.ctx.topology, self.lost):
             try:
                 client = _redis(self.ctx, peer)
-                self.seqs |= stream_seqs(client, replica_log(self.lost), since=self.since)
-                self.own_log_seqs |= stream_seqs(client, EVENT_LOG, since=self.since)
+                self.ids |= stream_event_ids(client, replica_log(self.lost), since=self.since)
                 client.close()
                 self.read_from.append(f"{peer}:{replica_log(self.lost)}")
             except Exception as exc:  # a survivor we cannot read holds nothing we can count
                 self.problems.append(f"could not read {peer}'s Redis: {exc}")
 
 
-def acked_events(records: Iterable[Mapping[str, Any]], *, ctx: StackContext, lost_region: str,
-                 since: float) -> tuple[list[AckedEvent], str]:
-    """The lost region's acknowledged events, and how they were attributed to it:
-    1. the load record's `region` (the answer named the storing region);
-    2. else the lost region's own `log:events` after the rollbacks restored it from its AOF;
-    3. else the user's geography (every event of the lost region's geography)."""
-    acked = [r for r in records if r.get("kind") == "events" and r.get("status") == 200 and r.get("seqs")]
-    at = lambda r: float(r["t"]) + float(r.get("latency_ms") or 0.0) / 1000.0  # noqa: E731
-    if any(r.get("region") for r in acked):
-        return [AckedEvent(seq=int(s), acked_at=at(r), region=str(r.get("region"))) for r in acked for s in r["seqs"]], "load records"
-    try:
-        client = _redis(ctx, lost_region)
-        own = stream_seqs(client, EVENT_LOG, since=since)
-        client.close()
-        return [AckedEvent(seq=int(s), acked_at=at(r), region=lost_region if int(s) in own else "elsewhere")
-                for r in acked for s in r["seqs"]], f"{lost_region}'s own {EVENT_LOG} (restored)"
-    except Exception:  # the lost region did not come back: fall back to the geography
-        pass
-    geo = ctx.topology.region(lost_region).geography
-    return [AckedEvent(seq=int(s), acked_at=at(r), region=lost_region) for r in acked
-            if str(r.get("user_id", "")).startswith(f"{geo}-") for s in r["seqs"]], f"geography {geo}"
+def acked_events(records: Iterable[Mapping[str, Any]]) -> list[AckedEvent]:
+    """Every acknowledged event of the load, with the region that stored it (the answer's
+    `stored_by`) and its acknowledgement time (the record's completion)."""
+    out = []
+    for r in records:
+        if r.get("kind") != "events":
+            continue
+        at = float(r.get("done", float(r["t"]) + float(r.get("latency_ms") or 0.0) / 1000.0))
+        for region, ids in (r.get("stored_by") or {}).items():
+            out += [AckedEvent(event_id=str(i), acked_at=at, region=str(region)) for i in ids]
+    return out
 
 
 # -- the table of many game days --------------------------------------------------------------------
 def summarize_run(out_dir: Path) -> dict[str, Any]:
     """One row of the game-day table from a game day's out dir (report.json, journal.json, load.jsonl):
-    RTO, RPO, lost events, empty slates, the tier mix and success while the fault was in place (from
-    the fault to the first rollback), how fast the weights moved, the hypothesis and the verdict."""
+    both RTOs, first-attempt failures, RPO, lost events, empty slates, the tier mix and success while
+    the fault was in place (from the fault to the first rollback), how fast the weights moved, the
+    hypothesis and the verdict (with the reasons of an invalid one)."""
     from chaos.gameday import first_rollback_at
     from chaos.load import read_records
     from chaos.report import hypothesis_of, weights_changed_after, window_summary
@@ -238,8 +226,14 @@ def summarize_run(out_dir: Path) -> dict[str, Any]:
     during = window_summary(records, start=report.get("fault_at"), end=first_rollback_at(journal))
     hypothesis = hypothesis_of(journal)
     rpo = report.get("rpo") or {}
+    quality = report.get("quality_rto") or {}
+    edge = report.get("edge") or {}
     return {"experiment": report["experiment"], "dir": str(out_dir), "status": report["status"],
             "rto_s": report["rto"]["seconds"] if report["rto"]["measured"] else None,
+            "rto_status": report["rto"].get("status"), "quality_rto_s": quality.get("seconds"),
+            "quality_rto_status": quality.get("status"),
+            "first_attempt_failure_rate": edge.get("first_attempt_failure_rate"),
+            "invalid_reasons": report.get("invalid_reasons") or [],
             "rpo_s": rpo.get("seconds"), "lost": rpo.get("lost"), "acknowledged": rpo.get("acknowledged"),
             "empty_slates": report["load"]["empty_slates"], "requests": report["load"]["requests"],
             "success_rate": report["load"]["success_rate"], "p99_ms": report["load"]["p99_ms"], "during_fault": during,
@@ -278,4 +272,4 @@ class ProgressHandler(RunEventHandler):  # type: ignore[misc]
 
 
 __all__ = ["DurableSnapshot", "ProgressHandler", "acked_events", "claim_state", "play_rollbacks", "population",
-           "read_state", "signal_gameday", "stream_seqs", "summarize_run", "summarize_runs", "targets_of"]
+           "read_state", "signal_gameday", "stream_event_ids", "summarize_run", "summarize_runs", "targets_of"]

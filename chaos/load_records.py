@@ -69,6 +69,9 @@ def classify_events(status: int, body: Any, *, sent_ids: Sequence[str]) -> dict[
     rec: dict[str, Any] = {"status": status, "tier": None, "region": None, "slate_len": -1, "event_ids": list(sent_ids),
                            "acked_ids": [], "stored_by": {}, "edge_ms": None}
     stored = body.get("stored") if isinstance(body, Mapping) else None
+    if stored is None and isinstance(body, Mapping) and isinstance(body.get("region"), str) \
+            and body.get("accepted") == len(sent_ids):  # a cell's own answer: every event, in its region
+        stored = {body["region"]: list(sent_ids)}
     if 200 <= status < 300 and isinstance(stored, Mapping):
         by_region = {str(region): [str(i) for i in ids] for region, ids in stored.items() if isinstance(ids, list)}
         wanted = set(sent_ids)

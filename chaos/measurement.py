@@ -319,7 +319,7 @@ class Rpo:
 
 def compute_rpo(acked: Iterable[AckedEvent], *, lost_region: str, fault_at: float, durable_ids: set[str]) -> Rpo:
     """RPO of `lost_region`: which of its acknowledged events its geography's survivors hold."""
-    mine = sorted((e for e in acked if e.region == lost_region and e.acked_at <= fault_at), key=lambda e: (e.acked_at, e.event_id))
+    mine = sorted((e for e in acked if e.region == lost_region and e.acked_at <= fault_at), key=lambda e: e.acked_at)  # stable: batch order
     if not mine:
         return Rpo(status=NOT_MEASURED, seconds=None, lost=0, acknowledged=0, newest_durable_at=None,
                    reason=f"no event was acknowledged by {lost_region} before the fault: nothing to measure an RPO on")

@@ -17,6 +17,7 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from chaos.actions import HTTP_TIMEOUT_S, StackContext, context_from
+from chaos.load_records import classify_read
 from chaos.measurement import tier_mix as count_tiers
 
 __all__ = [
@@ -49,15 +50,12 @@ def _homepage_records(ctx: StackContext, requests: int) -> list[dict[str, Any]]:
             rec: dict[str, Any] = {"kind": "homepage", "user_id": user, "tier": None, "slate_len": -1}
             try:
                 resp = client.get("/v1/recommendations/homepage", params={"user_id": user, "count": 8})
+                body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else None
+                rec.update(classify_read("homepage", resp.status_code, body))  # ok: 2xx with items, as the load
                 rec["latency_ms"] = resp.elapsed.total_seconds() * 1000
-                rec["status"] = resp.status_code
-                rec["ok"] = resp.status_code < 500 and resp.status_code != 429
-                body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
-                rec["tier"] = body.get("tier")
-                rec["slate_len"] = len(body.get("items", []))
             except httpx.TimeoutException:
                 rec.update(status="timeout", ok=False, latency_ms=HTTP_TIMEOUT_S * 1000)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, ValueError) as exc:
                 rec.update(status=type(exc).__name__, ok=False, latency_ms=0.0)
             records.append(rec)
     return records

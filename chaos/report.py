@@ -1,7 +1,9 @@
-"""Game-day reports: verdicts, a per-second timeline, and report.json / report.md / report.png.
+"""Game-day reports: a per-second timeline, and report.json / report.md / report.png.
 
-Pure parts (`verdicts`, `timeline`, `build_report`, `render_markdown`) take records and numbers in
-and return values; `write_report` does the file I/O and `plot` draws with matplotlib's Agg backend.
+Pure parts (`timeline`, `build_report`, `render_markdown`) take records and figures in (measured by
+chaos.measurement, judged by chaos.verdicts) and return values; `write_report` does the file I/O
+and `plot` draws with matplotlib's Agg backend: success, p99, the tier share of the affected
+geographies' homepages with the fault marked, and the routing weights.
 """
 from __future__ import annotations
 
@@ -13,72 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from chaos.measurement import Request, Rpo, Rto, tier_mix
-
-PASS, FAIL, NOT_MEASURED, NOT_APPLICABLE = "pass", "fail", "not measured", "not applicable"
-
-
-@dataclass(frozen=True)
-class Targets:
-    requirement_rto_s: float = 600.0
-    """Product requirement: RTO < 10 min for a regional outage."""
-    requirement_rpo_s: float = 300.0
-    """Product requirement: RPO < 5 min for interaction logs."""
-    target_rto_s: float = 15.0
-    """Our target: the controller steers away within seconds."""
-    target_rpo_s: float = 2.0
-    """Our target: replication lag of about a second."""
-    target_empty_slates: int = 0
-    """Promise: the homepage always returns something useful."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    name: str
-    kind: str
-    """requirement | target"""
-    limit: str
-    value: float | None
-    status: str
-    """pass | fail | not measured | not applicable"""
-
-
-def _check(value: float | None, limit: float, *, strict: bool, applicable: bool = True) -> str:
-    if not applicable:
-        return NOT_APPLICABLE
-    if value is None:
-        return NOT_MEASURED
-    return PASS if (value < limit if strict else value <= limit) else FAIL
-
-
-def verdicts(*, rto: Rto, rpo: Rpo | None, empty_slates: int, targets: Targets = Targets()) -> list[Verdict]:
-    """RTO and RPO against the requirements (strictly below) and our targets (at most)."""
-    rto_s = rto.seconds if rto.measured else None
-    rpo_s = rpo.seconds if rpo is not None else None
-    has_rpo = rpo is not None
-    return [
-        Verdict("RTO", "requirement", f"< {targets.requirement_rto_s:g} s", rto_s, _check(rto_s, targets.requirement_rto_s, strict=True)),
-        Verdict("RPO", "requirement", f"< {targets.requirement_rpo_s:g} s", rpo_s,
-                _check(rpo_s, targets.requirement_rpo_s, strict=True, applicable=has_rpo)),
-        Verdict("RTO", "target", f"<= {targets.target_rto_s:g} s", rto_s, _check(rto_s, targets.target_rto_s, strict=False)),
-        Verdict("RPO", "target", f"<= {targets.target_rpo_s:g} s", rpo_s,
-                _check(rpo_s, targets.target_rpo_s, strict=False, applicable=has_rpo)),
-        Verdict("empty homepage slates", "target", f"<= {targets.target_empty_slates}", float(empty_slates),
-                _check(float(empty_slates), targets.target_empty_slates, strict=False)),
-    ]
-
-
-def hypothesis_verdicts(hypothesis: Mapping[str, Any] | None) -> list[Verdict]:
-    """The steady-state hypothesis before the fault and after it (with the fault still in place)
-    as verdicts; `hypothesis` is `hypothesis_of(journal)`. None: not a game day of an experiment."""
-    if hypothesis is None:
-        return []
-    out = []
-    for when in ("before", "after"):
-        met = hypothesis.get(when)
-        status = NOT_MEASURED if met is None else (PASS if met else FAIL)
-        out.append(Verdict(f"steady state {when}", "hypothesis", "met", None if met is None else float(bool(met)), status))
-    return out
+from chaos.measurement import Degradation, EdgeRetries, QualityRto, Rpo, Rto, tier_mix
+from chaos.verdicts import Targets, hypothesis_verdicts, overall, verdicts
 
 
 def hypothesis_of(journal: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,23 +32,10 @@ def hypothesis_of(journal: Mapping[str, Any]) -> dict[str, Any]:
     return {**met, "deviated": bool(journal.get("deviated")), "violations": violations}
 
 
-def overall(found: Sequence[Verdict]) -> str:
-    statuses = {v.status for v in found}
-    if FAIL in statuses:
-        return FAIL
-    return "incomplete" if NOT_MEASURED in statuses else PASS
-
-
-def to_requests(records: Iterable[Mapping[str, Any]]) -> list[Request]:
-    """Load records (chaos.load) -> chaos.measurement.Request."""
-    return [Request(t=float(r["t"]), ok=bool(r.get("ok")), latency_ms=float(r.get("latency_ms") or 0.0),
-                    kind=str(r.get("kind", "homepage")), slate_len=int(r.get("slate_len", -1) if r.get("slate_len") is not None else -1))
-            for r in records if "t" in r]
-
-
 def empty_slates(records: Iterable[Mapping[str, Any]]) -> int:
     """Homepage answers that succeeded with no item (the promise is: never)."""
-    return sum(1 for r in records if r.get("kind", "homepage") == "homepage" and r.get("ok") and r.get("slate_len") == 0)
+    return sum(1 for r in records if r.get("kind", "homepage") == "homepage"
+               and (r.get("empty") or (r.get("ok") and r.get("slate_len") == 0)))
 
 
 @dataclass(frozen=True)
@@ -124,17 +49,24 @@ class Bucket:
     tiers: Mapping[str, int] = field(default_factory=dict)
 
 
-def timeline(records: Sequence[Mapping[str, Any]], *, origin: float, bucket_s: float = 1.0) -> list[Bucket]:
-    """Per-bucket success rate, p99, empty slates and tier counts (buckets with no request omitted)."""
+def _done(rec: Mapping[str, Any]) -> float:
+    return float(rec.get("done", float(rec["t"]) + float(rec.get("latency_ms") or 0.0) / 1000.0))
+
+
+def timeline(records: Sequence[Mapping[str, Any]], *, origin: float, bucket_s: float = 1.0,
+             geographies: Sequence[str] | None = None) -> list[Bucket]:
+    """Per-bucket (by completion time) success rate, p99, empty slates, and the tier counts of the
+    homepages of `geographies` (None: all); buckets with no request omitted."""
     groups: dict[int, list[Mapping[str, Any]]] = {}
     for rec in records:
         if "t" in rec:
-            groups.setdefault(int(math.floor((float(rec["t"]) - origin) / bucket_s)), []).append(rec)
+            groups.setdefault(int(math.floor((_done(rec) - origin) / bucket_s)), []).append(rec)
     out = []
     for index in sorted(groups):
         recs = groups[index]
         lat = np.array([float(r.get("latency_ms") or 0.0) for r in recs])
-        answers = [{**r, "tier": r.get("tier") if r.get("ok") else None} for r in recs if r.get("kind") != "events"]
+        answers = [{**r, "tier": r.get("tier") if r.get("ok") else None} for r in recs if r.get("kind") == "homepage"
+                   and (geographies is None or r.get("geo") in geographies)]
         out.append(Bucket(t=index * bucket_s, requests=len(recs), success_rate=sum(1 for r in recs if r.get("ok")) / len(recs),
                           p99_ms=float(np.percentile(lat, 99)), empty=empty_slates(recs), tiers=tier_mix(answers)))
     return out
@@ -169,24 +101,38 @@ def weights_changed_after(samples: Sequence[Mapping[str, Any]], *, fault_at: flo
 
 
 def build_report(*, experiment: str, title: str, records: Sequence[Mapping[str, Any]], fault_at: float | None,
-                 rto: Rto, rpo: Rpo | None, status: str, samples: Sequence[Mapping[str, Any]] = (),
-                 notes: Sequence[str] = (), targets: Targets = Targets(),
-                 hypothesis: Mapping[str, Any] | None = None, fault_end: float | None = None) -> dict[str, Any]:
-    """Everything report.json holds. Pure: the caller measured rto/rpo from the same records."""
+                 rto: Rto, quality: QualityRto | None = None, degradation: Degradation | None = None,
+                 retries: EdgeRetries | None = None, rpo: Rpo | None, region_lost: bool | None = None, status: str,
+                 samples: Sequence[Mapping[str, Any]] = (), notes: Sequence[str] = (), targets: Targets = Targets(),
+                 hypothesis: Mapping[str, Any] | None = None, fault_end: float | None = None,
+                 load: Mapping[str, Any] | None = None, invalid: Sequence[str] = (),
+                 geographies: Sequence[str] | None = None) -> dict[str, Any]:
+    """Everything report.json holds. Pure: the caller measured the figures from the same records."""
     origin = min((float(r["t"]) for r in records if "t" in r), default=fault_at or 0.0)
-    found = verdicts(rto=rto, rpo=rpo, empty_slates=empty_slates(records), targets=targets) + hypothesis_verdicts(hypothesis)
+    lost = rpo is not None if region_lost is None else region_lost
+    found = verdicts(rto=rto, quality=quality, rpo=rpo, region_lost=lost, empty_slates=empty_slates(records),
+                     targets=targets) + hypothesis_verdicts(hypothesis)
     lat = [float(r.get("latency_ms") or 0.0) for r in records]
     return {
-        "experiment": experiment, "title": title, "status": status, "verdict": overall(found),
+        "experiment": experiment, "title": title, "status": status, "verdict": overall(found, invalid=invalid),
+        "invalid_reasons": list(invalid),
         "origin": origin, "fault_at": fault_at, "fault_offset_s": (fault_at - origin) if fault_at is not None else None,
         "load": {"requests": len(records), "success_rate": (sum(1 for r in records if r.get("ok")) / len(records)) if records else None,
                  "p99_ms": float(np.percentile(lat, 99)) if lat else None, "empty_slates": empty_slates(records),
-                 "tiers": tier_mix({**r, "tier": r.get("tier") if r.get("ok") else None} for r in records if r.get("kind") != "events")},
+                 "tiers": tier_mix({**r, "tier": r.get("tier") if r.get("ok") else None} for r in records if r.get("kind") != "events"),
+                 **{k: v for k, v in (load or {}).items() if k in ("rate", "achieved_rate", "p99_schedule_lag_ms", "valid",
+                                                                   "scheduled", "sent", "client_overload", "processes")}},
         "during_fault": window_summary(records, start=fault_at, end=fault_end),
         "weights_changed_after_s": weights_changed_after(samples, fault_at=fault_at),
-        "rto": asdict(rto), "rpo": asdict(rpo) if rpo is not None else None,
+        "rto": {**asdict(rto), "measured": rto.measured},
+        "quality_rto": {**asdict(quality), "measured": quality.measured} if quality is not None else None,
+        "degradation": asdict(degradation) if degradation is not None else None,
+        "edge": ({**asdict(retries), "first_attempt_failure_rate": retries.first_attempt_failure_rate,
+                  "retry_rate": retries.retry_rate} if retries is not None else None),
+        "rpo": asdict(rpo) if rpo is not None else None,
+        "affected_geographies": list(geographies) if geographies is not None else None,
         "verdicts": [asdict(v) for v in found],
-        "timeline": [asdict(b) for b in timeline(records, origin=origin)],
+        "timeline": [asdict(b) for b in timeline(records, origin=origin, geographies=geographies)],
         "samples": [dict(s) for s in samples], "notes": list(notes),
         "hypothesis": dict(hypothesis) if hypothesis is not None else None,
     }
@@ -194,6 +140,10 @@ def build_report(*, experiment: str, title: str, records: Sequence[Mapping[str, 
 
 def _fmt(value: float | None, unit: str = "s") -> str:
     return "-" if value is None else f"{value:.2f} {unit}".strip()
+
+
+def _rto_text(rto: Mapping[str, Any]) -> str:
+    return _fmt(rto["seconds"]) if rto["status"] == "met" else str(rto["status"])
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
@@ -205,7 +155,27 @@ def render_markdown(report: Mapping[str, Any]) -> str:
              + ("-" if load["success_rate"] is None else f"{load['success_rate'] * 100:.3f} %")
              + f", p99 {_fmt(load['p99_ms'], 'ms')}, empty homepage slates {load['empty_slates']}",
              f"- tiers: " + (", ".join(f"{k} {v}" for k, v in load["tiers"].items()) or "-"),
-             f"- RTO: {_fmt(rto['seconds']) if rto['measured'] else 'not measured'} ({rto['reason']})"]
+             f"- availability RTO: {_rto_text(rto)} ({rto['reason']})"]
+    if report.get("invalid_reasons"):
+        lines[5:5] = ["- **INVALID**: " + "; ".join(report["invalid_reasons"])]
+    quality = report.get("quality_rto")
+    if quality is not None:
+        base = "-" if quality["baseline_share"] is None else f"{quality['baseline_share']:.1%}"
+        lines.append(f"- quality RTO ({', '.join(quality['geographies'])}; personalised share before the fault {base}): "
+                     f"{_rto_text(quality)} ({quality['reason']})")
+    deg = report.get("degradation")
+    if deg is not None:
+        lines.append("- after the fault, seconds of the affected homepages on each tier: "
+                     + (", ".join(f"{k} {v:.1f}" for k, v in deg["tier_seconds"].items()) or "-")
+                     + f"; degraded: {deg['degraded_requests']} requests, {deg['degraded_request_seconds']:.1f} request-seconds")
+    edge = report.get("edge")
+    if edge is not None and edge["reads"]:
+        lines.append(f"- through the edge after the fault: first-attempt failures {edge['first_attempt_failures']} of "
+                     f"{edge['reads']} reads ({edge['first_attempt_failure_rate']:.2%}: what users would have seen without "
+                     f"the edge's retry), retried {edge['retried']} ({edge['retry_rate']:.2%})")
+    if "achieved_rate" in load:
+        lines.append(f"- load rate: {load['achieved_rate']:.1f} of {load['rate']:g} req/s achieved, p99 schedule lag "
+                     f"{_fmt(load['p99_schedule_lag_ms'], 'ms')}" + ("" if load.get("valid") else " (INVALID: more than 2 % short)"))
     during = report.get("during_fault")
     if during and during["requests"]:
         lines.append(f"- during the fault ({during['end'] - during['start']:.1f} s, {during['requests']} requests): success "
@@ -214,7 +184,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report.get("weights_changed_after_s") is not None:
         lines.append(f"- routing weights changed {report['weights_changed_after_s']:.1f} s after the fault")
     if rpo is not None:
-        lines.append(f"- RPO: {_fmt(rpo['seconds'])}, {rpo['lost']} of {rpo['acknowledged']} acknowledged events lost")
+        lines.append(f"- RPO: {_fmt(rpo['seconds']) if rpo['seconds'] is not None else 'not measured'}, {rpo['lost']} of "
+                     f"{rpo['acknowledged']} acknowledged events lost ({rpo['reason']})")
+        if rpo["lost_ids"]:
+            lines.append(f"- lost event ids (first {len(rpo['lost_ids'])}): " + ", ".join(rpo["lost_ids"]))
     else:
         lines.append("- RPO: not applicable (no region lost)")
     lines += ["", "| check | kind | limit | value | verdict |", "| --- | --- | --- | --- | --- |"]
@@ -232,6 +205,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
     """The printed summary: one line per verdict and the overall verdict."""
     out = [f"{report['experiment']}: {report['status']}, verdict {report['verdict']}"]
+    out += [f"  INVALID: {reason}" for reason in report.get("invalid_reasons") or []]
+    quality = report.get("quality_rto") or {}
+    edge = report.get("edge") or {}
+    out.append(f"  availability RTO {_rto_text(report['rto'])}, quality RTO {_rto_text(quality) if quality else '-'}, "
+               f"first-attempt failures " + (f"{edge['first_attempt_failure_rate']:.2%}" if edge.get("reads") else "-"))
     for v in report["verdicts"]:
         value = "-" if v["value"] is None else f"{v['value']:.2f}"
         out.append(f"  {v['name']:<22} {v['kind']:<11} {v['limit']:<10} {value:>10}  {v['status']}")
@@ -259,7 +237,7 @@ def plot(report: Mapping[str, Any], path: Path) -> Path:
         shares = [[b["tiers"].get(t, 0) / max(sum(b["tiers"].values()), 1) for b in buckets] for t in tiers]
         axes[2].stackplot(xs, *shares, labels=tiers)
         axes[2].legend(loc="upper right", fontsize="small")
-    axes[2].set_ylabel("tier share")
+    axes[2].set_ylabel("tier share\n(affected homepages)")
     origin = report["origin"]
     series: dict[str, list[tuple[float, float]]] = {}
     for s in report.get("samples", []):
@@ -277,7 +255,10 @@ def plot(report: Mapping[str, Any], path: Path) -> Path:
             ax.axvline(report["fault_offset_s"], color="red", linestyle="--")
         if report["rto"]["recovered_at"] is not None:
             ax.axvline(report["rto"]["recovered_at"] - origin, color="green", linestyle=":")
-    fig.suptitle(f"{report['experiment']}: fault (red), recovered (green)")
+        quality = report.get("quality_rto") or {}
+        if quality.get("seconds") is not None and report["fault_at"] is not None:
+            ax.axvline(report["fault_at"] + quality["seconds"] - origin, color="purple", linestyle="-.")
+    fig.suptitle(f"{report['experiment']}: fault (red), available again (green), personalised again (purple)")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=90)
     plt.close(fig)

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         """Send bounded open-loop load through the edge and summarise what users saw."""
         from chaos.actions import context_from
         from chaos.gameday_io import population
-        from chaos.load import LoadSpec, read_records, run_load
+        from chaos.load import LoadSpec, processes_for, read_records, run_load
         from chaos.report import empty_slates
         from chaos.probes import p99_latency, tier_mix
 
@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
         users, items = population(ctx)
         path = out_file or ctx.state_dir.parent / f"load-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
         out.print(f"load: {rate:g} req/s for {duration:g} s through {ctx.edge_url} -> {path}")
-        result = run_load(LoadSpec(base_url=ctx.edge_url, rate=rate, duration_s=duration, users=users, items=items), path,
+        result = run_load(LoadSpec(base_url=ctx.edge_url, rate=rate, duration_s=duration, users=users, items=items,
+                                   processes=processes_for(rate)), path,
                           progress=lambda i, n: out.print(f"  {i}/{n}") if i and i % max(int(rate * 10), 1) == 0 else None)
         records = read_records(path)
         table = Table("requests", "failed", "success %", "p99 ms", "empty slates", "tiers")
@@ -55,14 +56,20 @@ def register(app: typer.Typer) -> None:
                       f"{p99_latency(load_file=str(path)):.1f}", str(empty_slates(records)),
                       ", ".join(f"{k} {v:.1%}" for k, v in mix.items() if v))
         out.print(table)
+        out.print(f"achieved {result['achieved_rate']:.1f} of {rate:g} req/s, p99 schedule lag "
+                  f"{result['p99_schedule_lag_ms'] or 0:.1f} ms" + ("" if result["valid"] else
+                                                                      "; INVALID: " + "; ".join(result["invalid_reasons"])))
+        if not result["valid"]:
+            raise typer.Exit(1)
 
     @app.command("gameday-table")
     def gameday_table(runs: Path = typer.Argument(..., help="The parent directory of game-day --out-dir directories.")) -> None:
-        """Print RTO, RPO, lost events, empty slates and the tier mix during the fault of every game day under RUNS."""
+        """Print both RTOs, first-attempt failures, RPO, lost events, empty slates and the tier mix during the fault of
+        every game day under RUNS."""
         from chaos.gameday_io import summarize_runs
 
-        table = Table("experiment", "RTO s", "RPO s", "lost/acked", "empty", "during the fault: success, p99, tiers",
-                      "steered after s", "hypothesis before/after", "verdict")
+        table = Table("experiment", "availability RTO s", "quality RTO s", "first-attempt fail %", "RPO s", "lost/acked",
+                      "empty", "during the fault: success, p99, tiers", "steered after s", "hypothesis before/after", "verdict")
 
         def num(value: Optional[float]) -> str:
             return "-" if value is None else f"{value:.2f}"
@@ -72,10 +79,17 @@ def register(app: typer.Typer) -> None:
             total = max(sum((during.get("tiers") or {}).values()), 1)
             mix = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted((during.get("tiers") or {}).items(), key=lambda kv: -kv[1]))
             hyp = row["hypothesis"]
-            table.add_row(row["experiment"], num(row["rto_s"]), num(row["rpo_s"]),
+            def rto(seconds: Optional[float], status: Optional[str]) -> str:
+                return num(seconds) if status in (None, "met") else str(status)
+
+            rate = row["first_attempt_failure_rate"]
+            table.add_row(row["experiment"], rto(row["rto_s"], row["rto_status"]),
+                          rto(row["quality_rto_s"], row["quality_rto_status"]), "-" if rate is None else f"{100 * rate:.2f}",
+                          num(row["rpo_s"]),
                           "-" if row["lost"] is None else f"{row['lost']}/{row['acknowledged']}", str(row["empty_slates"]),
                           (f"{during['success_rate']:.1%}, {during['p99_ms']:.0f} ms; " if during.get("requests") else "") + mix,
-                          num(row["weights_changed_after_s"]), f"{hyp['before']}/{hyp['after']}", row["verdict"])
+                          num(row["weights_changed_after_s"]), f"{hyp['before']}/{hyp['after']}",
+                          row["verdict"] + "".join(f"\n{r}" for r in row["invalid_reasons"]))
         out.print(table)
 
     @app.command("gameday")
@@ -87,10 +101,12 @@ def register(app: typer.Typer) -> None:
                                        help="Seconds of load; the RTO needs 30 s of good service after recovery."),
         out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Where the journal and report go "
                                                                        "(default: var/gamedays/NAME-TIME)."),
+        target: str = typer.Option("edge", "--target", help="Where the load goes: the edge, or a region's cell directly."),
         state_dir: Optional[Path] = STATE_DIR,
         topology: Optional[Path] = TOPOLOGY,
     ) -> None:
-        """Run a game day (experiment + load + RTO/RPO report), list the experiments, or abort one."""
+        """Run a game day (experiment + load + RTO/RPO report), list the experiments, or abort (remove every
+        registered fault, whichever run left it)."""
         from chaos import gameday as gd
 
         sdir = _state_dir(state_dir)
@@ -108,10 +124,12 @@ def register(app: typer.Typer) -> None:
         if name == "abort":
             result = gd.abort_gameday(state_dir=sdir, progress=out.print)
             failed = [r["name"] for r in result["rollbacks"] if r["status"] != "succeeded"]
-            out.print(f"aborted {result['experiment']}; rollbacks " + (f"FAILED: {', '.join(failed)}" if failed else "done"))
+            out.print(f"aborted {result['experiment'] or 'no running game day'}; faults removed: "
+                      + (", ".join(r["name"] for r in result["rollbacks"] if r["status"] == "succeeded") or "none")
+                      + (f"; FAILED: {', '.join(failed)}" if failed else ""))
             raise typer.Exit(1 if failed else 0)
-        target = out_dir or sdir.parent / "gamedays" / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}"
+        where = out_dir or sdir.parent / "gamedays" / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}"
         report = gd.run_gameday(name, state_dir=sdir, topology=topology, load_rate=load_rate, duration_s=duration,
-                                out_dir=target, dry=dry, progress=out.print)
-        if not dry and report["verdict"] == "fail":
+                                out_dir=where, dry=dry, progress=out.print, target=target)
+        if not dry and report["verdict"] in ("fail", "invalid"):
             raise typer.Exit(1)

@@ -1,6 +1,6 @@
 """`regionctl demo` (what `make demo` runs): train and evaluate the demo bundle, publish it, start
 the local three-region stack, put steady load on it, kill a region in a Chaos Toolkit game day,
-print the measured RTO and RPO, and stop the stack."""
+print both measured RTOs, the first-attempt failure rate and the RPO, and stop the stack."""
 from __future__ import annotations
 
 import time
@@ -62,8 +62,17 @@ def register(app: typer.Typer) -> None:
             stack.down(state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.rule("game day report")
         load, rto, rpo = report["load"], report["rto"], report["rpo"]
-        console.print(f"RTO: {rto['seconds']:.2f} s" if rto["measured"] else f"RTO: not measured ({rto['reason']})")
-        console.print(f"RPO: {rpo['seconds']:.2f} s; acknowledged events lost: {rpo['lost']} of {rpo['acknowledged']}")
+        quality, edge = report["quality_rto"] or {}, report["edge"] or {}
+        for label, fig in (("availability RTO", rto), ("quality RTO", quality)):
+            console.print(f"{label}: {fig['seconds']:.2f} s" if fig.get("status") == "met"
+                          else f"{label}: {fig.get('status', 'not measured')} ({fig.get('reason', '-')})")
+        console.print("first-attempt failure rate through the edge: "
+                      + (f"{edge['first_attempt_failure_rate']:.2%} of {edge['reads']} reads after the fault, "
+                         f"retried {edge['retry_rate']:.2%}" if edge.get("reads") else "not measured (no read listed its attempts)"))
+        if rpo is None or rpo["seconds"] is None:
+            console.print(f"RPO: not measured ({(rpo or {}).get('reason', 'no region lost')})")
+        else:
+            console.print(f"RPO: {rpo['seconds']:.2f} s; acknowledged events lost: {rpo['lost']} of {rpo['acknowledged']}")
         console.print(f"requests: {load['requests']}, success {load['success_rate']:.3%}, p99 {load['p99_ms']:.1f} ms, "
                       f"empty homepage slates: {load['empty_slates']}")
         console.print(f"tier mix: {load['tiers']}")

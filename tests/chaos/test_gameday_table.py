@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from chaos.gameday import first_rollback_at
 from chaos.gameday_io import summarize_run, summarize_runs
 from chaos.measurement import Rto
-from chaos.report import build_report, hypothesis_of, hypothesis_verdicts, weights_changed_after, window_summary
+from chaos.report import build_report, hypothesis_of, weights_changed_after, window_summary
+from chaos.verdicts import hypothesis_verdicts
 from regions.errors import InputError
 
 
@@ -70,7 +71,7 @@ def test_hypothesis_verdicts_follow_the_journal(before: bool | None, after: bool
 
 
 def test_a_deviated_hypothesis_fails_the_game_day() -> None:
-    rto = Rto(measured=True, seconds=0.0, recovered_at=1.0, reason="")
+    rto = Rto(status="met", seconds=0.0, recovered_at=1.0, reason="")
     good = build_report(experiment="x", title="x", records=[_rec(1.0)], fault_at=1.0, rto=rto, rpo=None, status="completed",
                         hypothesis=hypothesis_of(_journal(True, True)))
     bad = build_report(experiment="x", title="x", records=[_rec(1.0)], fault_at=1.0, rto=rto, rpo=None, status="completed",
@@ -90,7 +91,7 @@ def test_summarize_runs_reads_each_game_day_dir(tmp_path: Path) -> None:
     (run / "load.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     journal = _journal(True, True)
     (run / "journal.json").write_text(json.dumps(journal))
-    rto = Rto(measured=True, seconds=0.0, recovered_at=1.0, reason="")
+    rto = Rto(status="met", seconds=0.0, recovered_at=1.0, reason="")
     report = build_report(experiment="x", title="x", records=records, fault_at=1.0, rto=rto, rpo=None, status="completed",
                           samples=[{"t": 0.0, "weights": {"us": {"a": 50}}}, {"t": 3.0, "weights": {"us": {"a": 0}}}],
                           hypothesis=hypothesis_of(journal), fault_end=12.5)

@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from chaos import actions, gameday
-from chaos.gameday_io import DurableSnapshot, acked_events, claim_state, stream_seqs
+from chaos import fault_registry
+from chaos.gameday_io import DurableSnapshot, acked_events, claim_state, stream_event_ids
 from chaos.load import LoadSpec, read_records
 from chaos.measurement import compute_rpo
 from chaos.sampling import Sampler, SamplerSettings, weights_of
@@ -116,49 +117,54 @@ def test_abort_signals_the_game_day_and_plays_its_rollbacks(setup: tuple[Path, P
     (state_dir / gameday.STATE_FILE).write_text(json.dumps(
         {"pid": pretend.pid, "argv": ["sleep", "1000"], "experiment": "region-partition", "topology": str(topology)}))
 
+    assert set(fault_registry.pending(state_dir)) == {"partition:us-east"}
     result = gameday.abort_gameday(state_dir=state_dir, timeout_s=10, progress=lambda _m: None)
 
     assert result["signalled"] and pretend.poll() is not None, result
-    assert [r["status"] for r in result["rollbacks"]] == ["succeeded"], result
+    assert result["rollbacks"] == [{"name": "partition:us-east", "status": "succeeded"}], result
     with store_from_url(stack.stack_urls(state_dir).control_store) as store:
         assert store.get(actions.PARTITIONS_KEY) is None
-    assert not (state_dir / gameday.STATE_FILE).exists()
+    assert not (state_dir / gameday.STATE_FILE).exists() and fault_registry.pending(state_dir) == {}
     with pytest.raises(InputError, match="no game day is running"):
         gameday.abort_gameday(state_dir=state_dir)
 
 
-def test_rpo_from_a_survivors_replica_stream(tmp_path: Path, redis_factory: Callable[..., Any]) -> None:
+def test_abort_removes_the_faults_of_a_run_it_did_not_start(setup: tuple[Path, Path]) -> None:
+    """No game-day state file (a bare `chaos run`, or an action called by hand): the registry knows."""
+    state_dir, topology = setup
+    actions.partition_region("us-west", configuration=_conf(state_dir, topology))
+    result = gameday.abort_gameday(state_dir=state_dir, timeout_s=10, progress=lambda _m: None)
+    assert not result["signalled"] and result["rollbacks"] == [{"name": "partition:us-west", "status": "succeeded"}]
+    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
+        assert store.get(actions.PARTITIONS_KEY) is None
+
+
+def test_rpo_from_a_survivors_replica_stream_by_event_id(tmp_path: Path, redis_factory: Callable[..., Any]) -> None:
     _, port = redis_factory("us-west")
     ports = Ports()
     ports.redis["us-west"] = port
     ctx = actions.context_from({"state_dir": str(tmp_path), "topology": str(write_topology(tmp_path / "t.toml", ports))})
     survivor = redis.Redis(port=port, decode_responses=True)
-    survivor.xadd("log:replica:us-east", {"seq": "3"}, id="1000-0")  # an earlier game day: ignored
+    survivor.xadd("log:replica:us-east", {"event_id": "e3"}, id="1000-0")  # an earlier game day: not read
     since = time.time()
-    for seq in range(7):
-        survivor.xadd("log:replica:us-east", {"seq": str(seq)})
-    survivor.xadd("log:events", {"seq": "20"})  # stored directly in the survivor
-    records = [{"t": since + i, "kind": "events", "status": 200, "latency_ms": 10.0, "region": "us-east",
-                "seqs": [3 * i, 3 * i + 1, 3 * i + 2]} for i in range(4)]
-    records.append({"t": since + 5, "kind": "events", "status": 503, "latency_ms": 10.0, "region": None, "seqs": [12, 13, 14]})
+    for n in range(7):
+        survivor.xadd("log:replica:us-east", {"event_id": f"e{n}"})
+    survivor.xadd("log:events", {"event_id": "e8"})  # the survivor's own log is no copy of us-east's
+    records = [{"t": since + i, "done": since + i + 0.01, "kind": "events", "status": 200, "ok": True,
+                "stored_by": {"us-east": [f"e{3 * i}", f"e{3 * i + 1}", f"e{3 * i + 2}"]}} for i in range(4)]
+    records.append({"t": since + 5, "done": since + 5.01, "kind": "events", "status": 503, "ok": False, "stored_by": {}})
+    records.append({"t": since + 6, "done": since + 6.01, "kind": "events", "status": 200, "ok": True,
+                    "stored_by": {"us-west": ["w1"]}})
 
     snapshot = DurableSnapshot(ctx, lost_region="us-east", since=since)
     snapshot.take()
-    acked, how = acked_events(records, ctx=ctx, lost_region="us-east", since=since)
-    rpo = compute_rpo(acked, lost_region="us-east", fault_at=since + 10, durable_seqs=snapshot.seqs | snapshot.own_log_seqs)
+    rpo = compute_rpo(acked_events(records), lost_region="us-east", fault_at=since + 10, durable_ids=snapshot.ids)
 
-    assert snapshot.seqs == set(range(7)) and snapshot.own_log_seqs == {20} and how == "load records"
-    assert (rpo.acknowledged, rpo.lost) == (12, 5)  # seqs 7..11 never reached us-west
-    assert rpo.seconds == pytest.approx(10 - 2.01)  # seq 6, the newest with every earlier one durable, acked at +2.01 s
-    assert stream_seqs(survivor, "log:replica:us-east", since=0) == set(range(7))
-
-
-def test_events_fall_back_to_the_geography_when_nothing_names_the_region(tmp_path: Path) -> None:
-    ctx = actions.context_from({"state_dir": str(tmp_path), "topology": str(write_topology(tmp_path / "t.toml", Ports()))})
-    records = [{"t": 1.0, "kind": "events", "status": 200, "latency_ms": 0.0, "region": None, "user_id": "us-1", "seqs": [0, 1]},
-               {"t": 2.0, "kind": "events", "status": 200, "latency_ms": 0.0, "region": None, "user_id": "eu-9", "seqs": [2]}]
-    acked, how = acked_events(records, ctx=ctx, lost_region="us-east", since=0.0)  # us-east's Redis is not running
-    assert how == "geography us" and sorted(e.seq for e in acked) == [0, 1]
+    assert snapshot.ids == {f"e{n}" for n in range(7)}
+    assert (rpo.acknowledged, rpo.lost) == (12, 5)  # e7..e11 never reached us-west; e8 in its own log does not count
+    assert list(rpo.lost_ids) == ["e7", "e8", "e9", "e10", "e11"]
+    assert rpo.seconds == pytest.approx(10 - 2.01)  # e6, the newest with every earlier one durable, acked at +2.01 s
+    assert stream_event_ids(survivor, "log:replica:us-east", since=0) == {f"e{n}" for n in range(7)} | {"e3"}
 
 
 def test_sampler_is_bounded_and_records_failed_reads() -> None:
@@ -230,6 +236,8 @@ def test_a_short_game_day_end_to_end_against_the_fake_stack(setup: tuple[Path, P
 
     journal = json.loads((tmp_path / "out" / "journal.json").read_text())
     assert journal["status"] == "completed" and journal["rto"]["measured"] is False and journal["rpo"] is None
+    assert report["verdict"] == "incomplete" and report["invalid_reasons"] == [], "3 s of load measure no RTO"
+    assert report["load"]["valid"] and report["load"]["achieved_rate"] > 19.6
     assert report["fault_at"] == journal["run"][0]["output"]["at"]
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"load.jsonl", "report.json", "report.md", "report.png"}
     assert len(read_records(tmp_path / "out" / "load.jsonl")) == report["load"]["requests"] > 0
