@@ -113,8 +113,11 @@ def _failing_as_activity(what: str) -> Iterator[None]:
 
 
 def _register(ctx: StackContext, key: str, *, undo: str, what: str, **arguments: Any) -> None:
-    """Record the fault about to be injected (see the module docstring)."""
+    """Record the fault about to be injected (see the module docstring). A region argument is
+    checked first: an action refused for bad input injects nothing and leaves nothing registered."""
     with _failing_as_activity(what):
+        if "region" in arguments:
+            ctx.topology.region(str(arguments["region"]))
         fault_registry.record(ctx.state_dir, key, undo=undo, arguments=arguments, what=what)
 
 

@@ -52,9 +52,10 @@ def classify_read(kind: str, status: int, body: Any) -> dict[str, Any]:
     rec["first_ok"] = attempts[0]["result"] == "ok" if attempts else None
     edge_ms = body.get("edge_ms")
     rec["edge_ms"] = float(edge_ms) if isinstance(edge_ms, (int, float)) else None
-    rec["last_resort"] = rec["tier"] == LAST_RESORT_TIER or rec["region"] == "edge"
-    rec["cross_geo"] = bool(attempts) and not rec["last_resort"] and attempts[-1]["role"] == "cross-geo" \
-        and attempts[-1]["result"] == "ok"
+    outcome = body.get("outcome")  # the edge says which attempt answered; older edges are read from `tried`
+    rec["last_resort"] = outcome == "last_resort" or rec["tier"] == LAST_RESORT_TIER or rec["region"] == "edge"
+    rec["cross_geo"] = outcome == "cross_geo" or (outcome is None and bool(attempts) and not rec["last_resort"]
+                                                  and attempts[-1]["role"] == "cross-geo" and attempts[-1]["result"] == "ok")
     served = 200 <= status < 300 and rec["slate_len"] > 0
     rec["empty"] = kind == "homepage" and 200 <= status < 300 and rec["slate_len"] == 0
     rec["ok"] = served

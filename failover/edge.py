@@ -9,7 +9,8 @@ A read goes where `failover.routing.plan_request` says (home geography -> rendez
 id -> one retry in the geography -> one anonymous ask to another geography), each attempt with
 its share of the remaining deadline; if nothing answers, the edge serves its own popularity list
 (tier "edge-popularity", region "edge"): the homepage is never empty. The answer adds `edge_ms`,
-`tried` and `routing_version`.
+`tried` (each attempt's region, role, result and ms), `outcome` (primary, retry, cross_geo or
+last_resort: which attempt answered) and `routing_version`.
 
 Events are grouped by the user's geography (and chosen region) and sent only to regions of that
 geography; when none of them stores a group, the answer is 503 and names what was stored and what
@@ -148,7 +149,8 @@ class Edge:
                                      tier=answer.get("tier", "?"), outcome=outcome).inc()
         edge_s = time.perf_counter() - start
         self.metrics.latency.labels(surface=surface).observe(edge_s)
-        return {**answer, "edge_ms": round(edge_s * 1000.0, 3), "tried": tried, "routing_version": state.table.version}
+        return {**answer, "edge_ms": round(edge_s * 1000.0, 3), "tried": tried, "outcome": outcome,
+                "routing_version": state.table.version}
 
     async def _store_group(self, regions: tuple[str, ...], events: list[Event], *,
                            deadline: float) -> tuple[str, list[str], list[str], bool]:
