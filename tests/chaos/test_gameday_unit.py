@@ -263,3 +263,15 @@ def test_cli_lists_experiments_and_dry_runs_without_touching(tmp_path: Path) -> 
     assert not (tmp_path / "s").exists()
     aborted = runner.invoke(app, ["gameday", "abort", "--state-dir", str(tmp_path / "s")])
     assert isinstance(aborted.exception, InputError)
+
+
+def test_the_fault_registry_keeps_what_it_could_not_remove(tmp_path: Path) -> None:
+    fault_registry.record(tmp_path, "cell:us-east", undo="not_an_action", arguments={"region": "us-east"}, what="x")
+    fault_registry.record(tmp_path, "region:us-west", undo="restore_region", arguments={"region": "us-west"}, what="kill_region")
+    assert set(fault_registry.pending(tmp_path)) == {"cell:us-east", "region:us-west"}
+    done = fault_registry.clear_all(tmp_path, configuration={"state_dir": str(tmp_path)}, progress=lambda _m: None)
+    # restore_region has nothing to restart in an empty stack: it succeeds (undo actions are idempotent)
+    assert {d["key"]: d["status"] for d in done} == {"cell:us-east": "failed", "region:us-west": "succeeded"}
+    assert set(fault_registry.pending(tmp_path)) == {"cell:us-east"}  # what could not be removed stays registered
+    fault_registry.forget(tmp_path, "cell:us-east")
+    assert fault_registry.pending(tmp_path) == {}

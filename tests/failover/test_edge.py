@@ -68,7 +68,7 @@ def test_homepage_goes_to_the_users_region_with_deadline_and_user(edge: TestClie
     expected = primary_of("us-42", {"us-east": 1, "us-west": 1})
     assert answer["region"] == expected and len(answer["items"]) == 7
     assert [t["region"] for t in answer["tried"]] == [expected] and answer["routing_version"] == 0
-    assert answer["edge_ms"] >= 0
+    assert answer["edge_ms"] >= 0 and answer["outcome"] == "primary"
     sent = stack.cells[expected].requests[-1]
     assert (sent.user_id, sent.anonymous, sent.count) == ("us-42", False, 7)
     assert 0 < sent.deadline_ms <= stack.topology.settings.request_deadline_ms
@@ -81,6 +81,7 @@ def test_a_failed_cell_is_retried_once_in_the_same_geography(edge: TestClient, s
     answer = edge.get("/v1/recommendations/homepage", params={"user_id": "us-42"}).json()
     assert answer["region"] == other
     assert [(t["region"], t["result"]) for t in answer["tried"]] == [(first, "error"), (other, "ok")]
+    assert answer["outcome"] == "retry"
     assert stack.cells[other].user_ids() == ["us-42"] and stack.cells["eu-west"].requests == []
     assert 'shopnow_edge_retries_total{geo="us"} 1.0' in edge.get("/metrics").text
 
@@ -96,7 +97,7 @@ def test_a_slow_cell_is_given_up_within_the_deadline(edge: TestClient, stack: St
 def test_when_the_geography_fails_another_one_is_asked_without_the_user_id(edge: TestClient, stack: StandInStack) -> None:
     stack.cells["us-east"].mode = stack.cells["us-west"].mode = "fail"
     answer = edge.get("/v1/recommendations/homepage", params={"user_id": "us-77"}).json()
-    assert answer["region"] == "eu-west" and answer["tried"][-1]["anonymous"] is True
+    assert answer["region"] == "eu-west" and answer["tried"][-1]["anonymous"] is True and answer["outcome"] == "cross_geo"
     (sent,) = stack.cells["eu-west"].requests
     assert (sent.user_id, sent.anonymous) == ("", True)
     assert 'shopnow_edge_cross_geo_anonymous_total{geo="us",region="eu-west"} 1.0' in edge.get("/metrics").text
