@@ -240,6 +240,7 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     if load.result is not None:
         notes.append(f"load: {load.result['achieved_rate']:.1f} of {load_rate:g} req/s achieved, p99 schedule lag "
                      f"{load.result['p99_schedule_lag_ms'] or 0:.1f} ms, {load.result['processes']} generator process(es)")
+        progress(notes[-1])
     requests = to_requests(records)
     anchor = fault_at if fault_at is not None else load_started
     geos = affected_geographies(experiment, ctx)
