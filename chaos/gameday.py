@@ -34,7 +34,7 @@ from chaos import gameday_io as io
 from chaos.actions import StackContext, context_from
 from chaos.load import LoadSpec, processes_for, read_records, run_load_async, validate
 from chaos.measurement import (
-    Rpo, compute_quality_rto, compute_rpo, compute_rto, degradation, edge_retries, to_requests,
+    NOT_MEASURED, QualityRto, Rpo, Rto, compute_quality_rto, compute_rpo, compute_rto, degradation, edge_retries, to_requests,
 )
 from chaos.report import build_report, hypothesis_of, summary_lines, write_report
 from chaos.sampling import Sampler, stack_reader
@@ -244,8 +244,14 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     requests = to_requests(records)
     anchor = fault_at if fault_at is not None else load_started
     geos = affected_geographies(experiment, ctx)
-    rto = compute_rto(requests, fault_at=anchor)
-    quality = compute_quality_rto(requests, fault_at=anchor, geographies=geos, baseline_from=load_started + BASELINE_SKIP_S)
+    if fault_at is None:  # no fault injected: there is nothing to recover from, hence no RTO
+        rto = Rto(status=NOT_MEASURED, seconds=None, recovered_at=None, reason="no fault action reported its time")
+        quality = QualityRto(status=NOT_MEASURED, seconds=None, baseline_share=None, reason="no fault was injected",
+                             geographies=tuple(geos or ("all",)))
+    else:
+        rto = compute_rto(requests, fault_at=fault_at)
+        quality = compute_quality_rto(requests, fault_at=fault_at, geographies=geos,
+                                      baseline_from=load_started + BASELINE_SKIP_S)
     degraded = degradation(requests, fault_at=anchor, geographies=geos)
     retries = edge_retries(requests, start=anchor, end=fault_end)
     rpo: Rpo | None = None
