@@ -149,7 +149,7 @@ def test_the_ordinary_region_loss_passes_with_both_rtos(real_stack: Stack) -> No
     assert report["verdict"] == "pass", (report["invalid_reasons"], [v for v in report["verdicts"] if v["status"] != "pass"])
     assert report["rto"]["status"] == "met" and report["rto"]["seconds"] <= 15.0
     quality = report["quality_rto"]
-    assert quality["geographies"] == ["us"] and quality["baseline_share"] is not None
+    assert list(quality["geographies"]) == ["us"] and quality["baseline_share"] is not None
     assert quality["status"] in ("met", "not met") and _verdict(report, "quality RTO", "reported")["status"] == quality["status"]
     assert report["degradation"]["tier_seconds"].get("full", 0) > 0
     assert report["rpo"]["acknowledged"] >= 10, "too few acknowledged events in the lost region to measure an RPO"
