@@ -76,13 +76,14 @@ class Stack:
         wait_until(full, timeout=timeout, what="every region back at its full weight")
 
     def wait_edge_ready(self) -> None:
-        url = f"http://127.0.0.1:{self.topology.settings.edge_port}/readyz"
-        wait_until(lambda: _status(url) == 200, timeout=60, what="the edge to be ready")
+        """Until the restarted edge answers a homepage (its port is open once it has started)."""
+        url = f"http://127.0.0.1:{self.topology.settings.edge_port}/v1/recommendations/homepage?user_id=us-1"
+        wait_until(lambda: _status(url) == 200, timeout=90, interval=0.5, what="the edge to answer")
 
 
 def _status(url: str) -> int:
     try:
-        return httpx.get(url, timeout=1.0).status_code
+        return httpx.get(url, timeout=2.0, trust_env=False).status_code
     except httpx.HTTPError:
         return 0
 
