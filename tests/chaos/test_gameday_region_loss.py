@@ -24,6 +24,7 @@ import copy
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -60,6 +61,24 @@ class Stack:
     def signal(self, names: tuple[str, ...], sig: int) -> None:
         for name in names:
             stack.signal_process(self.proc(name), sig)
+
+    def freeze_between_transactions(self, names: tuple[str, ...]) -> None:
+        """SIGSTOP the processes at a moment none of them holds the SQLite control store's write lock:
+        a controller frozen inside a transaction would freeze the store for everyone (the edge and
+        the game day's sampler included), which is another experiment than a dead control plane."""
+        db = stack.stack_urls(self.state).control_store.removeprefix("sqlite://")
+        for _ in range(200):
+            self.signal(names, signal.SIGSTOP)
+            try:
+                conn = sqlite3.connect(db, timeout=0.2)
+                conn.execute("BEGIN IMMEDIATE")
+                conn.rollback()
+                conn.close()
+                return
+            except sqlite3.OperationalError:
+                self.signal(names, signal.SIGCONT)
+                time.sleep(0.05)
+        raise AssertionError(f"could not freeze {names} outside a control-store transaction")
 
     def weights(self) -> dict[str, dict[str, float]]:
         with store_from_url(stack.stack_urls(self.state).control_store) as store:
@@ -242,7 +261,7 @@ def test_no_retry_and_frozen_controllers_show_first_attempt_failures(real_stack:
     stack.restart(real_stack.topology, real_stack.state, names=("edge",))
     real_stack.wait_edge_ready()
     controllers = ("controller-a", "controller-b")
-    real_stack.signal(controllers, signal.SIGSTOP)
+    real_stack.freeze_between_transactions(controllers)
     try:
         report = real_stack.gameday(name, "no-retry", load_rate=30, duration_s=42, warmup_s=6)
     finally:
