@@ -210,7 +210,7 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
              f"{len(users)} users, {len(items)} items; results in {out_dir}")
     load_started = time.time()
     load = LoadRun(spec, out_dir / "load.jsonl", progress).start()
-    reader = stack_reader(ctx)
+    reader = _stack_reader(ctx)
     sampler = Sampler(reader).start()
     lost = lost_region_of(experiment)
     snapshot = io.DurableSnapshot(ctx, lost_region=lost, since=load_started)
@@ -281,6 +281,20 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
         progress(line)
     progress(f"report: {paths['md']} ({paths['png'].name}, {paths['json'].name}), journal: {out_dir / 'journal.json'}")
     return report
+
+
+def _stack_reader(ctx: StackContext, *, tries: int = 10) -> Any:
+    """The sampler's reader; a control store busy for a moment (SQLite's write lock) is retried."""
+    from regions.errors import TemporaryError
+
+    for attempt in range(tries):
+        try:
+            return stack_reader(ctx)
+        except TemporaryError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def _on_sigterm(cancel: Callable[[], None]) -> Any:
