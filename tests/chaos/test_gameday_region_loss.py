@@ -193,7 +193,7 @@ def test_a_frozen_replicator_fails_the_rpo_and_names_the_lost_events(real_stack:
     real_stack.wait_weight("us-east", 25)  # us-east weighted again: it acknowledges a share of the events
     real_stack.signal(("replicator-us-east",), signal.SIGSTOP)
     try:
-        report = real_stack.gameday(name, "frozen-replicator", load_rate=30, duration_s=16, warmup_s=10)
+        report = real_stack.gameday(name, "frozen-replicator", load_rate=30, duration_s=32, warmup_s=10)
     finally:
         real_stack.signal(("replicator-us-east",), signal.SIGCONT)  # restored by the rollback: a new process
     rpo = report["rpo"]
