@@ -5,9 +5,10 @@
     POST   /v1/regions/{r}/undrain         director  {reason}
     POST   /v1/steer                       director  {geography, weights{region:int}, ttl, reason}
     DELETE /v1/steer/{geo}?reason=         director
-    POST   /v1/drills                      director, chaos   {region, dry_run, hold, reason} -> plan | drill id
+    POST   /v1/drills                      director          {region, dry_run, hold, reason} -> plan | drill id
     GET    /v1/drills/{id}                 viewer+
     GET    /v1/journal?limit=              viewer+
+    GET    /metrics, /healthz, /readyz     no token (failover.controller_metrics)
 
 Answers: 401 without or with an unknown token; 403 for a role without the permission; 422 with
 {"error": {"field", "message"}} for bad input (nothing changes); 409 when a drill cannot start;
@@ -27,6 +28,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from failover import controller_metrics
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
 from failover.controller import Controller, health_document
 from failover.drill_report import plan_document
@@ -126,6 +128,7 @@ def status_document(controller: Controller) -> dict[str, Any]:
 
 def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner) -> FastAPI:
     app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None, openapi_url=None)
+    controller_metrics.mount(app, controller)
 
     def need(permission: Permission) -> Callable[..., Principal]:
         def check(authorization: Optional[str] = Header(default=None)) -> Principal:

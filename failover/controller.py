@@ -197,6 +197,8 @@ class StepResult:
     wrote: tuple[str, ...] = ()
     journaled: tuple[str, ...] = ()
     error: str = ""
+    decide_s: float = 0.0
+    """Wall time of decide() plus check_steering() this round (the controller_metrics histogram)."""
 
 
 def _dump(value: Any) -> str:
@@ -228,6 +230,8 @@ class Controller:
         self._written_health: dict[str, tuple[str, str]] = {}
         self._last_problems: tuple[str, ...] = ()
         self.last: StepResult | None = None
+        self.on_step: list[Callable[[StepResult], None]] = []
+        """Called with every round's result (failover.controller_metrics observes latencies)."""
 
     # -- compliance ------------------------------------------------------------------------------
     def delete_user(self, user_id: str, *, actor: str, reason: str) -> dict[str, Any]:
@@ -276,8 +280,10 @@ class Controller:
                             demand_qps=demand_by_geography(self.topology, reports),
                             current_weights=weights_of(base.table), overrides=base.overrides,
                             failback=base.failback, replication_lag_s=lags_of(reports), calibration=self.calibration)
+        decide_started = time.perf_counter()
         steering = decide(snapshot)
         problems = check_steering(snapshot, steering)
+        decide_s = time.perf_counter() - decide_started
         leading = self.leadership.tick()
         took_over = leading and not self._leading
         wrote: list[str] = []
@@ -304,8 +310,10 @@ class Controller:
         self._leading = settled
         result = StepResult(now=now, leader=leading, health=health, reports=reports, snapshot=snapshot,
                             steering=steering, problems=problems, wrote=tuple(wrote), journaled=tuple(journaled),
-                            error=error)
+                            error=error, decide_s=decide_s)
         self.last = result
+        for observe in self.on_step:
+            observe(result)
         return result
 
     def _take_over(self, now: float, wrote: list[str], journaled: list[str]) -> None:

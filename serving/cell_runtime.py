@@ -23,6 +23,7 @@ from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
 from serving.feature_store import FeatureStore, FeatureStoreUnavailable, FreshnessBounds, item_features_of
+from serving.cell_gauges import CellGauges
 from serving.feature_updater import CONSUMER
 from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
@@ -52,7 +53,7 @@ class CellRuntime:
         self.region = region
         self.settings = settings
         self.store = store
-        self.metrics = CellMetrics()
+        self.metrics = CellMetrics(region=region)
         self.stats = RequestStats()
         self._serving = Serving.of(None)
         self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse)
@@ -66,6 +67,7 @@ class CellRuntime:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._seeded_version: str | None = None
+        self.metrics.registry.register(CellGauges(self, redis_ok=self._redis_answers))
 
     # -- bundle ----------------------------------------------------------------------------
     def _on_swap(self, bundle: LoadedBundle) -> None:
@@ -136,14 +138,16 @@ class CellRuntime:
         return ids
 
     # -- readiness -------------------------------------------------------------------------
+    def _redis_answers(self) -> bool:
+        try:
+            return bool(self.store.ping())
+        except FeatureStoreUnavailable:
+            return False
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         now = time.time()
         summary = self.stats.summary(now)
-        redis_ok = False
-        try:
-            redis_ok = self.store.ping()
-        except FeatureStoreUnavailable:
-            redis_ok = False
+        redis_ok = self._redis_answers()
         user_age = self._updater_lag(now) if redis_ok else None
         item_age = None
         bundle = self._serving.bundle
