@@ -46,6 +46,8 @@ def register(app: typer.Typer) -> None:
     def up(
         topology: Path = typer.Option(None, help="Topology file (default: REGIONCTL_TOPOLOGY or topology.toml)."),
         state_dir: Path = typer.Option(None, help="Where the stack keeps its state (default: var/stack)."),
+        observability: bool = typer.Option(False, "--observability", help="Also start a Prometheus scraping "
+                                           "every process, with the shipped recording and alerting rules."),
     ) -> None:
         """Start the local stack: per region redis + cell + replicator + feature updater; controllers; edge."""
         topo = load_topology(topology)
@@ -55,6 +57,12 @@ def register(app: typer.Typer) -> None:
         version = ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()}, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundle {version}")
         stack.up(topo, topology_path=topology or default_topology_path(), state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        if observability:
+            from observability.prometheus_stack import start_prometheus
+
+            prom = start_prometheus(topo, state)
+            console.print(f"prometheus http://{topo.settings.host}:{prom.port} (pid {prom.pid}), "
+                          f"config {state / 'prometheus' / 'prometheus.yml'}")
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 

@@ -1,7 +1,9 @@
 """The local multi-region stack: which processes run, started and stopped by PID.
 
 `up` starts, per region, a redis-server (AOF on), the cell (HTTP + gRPC), the replicator and the
-feature updater; then the controllers (leader + standby) and the edge. Every process is recorded in
+feature updater (each serving Prometheus metrics on a free loopback port, recorded as its `port`);
+then the controllers (leader + standby, the standby's control API on a free port) and the edge.
+`regionctl up --observability` adds a Prometheus (observability.prometheus_stack), kind "prometheus". Every process is recorded in
 <state_dir>/stack.json with its PID and command line; `down` stops exactly those PIDs (checking that
 the PID still runs the recorded command, so a recycled PID is never signalled) and nothing else.
 """
@@ -18,7 +20,7 @@ from typing import Callable, Iterable
 
 from regions.errors import InputError, TemporaryError
 from regions.tokens import TOKENS_FILE, ensure_tokens_file, read_roles
-from regions.processes import port_open, redis_argv, wait_until
+from regions.processes import free_port, port_open, redis_argv, wait_until
 from regions.topology import REPO_ROOT, Topology
 
 STACK_FILE = "stack.json"
@@ -49,7 +51,7 @@ class ProcessSpec:
 
     name: str
     kind: str
-    """redis | cell | replicator | feature-updater | controller | edge"""
+    """redis | cell | replicator | feature-updater | controller | edge | prometheus"""
     argv: tuple[str, ...]
     region: str = ""
     port: int = 0
@@ -112,20 +114,18 @@ def process_specs(topology: Topology, *, state_dir: Path, artifacts_url: str, co
             name=f"cell-{region.name}", kind="cell", region=region.name, port=region.http_port,
             argv=_py("regionctl.main", "cell", "--region", region.name, "--artifacts", artifacts_url),
         ))
-        specs.append(ProcessSpec(
-            name=f"replicator-{region.name}", kind="replicator", region=region.name,
-            argv=_py("regionctl.worker_main", "replicate", "--region", region.name),
-        ))
-        specs.append(ProcessSpec(
-            name=f"feature-updater-{region.name}", kind="feature-updater", region=region.name,
-            argv=_py("regionctl.worker_main", "feature-updater", "--region", region.name),
-        ))
+        for kind, command in (("replicator", "replicate"), ("feature-updater", "feature-updater")):
+            metrics_port = free_port()  # the worker's /metrics (live RPO, updater lag); also its readiness
+            specs.append(ProcessSpec(
+                name=f"{kind}-{region.name}", kind=kind, region=region.name, port=metrics_port,
+                argv=_py("regionctl.worker_main", command, "--region", region.name, "--metrics-port", str(metrics_port)),
+            ))
     for ident in ("a", "b"):
-        port = topology.settings.controller_port if ident == "a" else 0
+        port = topology.settings.controller_port if ident == "a" else free_port()
         specs.append(ProcessSpec(
             name=f"controller-{ident}", kind="controller", port=port,
             argv=_py("regionctl.main", "controller", "--id", f"controller-{ident}", "--store", control_store_url,
-                     *(("--api-port", str(topology.settings.controller_port)) if ident == "a" else ("--api-port", "0"))),
+                     "--api-port", str(port)),
         ))
     specs.append(ProcessSpec(
         name="edge", kind="edge", port=topology.settings.edge_port,
@@ -299,7 +299,7 @@ def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
 def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
     """Stop exactly the processes `up` recorded, edge first and Redis last."""
     state = StackState.load(state_dir)
-    order = ["edge", "controller", "cell", "replicator", "feature-updater", "redis"]
+    order = ["prometheus", "edge", "controller", "cell", "replicator", "feature-updater", "redis"]
     stopped: list[str] = []
     for kind in order:
         names = stop_processes([p for p in state.processes.values() if p.kind == kind])
@@ -332,7 +332,7 @@ def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), r
     state = StackState.load(state_dir)
     chosen = select(state, names=names, region=region, kinds=kinds)
     env = _env(state.topology_path, state_dir)
-    order = {"redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5}
+    order = {"redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5, "prometheus": 6}
     restarted = []
     for old in sorted(chosen, key=lambda p: order.get(p.kind, 9)):
         if is_running(old):

@@ -1,0 +1,89 @@
+"""A real Prometheus (Debian's `prometheus` package) for the local stack: `regionctl up --observability`.
+
+    start_prometheus(topology, state_dir)   write <state_dir>/prometheus/prometheus.yml from the
+                                            recorded processes (observability.prometheus_config)
+                                            with the shipped rules, start prometheus on a free
+                                            loopback port, record it in stack.json (kind
+                                            "prometheus"), wait until /-/ready answers
+    prometheus_url(state_dir)               where the recorded Prometheus listens (None: not started)
+
+`regionctl down` stops it with the rest (by PID, like every process of the stack).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+
+from regions import stack
+from regions.errors import PermanentError, TemporaryError
+from regions.processes import free_port, wait_until
+from regions.topology import Topology
+from observability.prometheus_config import scrape_config, shipped_rule_files
+from observability.promtool import check_rules
+
+NAME = "prometheus"
+RETENTION = "1d"
+"""The local stack keeps a day of samples: enough for a game day's report, small on disk."""
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if not found:
+        raise PermanentError("prometheus is not installed; `make setup` installs Debian's prometheus package "
+                             "(apt-get install -y prometheus)")
+    return found
+
+
+def write_config(topology: Topology, state_dir: Path) -> Path:
+    """<state_dir>/prometheus/prometheus.yml for the processes recorded now (rules checked first)."""
+    rules = shipped_rule_files()
+    checked = check_rules(*rules)
+    if not checked.ok:
+        raise PermanentError(f"the shipped rules do not pass promtool check rules: {checked.output}")
+    doc = scrape_config(stack.StackState.load(state_dir), topology, rule_files=rules)
+    out = state_dir / NAME / "prometheus.yml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))  # JSON is YAML
+    return out
+
+
+def prometheus_url(state_dir: Path) -> str | None:
+    proc = stack.StackState.load(state_dir).processes.get(NAME)
+    return f"http://127.0.0.1:{proc.port}" if proc is not None and stack.is_running(proc) else None
+
+
+def start_prometheus(topology: Topology, state_dir: Path, *, ready_timeout_s: float = 60.0) -> stack.RunningProcess:
+    """Start (or keep) the stack's Prometheus; see the module docstring."""
+    state = stack.StackState.load(state_dir)
+    existing = state.processes.get(NAME)
+    if existing is not None and stack.is_running(existing):
+        return existing
+    config = write_config(topology, state_dir)
+    port = free_port()
+    host = topology.settings.host
+    spec = stack.ProcessSpec(name=NAME, kind=NAME, port=port, argv=(
+        prometheus_binary(), f"--config.file={config}", f"--storage.tsdb.path={state_dir / NAME / 'data'}",
+        f"--storage.tsdb.retention.time={RETENTION}", f"--web.listen-address={host}:{port}",
+        "--web.enable-lifecycle"))
+    proc = stack.start_process(spec, state_dir=state_dir)
+    state.processes[NAME] = proc
+    state.save(state_dir)
+    stack.wait_ready(proc, timeout=ready_timeout_s)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://{host}:{port}/-/ready", timeout=1.0, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, timeout=ready_timeout_s, what="prometheus ready")
+    except TemporaryError as exc:
+        raise TemporaryError(f"prometheus did not become ready; see {proc.log}") from exc
+    return proc
+
+
+__all__ = ["prometheus_url", "start_prometheus", "write_config"]
