@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml extensions/chaostoolkit-shopnow/pyproject.toml $(wildcard extensions/chaostoolkit-shopnow/chaosshopnow/*.py)
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (apt-get)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q ./extensions/chaostoolkit-shopnow
 	@touch $(STAMP)
 
 demo: setup
