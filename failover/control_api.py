@@ -1,6 +1,7 @@
 """The control API of a controller process (FastAPI, 127.0.0.1 only), its client, and `serve`.
 
-    GET    /v1/status                      viewer+   regions, state, weights, tier mix, lag, bundles, leader
+    GET    /v1/status                      viewer+   regions, state, weights, tier mix, lag, bundles, leader,
+                                                     drains (actor, expiry), failback stages, running drills
     POST   /v1/regions/{r}/drain           director  {reason, force, ttl}
     POST   /v1/regions/{r}/undrain         director  {reason}
     POST   /v1/steer                       director  {geography, weights{region:int}, ttl, reason}
@@ -20,6 +21,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -28,7 +30,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from failover import controller_metrics
+from failover import controller_metrics, status_view
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
 from failover.controller import Controller, health_document
 from failover.drill_report import plan_document
@@ -126,6 +128,19 @@ def status_document(controller: Controller) -> dict[str, Any]:
     }
 
 
+def operator_views(controller: Controller, drills: DrillRunner) -> dict[str, Any]:
+    """Drains (with actor and expiry), failback stages and running drills (failover.status_view)."""
+    now = time.time()
+    last = controller.last
+    overrides = last.snapshot.overrides.to_dict() if last else {}
+    failback = {r: p.to_dict() for r, p in last.steering.failback.items()} if last else {}
+    entries = controller.journal.entries(limit=status_view.JOURNAL_LOOKBACK)
+    return {"drains": status_view.drains_view(overrides, entries, now=now),
+            "failback_stages": status_view.failback_view(failback, controller.settings, now=now),
+            "failback_holds_s": list(controller.settings.failback_hold_s),
+            "drills": status_view.drills_view(r.document() for r in drills.records())}
+
+
 def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner) -> FastAPI:
     app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None, openapi_url=None)
     controller_metrics.mount(app, controller)
@@ -176,7 +191,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.get("/v1/status")
     def status(_: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
-        return status_document(controller)
+        return {**status_document(controller), **operator_views(controller, drills)}
 
     @app.post("/v1/regions/{region}/drain")
     def drain(region: str, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:

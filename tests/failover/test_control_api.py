@@ -173,9 +173,9 @@ def test_drill_dry_run_shows_the_plan_and_verdicts_without_acting(api: Api) -> N
     assert api.store.list("") == before
     api.rig.cells["us-west"].bundle_version = "v2"
     api.step()
-    plan = api.call("POST", "/v1/drills", "chaos", json={"region": "us-east", "dry_run": True}).json()["plan"]
+    plan = api.call("POST", "/v1/drills", "director", json={"region": "us-east", "dry_run": True}).json()["plan"]
     assert not plan["ok"] and [c["name"] for c in plan["checks"] if not c["passed"]] == ["bundle"]
-    refused = api.call("POST", "/v1/drills", "chaos", json={"region": "us-east", "reason": "game day"})
+    refused = api.call("POST", "/v1/drills", "director", json={"region": "us-east", "reason": "game day"})
     assert refused.status_code == 409 and "bundle" in refused.json()["error"]["message"]
     assert api.store.get(TABLE_KEY) is not None and api.store.list("control/overrides") == {}
 
