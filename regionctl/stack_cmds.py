@@ -5,13 +5,13 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from regionctl import output
 from regions import stack
 from regions.topology import default_topology_path, load_topology
 
-console = Console()
+console = output.console()
 
 
 def ensure_bundle(artifacts_url: str, *, geographies: dict[str, float], progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
@@ -67,9 +67,15 @@ def register(app: typer.Typer) -> None:
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 
     @app.command("ps")
-    def ps(state_dir: Path = typer.Option(None, help="The stack's state dir (default: var/stack).")) -> None:
+    def ps(state_dir: Path = typer.Option(None, help="The stack's state dir (default: var/stack)."),
+           as_json: bool = typer.Option(False, "--json", help="Print the processes as JSON.")) -> None:
         """List the stack's processes and whether each still runs."""
         state = (state_dir or stack.default_state_dir()).resolve()
+        if as_json:
+            output.print_json({"state_dir": str(state), "processes": [
+                {"name": p.name, "kind": p.kind, "region": p.region, "pid": p.pid, "port": p.port, "running": running,
+                 "started_at": p.started_at, "log": p.log} for p, running in stack.ps(state_dir=state)]})
+            return
         table = Table(title=f"local stack ({state})")
         for col in ("process", "kind", "region", "pid", "port", "running", "up for"):
             table.add_column(col)

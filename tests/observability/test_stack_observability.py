@@ -5,6 +5,10 @@ on and counted as a client error, never a last-resort answer; every process's /m
 `promtool check metrics`."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,7 +22,7 @@ from observability.prometheus_stack import NAME, prometheus_url, start_prometheu
 from observability.promtool import check_metrics
 from regions import stack
 from regions.processes import wait_until
-from regions.topology import Topology, load_topology
+from regions.topology import REPO_ROOT, Topology, load_topology
 from tests.stack_helpers import publish_and_promote, write_topology
 
 pytestmark = pytest.mark.slow
@@ -134,6 +138,45 @@ def test_an_injected_fault_shows_as_a_gauge(observed: ObservedStack) -> None:
     finally:
         httpx.delete(base + "/admin/faults", headers=headers, timeout=5)
     assert gauge("shopnow_cell_index_frozen") == 0
+
+
+def cli(observed: ObservedStack, *args: str, token_role: str | None = None) -> subprocess.CompletedProcess[str]:
+    """regionctl outside the repository with only REGIONCTL_STATE_DIR set: the controller URL comes
+    from the topology the running stack recorded, the token from its tokens file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONCTL_")}
+    env |= {"REGIONCTL_STATE_DIR": str(observed.state), "PYTHONPATH": str(REPO_ROOT)}
+    if token_role:
+        env["REGIONCTL_TOKEN"] = stack.token_for(observed.state, token_role)
+    return subprocess.run([sys.executable, "-m", "regionctl.main", *args], cwd=observed.state.parent, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_cli_finds_the_running_stack_and_shows_drains_with_actor_and_expiry(observed: ObservedStack) -> None:
+    doc = json.loads(cli(observed, "status", "--json").stdout)
+    assert set(doc["regions"]) == {"us-east", "us-west", "eu-west"} and doc["drains"] == [] and doc["drills"] == []
+    assert doc["failback_holds_s"] == [60.0, 120.0]
+    drained = cli(observed, "drain", "us-west", "--reason", "cli test", "--ttl", "2h")
+    assert drained.returncode == 0, drained.stderr
+    try:
+        wait_until(lambda: json.loads(cli(observed, "status", "--json").stdout)["drains"], timeout=10,
+                   what="the drain in the status")
+        drain = json.loads(cli(observed, "status", "--json").stdout)["drains"][0]
+        assert (drain["region"], drain["reason"]) == ("us-west", "cli test")
+        assert drain["actor"].startswith("director:") and 7000 < drain["expires_in_s"] <= 7200
+        table = cli(observed, "status").stdout
+        assert "cli test" in table and "director:" in table and "UTC" in table and "1h 59m" in table
+    finally:
+        assert cli(observed, "undrain", "us-west", "--reason", "cli test over").returncode == 0
+
+
+def test_drill_exit_codes_and_roles(observed: ObservedStack) -> None:
+    dry = cli(observed, "drill", "evacuate", "eu-west", "--dry-run", "--json")
+    assert dry.returncode == 1, dry.stdout + dry.stderr  # eu-west has no peer: a pre-check fails
+    assert not json.loads(dry.stdout)["plan"]["ok"]
+    refused = cli(observed, "drill", "evacuate", "us-east", "--dry-run", token_role="chaos")
+    assert refused.returncode == 2 and "may not drill" in refused.stderr  # only a director drills
+    note = cli(observed, "drill", "evacuate", "us-east", "--dry-run", "--hold", "10s").stdout
+    assert "REGIONCTL_CONTROLLER_FAILBACK_HOLD_S" in note and "60 + 120" in note
 
 
 def test_down_stops_prometheus_too(observed: ObservedStack) -> None:
