@@ -10,6 +10,8 @@
     GET    /v1/drills/{id}                 viewer+
     GET    /v1/journal?limit=              viewer+
     GET    /metrics, /healthz, /readyz     no token (failover.controller_metrics)
+    GET    /ui                             the live dashboard (failover.dashboard; its calls carry the token)
+    GET    /v1/gamedays[/{name}/report.png] viewer+  game-day reports and their plots
 
 Answers: 401 without or with an unknown token; 403 for a role without the permission; 422 with
 {"error": {"field", "message"}} for bad input (nothing changes); 409 when a drill cannot start;
@@ -18,6 +20,7 @@ or durations such as 30s, 10m, 1h, 24h (`parse_duration`).
 """
 from __future__ import annotations
 
+import os
 import re
 import signal
 import threading
@@ -30,7 +33,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from failover import controller_metrics, status_view
+from failover import controller_metrics, dashboard, status_view
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
 from failover.controller import Controller, health_document
 from failover.drill_report import plan_document
@@ -141,7 +144,8 @@ def operator_views(controller: Controller, drills: DrillRunner) -> dict[str, Any
             "drills": status_view.drills_view(r.document() for r in drills.records())}
 
 
-def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner) -> FastAPI:
+def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner,
+               gamedays: Path | None = None) -> FastAPI:
     app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None, openapi_url=None)
     controller_metrics.mount(app, controller)
 
@@ -149,6 +153,8 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
         def check(authorization: Optional[str] = Header(default=None)) -> Principal:
             return tokens.authorize(authorization, permission)
         return check
+
+    dashboard.mount(app, gamedays_dir=gamedays or gamedays_dir(os.environ), reader=need(Permission.READ))
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -370,3 +376,11 @@ def reports_dir(environ: Mapping[str, str]) -> Path:
 
     state = environ.get("REGIONCTL_STATE_DIR")
     return (Path(state).parent / "drills") if state else REPO_ROOT / "var" / "drills"
+
+
+def gamedays_dir(environ: Mapping[str, str]) -> Path:
+    """Where game days write their reports (regionctl gameday): <REGIONCTL_STATE_DIR>/../gamedays, else var/gamedays."""
+    from regions.topology import REPO_ROOT
+
+    state = environ.get("REGIONCTL_STATE_DIR")
+    return (Path(state).parent / "gamedays") if state else REPO_ROOT / "var" / "gamedays"
