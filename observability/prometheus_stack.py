@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import httpx
@@ -22,19 +21,11 @@ from regions.errors import PermanentError, TemporaryError
 from regions.processes import free_port, wait_until
 from regions.topology import Topology
 from observability.prometheus_config import scrape_config, shipped_rule_files
-from observability.promtool import check_rules
+from observability.promtool import check_rules, installed
 
 NAME = "prometheus"
 RETENTION = "1d"
 """The local stack keeps a day of samples: enough for a game day's report, small on disk."""
-
-
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if not found:
-        raise PermanentError("prometheus is not installed; `make setup` installs Debian's prometheus package "
-                             "(apt-get install -y prometheus)")
-    return found
 
 
 def write_config(topology: Topology, state_dir: Path) -> Path:
@@ -65,7 +56,7 @@ def start_prometheus(topology: Topology, state_dir: Path, *, ready_timeout_s: fl
     port = free_port()
     host = topology.settings.host
     spec = stack.ProcessSpec(name=NAME, kind=NAME, port=port, argv=(
-        prometheus_binary(), f"--config.file={config}", f"--storage.tsdb.path={state_dir / NAME / 'data'}",
+        installed("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={state_dir / NAME / 'data'}",
         f"--storage.tsdb.retention.time={RETENTION}", f"--web.listen-address={host}:{port}",
         "--web.enable-lifecycle"))
     proc = stack.start_process(spec, state_dir=state_dir)

@@ -29,12 +29,17 @@ class PromtoolResult:
     output: str
 
 
-def promtool() -> str:
-    found = shutil.which("promtool")
+def installed(binary: str) -> str:
+    """The path of `binary` from Debian's prometheus package (promtool, prometheus); PromtoolMissing if absent."""
+    found = shutil.which(binary)
     if not found:
-        raise PromtoolMissing("promtool is not installed; `make setup` installs Debian's prometheus package "
+        raise PromtoolMissing(f"{binary} is not installed; `make setup` installs Debian's prometheus package "
                               "(apt-get install -y prometheus)")
     return found
+
+
+def promtool() -> str:
+    return installed("promtool")
 
 
 def _run(args: list[str], *, stdin: str | None = None) -> PromtoolResult:
@@ -60,4 +65,4 @@ def test_rules(*files: Path) -> PromtoolResult:
 test_rules.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
-__all__ = ["PromtoolMissing", "PromtoolResult", "check_metrics", "check_rules", "promtool", "test_rules"]
+__all__ = ["PromtoolMissing", "PromtoolResult", "check_metrics", "check_rules", "installed", "promtool", "test_rules"]

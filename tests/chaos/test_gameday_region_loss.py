@@ -25,6 +25,8 @@ from regions.topology import load_topology
 from tests.browser import cell_text, headless_chromium, screenshot, wait_for
 from tests.stack_helpers import publish_and_promote, write_topology
 
+pytestmark = pytest.mark.slow
+
 
 def watch_the_dashboard(api: str, token: str, seen: dict[str, Any], stop: threading.Event,
                         opened: threading.Event) -> None:
