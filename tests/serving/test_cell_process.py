@@ -238,9 +238,10 @@ def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(cell: Cell) -> None
     assert ready["bundle_refused"]["check"] == "sha256"
     body = cell.homepage()
     assert body["bundle_version"] == cell.version and len(body["items"]) == 8
-    metrics = cell.metrics()
-    assert metrics[("shopnow_cell_bundle_refusals_total", (("check", "sha256"), ("region", "us-east")))] == 1
-    assert metrics[("shopnow_cell_bundle_refused", (("region", "us-east"),))] == 1
+    refusals = ("shopnow_cell_bundle_refusals_total", (("check", "sha256"), ("region", "us-east")))
+    # the holder records the refusal (readyz) a moment before it counts it (metrics): wait for the count
+    wait_until(lambda: cell.metrics().get(refusals) == 1, timeout=10, interval=0.2, what="the refusal counted")
+    assert cell.metrics()[("shopnow_cell_bundle_refused", (("region", "us-east"),))] == 1
     store.rollback()
     wait_until(lambda: cell.metrics()[("shopnow_cell_bundle_refused", (("region", "us-east"),))] == 0,
                timeout=30, interval=0.5, what="the refused gauge to clear once the pointer is back on a good bundle")
