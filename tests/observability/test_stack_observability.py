@@ -1,5 +1,5 @@
-"""`regionctl up --observability` for real: the whole local stack plus Debian's Prometheus scraping
-it from the generated configuration. One stack for the module; Prometheus is scraped once the
+"""`regionctl up --observability` for real (the CLI, as a subprocess): the whole local stack plus
+Debian's Prometheus scraping it from the generated configuration. One stack for the module; Prometheus is scraped once the
 targets are up. Also, against real cells through the real edge: an unknown product is a 404 passed
 on and counted as a client error, never a last-resort answer; every process's /metrics passes
 `promtool check metrics`."""
@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from failover.control_api import ControlClient
 from observability.prometheus_config import scrape_config
-from observability.prometheus_stack import NAME, prometheus_url, start_prometheus
+from observability.prometheus_stack import NAME, prometheus_url
 from observability.promtool import check_metrics
 from regions import stack
 from regions.processes import wait_until
@@ -54,8 +54,12 @@ def observed(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Ite
     urls = stack.stack_urls(state)
     publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
     try:
-        stack.up(topo, topology_path=topo_file, state_dir=state, urls=urls)
-        start_prometheus(topo, state)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONCTL_")} | {"PYTHONPATH": str(REPO_ROOT)}
+        started = subprocess.run([sys.executable, "-m", "regionctl.main", "up", "--topology", str(topo_file),
+                                  "--state-dir", str(state), "--observability"], env=env, cwd=root,
+                                 capture_output=True, text=True, timeout=300, check=False)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "prometheus http://127.0.0.1:" in started.stdout
         ControlClient(f"http://127.0.0.1:{topo.settings.controller_port}",
                       stack.token_for(state, "viewer")).wait_until_healthy()
         yield ObservedStack(state, topo)
@@ -183,6 +187,7 @@ def test_down_stops_prometheus_too(observed: ObservedStack) -> None:
     """Runs last in this module."""
     proc = stack.StackState.load(observed.state).processes[NAME]
     assert stack.is_running(proc)
-    stopped = stack.down(state_dir=observed.state)
-    assert NAME in stopped and not stack.is_running(proc)
+    done = cli(observed, "down", "--state-dir", str(observed.state))
+    assert done.returncode == 0 and "stopped 16 processes" in done.stdout, done.stdout + done.stderr
+    assert not stack.is_running(proc)
     assert prometheus_url(observed.state) is None
