@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import pytest
 import uvicorn
 
@@ -146,4 +147,20 @@ def test_a_director_drains_through_the_safety_rules(served: Served) -> None:
         wait_for(driver, lambda d: state_of(d, "us-east") == "healthy", what="us-east back (its failback holds "
                  "are 0.2 s here, faster than a poll)")
         wait_for(driver, lambda d: "dashboard test over" in cell_text(d, "#journal"), what="the undrain journaled")
+        steer = "#steer-form"
+        driver.find_element("css selector", f"{steer} input[name=reason]").send_keys("dashboard steer")
+        weights = driver.find_element("css selector", f"{steer} input[name=weights]")
+        weights.send_keys("us-east=70,us-west=40")  # 110 %: the safety rules refuse it
+        driver.find_element("css selector", f"{steer} button").click()
+        wait_for(driver, lambda d: "steer refused: HTTP 422" in cell_text(d, "#answer"), what="the steer refused")
+        weights.clear()
+        weights.send_keys("us-east=70,us-west=30")
+        driver.find_element("css selector", f"{steer} button").click()
+        wait_for(driver, lambda d: "steer: accepted" in cell_text(d, "#answer"), what="the steer accepted")
+        wait_for(driver, lambda d: cell_text(d, '#regions tr[data-region="us-east"] td.weight') == "70"
+                 and cell_text(d, '#regions tr[data-region="us-west"] td.weight') == "30", what="the steered weights")
+        wait_for(driver, lambda d: "dashboard steer" in cell_text(d, "#overrides"),
+                 what=f"the steer listed; journal: {cell_text(driver, '#journal')[:1500]}")
+    httpx.delete(f"{served.url}/v1/steer/us", params={"reason": "dashboard test over"},
+                 headers={"Authorization": f"Bearer {DIRECTOR}"}, timeout=5).raise_for_status()
     assert "us-east" not in served.controller.last.snapshot.overrides.drains
