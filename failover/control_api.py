@@ -28,7 +28,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
-from failover.controller import Controller, health_document
+from failover.controller import Controller
+from failover.effects import health_document
 from failover.drill_report import plan_document
 from failover.drill_runner import DrillConflict, DrillRunner
 from failover.journal import Action
@@ -36,6 +37,7 @@ from failover.leadership import NotLeader
 from failover.safety import clear_steer, request_drain, request_steer, request_undrain
 from regions.errors import InputError, PermanentError, ShopNowError, TemporaryError
 from regions.processes import wait_until
+from replication.user_erasure import erase_user
 
 Duration = Optional[Union[float, str]]
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -191,7 +193,9 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.post("/v1/users/{user_id}/delete")
     def delete_user(user_id: str, body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
-        report = controller.delete_user(user_id, actor=who.actor, reason=body.reason)
+        report = erase_user(controller.topology, user_id, now=controller.clock(), reason=body.reason,
+                            record=lambda why, inputs: controller.journal.append(
+                                actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs))
         return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
     @app.post("/v1/steer")
