@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from chaos import gameday_io as io
-from chaos.actions import StackContext, context_from
+from chaos.context import StackContext, context_from
 from chaos.load import LoadSpec, read_records, run_load_async, validate
-from chaos.measurement import Rpo, compute_rpo, compute_rto
+from chaos.measurement import Rpo, compute_rpo, compute_rto, first_rollback_at
 from chaos.report import build_report, hypothesis_of, summary_lines, to_requests, write_report
 from chaos.sampling import Sampler, stack_reader
 from regions.errors import InputError
@@ -63,14 +63,6 @@ def first_action_at(journal: Mapping[str, Any]) -> float | None:
             at = run["output"].get("at")
             if isinstance(at, (int, float)):
                 return float(at)
-    return None
-
-
-def first_rollback_at(journal: Mapping[str, Any]) -> float | None:
-    """`at` of the first rollback that reported one (the end of the fault window)."""
-    for run in journal.get("rollbacks", []) or []:
-        if isinstance(run.get("output"), dict) and isinstance(run["output"].get("at"), (int, float)):
-            return float(run["output"]["at"])
     return None
 
 

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 from chaoslib.run import RunEventHandler
 
-from chaos.actions import PARTITIONS_KEY, REGION_KINDS, StackContext
-from chaos.measurement import AckedEvent
+from chaos.context import REGION_KINDS, StackContext, population
+from contracts.store_keys import PARTITIONS_KEY
+from chaos.measurement import AckedEvent, first_rollback_at
 from regions import stack
 from regions.errors import InputError
 from regions.geo import replication_peers
@@ -132,24 +133,6 @@ def play_rollbacks(experiment: Mapping[str, Any], progress: Progress) -> list[di
     return runs
 
 
-# -- the load's population ------------------------------------------------------------------------
-def population(ctx: StackContext) -> tuple[list[str], list[str]]:
-    """User ids and item ids of the current bundle (users.json, items.json)."""
-    from replication.artifact_store import LocalArtifactStore, store_from_url
-
-    store = store_from_url(ctx.artifacts_url)
-    version = store.current()
-    if version is None:
-        raise InputError("artifacts", f"{ctx.artifacts_url} has no current bundle; train and promote one first")
-    with tempfile.TemporaryDirectory(prefix="gameday-bundle-") as tmp:
-        root = store.root / "bundles" / version if isinstance(store, LocalArtifactStore) else store.fetch(version, Path(tmp))
-        users = [u["user_id"] if isinstance(u, dict) else str(u) for u in json.loads((root / "users.json").read_text())]
-        items = [i["item_id"] if isinstance(i, dict) else str(i) for i in json.loads((root / "items.json").read_text())]
-    if not users or not items:
-        raise InputError("artifacts", f"bundle {version} has no users or no items; the load needs both")
-    return [str(u) for u in users], [str(i) for i in items]
-
-
 # -- RPO evidence -------------------------------------------------------------------------------
 def _redis(ctx: StackContext, region: str) -> Any:
     import redis
@@ -227,7 +210,6 @@ def summarize_run(out_dir: Path) -> dict[str, Any]:
     """One row of the game-day table from a game day's out dir (report.json, journal.json, load.jsonl):
     RTO, RPO, lost events, empty slates, the tier mix and success while the fault was in place (from
     the fault to the first rollback), how fast the weights moved, the hypothesis and the verdict."""
-    from chaos.gameday import first_rollback_at
     from chaos.load import read_records
     from chaos.report import hypothesis_of, weights_changed_after, window_summary
 
