@@ -152,7 +152,7 @@ def restore_feature_updater(region: str, ready_timeout_s: float = READY_TIMEOUT_
 # -- controllers ---------------------------------------------------------------------------------
 def kill_controller_leader(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """SIGKILL the controller that holds the leader lease; the standby must take over."""
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     ctx = context_from(configuration)
     with _failing_as_activity("kill_controller_leader"):
@@ -185,7 +185,7 @@ def _partitions(store: Any) -> list[str]:
 
 def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]:
     """Read-modify-write `chaos/partitions` with compare-and-set (other writers are retried)."""
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     with store_from_url(ctx.control_store_url) as store:
         def try_once() -> tuple[list[str], float] | object:

@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a controller: probe cells, decide, and (as the leader) write the routing table."""
         from failover.control_api import reports_dir, serve
-        from failover.control_store import store_from_url
+        from failover.control_stores import store_from_url
         from failover.controller import Controller
         from failover.drill_runner import DrillRunner
         from failover.probing import Prober
