@@ -18,9 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from regions.errors import InputError, ShopNowError
-from replication.artifact_store import ArtifactStore, store_from_url
+from replication.artifact_store import ArtifactStore
+from replication.artifact_stores import store_from_url
 from replication.manifest import Manifest
-from replication.verifying import SemanticCheck, promote_verified, verify_bundle
+from replication.verifying import SemanticCheck, verify_bundle
+from replication.promotion import promote_verified
 
 T = TypeVar("T")
 _QUALITY = ("ndcg", "recall", "precision", "auc", "hit", "mrr", "map")

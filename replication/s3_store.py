@@ -286,7 +286,7 @@ class S3ArtifactStore:
         return policy.run(try_once)  # type: ignore[return-value]
 
     def promote(self, version: str) -> None:
-        """Low level: move the pointer. Use verifying.promote_verified, which verifies first."""
+        """Low level: move the pointer. Use promotion.promote_verified, which verifies first."""
         if self._index(version) is None:
             raise UnknownBundle(version)
         self._update_pointer(lambda state: state.promoted(version))
