@@ -25,7 +25,7 @@ bench: setup
 	$(PY) -m regionctl.main bench serving
 
 proto: setup
-	$(PY) -m serving.protogen
+	$(PY) -m contracts.protogen
 
 clean:
 	rm -rf .venv build *.egg-info .regionctl

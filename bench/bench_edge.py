@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from regions.processes import LOOPBACK, free_port, port_open, wait_until  # noqa: E402
 from regions.topology import load_topology  # noqa: E402
-from serving.proto import recommend_pb2 as pb  # noqa: E402
-from serving.proto import recommend_pb2_grpc as pb_grpc  # noqa: E402
+from contracts.proto import recommend_pb2 as pb  # noqa: E402
+from contracts.proto import recommend_pb2_grpc as pb_grpc  # noqa: E402
 
 
 class _StandIn(pb_grpc.RecommenderServicer):

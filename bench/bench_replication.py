@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from regions import redis_keys  # noqa: E402
 from regions.processes import ManagedProcess, spawn, wait_until  # noqa: E402
-from replication.events import Event  # noqa: E402
+from contracts.events import Event  # noqa: E402
 from replication.interaction_log import append_events, stream_last_id  # noqa: E402
 from replication.lag import parse_stream_id, percentile  # noqa: E402
 from replication.replicating import Replicator, ReplicatorSettings  # noqa: E402

@@ -32,7 +32,8 @@ if str(ROOT) not in sys.path:
 
 from bench.serving_bench import BenchStack, ServingBenchSettings, bench_stack, core_ticks, cpu_ticks  # noqa: E402
 from capacity.calibration import MEASURED_CALIBRATION_PATH, load_calibration, write_calibration  # noqa: E402
-from capacity.model import TIERS, Calibration, TierMix, predicted_saturation_qps  # noqa: E402
+from capacity.model import Calibration, TierMix, predicted_saturation_qps  # noqa: E402
+from contracts.tiers import TIER_NAMES  # noqa: E402
 from capacity.settings import CapacitySettings  # noqa: E402
 from fallback_tiers.settings import LadderSettings  # noqa: E402
 from regions.errors import InputError  # noqa: E402
@@ -98,7 +99,7 @@ class SaturationReport:
     @property
     def predicted_for_served_mix(self) -> float:
         """The prediction for the tier mix the cell actually served at the plateau (the ladder degrades)."""
-        served = {t: n for t, n in self.plateau.tiers.items() if t in TIERS}
+        served = {t: n for t, n in self.plateau.tiers.items() if t in TIER_NAMES}
         total = sum(served.values())
         if not total:
             return self.predicted_qps

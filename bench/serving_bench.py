@@ -36,7 +36,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from capacity.calibration import MEASURED_CALIBRATION_PATH, calibration_to_dict, write_calibration  # noqa: E402
-from capacity.model import TIERS, Calibration  # noqa: E402
+from capacity.model import Calibration  # noqa: E402
+from contracts.tiers import TIER_NAMES  # noqa: E402
 from regions.errors import InputError, TemporaryError  # noqa: E402
 from regions.processes import ManagedProcess, free_port, spawn, start_redis, wait_until  # noqa: E402
 from regions.topology import REPO_ROOT, load_topology  # noqa: E402
@@ -197,7 +198,7 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
     import httpx
 
     from replication.artifact_store import LocalArtifactStore
-    from replication.verifying import promote_verified
+    from replication.promotion import promote_verified
     from serving.bundle_checks import SEMANTIC_CHECKS
     from serving.feature_store import FeatureStore
     from serving.features import SCHEMA_VERSION
@@ -267,8 +268,8 @@ def clients(stack: BenchStack, *, count: int, timeout_s: float) -> Iterator[dict
     import grpc
     import httpx
 
-    from serving.proto import recommend_pb2 as pb
-    from serving.proto import recommend_pb2_grpc as pb_grpc
+    from contracts.proto import recommend_pb2 as pb
+    from contracts.proto import recommend_pb2_grpc as pb_grpc
 
     http = httpx.Client(base_url=stack.base_url, timeout=timeout_s)
     channel = grpc.insecure_channel(f"127.0.0.1:{stack.grpc_port}")
@@ -445,7 +446,7 @@ class ServingReport:
         """(what, measured, target, met) for every issue target."""
         rows = []
         for transport in TRANSPORTS:
-            for tier in TIERS:
+            for tier in TIER_NAMES:
                 limit = FULL_P99_TARGET_MS if tier == "full" else LOWER_P99_TARGET_MS
                 p99 = self.phase(transport, tier).stats.p99_ms
                 rows.append((f"{transport} {tier} p99 ms", p99, f"<= {limit:g}", p99 <= limit))
@@ -476,7 +477,7 @@ def run_serving_bench(settings: ServingBenchSettings = ServingBenchSettings(), *
                 calls[transport](user_id, "full")
         phases = []
         for transport in TRANSPORTS:
-            for tier in TIERS:
+            for tier in TIER_NAMES:
                 log(f"{transport} {tier}: {settings.requests} sequential requests")
                 phases.append(run_phase(stack, calls[transport], transport=transport, tier=tier, requests=settings.requests))
         log(f"floor: {settings.requests} in-process candidates + features + predict")

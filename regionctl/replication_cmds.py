@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.environment import topology_path
 from regions.errors import InputError
 from regions.topology import load_topology
 
@@ -65,7 +66,7 @@ def status_cmd(
     from replication.interaction_log import connect_all
     from replication.metrics import replication_status, unreplicated_geographies
 
-    topo = load_topology(_topology_arg(topology))
+    topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
     pairs = replication_status(topo, connect_all(topo), time.time())
     lonely = unreplicated_geographies(topo)
     if as_json:
@@ -104,7 +105,7 @@ def delete_cmd(
     from replication.deletion import delete_user
     from replication.interaction_log import connect_all
 
-    topo = load_topology(_topology_arg(topology))
+    topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
     report = delete_user(topo, connect_all(topo), user_id, time.time())
     table = Table(title=f"Deletion of {report.user_id} (geography {report.geography})")
     for col in ("region", "tombstone", "features", "cached results", "log entries", "error"):
@@ -133,7 +134,7 @@ def retention_cmd(
     settings = RetentionSettings(max_age_days=max_age_days, mode=mode)
     if mode == "pseudonymise" and not key_text:
         raise InputError("REGIONCTL_RETENTION_KEY", "pseudonymise mode needs a secret key in this environment variable")
-    topo = load_topology(_topology_arg(topology))
+    topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
     report = run_retention(topo, connect_all(topo), time.time(), settings=settings, key=key_text.encode() or None)
     table = Table(title=f"Retention ({report.mode}, entries before {report.cutoff_id})")
     for col in ("region", "stream", "removed", "archived"):

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from regions.errors import ShopNowError
 from regions.processes import LOOPBACK
+from contracts.environment import topology_path as env_topology_path
 from regions.topology import load_topology
 from replication.interaction_log import connect, connect_all
 from replication.metrics import ReplicationMetrics
@@ -60,7 +61,7 @@ class _StopFlag:
 
 
 def run_replicator(region: str, *, topology_path: str | None, batch: int | None, metrics_port: int | None, stop: _StopFlag) -> None:
-    topology = load_topology(topology_path)
+    topology = load_topology(env_topology_path(os.environ, topology_path))
     topology.region(region)
     registry = CollectorRegistry()
     if metrics_port:
@@ -76,7 +77,7 @@ def run_replicator(region: str, *, topology_path: str | None, batch: int | None,
 def run_feature_updater(region: str, *, topology_path: str | None, batch: int | None, metrics_port: int | None, stop: _StopFlag) -> None:
     from serving.feature_updater import FeatureUpdater, UpdaterSettings
 
-    topology = load_topology(topology_path)
+    topology = load_topology(env_topology_path(os.environ, topology_path))
     topology.region(region)
     registry = CollectorRegistry()
     if metrics_port:

@@ -34,7 +34,7 @@ from regions import redis_keys
 from regions.errors import InputError, TemporaryError
 from regions.geo import home_geography_of, may_hold_personal_data
 from regions.topology import Topology
-from replication.events import EVENT_WEIGHTS, MAX_BATCH, Event, parse_event
+from contracts.events import EVENT_WEIGHTS, MAX_BATCH, Event, parse_event
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class ParsedBatch:
 
 
 def parse_batch(raws: Iterable[Mapping[str, Any]], *, now: float, topology: Topology) -> ParsedBatch:
-    """Validate client events with replication.events.parse_event; keep the good, name the bad."""
+    """Validate client events with contracts.events.parse_event; keep the good, name the bad."""
     good: list[Event] = []
     bad: list[Refusal] = []
     for index, raw in enumerate(raws):

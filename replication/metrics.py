@@ -41,8 +41,6 @@ class ReplicationMetrics:
             ["source", "destination"], registry=registry)
         self.dead_letters = Counter(
             "shopnow_dead_letters", "Poison events moved to log:dead.", ["region", "consumer"], registry=registry)
-        self.refused = Counter(
-            "shopnow_events_refused", "Client events refused by validation, by field.", ["region", "field"], registry=registry)
         self.updater_lag_seconds = Gauge(
             "shopnow_feature_updater_lag_seconds", "Age of the oldest log entry the feature updater has not applied.",
             ["region", "stream"], registry=registry)
@@ -59,11 +57,6 @@ class ReplicationMetrics:
             if pair.lag_seconds is not None and pair.lag_events is not None:
                 self.lag_seconds.labels(source=pair.source, destination=pair.destination).set(pair.lag_seconds)
                 self.lag_events.labels(source=pair.source, destination=pair.destination).set(pair.lag_events)
-
-    def count_refused(self, *, region: str, fields: Iterable[str]) -> None:
-        for name in fields:
-            self.refused.labels(region=region, field=name).inc()
-
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -46,7 +46,7 @@ from regions import redis_keys
 from regions.errors import InputError, TemporaryError
 from regions.geo import replication_peers
 from regions.topology import Topology
-from replication.events import EVENT_WEIGHTS, Event
+from contracts.events import EVENT_WEIGHTS, Event
 from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry, stream_last_id
 from replication.lag import StreamId, parse_stream_id
 from replication.metrics import ReplicationMetrics, collect_pairs

@@ -27,7 +27,7 @@ from regions import redis_keys
 from regions.errors import InputError, TemporaryError
 from regions.geo import replication_peers
 from regions.topology import Topology
-from replication.events import Event
+from contracts.events import Event
 from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry
 from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag

@@ -18,7 +18,7 @@ from failover.auth import TokenBook, parse_tokens
 from failover.control_api import create_app, parse_duration
 from failover.controller import Controller
 from failover.drill_runner import DrillRunner
-from failover.routing import TABLE_KEY
+from contracts.store_keys import TABLE_KEY
 from failover.sqlite_store import SqliteStore
 from regions.errors import InputError
 from tests.failover.controller_helpers import Rig, make_rig

@@ -24,7 +24,7 @@ from failover.controller import Controller, weights_of
 from failover.health import HealthState
 from failover.journal import Action
 from failover.probing import Prober
-from edge.routing import TABLE_KEY
+from contracts.store_keys import TABLE_KEY
 from failover.safety import request_drain
 from failover.settings import ControllerSettings
 from failover.sqlite_store import SqliteStore

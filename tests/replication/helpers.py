@@ -10,7 +10,7 @@ import redis
 
 from regions.processes import ManagedProcess, free_port, start_redis, wait_until
 from regions.topology import Topology, parse_topology
-from replication.events import Event
+from contracts.events import Event
 from replication.interaction_log import connect_all
 
 US_EU = {"us-east": "us", "us-west": "us", "eu-west": "eu"}

@@ -8,7 +8,7 @@ import pytest
 
 from regions import redis_keys
 from regions.errors import InputError, TemporaryError
-from replication.events import MAX_BATCH
+from contracts.events import MAX_BATCH
 from replication.interaction_log import (
     append_events, connect, decode_entry, parse_batch, read_events, require_resident, stream_last_id,
 )

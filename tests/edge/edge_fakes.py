@@ -18,8 +18,8 @@ import grpc
 
 from regions.processes import LOOPBACK, free_port
 from regions.topology import Topology, parse_topology
-from serving.proto import recommend_pb2 as pb
-from serving.proto import recommend_pb2_grpc as pb_grpc
+from contracts.proto import recommend_pb2 as pb
+from contracts.proto import recommend_pb2_grpc as pb_grpc
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The edge router against STAND-IN cells (tests/failover/edge_fakes.py: real gRPC/HTTP servers on
+"""The edge router against STAND-IN cells (tests/edge/edge_fakes.py: real gRPC/HTTP servers on
 loopback running a tiny fake Recommender, not the project's cell) and a real SQLite control store.
 The lead's end-to-end tests run the same edge against real cells."""
 from __future__ import annotations
@@ -14,14 +14,16 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from failover.control_store import store_from_url
-from failover.edge import create_app
-from failover.edge_io import PACKAGED_LAST_RESORT, LastResort, load_last_resort
-from failover.routing import TABLE_KEY, EdgeSettings, rendezvous_order
+from failover.control_stores import store_from_url
+from edge.router import create_app
+from contracts.store_keys import TABLE_KEY
+from edge.last_resort import PACKAGED_LAST_RESORT, LastResort, load_last_resort
+from edge.routing import rendezvous_order
+from edge.settings import EdgeSettings
 from regions.processes import LOOPBACK, free_port, wait_until
 from replication.artifact_store import LocalArtifactStore
 from replication.manifest import build_manifest, write_manifest
-from tests.failover.edge_fakes import StandInStack, stack_iter
+from tests.edge.edge_fakes import StandInStack, stack_iter
 
 LAYOUT = {"us": ["us-east", "us-west"], "eu": ["eu-west"]}
 FAST = EdgeSettings(poll_interval_s=0.05)
@@ -191,7 +193,7 @@ def test_reads_are_validated_like_a_cell(edge: TestClient, path: str, params: di
 ])
 def test_events_are_validated(edge: TestClient, body: Any, status: int, field: str) -> None:
     resp = edge.post("/v1/events", json=body)
-    assert resp.status_code == status and resp.json()["detail"][0]["loc"] == [field]
+    assert resp.status_code == status and resp.json()["error"]["field"] == field
 
 
 # -- events -----------------------------------------------------------------------------------------------
@@ -215,7 +217,7 @@ def test_events_no_region_of_the_geography_stores_them_503(edge: TestClient, sta
     resp = edge.post("/v1/events", json={"events": _events("us-1", "eu-1")})
     body = resp.json()
     assert resp.status_code == 503 and body["not_stored"] == ["e1"] and body["accepted"] == 1
-    assert "eu-west" in body["detail"]
+    assert body["error"]["field"] == "events" and "eu-west" in body["error"]["message"]
     us = stack.cells["us-east"].event_users() + stack.cells["us-west"].event_users()
     assert us == ["us-1"]  # the eu event never went to a us region
 

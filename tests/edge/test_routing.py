@@ -8,10 +8,9 @@ from typing import Any, Mapping
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from failover.routing import (
-    EdgeSettings, RoutingTable, RoutingTableError, attempt_budget_ms, cell_call, default_table, parse_table,
-    plan_events, plan_request, rendezvous_order, settings_from_env, tier_for,
-)
+from contracts.routing_table import RoutingTable, RoutingTableError, default_table, parse_table
+from edge.routing import attempt_budget_ms, cell_call, plan_events, plan_request, rendezvous_order, tier_for
+from edge.settings import EdgeSettings, settings_from_env
 from regions.errors import InputError
 from regions.geo import home_geography_of
 from regions.topology import Topology, parse_topology
@@ -245,8 +244,8 @@ def test_settings_from_env() -> None:
 @pytest.mark.parametrize(("env", "field"), [
     ({"REGIONCTL_EDGE_COLOUR": "red"}, "REGIONCTL_EDGE_COLOUR"),
     ({"REGIONCTL_EDGE_PERSONAL_TRIES": "two"}, "REGIONCTL_EDGE_PERSONAL_TRIES"),
-    ({"REGIONCTL_EDGE_FIRST_ATTEMPT_SHARE": "1.5"}, "first_attempt_share"),
-    ({"REGIONCTL_EDGE_TRANSPORT": "smoke"}, "transport"),
+    ({"REGIONCTL_EDGE_FIRST_ATTEMPT_SHARE": "1.5"}, "REGIONCTL_EDGE_FIRST_ATTEMPT_SHARE"),
+    ({"REGIONCTL_EDGE_TRANSPORT": "smoke"}, "REGIONCTL_EDGE_TRANSPORT"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], field: str) -> None:
     with pytest.raises(InputError) as info:
