@@ -12,7 +12,7 @@ import redis
 from regions.errors import TemporaryError
 from regions.processes import ManagedProcess, free_port, start_redis, wait_until
 from regions.topology import Topology, parse_topology
-from replication.interaction_log import connect_all
+from replication.redis_io import connect_all
 
 US_EU = {"us-east": "us", "us-west": "us", "eu-west": "eu"}
 TWO_PLUS_TWO = {"us-east": "us", "us-west": "us", "eu-west": "eu", "eu-central": "eu"}

@@ -23,7 +23,7 @@ from regions.processes import LOOPBACK
 from contracts.environment import parse_value
 from contracts.environment import topology_path as env_topology_path
 from regions.topology import load_topology
-from replication.interaction_log import connect, connect_all
+from replication.redis_io import connect, connect_all
 from replication.metrics import ReplicationMetrics
 from replication.replicating import Replicator, ReplicatorSettings
 
