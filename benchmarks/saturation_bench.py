@@ -33,6 +33,7 @@ from contracts.tiers import TIER_NAMES
 from capacity.settings import CapacitySettings
 from fallback_tiers.settings import LadderSettings
 from regions.errors import InputError
+from benchmarks.printing import print_report
 from regions.topology import REPO_ROOT
 from serving.benchmarking import (
     LoadStep, Saturation, error_pct, others_share, percentile, ramp, saturation_of,
@@ -319,14 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     err = Console(stderr=True)
     report = run_saturation_bench(SaturationSettings(seconds=args.seconds), log=lambda m: err.print(f"[dim]{m}[/dim]"))
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-        return
-    console = Console()
-    for renderable in render(report):
-        console.print(renderable)
-    for line in summary_lines(report):
-        console.print(line)
+    print_report(report, render=render, summary_lines=summary_lines, as_json=args.json)
 
 
 if __name__ == "__main__":

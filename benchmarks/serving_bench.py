@@ -37,6 +37,7 @@ from capacity.model import Calibration
 from contracts.tiers import TIER_NAMES
 from regions.errors import InputError, TemporaryError
 from regions.processes import ManagedProcess, free_port, spawn, start_redis, wait_until
+from benchmarks.printing import print_report
 from regions.topology import REPO_ROOT, load_topology
 from serving.benchmarking import (
     LatencyStats, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ticks_of_stat, others_share,
@@ -543,14 +544,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     err = Console(stderr=True)
     report = run_serving_bench(ServingBenchSettings(requests=args.requests), log=lambda m: err.print(f"[dim]{m}[/dim]"))
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-        return
-    console = Console()
-    for renderable in render(report):
-        console.print(renderable)
-    for line in summary_lines(report):
-        console.print(line)
+    print_report(report, render=render, summary_lines=summary_lines, as_json=args.json)
 
 
 if __name__ == "__main__":

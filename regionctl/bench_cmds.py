@@ -3,7 +3,6 @@ capacity model (the installed package `benchmarks`: serving_bench and saturation
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from types import ModuleType
 from typing import Optional
@@ -51,11 +50,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _print(report: object, mod: ModuleType, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))  # type: ignore[attr-defined]
-        return
-    console = Console()
-    for renderable in mod.render(report):
-        console.print(renderable)
-    for line in mod.summary_lines(report):
-        console.print(line)
+    from benchmarks.printing import print_report
+
+    print_report(report, render=mod.render, summary_lines=mod.summary_lines, as_json=as_json)
