@@ -179,6 +179,7 @@ def test_settings_from_env() -> None:
     ({"REGIONCTL_EDGE_PERSONAL_TRIES": "two"}, "REGIONCTL_EDGE_PERSONAL_TRIES"),
     ({"REGIONCTL_EDGE_FIRST_ATTEMPT_SHARE": "1.5"}, "REGIONCTL_EDGE_FIRST_ATTEMPT_SHARE"),
     ({"REGIONCTL_EDGE_TRANSPORT": "smoke"}, "REGIONCTL_EDGE_TRANSPORT"),
+    ({"REGIONCTL_EDGE_MAX_COUNT": "500"}, "REGIONCTL_EDGE_MAX_COUNT"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], field: str) -> None:
     with pytest.raises(InputError) as info:
