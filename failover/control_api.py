@@ -20,7 +20,6 @@ or durations such as 30s, 10m, 1h, 24h (`parse_duration`).
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import threading
@@ -33,9 +32,12 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from contracts.http_errors import error_response as _error
+from contracts.http_errors import install_error_handlers
 from failover import controller_metrics, dashboard, status_view
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
-from failover.controller import Controller, health_document
+from failover.controller import Controller
+from failover.effects import health_document
 from failover.drill_report import plan_document
 from failover.drill_runner import DrillConflict, DrillRunner
 from failover.journal import Action
@@ -43,6 +45,7 @@ from failover.leadership import NotLeader
 from failover.safety import clear_steer, request_drain, request_steer, request_undrain
 from regions.errors import InputError, PermanentError, ShopNowError, TemporaryError
 from regions.processes import wait_until
+from replication.user_erasure import erase_user
 
 Duration = Optional[Union[float, str]]
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -93,10 +96,6 @@ class DrillBody(BaseModel):
     dry_run: bool = False
     hold: Duration = None
     reason: str = ""
-
-
-def _error(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"field": field, "message": message}, **extra})
 
 
 def status_document(controller: Controller) -> dict[str, Any]:
@@ -154,7 +153,8 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
             return tokens.authorize(authorization, permission)
         return check
 
-    dashboard.mount(app, gamedays_dir=gamedays or gamedays_dir(os.environ), reader=need(Permission.READ))
+    dashboard.mount(app, gamedays_dir=gamedays if gamedays is not None else gamedays_dir({}),
+                    reader=need(Permission.READ))
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -170,9 +170,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     async def _conflict(_: Request, exc: DrillConflict) -> JSONResponse:
         return _error(409, exc.field, exc.reason)
 
-    @app.exception_handler(InputError)
-    async def _input(_: Request, exc: InputError) -> JSONResponse:
-        return _error(422, exc.field, exc.reason)
+    install_error_handlers(app)  # InputError and FastAPI's own validation errors: 422, one error body
 
     @app.exception_handler(NotLeader)
     async def _standby(_: Request, exc: NotLeader) -> JSONResponse:
@@ -215,7 +213,9 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.post("/v1/users/{user_id}/delete")
     def delete_user(user_id: str, body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
-        report = controller.delete_user(user_id, actor=who.actor, reason=body.reason)
+        report = erase_user(controller.topology, user_id, now=controller.clock(), reason=body.reason,
+                            record=lambda why, inputs: controller.journal.append(
+                                actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs))
         return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
     @app.post("/v1/steer")
@@ -347,7 +347,7 @@ class ControlClient:
 
 
 def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, host: str, port: int,
-          log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+          gamedays: Path | None = None, log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
     """Run the controller loop in a thread and the API in this one until SIGTERM/SIGINT; then resign."""
     import uvicorn
 
@@ -359,7 +359,7 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
     loop = threading.Thread(target=controller.run, kwargs={"stop": stopping.is_set}, name="controller", daemon=True)
     loop.start()
     log(f"API id={controller.holder} url=http://{host}:{port}")
-    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills),
+    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills, gamedays=gamedays),
                                            host=host, port=port, log_level="warning", access_log=False))
     try:
         server.run()
@@ -370,17 +370,19 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
         log(f"STOPPED id={controller.holder}")
 
 
-def reports_dir(environ: Mapping[str, str]) -> Path:
-    """Where drill reports go: <REGIONCTL_STATE_DIR>/../drills, else var/drills."""
+def _beside_state(environ: Mapping[str, str], name: str) -> Path:
+    """<REGIONCTL_STATE_DIR>/../<name>, else var/<name> of the repository."""
     from regions.topology import REPO_ROOT
 
     state = environ.get("REGIONCTL_STATE_DIR")
-    return (Path(state).parent / "drills") if state else REPO_ROOT / "var" / "drills"
+    return (Path(state).parent / name) if state else REPO_ROOT / "var" / name
+
+
+def reports_dir(environ: Mapping[str, str]) -> Path:
+    """Where drill reports go: <REGIONCTL_STATE_DIR>/../drills, else var/drills."""
+    return _beside_state(environ, "drills")
 
 
 def gamedays_dir(environ: Mapping[str, str]) -> Path:
     """Where game days write their reports (regionctl gameday): <REGIONCTL_STATE_DIR>/../gamedays, else var/gamedays."""
-    from regions.topology import REPO_ROOT
-
-    state = environ.get("REGIONCTL_STATE_DIR")
-    return (Path(state).parent / "gamedays") if state else REPO_ROOT / "var" / "gamedays"
+    return _beside_state(environ, "gamedays")

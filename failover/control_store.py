@@ -24,16 +24,14 @@ Choices every backend keeps:
 Errors (see regions.errors): `TemporaryError` when the store is busy or unreachable,
 `PermanentError` when retrying cannot help, `InputError` for a bad URL, key or ttl.
 The environment is not read here: the edge (CLI, election_main) reads REGIONCTL_CONTROL_STORE
-and hands the URL to `store_from_url`.
+and hands the URL to `failover.control_stores.store_from_url` (the factory: a scheme -> opener
+registry, kept out of this base so that the backends can import it without a circle).
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Callable
-from urllib.parse import parse_qs, urlsplit
 
 from regions.errors import InputError, PermanentError
 
@@ -190,41 +188,3 @@ class ControlStore(abc.ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-def store_from_url(url: str, *, clock: Callable[[], float] | None = None) -> ControlStore:
-    """Open a store from a URL:
-
-    sqlite:///abs/path/control.db   absolute path
-    sqlite://var/control.db         path relative to the working directory
-    sqlite://:memory:               one process only (tests)
-    consul://127.0.0.1:8500         a Consul agent on loopback; `?prefix=shopnow/` (default)
-
-    `clock` (seconds) is used where the backend computes expiry itself (SQLite).
-    """
-    if not isinstance(url, str) or "://" not in url:
-        raise InputError("store", f"{url!r} is not a store URL; use sqlite:///path/to/control.db "
-                                  "or consul://127.0.0.1:8500")
-    scheme, _, rest = url.partition("://")
-    if scheme == "sqlite":
-        from failover.sqlite_store import SqliteStore
-
-        if not rest:
-            raise InputError("store", f"{url!r} names no file; use sqlite:///abs/path.db or sqlite://rel/path.db")
-        path: str | Path = rest if rest == ":memory:" else Path(rest)
-        return SqliteStore(path) if clock is None else SqliteStore(path, clock=clock)
-    if scheme == "consul":
-        from failover.consul_store import ConsulStore
-
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if host not in LOOPBACK_HOSTS:
-            raise InputError("store", f"Consul host {host!r} is not loopback; only 127.0.0.1 is allowed")
-        try:
-            port = parts.port or 8500
-        except ValueError as exc:
-            raise InputError("store", f"{url!r} has an invalid port; use consul://127.0.0.1:8500") from exc
-        prefix = parse_qs(parts.query).get("prefix", ["shopnow/"])[0]
-        return ConsulStore(host="127.0.0.1", port=port, prefix=prefix)
-    raise InputError("store", f"unknown scheme {scheme!r} in {url!r}; allowed: sqlite, consul")
-

@@ -1,10 +1,13 @@
 """A real Prometheus (Debian's `prometheus` package) for the local stack: `regionctl up --observability`.
 
-    start_prometheus(topology, state_dir)   write <state_dir>/prometheus/prometheus.yml from the
+    write_config(topology, state_dir)       write <state_dir>/prometheus/prometheus.yml from the
                                             recorded processes (observability.prometheus_config)
-                                            with the shipped rules, start prometheus on a free
-                                            loopback port, record it in stack.json (kind
-                                            "prometheus"), wait until /-/ready answers
+                                            with the shipped rules (promtool-checked first)
+    prometheus_argv(config=, ...)           the command line of Debian's prometheus for it
+                                            (regionctl.stack_specs.prometheus_spec builds the spec)
+    start_prometheus(spec, state_dir, ...)  start it through regions.stack.up (recorded in stack.json,
+                                            kind "prometheus"; kept when already running), wait until
+                                            /-/ready answers
     prometheus_url(state_dir)               where the recorded Prometheus listens (None: not started)
 
 `regionctl down` stops it with the rest (by PID, like every process of the stack).
@@ -18,7 +21,7 @@ import httpx
 
 from regions import stack
 from regions.errors import PermanentError, TemporaryError
-from regions.processes import free_port, wait_until
+from regions.processes import wait_until
 from regions.topology import Topology
 from observability.prometheus_config import scrape_config, shipped_rule_files
 from observability.promtool import check_rules, installed
@@ -46,27 +49,26 @@ def prometheus_url(state_dir: Path) -> str | None:
     return f"http://127.0.0.1:{proc.port}" if proc is not None and stack.is_running(proc) else None
 
 
-def start_prometheus(topology: Topology, state_dir: Path, *, ready_timeout_s: float = 60.0) -> stack.RunningProcess:
+def prometheus_argv(*, config: Path, data_dir: Path, host: str, port: int) -> tuple[str, ...]:
+    return (installed("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={data_dir}",
+            f"--storage.tsdb.retention.time={RETENTION}", f"--web.listen-address={host}:{port}",
+            "--web.enable-lifecycle")
+
+
+def start_prometheus(spec: stack.ProcessSpec, state_dir: Path, *, topology_path: Path,
+                     ready_timeout_s: float = 60.0) -> stack.RunningProcess:
     """Start (or keep) the stack's Prometheus; see the module docstring."""
     state = stack.StackState.load(state_dir)
-    existing = state.processes.get(NAME)
+    existing = state.processes.get(spec.name)
     if existing is not None and stack.is_running(existing):
         return existing
-    config = write_config(topology, state_dir)
-    port = free_port()
-    host = topology.settings.host
-    spec = stack.ProcessSpec(name=NAME, kind=NAME, port=port, argv=(
-        installed("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={state_dir / NAME / 'data'}",
-        f"--storage.tsdb.retention.time={RETENTION}", f"--web.listen-address={host}:{port}",
-        "--web.enable-lifecycle"))
-    proc = stack.start_process(spec, state_dir=state_dir)
-    state.processes[NAME] = proc
-    state.save(state_dir)
-    stack.wait_ready(proc, timeout=ready_timeout_s)
+    proc = stack.up([spec], topology_path=topology_path, state_dir=state_dir,
+                    ready_timeout_s=ready_timeout_s).processes[spec.name]
+    url = f"http://127.0.0.1:{proc.port}"
 
     def ready() -> bool:
         try:
-            return httpx.get(f"http://{host}:{port}/-/ready", timeout=1.0, trust_env=False).status_code == 200
+            return httpx.get(f"{url}/-/ready", timeout=1.0, trust_env=False).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -77,4 +79,4 @@ def start_prometheus(topology: Topology, state_dir: Path, *, ready_timeout_s: fl
     return proc
 
 
-__all__ = ["prometheus_url", "start_prometheus", "write_config"]
+__all__ = ["NAME", "prometheus_argv", "prometheus_url", "start_prometheus", "write_config"]

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 import typer
 from rich.table import Table
 
+from contracts.environment import calibration_path, topology_path
 from failover.auth import TOKEN_ENV, Permission, TokenBook, tokens_path
 from regions.tokens import ensure_tokens_file
 from failover.control_api import ControlClient, parse_duration
@@ -156,8 +157,8 @@ def register(app: typer.Typer) -> None:
                                                                     "uses a table (default: the topology's edge)."),
     ) -> None:
         """Run a controller: probe cells, decide, and (as the leader) write the routing table."""
-        from failover.control_api import reports_dir, serve
-        from failover.control_store import store_from_url
+        from failover.control_api import gamedays_dir, reports_dir, serve
+        from failover.control_stores import store_from_url
         from failover.controller import Controller
         from failover.drill_runner import DrillRunner
         from failover.probing import Prober
@@ -165,7 +166,7 @@ def register(app: typer.Typer) -> None:
         from regions.processes import free_port
         from regions.topology import load_topology
 
-        topo = load_topology(topology)
+        topo = load_topology(topology_path(os.environ, topology))
         settings = settings_from_env(os.environ)
         path = tokens_path(os.environ, tokens)
         ensure_tokens_file(path)
@@ -177,11 +178,11 @@ def register(app: typer.Typer) -> None:
         from capacity.calibration import load_calibration
 
         ctl = Controller(topology=topo, store=control, holder=ident, prober=prober.probe_all, settings=settings,
-                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl, calibration=load_calibration())
+                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl, calibration=load_calibration(calibration_path(os.environ)))
         drills = DrillRunner(ctl, reports_dir=reports_dir(os.environ),
                              edge_url=edge_url or f"http://{host}:{topo.settings.edge_port}")
         try:
-            serve(controller=ctl, tokens=book, drills=drills, host=host, port=port)
+            serve(controller=ctl, tokens=book, drills=drills, host=host, port=port, gamedays=gamedays_dir(os.environ))
         finally:
             prober.close()
             control.close()

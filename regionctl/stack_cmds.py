@@ -1,14 +1,17 @@
 """`regionctl up | ps | down`: the local three-region stack on loopback."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from contracts.environment import topology_path
 from regionctl import output
 from regions import stack
+from regionctl.stack_specs import prometheus_spec, stack_specs
 from regions.topology import default_topology_path, load_topology
 
 console = output.console()
@@ -16,9 +19,9 @@ console = output.console()
 
 def ensure_bundle(artifacts_url: str, *, geographies: dict[str, float], progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
     """The store's current bundle; when there is none, train the demo bundle, publish and promote it."""
-    from replication.artifact_store import store_from_url
+    from replication.artifact_stores import store_from_url
     from replication.manifest import new_bundle_version
-    from replication.verifying import promote_verified
+    from replication.promotion import promote_verified
     from serving.bundle_checks import SEMANTIC_CHECKS
     from serving.features import SCHEMA_VERSION
     from serving.marketplace import generate_named
@@ -50,19 +53,20 @@ def register(app: typer.Typer) -> None:
                                            "every process, with the shipped recording and alerting rules."),
     ) -> None:
         """Start the local stack: per region redis + cell + replicator + feature updater; controllers; edge."""
-        topo = load_topology(topology)
+        topo = load_topology(topology_path(os.environ, topology))
         state = (state_dir or stack.default_state_dir()).resolve()
         urls = stack.stack_urls(state)
         started = time.monotonic()
         version = ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()}, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundle {version}")
-        stack.up(topo, topology_path=topology or default_topology_path(), state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        topo_file = topology_path(os.environ, topology) or default_topology_path()
+        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_file, state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         if observability:
-            from observability.prometheus_stack import start_prometheus
+            from observability.prometheus_stack import start_prometheus, write_config
 
-            prom = start_prometheus(topo, state)
-            console.print(f"prometheus http://{topo.settings.host}:{prom.port} (pid {prom.pid}), "
-                          f"config {state / 'prometheus' / 'prometheus.yml'}")
+            config = write_config(topo, state)
+            prom = start_prometheus(prometheus_spec(topo, state_dir=state, config=config), state, topology_path=topo_file)
+            console.print(f"prometheus http://{topo.settings.host}:{prom.port} (pid {prom.pid}), config {config}")
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 

@@ -10,10 +10,13 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
-from failover.control_store import ControlStore, store_from_url
+from contracts.environment import topology_path
+from failover.control_store import ControlStore
+from failover.control_stores import store_from_url
 from regions import stack
 from regions.errors import InputError
 from regions.topology import Topology, load_topology
@@ -23,7 +26,9 @@ def stack_topology(topology: Optional[Path]) -> Topology:
     if topology is not None:
         return load_topology(topology)
     recorded = stack.StackState.load(stack.default_state_dir()).topology_path
-    return load_topology(Path(recorded) if recorded and Path(recorded).exists() else None)
+    if recorded and Path(recorded).exists():
+        return load_topology(Path(recorded))
+    return load_topology(topology_path(os.environ))
 
 
 def controller_url(api: Optional[str], topology: Optional[Path]) -> str:

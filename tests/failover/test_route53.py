@@ -9,7 +9,7 @@ import pytest
 from botocore.config import Config
 
 from failover.route53 import PublishResult, publish_weights, read_weights, weighted_changes
-from failover.routing import parse_table
+from contracts.routing_table import parse_table
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.processes import LOOPBACK, free_port
 from regions.topology import parse_topology

@@ -1,4 +1,4 @@
-"""The edge router against STAND-IN cells (tests/failover/edge_fakes.py: real gRPC/HTTP servers on
+"""The edge router against STAND-IN cells (tests/edge/edge_fakes.py: real gRPC/HTTP servers on
 loopback running a tiny fake Recommender, not the project's cell) and a real SQLite control store.
 The lead's end-to-end tests run the same edge against real cells."""
 from __future__ import annotations
@@ -14,14 +14,16 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from failover.control_store import store_from_url
-from failover.edge import create_app
-from failover.edge_io import PACKAGED_LAST_RESORT, LastResort, load_last_resort
-from failover.routing import TABLE_KEY, EdgeSettings, rendezvous_order
+from failover.control_stores import store_from_url
+from edge.router import create_app
+from contracts.store_keys import TABLE_KEY
+from edge.last_resort import PACKAGED_LAST_RESORT, LastResort, load_last_resort
+from edge.routing import rendezvous_order
+from edge.settings import EdgeSettings
 from regions.processes import LOOPBACK, free_port, wait_until
 from replication.artifact_store import LocalArtifactStore
 from replication.manifest import build_manifest, write_manifest
-from tests.failover.edge_fakes import StandInStack, stack_iter
+from tests.edge.edge_fakes import StandInStack, stack_iter
 
 LAYOUT = {"us": ["us-east", "us-west"], "eu": ["eu-west"]}
 FAST = EdgeSettings(poll_interval_s=0.05)
@@ -70,7 +72,7 @@ def test_homepage_goes_to_the_users_region_with_deadline_and_user(edge: TestClie
     assert [t["region"] for t in answer["tried"]] == [expected] and answer["routing_version"] == 0
     assert answer["edge_ms"] >= 0
     sent = stack.cells[expected].requests[-1]
-    assert (sent.user_id, sent.anonymous, sent.count) == ("us-42", False, 7)
+    assert (sent.user_id, sent.anonymous, sent.count, sent.geography) == ("us-42", False, 7, "us")
     assert 0 < sent.deadline_ms <= stack.topology.settings.request_deadline_ms
 
 
@@ -98,7 +100,7 @@ def test_when_the_geography_fails_another_one_is_asked_without_the_user_id(edge:
     answer = edge.get("/v1/recommendations/homepage", params={"user_id": "us-77"}).json()
     assert answer["region"] == "eu-west" and answer["tried"][-1]["anonymous"] is True
     (sent,) = stack.cells["eu-west"].requests
-    assert (sent.user_id, sent.anonymous) == ("", True)
+    assert (sent.user_id, sent.anonymous, sent.geography) == ("", True, "")
     assert 'shopnow_edge_cross_geo_anonymous_total{geo="us",region="eu-west"} 1.0' in edge.get("/metrics").text
 
 
@@ -110,7 +112,7 @@ def test_an_anonymous_route_from_the_table_never_sends_the_user_id(edge: TestCli
         answer = edge.get("/v1/recommendations/homepage", params={"user_id": f"eu-{n}"}).json()
         assert answer["region"] in ("us-east", "us-west")
     received = stack.cells["us-east"].requests + stack.cells["us-west"].requests
-    assert len(received) == 20 and all(r.user_id == "" and r.anonymous for r in received)
+    assert len(received) == 20 and all(r.user_id == "" and r.anonymous and not r.geography for r in received)
     assert stack.cells["eu-west"].requests == []
 
 
@@ -128,6 +130,24 @@ def test_an_empty_answer_counts_as_a_failure(edge: TestClient, stack: StandInSta
         cell.mode = "empty"
     answer = edge.get("/v1/recommendations/homepage", params={"user_id": "us-5"}).json()
     assert answer["items"] and answer["tier"] == "edge-popularity"
+
+
+@pytest.mark.parametrize(("mode", "status", "field", "reason"), [
+    ("not_found", 404, "product_id", "not_found"),
+    ("refuse", 422, "request", "invalid"),
+])
+def test_a_read_the_cell_refuses_is_passed_on_at_once(edge: TestClient, stack: StandInStack, mode: str, status: int,
+                                                      field: str, reason: str) -> None:
+    for cell in stack.cells.values():
+        cell.mode = mode
+    resp = edge.get("/v1/recommendations/similar", params={"product_id": "no-such-sku", "count": 4})
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and body["error"]["field"] == field and "stand-in" in body["error"]["message"]
+    assert sum(len(c.requests) for c in stack.cells.values()) == 1  # every region would say the same: none asked
+    metrics = edge.get("/metrics").text
+    assert f'shopnow_edge_client_errors_total{{reason="{reason}",surface="similar"}} 1.0' in metrics
+    assert "shopnow_edge_last_resort_total{" not in metrics  # a client's mistake is never answered from the list
 
 
 def test_similar_and_cart_reach_the_cell(edge: TestClient, stack: StandInStack) -> None:
@@ -178,7 +198,10 @@ def test_a_malformed_table_keeps_the_last_good_one(edge: TestClient, store: Any)
 ])
 def test_reads_are_validated_like_a_cell(edge: TestClient, path: str, params: dict[str, Any],
                                          headers: dict[str, str], status: int) -> None:
-    assert edge.get(path, params=params, headers=headers).status_code == status
+    resp = edge.get(path, params=params, headers=headers)
+    assert resp.status_code == status
+    if status != 200:  # the cell's error body: {"error": {"field", "message"}}, FastAPI's validation included
+        assert set(resp.json()) == {"error"} and set(resp.json()["error"]) == {"field", "message"}
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
@@ -191,7 +214,7 @@ def test_reads_are_validated_like_a_cell(edge: TestClient, path: str, params: di
 ])
 def test_events_are_validated(edge: TestClient, body: Any, status: int, field: str) -> None:
     resp = edge.post("/v1/events", json=body)
-    assert resp.status_code == status and resp.json()["detail"][0]["loc"] == [field]
+    assert resp.status_code == status and resp.json()["error"]["field"] == field
 
 
 # -- events -----------------------------------------------------------------------------------------------
@@ -208,6 +231,8 @@ def test_events_go_to_each_users_geography_only(edge: TestClient, stack: StandIn
     us = stack.cells["us-east"].event_users() + stack.cells["us-west"].event_users()
     assert sorted(us) == ["us-1", "us-1", "us-2"]
     assert set(resp.json()["stream_ids"]) == {f"e{n}" for n in range(5)}
+    carried = [(e.user_id, e.geo, e.HasField("ts")) for b in stack.cells["eu-west"].batches for e in b.events]
+    assert carried == [("eu-1", "eu", True), ("eu-2", "eu", True)]  # the geography and ts travel with the event
 
 
 def test_events_no_region_of_the_geography_stores_them_503(edge: TestClient, stack: StandInStack) -> None:
@@ -215,7 +240,7 @@ def test_events_no_region_of_the_geography_stores_them_503(edge: TestClient, sta
     resp = edge.post("/v1/events", json={"events": _events("us-1", "eu-1")})
     body = resp.json()
     assert resp.status_code == 503 and body["not_stored"] == ["e1"] and body["accepted"] == 1
-    assert "eu-west" in body["detail"]
+    assert body["error"]["field"] == "events" and "eu-west" in body["error"]["message"]
     us = stack.cells["us-east"].event_users() + stack.cells["us-west"].event_users()
     assert us == ["us-1"]  # the eu event never went to a us region
 

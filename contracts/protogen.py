@@ -1,11 +1,11 @@
-"""Generate the cell's gRPC stubs from serving/proto/recommend.proto, or check they are current.
+"""Generate the cell's gRPC stubs from contracts/proto/recommend.proto, or check they are current.
 
-    python -m serving.protogen            regenerate serving/proto/recommend_pb2{.py,.pyi,_grpc.py}
-    python -m serving.protogen --check    exit 1 when the committed stubs differ from a fresh run
+    python -m contracts.protogen            regenerate contracts/proto/recommend_pb2{.py,.pyi,_grpc.py}
+    python -m contracts.protogen --check    exit 1 when the committed stubs differ from a fresh run
 
 protoc (from grpcio-tools, run in-process) writes `import recommend_pb2` into the _grpc module,
-which only works with serving/proto on sys.path; `fix_grpc_import` rewrites it to a relative
-import so `serving.proto.recommend_pb2_grpc` imports as a package module. The check generates
+which only works with contracts/proto on sys.path; `fix_grpc_import` rewrites it to a relative
+import so `contracts.proto.recommend_pb2_grpc` imports as a package module. The check generates
 into a temporary directory, applies the same fix and compares bytes, so a stale stub (proto edited
 without regenerating, or a different grpcio-tools version) is caught by tests and CI.
 """
@@ -83,9 +83,9 @@ def stale_stubs(*, proto_dir: Path = PROTO_DIR, committed_dir: Path = PROTO_DIR,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.protogen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m contracts.protogen", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the committed stubs are stale; write nothing")
-    parser.add_argument("--out", type=Path, default=PROTO_DIR, help="where to write the stubs (default: serving/proto)")
+    parser.add_argument("--out", type=Path, default=PROTO_DIR, help="where to write the stubs (default: contracts/proto)")
     args = parser.parse_args(argv)
     try:
         if args.check:
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if stale:
                 print(
                     f"stale gRPC stubs in {args.out}: {', '.join(stale)}; "
-                    "run `python -m serving.protogen` (or `make proto`) and commit the result",
+                    "run `python -m contracts.protogen` (or `make proto`) and commit the result",
                     file=sys.stderr,
                 )
                 return 1

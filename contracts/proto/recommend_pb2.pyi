@@ -17,7 +17,7 @@ SIMILAR: Surface
 CART: Surface
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("surface", "user_id", "product_id", "cart_items", "count", "deadline_ms", "max_tier", "anonymous")
+    __slots__ = ("surface", "user_id", "product_id", "cart_items", "count", "deadline_ms", "max_tier", "anonymous", "geography")
     SURFACE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class RecommendRequest(_message.Message):
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_TIER_FIELD_NUMBER: _ClassVar[int]
     ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
+    GEOGRAPHY_FIELD_NUMBER: _ClassVar[int]
     surface: Surface
     user_id: str
     product_id: str
@@ -34,7 +35,8 @@ class RecommendRequest(_message.Message):
     deadline_ms: float
     max_tier: str
     anonymous: bool
-    def __init__(self, surface: _Optional[_Union[Surface, str]] = ..., user_id: _Optional[str] = ..., product_id: _Optional[str] = ..., cart_items: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ..., deadline_ms: _Optional[float] = ..., max_tier: _Optional[str] = ..., anonymous: _Optional[bool] = ...) -> None: ...
+    geography: str
+    def __init__(self, surface: _Optional[_Union[Surface, str]] = ..., user_id: _Optional[str] = ..., product_id: _Optional[str] = ..., cart_items: _Optional[_Iterable[str]] = ..., count: _Optional[int] = ..., deadline_ms: _Optional[float] = ..., max_tier: _Optional[str] = ..., anonymous: _Optional[bool] = ..., geography: _Optional[str] = ...) -> None: ...
 
 class Item(_message.Message):
     __slots__ = ("item_id", "score")
@@ -71,7 +73,7 @@ class RecommendResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., bundle_version: _Optional[str] = ..., skipped: _Optional[_Iterable[_Union[Skip, _Mapping]]] = ..., stale: _Optional[bool] = ..., latency_ms: _Optional[float] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("event_id", "user_id", "item_id", "type", "ts", "session_id", "seq", "price")
+    __slots__ = ("event_id", "user_id", "item_id", "type", "ts", "session_id", "seq", "price", "geo")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +82,7 @@ class Event(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
+    GEO_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     user_id: str
     item_id: str
@@ -88,7 +91,8 @@ class Event(_message.Message):
     session_id: str
     seq: int
     price: float
-    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., type: _Optional[str] = ..., ts: _Optional[float] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., price: _Optional[float] = ...) -> None: ...
+    geo: str
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., item_id: _Optional[str] = ..., type: _Optional[str] = ..., ts: _Optional[float] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., price: _Optional[float] = ..., geo: _Optional[str] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("events",)

@@ -14,10 +14,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from replication.events import Event
-from serving import protogen
-from serving.proto import recommend_pb2 as pb
-from serving.proto import recommend_pb2_grpc as pb_grpc
+from contracts.events import Event
+from contracts import protogen
+from contracts.proto import recommend_pb2 as pb
+from contracts.proto import recommend_pb2_grpc as pb_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,11 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_committed_stubs_match_a_fresh_generation() -> None:
     stale = protogen.stale_stubs()
-    assert stale == (), f"stale stubs {stale}: run `python -m serving.protogen`"
+    assert stale == (), f"stale stubs {stale}: run `python -m contracts.protogen`"
 
 
 def test_check_mode_exits_zero_on_the_committed_stubs() -> None:
-    proc = subprocess.run([sys.executable, "-m", "serving.protogen", "--check"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "contracts.protogen", "--check"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -38,7 +38,7 @@ def test_check_mode_exits_zero_on_the_committed_stubs() -> None:
 def test_an_edited_proto_makes_the_stubs_stale(tmp_path: Path) -> None:
     shutil.copy(protogen.PROTO_DIR / protogen.PROTO_FILE, tmp_path / protogen.PROTO_FILE)
     proto = tmp_path / protogen.PROTO_FILE
-    proto.write_text(proto.read_text().replace("  bool anonymous = 8;\n", "  bool anonymous = 8;\n  string extra = 9;\n"))
+    proto.write_text(proto.read_text().replace("  bool anonymous = 8;\n", "  bool anonymous = 8;\n  string extra = 99;\n"))
     stale = protogen.stale_stubs(proto_dir=tmp_path, committed_dir=protogen.PROTO_DIR)
     assert "recommend_pb2.py" in stale
     assert "recommend_pb2_grpc.py" not in stale  # the service did not change
@@ -76,10 +76,10 @@ def test_fix_grpc_import(source: str, expected: str) -> None:
 
 # -- fields match the shared shapes ---------------------------------------------------------
 
-def test_event_message_carries_every_event_field_but_geo() -> None:
+def test_event_message_carries_every_event_field() -> None:
     proto_fields = {f.name for f in pb.Event.DESCRIPTOR.fields}
     dataclass_fields = {f.name for f in dataclasses.fields(Event)}
-    assert proto_fields == dataclass_fields - {"geo"}
+    assert proto_fields == dataclass_fields
 
 
 def test_response_carries_the_cell_answer_fields() -> None:
@@ -92,7 +92,8 @@ def test_response_carries_the_cell_answer_fields() -> None:
 
 def test_request_fields_and_surfaces() -> None:
     assert {f.name for f in pb.RecommendRequest.DESCRIPTOR.fields} == {
-        "surface", "user_id", "product_id", "cart_items", "count", "deadline_ms", "max_tier", "anonymous"}
+        "surface", "user_id", "product_id", "cart_items", "count", "deadline_ms", "max_tier", "anonymous",
+        "geography"}
     assert list(pb.Surface.keys()) == ["HOMEPAGE", "SIMILAR", "CART"]
     assert pb.RecommendRequest().surface == pb.HOMEPAGE
 

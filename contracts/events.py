@@ -10,15 +10,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from contracts.limits import MAX_BATCH, MAX_ID_LEN
 from regions.errors import InputError
+
+__all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "MAX_BATCH", "MAX_FUTURE_SKEW_S", "Event", "parse_event", "validate_event"]
 
 EVENT_WEIGHTS: Mapping[str, float] = {"impression": 0.0, "view": 1.0, "cart": 3.0, "purchase": 5.0}
 EVENT_TYPES = tuple(EVENT_WEIGHTS)
 MAX_FUTURE_SKEW_S = 300.0
 """Clock skew tolerated between clients and the cell before an event is refused as 'in the future'."""
-MAX_BATCH = 500
-"""Largest batch `POST /v1/events` accepts (413 above): keeps one request's work bounded."""
-_MAX_ID_LEN = 128
 
 
 @dataclass(frozen=True)
@@ -72,41 +72,54 @@ def _text(raw: Mapping[str, Any], name: str, *, required: bool = True, default: 
         return default
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise InputError(name, f"must be a string, got {type(value).__name__}")
-    text = str(value)
-    if len(text) > _MAX_ID_LEN:
-        raise InputError(name, f"must be at most {_MAX_ID_LEN} characters")
-    return text
+    return str(value)
 
 
 def parse_event(raw: Mapping[str, Any], *, now: float, geo: str, max_future_s: float = MAX_FUTURE_SKEW_S) -> Event:
-    """Validate one client event. `geo` is the user's home geography (decided by the caller).
+    """Validate one client event (decoded JSON). `geo` is the user's home geography (decided by the
+    caller); a missing `ts` is the receiver's `now` (the public HTTP API's documented default).
 
-    Raises InputError naming the field and what is allowed.
+    Checks the JSON types here and the values with `validate_event`; raises InputError naming the
+    field and what is allowed.
     """
     if not isinstance(raw, Mapping):
         raise InputError("event", f"must be a JSON object, got {type(raw).__name__}")
     etype = _text(raw, "type")
-    if etype not in EVENT_WEIGHTS:
-        raise InputError("type", f"unknown event type {etype!r}; allowed: {', '.join(EVENT_TYPES)}")
     ts_raw = raw.get("ts", now)
     if isinstance(ts_raw, bool) or not isinstance(ts_raw, (int, float)) or not math.isfinite(ts_raw):
         raise InputError("ts", f"must be a number of epoch seconds, got {ts_raw!r}")
-    ts = float(ts_raw)
-    if ts > now + max_future_s:
-        raise InputError("ts", f"is {ts - now:.0f}s in the future; at most {max_future_s:.0f}s of clock skew is allowed")
-    if ts <= 0:
-        raise InputError("ts", f"must be positive epoch seconds, got {ts_raw!r}")
     seq_raw = raw.get("seq", -1)
     if isinstance(seq_raw, bool) or not isinstance(seq_raw, int):
         raise InputError("seq", f"must be an integer, got {seq_raw!r}")
     price_raw = raw.get("price", 0.0)
-    if isinstance(price_raw, bool) or not isinstance(price_raw, (int, float)) or not math.isfinite(price_raw) or price_raw < 0:
+    if isinstance(price_raw, bool) or not isinstance(price_raw, (int, float)):
         raise InputError("price", f"must be a non-negative number, got {price_raw!r}")
-    return Event(
+    event = Event(
         event_id=_text(raw, "event_id", required=False) or uuid.uuid4().hex,
         user_id=_text(raw, "user_id"),
         item_id=_text(raw, "item_id"),
-        type=etype, ts=ts, geo=geo,
+        type=etype, ts=float(ts_raw), geo=geo,
         session_id=_text(raw, "session_id", required=False),
         seq=seq_raw, price=float(price_raw),
     )
+    return validate_event(event, now=now, max_future_s=max_future_s)
+
+
+def validate_event(event: Event, *, now: float, max_future_s: float = MAX_FUTURE_SKEW_S) -> Event:
+    """The value checks of `parse_event` for an Event built from typed fields (the gRPC message):
+    InputError naming the field, else the event itself."""
+    if event.type not in EVENT_WEIGHTS:
+        raise InputError("type", f"unknown event type {event.type!r}; allowed: {', '.join(EVENT_TYPES)}")
+    if not math.isfinite(event.ts) or event.ts <= 0:
+        raise InputError("ts", f"must be positive epoch seconds, got {event.ts!r}")
+    if event.ts > now + max_future_s:
+        raise InputError("ts", f"is {event.ts - now:.0f}s in the future; at most {max_future_s:.0f}s of clock skew is allowed")
+    if not math.isfinite(event.price) or event.price < 0:
+        raise InputError("price", f"must be a non-negative number, got {event.price!r}")
+    for name in ("event_id", "user_id", "item_id", "session_id"):
+        value = getattr(event, name)
+        if not value and name in ("event_id", "user_id", "item_id"):
+            raise InputError(name, "is required (a non-empty string)")
+        if len(value) > MAX_ID_LEN:
+            raise InputError(name, f"must be at most {MAX_ID_LEN} characters")
+    return event

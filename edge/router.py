@@ -5,7 +5,7 @@
     GET  /v1/recommendations/cart?cart_items=&count=       GET /metrics   (own registry)
     POST /v1/events   {"events": [...]}
 
-A read goes where `failover.routing.plan_request` says (home geography -> rendezvous on the user
+A read goes where `edge.routing.plan_request` says (home geography -> rendezvous on the user
 id -> one retry in the geography -> one anonymous ask to another geography), each attempt with
 its share of the remaining deadline; if nothing answers, the edge serves its own popularity list
 (tier "edge-popularity", region "edge"): the homepage is never empty. A cell that refuses the
@@ -23,25 +23,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Mapping
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from contracts.events import Event, parse_event
+from contracts.events_body import events_of_body
+from contracts.http_errors import error_body, install_error_handlers
+from contracts.limits import MAX_ID_LEN
+from edge.cell_clients import CellClient, CellFailed, CellNotFound, CellRefused, cell_clients
+from edge.last_resort import LastResort, last_resort_answer
+from edge.routing import attempt_budget_ms, cell_call, plan_events, plan_request
+from edge.settings import EdgeSettings
+from edge.table_watcher import TableWatcher, WatchState
 from failover.control_store import ControlStore
-from failover.edge_io import (
-    CellClient, CellFailed, CellNotFound, CellRefused, LastResort, TableWatcher, WatchState, cell_clients, last_resort_answer,
-)
-from failover.routing import EdgeSettings, attempt_budget_ms, cell_call, plan_events, plan_request
 from regions.errors import InputError
 from regions.geo import home_geography_of
 from regions.topology import Topology
-from replication.events import MAX_BATCH, Event, parse_event
-
-_MAX_ID = 128
-"""Same bound as event ids: a longer user or product id is a client bug."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,6 @@ class EdgeMetrics:
         )
 
 
-def _error(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": [{"loc": [field], "msg": message, "type": "input_error"}],
-                                                      **extra})
-
-
 def _budget_ms(default_ms: float, header: str | None) -> float:
     if header is None:
         return default_ms
@@ -125,7 +121,7 @@ class Edge:
             if budget <= 0:
                 break
             call = cell_call(attempt, surface=surface, user_id=user_id, product_id=product_id, cart_items=cart_items,
-                             count=count, budget_ms=budget, settings=self.settings)
+                             count=count, budget_ms=budget, settings=self.settings, home_geography=geo)
             t0 = time.perf_counter()
             try:
                 got = await self.clients[attempt.region].recommend(call, timeout_s=budget / 1000.0)
@@ -186,13 +182,9 @@ class Edge:
         groups: dict[tuple[str, tuple[str, ...]], list[Event]] = {}
         for i, raw in enumerate(raw_events):
             try:
-                if not isinstance(raw, dict):
-                    raise InputError("event", f"must be a JSON object, got {type(raw).__name__}")
-                user = raw.get("user_id")
-                if not isinstance(user, str) or not user or len(user) > _MAX_ID:
-                    raise InputError("user_id", f"must be a non-empty string of at most {_MAX_ID} characters")
-                geo = home_geography_of(user, self.topology)
-                event = parse_event(raw, now=now, geo=geo)
+                event = parse_event(raw, now=now, geo="")
+                geo = home_geography_of(event.user_id, self.topology)
+                event = replace(event, geo=geo)
             except InputError as exc:
                 raise InputError(f"events[{i}].{exc.field}", exc.reason) from exc
             regions = plan_events(state.table, self.topology, key=event.user_id, home_geography=geo)
@@ -221,8 +213,8 @@ class Edge:
         if not_stored:
             why = ("a cell refused them as invalid; fix the events" if refused_only else
                    "no region of the users' home geography stored them; retry later with the same event ids")
-            body |= {"not_stored": not_stored, "detail": f"{len(not_stored)} events not stored: {why} ("
-                     + "; ".join(problems) + ")"}
+            body |= {"not_stored": not_stored,
+                     **error_body("events", f"{len(not_stored)} events not stored: {why} (" + "; ".join(problems) + ")")}
             return (422 if refused_only else 503), body
         return 200, body
 
@@ -258,12 +250,10 @@ def create_app(*, topology: Topology, store: ControlStore | None, last_resort: L
     app = FastAPI(title="ShopNow edge router", lifespan=lifespan)
     app.state.edge = edge
 
-    @app.exception_handler(InputError)
-    async def _input_error(_: Request, exc: InputError) -> JSONResponse:
-        return _error(404 if isinstance(exc, CellNotFound) else 422, exc.field, exc.reason)
+    install_error_handlers(app)
 
     count_q = Query(settings.default_count, ge=1, le=settings.max_count, description="Slate length, 1..max_count.")
-    id_rules: dict[str, Any] = {"min_length": 1, "max_length": _MAX_ID}
+    id_rules: dict[str, Any] = {"min_length": 1, "max_length": MAX_ID_LEN}
 
     @app.get("/v1/recommendations/homepage")
     async def homepage(user_id: str = Query(..., **id_rules), count: int = count_q,
@@ -283,22 +273,14 @@ def create_app(*, topology: Topology, store: ControlStore | None, last_resort: L
                    count: int = count_q, user_id: str | None = Query(None, **id_rules),
                    x_deadline_ms: str | None = Header(None)) -> dict[str, Any]:
         items = tuple(i.strip() for i in cart_items.split(",") if i.strip())
-        if not items or any(len(i) > _MAX_ID for i in items):
-            raise InputError("cart_items", f"must list 1 or more comma-separated item ids of at most {_MAX_ID} characters")
+        if not items or any(len(i) > MAX_ID_LEN for i in items):
+            raise InputError("cart_items", f"must list 1 or more comma-separated item ids of at most {MAX_ID_LEN} characters")
         return await edge.recommend(surface="cart", user_id=user_id, cart_items=items, count=count,
                                     budget_ms=_budget_ms(default_ms, x_deadline_ms))
 
     @app.post("/v1/events")
     async def events(request: Request) -> JSONResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(422, "body", 'must be JSON: {"events": [...]}')
-        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-            return _error(422, "events", 'the body must be {"events": [ ... ]}, a list of event objects')
-        if len(body["events"]) > MAX_BATCH:
-            return _error(413, "events", f"{len(body['events'])} events; send at most {MAX_BATCH} per request")
-        status, answer = await edge.log_events(body["events"], now=time.time())
+        status, answer = await edge.log_events(events_of_body(await request.body()), now=time.time())
         return JSONResponse(status_code=status, content=answer)
 
     @app.get("/healthz")
