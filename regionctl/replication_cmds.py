@@ -15,14 +15,17 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts.environment import topology_path
-from regions.errors import InputError
-from regions.topology import load_topology
+from regions.errors import InputError, ShopNowError
+from regions.topology import REPO_ROOT, load_topology
 
 replication_app = typer.Typer(no_args_is_help=True, help="Interaction-log replication: status and lag (live RPO).")
 users_app = typer.Typer(no_args_is_help=True, help="User data: deletion across the user's geography.")
 retention_app = typer.Typer(no_args_is_help=True, help="Retention of identifiable interaction events.")
 
 TOPOLOGY = typer.Option(None, "--topology", help="topology.toml (default: REGIONCTL_TOPOLOGY or the repo's).")
+ARTIFACTS = typer.Option((REPO_ROOT / "var" / "artifacts").as_uri(), "--store", envvar="REGIONCTL_ARTIFACTS",
+                         help="Artifact store (file:///path or s3://bucket/prefix): whose bundles may still hold the user.")
+S3_ENDPOINT = typer.Option(None, "--s3-endpoint", envvar="REGIONCTL_S3_ENDPOINT", help="S3-compatible endpoint URL.")
 
 
 def _topology_arg(path: Optional[Path]) -> Optional[str]:
@@ -100,21 +103,32 @@ def status_cmd(
 def delete_cmd(
     user_id: str = typer.Argument(..., help="Id of the user to delete, e.g. eu-123."),
     topology: Optional[Path] = TOPOLOGY,
+    artifacts: str = ARTIFACTS, s3_endpoint: Optional[str] = S3_ENDPOINT,
 ) -> None:
-    """Delete a user's features, cached results and log entries in every region of their geography."""
+    """Delete a user's features, cached results and log entries (archive too) in every region of their
+    geography; say per region what was removed and what remains, with the deadline."""
     from replication.deletion import delete_user
+    from replication.erasure_deadline import bundle_remains
+    from replication.geo_artifacts import current_bundle, open_geo_store
     from replication.interaction_log import connect_all
 
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
-    report = delete_user(topo, connect_all(topo), user_id, time.time())
+    key = os.environ.get("REGIONCTL_RETENTION_KEY", "").encode() or None
+    report = delete_user(topo, connect_all(topo), user_id, time.time(), pseudonym_key=key)
+    try:
+        version, metrics = current_bundle(open_geo_store(artifacts, report.geography, topology=topo, endpoint_url=s3_endpoint))
+        bundle_note = bundle_remains(report.geography, version=version, bundle_metrics=metrics, deleted_at=report.deleted_at)
+    except ShopNowError as exc:
+        bundle_note = f"the {report.geography} bundle could not be checked ({exc}): treat it as holding the user until the next bundle"
     table = Table(title=f"Deletion of {report.user_id} (geography {report.geography})")
-    for col in ("region", "tombstone", "features", "cached results", "log entries", "error"):
+    for col in ("region", "tombstone", "features", "cached results", "log entries", "remains", "error"):
         table.add_column(col)
     for r in report.regions:
         logs = ", ".join(f"{s}: {n}" for s, n in sorted(r.log_entries_removed.items())) or "0"
+        remains = list(r.remains) + ([bundle_note] if bundle_note else [])
         table.add_row(r.region, "yes" if r.tombstoned else "no", str(r.features_removed), str(r.cached_results_removed),
-                      logs, r.error or "")
-    Console().print(table)
+                      logs, "; ".join(remains) or "nothing", r.error or "")
+    Console(width=200).print(table)
     if not report.complete:
         typer.secho("Deletion incomplete: run the same command again once every region is reachable.", fg="red", err=True)
         raise typer.Exit(1)
