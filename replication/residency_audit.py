@@ -76,7 +76,12 @@ def user_ids_in(text: str, *, pattern: re.Pattern[str], topology: Topology) -> s
 
 def misplaced(user_ids: Iterable[str], *, topology: Topology, region: str) -> list[tuple[str, str]]:
     """Pure. (user id, home geography) of each user id that `region` may not hold."""
-    geo = topology.region(region).geography
+    return foreign_user_ids(user_ids, topology=topology, geography=topology.region(region).geography)
+
+
+def foreign_user_ids(user_ids: Iterable[str], *, topology: Topology, geography: str) -> list[tuple[str, str]]:
+    """Pure. (user id, home geography) of each user id not homed in `geography`, sorted."""
+    geo = geography
     out = []
     for user_id in sorted(set(user_ids)):
         home = home_geography_of(user_id, topology)
@@ -196,4 +201,4 @@ def audit(topology: Topology, clients: Mapping[str, redis.Redis], *, state_dir: 
     return AuditReport(findings=tuple(out.findings), total=out.total, scanned=scanned, errors=tuple(errors))
 
 
-__all__ = ["AuditReport", "Finding", "audit", "bundle_cache_dir", "misplaced", "user_id_pattern", "user_ids_in"]
+__all__ = ["AuditReport", "Finding", "audit", "bundle_cache_dir", "foreign_user_ids", "misplaced", "user_id_pattern", "user_ids_in"]

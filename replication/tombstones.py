@@ -7,9 +7,13 @@ answers 422 and logs nothing); the check and the append are one atomic step in R
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+import redis
+
+from regions import redis_keys
 from regions.errors import InputError
+from regions.topology import Topology
 
 
 class UserDeleted(InputError):
@@ -39,4 +43,19 @@ def first_deleted(user_ids: Sequence[str], deletion_times: Sequence[Any]) -> Use
     return None
 
 
-__all__ = ["UserDeleted", "first_deleted"]
+def read_geography_tombstones(topology: Topology, geography: str, clients: Mapping[str, redis.Redis], *,
+                              now: float) -> tuple[frozenset[str], float, tuple[str, ...]]:
+    """The deleted users of `geography` (the union over its regions' `users:deleted`), the time
+    up to which that set is complete (`now`, or 0.0 when a region could not be read), and errors."""
+    users: set[str] = set()
+    errors: list[str] = []
+    for region in topology.regions_in(geography):
+        try:
+            users.update(k.decode() if isinstance(k, bytes) else str(k)
+                         for k, _ in clients[region.name].hscan_iter(redis_keys.TOMBSTONES, count=1000))
+        except redis.RedisError as exc:
+            errors.append(f"tombstones of {region.name} not read ({exc}): the bundle is marked as not honouring deletions")
+    return frozenset(users), (0.0 if errors else now), tuple(errors)
+
+
+__all__ = ["UserDeleted", "first_deleted", "read_geography_tombstones"]

@@ -24,6 +24,7 @@ from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
+from serving.bundle_residency import residency_check
 from serving.feature_store import (
     FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
 )
@@ -60,7 +61,8 @@ class CellRuntime:
         self.metrics = CellMetrics()
         self.stats = RequestStats()
         self._serving = Serving.of(None)
-        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse)
+        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse,
+                                   extra_checks=(residency_check(topology, topology.region(region).geography),))
         quick = ClientSettings(connect_timeout_s=settings.readiness_redis_timeout_s,
                                socket_timeout_s=settings.readiness_redis_timeout_s, retries=0)
         self._peers = {name: connect(topology, name, settings=quick) for name, r in topology.regions.items()

@@ -20,7 +20,7 @@ from failover.control_api import ControlClient
 from regions import stack
 from regions.processes import wait_until
 from regions.topology import Topology, load_topology
-from tests.stack_helpers import publish_and_promote, write_topology
+from tests.stack_helpers import publish_geo_bundles, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +50,13 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[Stack]:
+def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     topo_file = write_topology(root / "topology.toml")
     topo = load_topology(topo_file)
     s = Stack(root, topo_file, topo)
     urls = stack.stack_urls(s.state)
-    publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
+    publish_geo_bundles(tiny_geo_bundles, Path(urls.artifacts.removeprefix("file://")))
     try:
         stack.up(topo, topology_path=topo_file, state_dir=s.state, urls=urls)
         ControlClient(s.api, stack.token_for(s.state, "viewer")).wait_until_healthy()
