@@ -120,6 +120,9 @@ def process_specs(topology: Topology, *, state_dir: Path, artifacts_url: str, co
             name=f"feature-updater-{region.name}", kind="feature-updater", region=region.name,
             argv=_py("regionctl.worker_main", "feature-updater", "--region", region.name),
         ))
+    specs.append(ProcessSpec(  # one for the stack: retention over every region, hourly (replication.retention_worker)
+        name="retention", kind="retention", argv=_py("regionctl.worker_main", "retention"),
+    ))
     for ident in ("a", "b"):
         port = topology.settings.controller_port if ident == "a" else 0
         specs.append(ProcessSpec(
@@ -299,7 +302,7 @@ def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
 def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
     """Stop exactly the processes `up` recorded, edge first and Redis last."""
     state = StackState.load(state_dir)
-    order = ["edge", "controller", "cell", "replicator", "feature-updater", "redis"]
+    order = ["edge", "controller", "cell", "replicator", "feature-updater", "retention", "redis"]
     stopped: list[str] = []
     for kind in order:
         names = stop_processes([p for p in state.processes.values() if p.kind == kind])

@@ -67,7 +67,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict
 
 def test_every_process_runs_and_the_edge_answers_both_geographies(local_stack: Stack) -> None:
     listed = stack.ps(state_dir=local_stack.state)
-    assert len(listed) == 15 and all(running for _, running in listed)
+    assert len(listed) == 16 and all(running for _, running in listed)
     for user, geo in (("us-1", "us"), ("eu-2", "eu")):
         body = local_stack.homepage(user)
         assert len(body["items"]) == 8 and body["tier"] == "full"
@@ -136,7 +136,7 @@ def test_down_stops_exactly_what_up_started(local_stack: Stack) -> None:
     outsider = subprocess.Popen(["sleep", "300"])
     try:
         recorded = list(stack.StackState.load(local_stack.state).processes.values())
-        assert len(recorded) == 15 and all(stack.is_running(p) for p in recorded)
+        assert len(recorded) == 16 and all(stack.is_running(p) for p in recorded)
         stopped = stack.down(state_dir=local_stack.state)
         assert sorted(stopped) == sorted(p.name for p in recorded)
         assert not any(stack.is_running(p) for p in recorded)
