@@ -104,6 +104,7 @@ def delete_cmd(
     user_id: str = typer.Argument(..., help="Id of the user to delete, e.g. eu-123."),
     topology: Optional[Path] = TOPOLOGY,
     artifacts: str = ARTIFACTS, s3_endpoint: Optional[str] = S3_ENDPOINT,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Delete a user's features, cached results and log entries (archive too) in every region of their
     geography; say per region what was removed and what remains, with the deadline."""
@@ -120,6 +121,15 @@ def delete_cmd(
         bundle_note = bundle_remains(report.geography, version=version, bundle_metrics=metrics, deleted_at=report.deleted_at)
     except ShopNowError as exc:
         bundle_note = f"the {report.geography} bundle could not be checked ({exc}): treat it as holding the user until the next bundle"
+    if as_json:
+        from replication.user_erasure import region_rows
+
+        rows = region_rows(report)
+        for row in rows:
+            row["remains"] += [bundle_note] if bundle_note else []
+        typer.echo(json.dumps({"user_id": report.user_id, "geography": report.geography, "complete": report.complete,
+                               "deleted_at": report.deleted_at, "regions": rows}, indent=2))
+        raise typer.Exit(0 if report.complete else 1)
     table = Table(title=f"Deletion of {report.user_id} (geography {report.geography})")
     for col in ("region", "tombstone", "features", "cached results", "log entries", "remains", "error"):
         table.add_column(col)

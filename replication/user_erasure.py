@@ -21,7 +21,7 @@ Record = Callable[[str, Mapping[str, Any]], None]
 def region_rows(report: DeletionReport) -> list[dict[str, Any]]:
     return [{"region": r.region, "tombstoned": r.tombstoned, "features_removed": r.features_removed,
              "cached_results_removed": r.cached_results_removed, "log_entries_removed": dict(r.log_entries_removed),
-             "error": r.error} for r in report.regions]
+             "error": r.error, "remains": list(r.remains)} for r in report.regions]
 
 
 def erase_user(topology: Topology, user_id: str, *, now: float, reason: str, record: Record) -> dict[str, Any]:
