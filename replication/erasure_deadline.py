@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from replication.tombstones import deletion_time
+
 ERASURE_DEADLINE_DAYS = 30.0
 """Policy (requirements): a deletion is complete everywhere within 30 days."""
 TOMBSTONES_READ_AT = "tombstones_read_at"
@@ -42,10 +44,9 @@ class ErasureStatus:
 
 
 def _float(value: Any) -> float:
-    try:
-        return float(value.decode() if isinstance(value, bytes) else value)
-    except (TypeError, ValueError):
-        return 0.0  # an unreadable deletion time counts as the oldest possible: it is pending and overdue
+    """An unreadable deletion time counts as the oldest possible: pending and overdue."""
+    when = deletion_time(value)
+    return 0.0 if when is None else when
 
 
 def erasure_status(geography: str, tombstones: Mapping[Any, Any], *, bundle_metrics: Mapping[str, Any] | None,

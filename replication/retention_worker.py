@@ -29,6 +29,7 @@ from regions.topology import Topology
 from replication.erasure_deadline import ErasureStatus, erasure_status
 from replication.geo_artifacts import current_bundle, open_geo_store
 from replication.retention import RetentionReport, RetentionSettings, run_retention
+from replication.tombstones import deletion_time
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,7 @@ class RetentionWorker:
         for region in self.topology.regions_in(geography):
             for user, when in self.clients[region.name].hscan_iter(redis_keys.TOMBSTONES, count=1000):
                 name = user.decode() if isinstance(user, bytes) else str(user)
-                try:
-                    at = float(when.decode() if isinstance(when, bytes) else when)
-                except ValueError:
-                    at = 0.0
+                at = deletion_time(when) or 0.0
                 out[name] = min(at, out.get(name, at))
         return out
 

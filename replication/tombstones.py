@@ -27,7 +27,8 @@ class UserDeleted(InputError):
         self.user_id = user_id
 
 
-def _float(value: Any) -> float | None:
+def deletion_time(value: Any) -> float | None:
+    """A tombstone's value (epoch seconds, as text or bytes) as a number; None when unreadable."""
     try:
         return float(value.decode() if isinstance(value, bytes) else value)
     except (TypeError, ValueError):
@@ -39,7 +40,7 @@ def first_deleted(user_ids: Sequence[str], deletion_times: Sequence[Any]) -> Use
     for the first deleted one, else None."""
     for index, (user_id, when) in enumerate(zip(user_ids, deletion_times)):
         if when is not None:
-            return UserDeleted(user_id, _float(when), index=index)
+            return UserDeleted(user_id, deletion_time(when), index=index)
     return None
 
 
@@ -58,4 +59,4 @@ def read_geography_tombstones(topology: Topology, geography: str, clients: Mappi
     return frozenset(users), (0.0 if errors else now), tuple(errors)
 
 
-__all__ = ["UserDeleted", "first_deleted", "read_geography_tombstones"]
+__all__ = ["UserDeleted", "deletion_time", "first_deleted", "read_geography_tombstones"]

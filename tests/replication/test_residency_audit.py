@@ -81,3 +81,15 @@ def test_the_cli_exits_non_zero_with_the_findings_as_json(stack_factory: Callabl
     assert dirty.returncode == 1
     doc = json.loads(dirty.stdout)
     assert doc["clean"] is False and doc["findings"][0]["user_id"] == "eu-6" and doc["findings"][0]["region"] == "us-east"
+
+
+def test_the_last_resort_lists_carry_item_ids_only() -> None:
+    """The edge's and the cell's packaged lists go to every geography: no user id may be in them."""
+    from edge.last_resort import PACKAGED_LAST_RESORT
+    from regions.topology import load_topology
+
+    topo = load_topology()
+    for path in (PACKAGED_LAST_RESORT, REPO_ROOT / "serving" / "fallback_popularity.json"):
+        text = path.read_text()
+        assert len(text) > 100 and user_ids_in(text, pattern=user_id_pattern(topo), topology=topo) == set(), path
+    assert user_ids_in('["sku-1", "eu-3"]', pattern=user_id_pattern(topo), topology=topo) == {"eu-3"}  # the check can fail
