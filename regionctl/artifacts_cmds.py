@@ -205,6 +205,8 @@ def promote_cmd(
     before = _run(s.current)
     _run(lambda: promote_verified(s, version, supported_schema_versions=checks.schema_versions, semantic_checks=checks.checks))
     out.print(f"[green]{version} is current[/green] (was {before or 'none'}); semantic checks: {checks.names()}")
+    if geo is None:
+        out.print("[yellow]note[/yellow]: cells load their geography's store only; promote there with --geo G")
 
 
 @artifacts_app.command("rollback")
