@@ -199,7 +199,7 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
     """Start redis + a pinned cell serving the demo bundle; stop both (and unpin this process) on exit."""
     import httpx
 
-    from replication.artifact_store import LocalArtifactStore
+    from replication.geo_artifacts import open_geo_store
     from replication.promotion import promote_verified
     from serving.bundle_checks import SEMANTIC_CHECKS
     from serving.feature_store import FeatureStore
@@ -220,7 +220,7 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
         redis = start_redis(port=redis_port, data_dir=tmp / "redis", appendfsync="no")
         procs.append(redis)
         pin(redis.pid, client_cpus)
-        geo_store = LocalArtifactStore(tmp / "artifacts" / "geo" / geo)  # replication.geo_artifacts layout
+        geo_store = open_geo_store((tmp / "artifacts").as_uri(), geo)  # the cell opens the same one
         version = geo_store.publish(bundle_dir)
         promote_verified(geo_store, version, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
         store = FeatureStore.from_url(topology.region(settings.region).redis_url(), region=settings.region, topology=topology)
