@@ -199,7 +199,7 @@ def residency_audit(configuration: Configuration = None, secrets: Secrets = None
     every cell's bundle cache); `{"clean": bool, "total_findings": n, "findings": [first 20], ...}`.
     Game days end with it; a tolerance of `{"type": "jsonpath", "path": "$.clean", "expect": true}`
     or a plain check of `clean` in the report makes a leak fail the game day."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.residency_audit import audit
 
     ctx = context_from(configuration)

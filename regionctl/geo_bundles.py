@@ -26,7 +26,7 @@ def train_geographies(
 ) -> dict[str, TrainResult]:
     """One bundle per geography under `out_root/<geo>`, each from its own users' events, deleted
     users (as the geography's regions' Redis say, when reachable) excluded."""
-    from replication.interaction_log import ClientSettings, connect_all
+    from replication.redis_io import ClientSettings, connect_all
     from replication.tombstones import read_geography_tombstones
     from serving.geo_training import train_geography_bundle
 

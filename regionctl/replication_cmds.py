@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts.environment import topology_path
+from contracts.environment import retention_key, topology_path
 from regions.errors import InputError, ShopNowError
 from regions.topology import REPO_ROOT, load_topology
 
@@ -66,7 +66,7 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the pairs as JSON."),
 ) -> None:
     """Lag (events) and live RPO (seconds) of every replication pair; geographies without a copy."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.metrics import replication_status, unreplicated_geographies
 
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
@@ -111,11 +111,10 @@ def delete_cmd(
     from replication.deletion import delete_user
     from replication.erasure_deadline import bundle_remains
     from replication.geo_artifacts import current_bundle, open_geo_store
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
 
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
-    key = os.environ.get("REGIONCTL_RETENTION_KEY", "").encode() or None
-    report = delete_user(topo, connect_all(topo), user_id, time.time(), pseudonym_key=key)
+    report = delete_user(topo, connect_all(topo), user_id, time.time(), pseudonym_key=retention_key(os.environ))
     try:
         version, metrics = current_bundle(open_geo_store(artifacts, report.geography, topology=topo, endpoint_url=s3_endpoint))
         bundle_note = bundle_remains(report.geography, version=version, bundle_metrics=metrics, deleted_at=report.deleted_at)
@@ -151,15 +150,15 @@ def retention_cmd(
     max_age_days: float = typer.Option(30.0, "--max-age-days", help="Events older than this are no longer identifiable."),
 ) -> None:
     """Trim or pseudonymise identifiable events older than the retention period, in every region."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.retention import RetentionSettings, run_retention
 
-    key_text = os.environ.get("REGIONCTL_RETENTION_KEY", "")
+    key = retention_key(os.environ)
     settings = RetentionSettings(max_age_days=max_age_days, mode=mode)
-    if mode == "pseudonymise" and not key_text:
+    if mode == "pseudonymise" and not key:
         raise InputError("REGIONCTL_RETENTION_KEY", "pseudonymise mode needs a secret key in this environment variable")
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
-    report = run_retention(topo, connect_all(topo), time.time(), settings=settings, key=key_text.encode() or None)
+    report = run_retention(topo, connect_all(topo), time.time(), settings=settings, key=key)
     table = Table(title=f"Retention ({report.mode}, entries before {report.cutoff_id})")
     for col in ("region", "stream", "removed", "archived"):
         table.add_column(col)

@@ -26,7 +26,7 @@ def audit_cmd(
 ) -> None:
     """Scan every region's Redis (keys, hash fields, stream entries, values) and every cell's bundle
     cache for personal data of users not homed in that region's geography; exit 1 with the findings."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.residency_audit import audit
 
     topo = load_topology(topology_path(os.environ, str(topology) if topology else None))

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from contracts.environment import topology_path
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.topology import default_topology_path, load_topology
 
 console = Console()
@@ -45,14 +46,14 @@ def register(app: typer.Typer) -> None:
         topology: Path = typer.Option(None, help="Topology file (default: REGIONCTL_TOPOLOGY or topology.toml)."),
         state_dir: Path = typer.Option(None, help="Where the stack keeps its state (default: var/stack)."),
     ) -> None:
-        """Start the local stack: per region redis + cell + replicator + feature updater; controllers; edge."""
+        """Start the local stack: per region redis + cell + replicator + feature updater; the retention worker; controllers; edge."""
         topo = load_topology(topology_path(os.environ, topology))
         state = (state_dir or stack.default_state_dir()).resolve()
         urls = stack.stack_urls(state)
         started = time.monotonic()
         version = ensure_bundle(urls.artifacts, topology=topo, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundles {version}")
-        stack.up(topo, topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 

@@ -19,11 +19,12 @@ from typing import Sequence
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from regions.errors import ShopNowError
+from regions.errors import InputError, ShopNowError
 from regions.processes import LOOPBACK
+from contracts.environment import parse_value, retention_key
 from contracts.environment import topology_path as env_topology_path
 from regions.topology import load_topology
-from replication.interaction_log import connect, connect_all
+from replication.redis_io import connect, connect_all
 from replication.metrics import ReplicationMetrics
 from replication.replicating import Replicator, ReplicatorSettings
 
@@ -33,9 +34,9 @@ def _env_int(name: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+        return int(parse_value(name, raw, 0))
+    except InputError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,7 +109,7 @@ def run_retention_worker(args: argparse.Namespace, *, metrics_port: int | None, 
     worker = RetentionWorker(topology=topology, clients=connect_all(topology),
                              artifacts_url=args.artifacts or os.environ.get("REGIONCTL_ARTIFACTS") or None,
                              retention=RetentionSettings(mode=mode), settings=RetentionWorkerSettings(interval_s=interval),
-                             key=os.environ.get("REGIONCTL_RETENTION_KEY", "").encode() or None, registry=registry)
+                             key=retention_key(os.environ), registry=registry)
     if metrics_port:
         start_http_server(metrics_port, addr=LOOPBACK, registry=registry)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -25,10 +25,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-import redis
-
 from regions.geo import home_geography_of
 from regions.topology import Topology
+from replication.redis_io import Redis, RedisError, text
 
 SCAN_COUNT = 1000
 """Keys per SCAN and entries per XRANGE/HSCAN: bounded memory and reply size on big Redis instances."""
@@ -91,7 +90,7 @@ def foreign_user_ids(user_ids: Iterable[str], *, topology: Topology, geography: 
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+    return text(value, errors="replace")
 
 
 class _Collector:
@@ -111,7 +110,7 @@ class _Collector:
                 self.findings.append(Finding(region=region, kind=kind, where=where, user_id=user_id, home_geography=home))
 
 
-def _scan_redis(client: redis.Redis, region: str, out: _Collector) -> dict[str, int]:
+def _scan_redis(client: Redis, region: str, out: _Collector) -> dict[str, int]:
     keys = entries = 0
     for raw_key in client.scan_iter(count=SCAN_COUNT):
         key = _text(raw_key)
@@ -129,8 +128,8 @@ def _scan_redis(client: redis.Redis, region: str, out: _Collector) -> dict[str, 
         elif kind == "stream":
             for entry_id, fields in _stream_entries(client, raw_key):
                 entries += 1
-                text = " ".join(f"{_text(k)}={_text(v)}" for k, v in fields.items())
-                out.check(region=region, kind="stream_entry", where=f"{key} {_text(entry_id)}", text=text)
+                line = " ".join(f"{_text(k)}={_text(v)}" for k, v in fields.items())
+                out.check(region=region, kind="stream_entry", where=f"{key} {_text(entry_id)}", text=line)
         elif kind == "set":
             for member in client.sscan_iter(raw_key, count=SCAN_COUNT):
                 out.check(region=region, kind="member", where=key, text=_text(member))
@@ -144,7 +143,7 @@ def _scan_redis(client: redis.Redis, region: str, out: _Collector) -> dict[str, 
     return {"keys": keys, "stream_entries": entries}
 
 
-def _stream_entries(client: redis.Redis, key: Any) -> Iterator[tuple[Any, Mapping[Any, Any]]]:
+def _stream_entries(client: Redis, key: Any) -> Iterator[tuple[Any, Mapping[Any, Any]]]:
     start = "-"
     while True:
         chunk = client.xrange(key, min=start, count=SCAN_COUNT)
@@ -181,7 +180,7 @@ def _scan_bundles(cache: Path, region: str, out: _Collector) -> int:
     return files
 
 
-def audit(topology: Topology, clients: Mapping[str, redis.Redis], *, state_dir: Path | None) -> AuditReport:
+def audit(topology: Topology, clients: Mapping[str, Redis], *, state_dir: Path | None) -> AuditReport:
     """Scan every region's Redis and every cell's bundle cache under `state_dir` (None: Redis only)."""
     out = _Collector(topology)
     scanned: dict[str, dict[str, int]] = {}
@@ -190,7 +189,7 @@ def audit(topology: Topology, clients: Mapping[str, redis.Redis], *, state_dir: 
         counts: dict[str, int] = {"keys": 0, "stream_entries": 0, "bundle_files": 0}
         try:
             counts.update(_scan_redis(clients[region], region, out))
-        except redis.RedisError as exc:
+        except RedisError as exc:
             errors.append(f"region {region}: Redis not audited: {exc}; run the audit again when it is reachable")
         if state_dir is not None:
             try:

@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from regions import redis_keys
@@ -28,6 +27,7 @@ from regions.errors import InputError, ShopNowError
 from regions.topology import Topology
 from replication.erasure_deadline import ErasureStatus, erasure_status
 from replication.geo_artifacts import current_bundle, open_geo_store
+from replication.redis_io import Redis, RedisError
 from replication.retention import RetentionReport, RetentionSettings, run_retention
 from replication.tombstones import deletion_time
 
@@ -46,7 +46,7 @@ class RetentionWorkerSettings:
 
 
 class RetentionWorker:
-    def __init__(self, *, topology: Topology, clients: Mapping[str, redis.Redis], artifacts_url: str | None,
+    def __init__(self, *, topology: Topology, clients: Mapping[str, Redis], artifacts_url: str | None,
                  retention: RetentionSettings = RetentionSettings(), settings: RetentionWorkerSettings = RetentionWorkerSettings(),
                  key: bytes | None = None, registry: CollectorRegistry | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -84,7 +84,7 @@ class RetentionWorker:
                 if self.artifacts_url:
                     _, metrics = current_bundle(open_geo_store(self.artifacts_url, geo, topology=self.topology))
                 status = erasure_status(geo, self._tombstones(geo), bundle_metrics=metrics, now=now)
-            except (ShopNowError, redis.RedisError) as exc:
+            except (ShopNowError, RedisError) as exc:
                 log.warning("erasure deadline of %s not computed: %s", geo, exc)
                 continue
             self.pending.labels(geography=geo).set(status.pending)
@@ -115,7 +115,7 @@ class RetentionWorker:
             if time.monotonic() >= next_run:
                 try:
                     self.run_once()
-                except (ShopNowError, redis.RedisError) as exc:
+                except (ShopNowError, RedisError) as exc:
                     log.warning("retention run failed: %s (retried in %.0f s)", exc, self.settings.interval_s)
                 next_run = time.monotonic() + self.settings.interval_s
             time.sleep(min(tick_s, self.settings.interval_s))

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Sequence
 
-import redis
-
 from regions import redis_keys
 from regions.errors import InputError
 from regions.topology import Topology
+from replication.redis_io import Redis, RedisError, text
 
 
 class UserDeleted(InputError):
@@ -30,7 +29,7 @@ class UserDeleted(InputError):
 def deletion_time(value: Any) -> float | None:
     """A tombstone's value (epoch seconds, as text or bytes) as a number; None when unreadable."""
     try:
-        return float(value.decode() if isinstance(value, bytes) else value)
+        return float(text(value)) if value is not None else None
     except (TypeError, ValueError):
         return None
 
@@ -44,7 +43,12 @@ def first_deleted(user_ids: Sequence[str], deletion_times: Sequence[Any]) -> Use
     return None
 
 
-def read_geography_tombstones(topology: Topology, geography: str, clients: Mapping[str, redis.Redis], *,
+def tombstoned_users(client: Redis) -> frozenset[str]:
+    """The users tombstoned in one region's Redis (HSCAN of `users:deleted`). Raises RedisError."""
+    return frozenset(text(k) for k, _ in client.hscan_iter(redis_keys.TOMBSTONES, count=1000))
+
+
+def read_geography_tombstones(topology: Topology, geography: str, clients: Mapping[str, Redis], *,
                               now: float) -> tuple[frozenset[str], float, tuple[str, ...]]:
     """The deleted users of `geography` (the union over its regions' `users:deleted`), the time
     up to which that set is complete (`now`, or 0.0 when a region could not be read), and errors."""
@@ -52,11 +56,10 @@ def read_geography_tombstones(topology: Topology, geography: str, clients: Mappi
     errors: list[str] = []
     for region in topology.regions_in(geography):
         try:
-            users.update(k.decode() if isinstance(k, bytes) else str(k)
-                         for k, _ in clients[region.name].hscan_iter(redis_keys.TOMBSTONES, count=1000))
-        except redis.RedisError as exc:
+            users.update(tombstoned_users(clients[region.name]))
+        except RedisError as exc:
             errors.append(f"tombstones of {region.name} not read ({exc}): the bundle is marked as not honouring deletions")
     return frozenset(users), (0.0 if errors else now), tuple(errors)
 
 
-__all__ = ["UserDeleted", "deletion_time", "first_deleted", "read_geography_tombstones"]
+__all__ = ["UserDeleted", "deletion_time", "first_deleted", "read_geography_tombstones", "tombstoned_users"]

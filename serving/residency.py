@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import AbstractSet, Any
+from typing import AbstractSet
 
-import redis
-
-from regions import redis_keys
 from regions.geo import home_geography_of
 from regions.topology import Topology
+from replication.redis_io import Redis, RedisError
+from replication.tombstones import tombstoned_users
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +49,11 @@ def personalisation_refusal(topology: Topology, *, region: str, user_id: str, ge
     return ""
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class TombstoneView:
     """The region's deleted users, as last read from its Redis. `refresh()` reads once; `start()`
     refreshes in a daemon thread. An unreadable Redis keeps the last view (and logs it)."""
 
-    def __init__(self, client: redis.Redis, *, refresh_s: float = TOMBSTONE_REFRESH_S) -> None:
+    def __init__(self, client: Redis, *, refresh_s: float = TOMBSTONE_REFRESH_S) -> None:
         self.client = client
         self.refresh_s = refresh_s
         self.users: frozenset[str] = frozenset()
@@ -67,8 +62,8 @@ class TombstoneView:
 
     def refresh(self) -> bool:
         try:
-            users = frozenset(_text(k) for k, _ in self.client.hscan_iter(redis_keys.TOMBSTONES, count=1000))
-        except redis.RedisError as exc:
+            users = tombstoned_users(self.client)
+        except RedisError as exc:
             log.debug("tombstones not refreshed: %s", exc)
             return False
         self.users = users

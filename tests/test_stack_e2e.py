@@ -19,6 +19,7 @@ import redis
 
 from failover.control_api import ControlClient
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.processes import wait_until
 from regions.topology import Topology, load_topology
 from tests.stack_helpers import publish_geo_bundles, write_topology
@@ -59,7 +60,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict
     urls = stack.stack_urls(s.state)
     publish_geo_bundles(tiny_geo_bundles, Path(urls.artifacts.removeprefix("file://")))
     try:
-        stack.up(topo, topology_path=topo_file, state_dir=s.state, urls=urls)
+        stack.up(stack_specs(topo, state_dir=s.state, urls=urls), topology_path=topo_file, state_dir=s.state)
         ControlClient(s.api, stack.token_for(s.state, "viewer")).wait_until_healthy()
         yield s
     finally:
@@ -131,7 +132,7 @@ def test_region_loss_is_detected_steered_around_and_never_empties_the_homepage(l
 
 
 def _audit(s: Stack) -> Any:
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.residency_audit import audit
 
     clients = connect_all(s.topo)
