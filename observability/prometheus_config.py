@@ -7,6 +7,7 @@ Targets, one job per kind, every one on 127.0.0.1:
     cell              the cell's HTTP port (topology)        /metrics
     replicator        the worker's --metrics-port           live RPO (shopnow_replication_lag_seconds)
     feature-updater   the worker's --metrics-port           shopnow_feature_updater_lag_seconds
+    retention         the worker's --metrics-port           erasure deadlines, last retention run
     controller        each controller's control API port     /metrics (no token)
     edge              the edge port (topology)               /metrics
 Each target carries `process` (the stack's name for it) and, for per-region processes, `region`.
@@ -19,7 +20,7 @@ from typing import Any, Iterable
 from regions.stack import StackState
 from regions.topology import Topology
 
-SCRAPED_KINDS = ("cell", "replicator", "feature-updater", "controller", "edge")
+SCRAPED_KINDS = ("cell", "replicator", "feature-updater", "retention", "controller", "edge")
 RULES_DIR = Path(__file__).with_name("rules")
 """The shipped recording and alerting rules (promtool-tested: observability/rules/tests)."""
 SCRAPE_INTERVAL_S = 2.0

@@ -4,6 +4,8 @@ entry points (regions.stack starts and stops whatever specs it is handed and nam
     per region   redis-server (AOF on), the cell (HTTP + gRPC), the replicator, the feature updater
                  (each worker serving Prometheus metrics on a free loopback port, recorded as its `port`,
                  which is also its readiness)
+    one          the retention worker (every region, hourly: replication.retention_worker; metrics on a
+                 free port too)
     then         the controllers a (control API on the topology's port) and b (standby, control API on
                  a free port, so that both are scraped), the edge
 
@@ -47,6 +49,11 @@ def stack_specs(topology: Topology, *, state_dir: Path, urls: StackUrls) -> list
                 name=f"{kind}-{region.name}", kind=kind, region=region.name, port=metrics_port,
                 argv=_py("regionctl.worker_main", command, "--region", region.name, "--metrics-port", str(metrics_port)),
             ))
+    retention_port = free_port()
+    specs.append(ProcessSpec(  # one for the stack: retention over every region, hourly (replication.retention_worker)
+        name="retention", kind="retention", port=retention_port,
+        argv=_py("regionctl.worker_main", "retention", "--metrics-port", str(retention_port)),
+    ))
     for ident in ("a", "b"):
         port = topology.settings.controller_port if ident == "a" else free_port()
         specs.append(ProcessSpec(

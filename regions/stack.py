@@ -50,7 +50,7 @@ class ProcessSpec:
 
     name: str
     kind: str
-    """redis | cell | replicator | feature-updater | controller | edge | prometheus"""
+    """redis | cell | replicator | feature-updater | retention | controller | edge | prometheus"""
     argv: tuple[str, ...]
     region: str = ""
     port: int = 0
@@ -259,7 +259,7 @@ def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
 def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
     """Stop exactly the processes `up` recorded, edge first and Redis last."""
     state = StackState.load(state_dir)
-    order = ["prometheus", "edge", "controller", "cell", "replicator", "feature-updater", "redis"]
+    order = ["prometheus", "edge", "controller", "cell", "replicator", "feature-updater", "retention", "redis"]
     stopped: list[str] = []
     for kind in order:
         names = stop_processes([p for p in state.processes.values() if p.kind == kind])
@@ -292,7 +292,8 @@ def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), r
     state = StackState.load(state_dir)
     chosen = select(state, names=names, region=region, kinds=kinds)
     env = _env(state.topology_path, state_dir)
-    order = {"redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5, "prometheus": 6}
+    order = {"redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "retention": 4, "controller": 5, "edge": 6,
+             "prometheus": 7}
     restarted = []
     for old in sorted(chosen, key=lambda p: order.get(p.kind, 9)):
         if is_running(old):

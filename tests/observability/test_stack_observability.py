@@ -23,7 +23,7 @@ from observability.promtool import check_metrics
 from regions import stack
 from regions.processes import wait_until
 from regions.topology import REPO_ROOT, Topology, load_topology
-from tests.stack_helpers import publish_and_promote, write_topology
+from tests.stack_helpers import publish_geo_bundles, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +46,13 @@ class ObservedStack:
 
 
 @pytest.fixture(scope="module")
-def observed(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[ObservedStack]:
+def observed(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[ObservedStack]:
     root = tmp_path_factory.mktemp("observed")
     topo_file = write_topology(root / "topology.toml")
     topo = load_topology(topo_file)
     state = root / "stack"
     urls = stack.stack_urls(state)
-    publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
+    publish_geo_bundles(tiny_geo_bundles, Path(urls.artifacts.removeprefix("file://")))
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONCTL_")} | {"PYTHONPATH": str(REPO_ROOT)}
         started = subprocess.run([sys.executable, "-m", "regionctl.main", "up", "--topology", str(topo_file),
@@ -69,8 +69,8 @@ def observed(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Ite
 
 def test_prometheus_scrapes_every_process_of_the_stack(observed: ObservedStack) -> None:
     expected = {p.name for p in stack.StackState.load(observed.state).processes.values()
-                if p.kind in ("cell", "replicator", "feature-updater", "controller", "edge")}
-    assert len(expected) == 12  # 3 cells, 3 replicators, 3 feature updaters, 2 controllers, the edge
+                if p.kind in ("cell", "replicator", "feature-updater", "retention", "controller", "edge")}
+    assert len(expected) == 13  # 3 cells, 3 replicators, 3 feature updaters, retention, 2 controllers, the edge
 
     def all_up() -> bool:
         targets = httpx.get(observed.prometheus + "/api/v1/targets", timeout=5, trust_env=False).json()
@@ -84,15 +84,20 @@ def test_prometheus_scrapes_every_process_of_the_stack(observed: ObservedStack) 
     assert float(observed.query("sum(shopnow_controller_leader)")[0]["value"][1]) == 1
     regions = {r["metric"]["region"] for r in observed.query('shopnow_cell_redis_ok == 1')}
     assert regions == {"us-east", "us-west", "eu-west"}
+    # the retention worker ran at start and reached every region; no deletion is pending
+    wait_until(lambda: observed.query("shopnow_retention_last_success_timestamp_seconds > 0"), timeout=30,
+               interval=0.5, what="the retention worker's last success scraped")
+    assert {r["metric"]["geography"] for r in observed.query("shopnow_erasure_overdue_users == 0")} == {"us", "eu"}
     rules = httpx.get(observed.prometheus + "/api/v1/rules", timeout=5, trust_env=False).json()
     names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
-    assert {"ControllerNoLeader", "ReplicationLagOverRPO", "shopnow:homepage_slo_errors:ratio_rate5m"} <= names
+    assert {"ControllerNoLeader", "ReplicationLagOverRPO", "ErasureOverdue", "RetentionNotRunning",
+            "shopnow:homepage_slo_errors:ratio_rate5m"} <= names
 
 
 def test_every_process_metrics_pass_promtool(observed: ObservedStack) -> None:
     config = scrape_config(stack.StackState.load(observed.state), observed.topo)
     targets = [t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]]
-    assert len(targets) == 12
+    assert len(targets) == 13
     for target in targets:
         text = httpx.get(f"http://{target}/metrics", timeout=5, trust_env=False).text
         result = check_metrics(text)
@@ -188,6 +193,6 @@ def test_down_stops_prometheus_too(observed: ObservedStack) -> None:
     proc = stack.StackState.load(observed.state).processes[NAME]
     assert stack.is_running(proc)
     done = cli(observed, "down", "--state-dir", str(observed.state))
-    assert done.returncode == 0 and "stopped 16 processes" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "stopped 17 processes" in done.stdout, done.stdout + done.stderr
     assert not stack.is_running(proc)
     assert prometheus_url(observed.state) is None
