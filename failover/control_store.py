@@ -7,6 +7,7 @@ interface, swappable like httpx transports:
     sqlite   failover.sqlite_store.SqliteStore   embedded default; one file shared by the
                                                  controller processes of one machine
     consul   failover.consul_store.ConsulStore   a Consul agent on loopback (py-consul)
+    etcd     failover.etcd_store.EtcdStore       an etcd cluster on loopback (v3 JSON gateway)
 
 Choices every backend keeps:
 
@@ -166,6 +167,13 @@ class ControlStore(abc.ABC):
         """`put`, atomically conditional on `fence` still holding its lease.
         Raises FenceRejected when it does not; returns False when only the CAS failed."""
 
+    # -- watch -----------------------------------------------------------------------------
+    def watch(self, key: str, *, after_version: int, timeout_s: float) -> bool | None:
+        """Block until `key`'s version differs from `after_version` (True) or `timeout_s` passed
+        (False), where the backend can watch (etcd). None: it cannot, and the caller polls
+        (SQLite, Consul). TemporaryError while a watch cannot be opened: poll meanwhile."""
+        return None
+
     # -- service catalog -------------------------------------------------------------------
     def register_service(
         self, name: str, *, port: int, http_check_url: str | None = None,
@@ -199,12 +207,13 @@ def store_from_url(url: str, *, clock: Callable[[], float] | None = None) -> Con
     sqlite://var/control.db         path relative to the working directory
     sqlite://:memory:               one process only (tests)
     consul://127.0.0.1:8500         a Consul agent on loopback; `?prefix=shopnow/` (default)
+    etcd://127.0.0.1:2379,...       an etcd cluster's members on loopback; `?prefix=shopnow/` (default)
 
     `clock` (seconds) is used where the backend computes expiry itself (SQLite).
     """
     if not isinstance(url, str) or "://" not in url:
-        raise InputError("store", f"{url!r} is not a store URL; use sqlite:///path/to/control.db "
-                                  "or consul://127.0.0.1:8500")
+        raise InputError("store", f"{url!r} is not a store URL; use sqlite:///path/to/control.db, "
+                                  "consul://127.0.0.1:8500 or etcd://127.0.0.1:2379,...")
     scheme, _, rest = url.partition("://")
     if scheme == "sqlite":
         from failover.sqlite_store import SqliteStore
@@ -226,5 +235,9 @@ def store_from_url(url: str, *, clock: Callable[[], float] | None = None) -> Con
             raise InputError("store", f"{url!r} has an invalid port; use consul://127.0.0.1:8500") from exc
         prefix = parse_qs(parts.query).get("prefix", ["shopnow/"])[0]
         return ConsulStore(host="127.0.0.1", port=port, prefix=prefix)
-    raise InputError("store", f"unknown scheme {scheme!r} in {url!r}; allowed: sqlite, consul")
+    if scheme == "etcd":
+        from failover.etcd_store import etcd_store_from_url
+
+        return etcd_store_from_url(url)
+    raise InputError("store", f"unknown scheme {scheme!r} in {url!r}; allowed: sqlite, consul, etcd")
 
