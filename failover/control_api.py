@@ -95,7 +95,12 @@ def _error(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
 def status_document(controller: Controller) -> dict[str, Any]:
     """What GET /v1/status answers: this process's view plus the store's table and the leader."""
     last = controller.last
-    table = controller.read_table()
+    try:
+        table, leader = controller.read_table(), controller.leader_info()
+    except TemporaryError as exc:  # the store is down: answer with what this process last saw
+        table = controller.followed_table()
+        leader = {"holder": None, "term": None, "api_url": None, "self": controller.holder,
+                  "is_self": controller.leadership.is_leader, "error": str(exc)}
     regions: dict[str, Any] = {}
     lags: list[dict[str, Any]] = []
     for name in sorted(controller.topology.regions):
@@ -112,7 +117,8 @@ def status_document(controller: Controller) -> dict[str, Any]:
                          "lag_s": lag.lag_s, "lag_events": lag.lag_events})
     steering = last.steering if last else None
     return {
-        "controller": controller.holder, "leader": controller.leader_info(), "probed_at": last.now if last else None,
+        "controller": controller.holder, "leader": leader, "probed_at": last.now if last else None,
+        "store": controller.store_status(),
         "regions": regions, "replication": lags,
         "table": table, "fail_static": bool((table or {}).get("fail_static")),
         "decision": None if steering is None else {

@@ -16,6 +16,11 @@
     run(stop)   step every `interval_s` (fixed rate) until stop(); the clock and the wait are injected.
 
 A standby runs the same step (so its health is fresh when it takes over) and writes nothing.
+Every controller also follows routing/table between rounds (failover.key_watch: the store's watch
+on etcd, polling elsewhere), so a standby knows the newest table within milliseconds and can
+still answer `status` with it while the store is unreachable. When the store cannot be reached
+the controller writes nothing and says so: a STORE-UNAVAILABLE log line (STORE-BACK when it
+answers again) and `store` in its status.
 `change_overrides` is how the control API and drills change drains and steers: validated on a fresh
 snapshot by a failover.safety function, written with compare-and-set under the leader's fence,
 journaled with the caller as actor. Decision logic stays in the pure modules; this module is I/O.
@@ -33,6 +38,7 @@ from capacity.calibration import Calibration
 from failover.control_store import ControlStore, FenceRejected
 from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain
 from failover.journal import Action, Journal
+from failover.key_watch import Followed, KeyFollower
 from failover.leadership import Leadership, LeadershipSettings, NotLeader
 from failover.overrides import Overrides
 from failover.probing import CellReport
@@ -228,6 +234,10 @@ class Controller:
         self._written_health: dict[str, tuple[str, str]] = {}
         self._last_problems: tuple[str, ...] = ()
         self.last: StepResult | None = None
+        self.store_error = ""
+        """The last round's control-store error ("" when the store answered)."""
+        self.table_follower = KeyFollower(store, TABLE_KEY, poll_interval_s=settings.interval_s,
+                                          on_change=self._table_followed)
 
     # -- compliance ------------------------------------------------------------------------------
     def delete_user(self, user_id: str, *, actor: str, reason: str) -> dict[str, Any]:
@@ -264,6 +274,7 @@ class Controller:
             store_error = str(exc)
         else:
             store_error = "; ".join(stored.problems)
+        self._note_store(None if stored is not None else store_error)
         base = stored or Stored(overrides=self.last.snapshot.overrides if self.last else Overrides())
         health = {}
         for region, previous in self._health.items():
@@ -307,6 +318,35 @@ class Controller:
                             error=error)
         self.last = result
         return result
+
+    def _note_store(self, error: str | None) -> None:
+        """Log when the store stops or starts answering (so an operator sees why nothing is written)."""
+        if error is not None and not self.store_error:
+            self._log(f"STORE-UNAVAILABLE id={self.holder} writing=no error={error}")
+        elif error is None and self.store_error:
+            self._log(f"STORE-BACK id={self.holder} writing={'yes' if self.leadership.is_leader else 'no (standby)'}")
+        self.store_error = error or ""
+
+    def _table_followed(self, followed: Followed) -> None:
+        if not self._leading and followed.value is not None:
+            self._log(f"FOLLOW id={self.holder} table_store_version={followed.value.version} mode={followed.mode or 'read'}")
+
+    def followed_table(self) -> Mapping[str, Any] | None:
+        """The newest routing table the follower read (None before the first read or if unreadable)."""
+        found = self.table_follower.state.value
+        try:
+            table = json.loads(found.value) if found else None
+        except ValueError:
+            return None
+        return table if isinstance(table, Mapping) else None
+
+    def store_status(self) -> dict[str, Any]:
+        """Whether the store answers and whether this controller writes, for `status`."""
+        followed = self.table_follower.state
+        writing = bool(self.last and self.last.leader and not self.store_error)
+        return {"reachable": not self.store_error, "error": self.store_error, "writing": writing,
+                "table_follow": {"mode": followed.mode, "store_version": followed.value.version if followed.value else 0,
+                                 "seen_at": followed.seen_at}}
 
     def _take_over(self, now: float, wrote: list[str], journaled: list[str]) -> None:
         state = self.leadership.state
@@ -400,6 +440,7 @@ class Controller:
 
     def run(self, *, stop: Callable[[], bool]) -> None:
         """Step every interval until stop(); an unexpected error is logged and the loop goes on."""
+        self.table_follower.start()
         try:
             while not stop():
                 started = self._clock()
@@ -409,6 +450,7 @@ class Controller:
                     self._log(f"STEP-FAILED id={self.holder} error={type(exc).__name__}: {exc}")
                 self._wait(max(0.0, self.settings.interval_s - (self._clock() - started)))
         finally:
+            self.table_follower.stop()
             self.leadership.resign()
 
     # -- operator changes ------------------------------------------------------------------------

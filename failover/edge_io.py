@@ -4,7 +4,7 @@ the last-resort popularity list.
     CellClient (Protocol)        one region's cell, async
     ├── GrpcCellClient           shopnow.v1.Recommender over grpc.aio (the default)
     └── HttpCellClient           the cell's HTTP API over httpx (same answer shape)
-    TableWatcher                 a thread polling `routing/table` in the control store
+    TableWatcher                 a thread following `routing/table` in the control store (watch, else poll)
     load_last_resort(...)        the newest bundle's popularity.json, else the packaged list
 
 Library errors are mapped here: a cell that fails or is slow raises `CellFailed` (a
@@ -27,6 +27,7 @@ import grpc.aio
 import httpx
 
 from failover.control_store import ControlStore
+from failover.key_watch import POLL, WATCH_TIMEOUT_S, wait_for_change
 from failover.routing import TABLE_KEY, CellCall, RoutingTable, default_table, parse_table
 from regions.errors import InputError, ShopNowError, TemporaryError
 from regions.topology import Region, Topology
@@ -215,19 +216,27 @@ class WatchState:
     polls: int = 0
     error: str = ""
     """The last problem reading or parsing the table ("" when the last poll was fine)."""
+    follow: str = POLL
+    """How the watcher waits for the next table: "watch" (the store's watch, etcd) or "poll"
+    (every interval_s: a store without a watch, or while the watch is broken)."""
 
 
 class TableWatcher:
-    """Polls `routing/table` every `interval_s` in a daemon thread; `state` is swapped atomically.
+    """Reads `routing/table` in a daemon thread after each change (failover.key_watch: the store's
+    watch where it has one, else every `interval_s`); `state` is swapped atomically.
 
     A malformed table or an unreachable store keeps the last good table (fail-static at the edge).
     """
 
     def __init__(self, store: ControlStore | None, topology: Topology, *, interval_s: float,
                  clock: Callable[[], float] = time.time,
-                 on_change: Callable[[WatchState], None] | None = None) -> None:
+                 on_change: Callable[[WatchState], None] | None = None,
+                 watch_timeout_s: float = WATCH_TIMEOUT_S) -> None:
         self._store, self._topology, self._interval = store, topology, interval_s
         self._clock, self._on_change = clock, on_change
+        self._watch_timeout = watch_timeout_s
+        self._read_version = 0
+        """The version last read, parsed or not: the watch waits for the next one."""
         self.state = WatchState(table=default_table(topology), source="default", first_seen_at=None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -239,6 +248,7 @@ class TableWatcher:
             return state
         try:
             found = self._store.get(TABLE_KEY)
+            self._read_version = found.version if found else 0
             if found is None or found.version == state.store_version:
                 new = replace(state, polls=state.polls + 1, error="")
             else:
@@ -259,7 +269,11 @@ class TableWatcher:
                 self.poll_once()
             except Exception:  # a bug must not stop the watcher: log it and keep the last table
                 log.exception("routing table watcher failed; keeping the last table")
-            self._stop.wait(self._interval)
+            follow = wait_for_change(self._store, TABLE_KEY, after_version=self._read_version,
+                                     watch_timeout_s=self._watch_timeout, poll_interval_s=self._interval,
+                                     stop=self._stop)
+            if follow != self.state.follow:
+                self.state = replace(self.state, follow=follow)
 
     def start(self) -> None:
         if self._thread is None:
@@ -272,7 +286,7 @@ class TableWatcher:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=self._watch_timeout + 5)
 
 
 # -- the last resort --------------------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""Following one control-store key: by the store's watch where it has one, polling otherwise.
+
+    wait_for_change(...)   one wait between two reads: a watch (etcd) until the key changes or
+                           `watch_timeout_s` passes; the poll interval's sleep when the store
+                           cannot watch (SQLite, Consul) or while its watch is broken
+    KeyFollower            a daemon thread that reads a key, then waits for its next change,
+                           and keeps the newest value (the standby controller follows
+                           routing/table with it; the edge's TableWatcher uses wait_for_change)
+
+The read after each wake-up is what counts: a watch only says "read again", so a missed or
+spurious event costs one read, never a wrong value. Reads that fail keep the last value.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from failover.control_store import ControlStore, Versioned
+from regions.errors import ShopNowError
+
+log = logging.getLogger(__name__)
+
+WATCH_TIMEOUT_S = 1.0
+"""How long one watch waits before the key is read again anyway: bounds how long a watch that
+broke silently (a member that hangs) can hide a change, and how long `stop()` takes."""
+
+WATCH = "watch"
+POLL = "poll"
+
+
+def wait_for_change(store: ControlStore | None, key: str, *, after_version: int, watch_timeout_s: float,
+                    poll_interval_s: float, stop: threading.Event) -> str:
+    """Wait once; returns WATCH when a watch was waited on, POLL when it slept `poll_interval_s`."""
+    if store is not None and not stop.is_set():
+        try:
+            if store.watch(key, after_version=after_version, timeout_s=watch_timeout_s) is not None:
+                return WATCH
+        except ShopNowError as exc:
+            log.warning("watch of %s is broken, polling every %.2fs until it works again: %s",
+                        key, poll_interval_s, exc)
+    stop.wait(poll_interval_s)
+    return POLL
+
+
+@dataclass(frozen=True)
+class Followed:
+    """What a KeyFollower knows now."""
+
+    value: Versioned | None = None
+    seen_at: float | None = None
+    """Wall-clock time this follower first read `value`'s version."""
+    mode: str = ""
+    """WATCH or POLL: how the last wait was done ("" before the first)."""
+    reads: int = 0
+    error: str = ""
+    """The last read's problem ("" when it was fine)."""
+
+
+class KeyFollower:
+    """Keep the newest value of `key` in `state`, read after every change (see the module docstring)."""
+
+    def __init__(self, store: ControlStore, key: str, *, poll_interval_s: float,
+                 watch_timeout_s: float = WATCH_TIMEOUT_S, clock: Callable[[], float] = time.time,
+                 on_change: Callable[[Followed], None] | None = None) -> None:
+        self._store, self._key = store, key
+        self._poll, self._watch_timeout = poll_interval_s, watch_timeout_s
+        self._clock, self._on_change = clock, on_change
+        self.state = Followed()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def read_once(self) -> Followed:
+        state = self.state
+        try:
+            found = self._store.get(self._key)
+        except ShopNowError as exc:
+            self.state = new = Followed(state.value, state.seen_at, state.mode, state.reads + 1, str(exc))
+            return new
+        changed = (found.version if found else 0) != (state.value.version if state.value else 0)
+        self.state = new = Followed(found, self._clock() if changed else state.seen_at, state.mode, state.reads + 1)
+        if changed and self._on_change is not None:
+            self._on_change(new)
+        return new
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                state = self.read_once()
+                mode = wait_for_change(self._store, self._key, after_version=state.value.version if state.value else 0,
+                                       watch_timeout_s=self._watch_timeout, poll_interval_s=self._poll, stop=self._stop)
+                s = self.state
+                self.state = Followed(s.value, s.seen_at, mode, s.reads, s.error)
+            except Exception:  # a bug must not stop the follower: log it and keep the last value
+                log.exception("following %s failed; keeping the last value", self._key)
+                self._stop.wait(self._poll)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"follow-{self._key}", daemon=True)
+            self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._watch_timeout + 5)
