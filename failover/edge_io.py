@@ -27,7 +27,7 @@ import grpc.aio
 import httpx
 
 from failover.control_store import ControlStore
-from failover.key_watch import POLL, WATCH_TIMEOUT_S, wait_for_change
+from failover.key_watch import POLL, WATCH_TIMEOUT_S, log_mode_change, wait_for_change
 from failover.routing import TABLE_KEY, CellCall, RoutingTable, default_table, parse_table
 from regions.errors import InputError, ShopNowError, TemporaryError
 from regions.topology import Region, Topology
@@ -254,7 +254,7 @@ class TableWatcher:
             else:
                 table = parse_table(found.value, self._topology)
                 new = WatchState(table=table, source="store", first_seen_at=self._clock(),
-                                 store_version=found.version, polls=state.polls + 1)
+                                 store_version=found.version, polls=state.polls + 1, follow=state.follow)
         except ShopNowError as exc:
             log.warning("routing table not updated, keeping version %s: %s", state.table.version, exc)
             new = replace(state, polls=state.polls + 1, error=str(exc))
@@ -269,9 +269,10 @@ class TableWatcher:
                 self.poll_once()
             except Exception:  # a bug must not stop the watcher: log it and keep the last table
                 log.exception("routing table watcher failed; keeping the last table")
-            follow = wait_for_change(self._store, TABLE_KEY, after_version=self._read_version,
-                                     watch_timeout_s=self._watch_timeout, poll_interval_s=self._interval,
-                                     stop=self._stop)
+            follow, why = wait_for_change(self._store, TABLE_KEY, after_version=self._read_version,
+                                          watch_timeout_s=self._watch_timeout, poll_interval_s=self._interval,
+                                          stop=self._stop)
+            log_mode_change(TABLE_KEY, self.state.follow, follow, why)
             if follow != self.state.follow:
                 self.state = replace(self.state, follow=follow)
 

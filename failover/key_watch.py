@@ -32,17 +32,24 @@ POLL = "poll"
 
 
 def wait_for_change(store: ControlStore | None, key: str, *, after_version: int, watch_timeout_s: float,
-                    poll_interval_s: float, stop: threading.Event) -> str:
-    """Wait once; returns WATCH when a watch was waited on, POLL when it slept `poll_interval_s`."""
+                    poll_interval_s: float, stop: threading.Event) -> tuple[str, str]:
+    """Wait once; returns (WATCH, "") when a watch was waited on, (POLL, why) when it slept
+    `poll_interval_s` instead (why: "" when the store cannot watch, else the watch's error)."""
+    why = ""
     if store is not None and not stop.is_set():
         try:
             if store.watch(key, after_version=after_version, timeout_s=watch_timeout_s) is not None:
-                return WATCH
+                return WATCH, ""
         except ShopNowError as exc:
-            log.warning("watch of %s is broken, polling every %.2fs until it works again: %s",
-                        key, poll_interval_s, exc)
+            why = str(exc)
     stop.wait(poll_interval_s)
-    return POLL
+    return POLL, why
+
+
+def log_mode_change(key: str, old: str, new: str, why: str) -> None:
+    """One log line when following `key` switches between watch and poll (not one per wait)."""
+    if new != old and (new == WATCH or why):
+        log.warning("following %s by %s%s", key, new, f" (watch broken: {why})" if why else "")
 
 
 @dataclass(frozen=True)
@@ -89,9 +96,12 @@ class KeyFollower:
         while not self._stop.is_set():
             try:
                 state = self.read_once()
-                mode = wait_for_change(self._store, self._key, after_version=state.value.version if state.value else 0,
-                                       watch_timeout_s=self._watch_timeout, poll_interval_s=self._poll, stop=self._stop)
+                mode, why = wait_for_change(self._store, self._key,
+                                            after_version=state.value.version if state.value else 0,
+                                            watch_timeout_s=self._watch_timeout, poll_interval_s=self._poll,
+                                            stop=self._stop)
                 s = self.state
+                log_mode_change(self._key, s.mode, mode, why)
                 self.state = Followed(s.value, s.seen_at, mode, s.reads, s.error)
             except Exception:  # a bug must not stop the follower: log it and keep the last value
                 log.exception("following %s failed; keeping the last value", self._key)
