@@ -105,6 +105,23 @@ def member_healthy(member: Member, *, timeout_s: float = 1.0) -> bool:
         return False
 
 
+def leader_of(members: Sequence[Member], *, timeout_s: float = 10.0) -> Member:
+    """The one of `members` that leads its cluster (waits up to `timeout_s` for an election)."""
+    found: list[Member] = []
+
+    def elected() -> bool:
+        for m in members:
+            status = member_status(m)
+            header = status.get("header") if status else None
+            if status and status.get("leader") and isinstance(header, dict) and status["leader"] == header.get("member_id"):
+                found.append(m)
+                return True
+        return False
+
+    wait_until(elected, timeout=timeout_s, interval=0.05, what="an etcd leader")
+    return found[0]
+
+
 @dataclass
 class Cluster:
     """A running local cluster started by `start_cluster`."""
@@ -131,18 +148,7 @@ class Cluster:
 
     def leader(self, *, timeout_s: float = 10.0) -> Member:
         """The member that leads now (waits up to `timeout_s` for one to be elected)."""
-        found: list[Member] = []
-
-        def elected() -> bool:
-            for m in self.running():
-                status = member_status(m)
-                if status and status.get("leader") and status.get("leader") == status.get("header", {}).get("member_id"):  # type: ignore[union-attr]
-                    found.append(m)
-                    return True
-            return False
-
-        wait_until(elected, timeout=timeout_s, interval=0.05, what="an etcd leader")
-        return found[0]
+        return leader_of(self.running(), timeout_s=timeout_s)
 
     def start_member(self, member: Member, *, timeout_s: float = 20.0, wait_healthy: bool = True) -> ManagedProcess:
         proc = spawn(member.name, member_argv(member, self.members, data_root=self.data_root),
