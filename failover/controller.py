@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping
 from capacity.calibration import Calibration
 from failover.control_store import ControlStore, FenceRejected
 from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain
+from failover.dns_publish import DnsPublisher
 from failover.journal import Action, Journal
 from failover.key_watch import Followed, KeyFollower
 from failover.leadership import Leadership, LeadershipSettings, NotLeader
@@ -217,7 +218,7 @@ class Controller:
                  lease_ttl_s: float = LeadershipSettings.ttl_s, leadership: Leadership | None = None,
                  clock: Callable[[], float] = time.time, wait: Callable[[float], None] | None = None,
                  log: Callable[[str], None] = lambda line: print(line, flush=True),
-                 calibration: Calibration | None = None) -> None:
+                 calibration: Calibration | None = None, dns: DnsPublisher | None = None) -> None:
         self.topology, self.store, self.holder, self.settings = topology, store, holder, settings
         self.calibration = calibration
         """The capacity model's calibration; drill pre-checks ask capacity.absorb with it."""
@@ -236,6 +237,9 @@ class Controller:
         self.last: StepResult | None = None
         self.store_error = ""
         """The last round's control-store error ("" when the store answered)."""
+        self.dns = dns
+        """Route 53 publishing (failover.dns_publish), when configured: the leader offers its table every round."""
+        self._written_table: Mapping[str, Any] | None = None
         self.table_follower = KeyFollower(store, TABLE_KEY, poll_interval_s=settings.interval_s,
                                           on_change=self._table_followed)
 
@@ -303,8 +307,11 @@ class Controller:
                     settled = False
                     self._take_over(now, wrote, journaled)
                     settled = True
+                self._written_table = None
                 self._act(now, snapshot, steering, problems, stored, took_over=took_over,
                           wrote=wrote, journaled=journaled)
+                if self.dns is not None:  # idempotent: an unchanged table makes no Route 53 call
+                    self.dns.offer(self._written_table or stored.table)
             except (FenceRejected, NotLeader) as exc:
                 error, leading, settled = f"deposed: {exc}", False, False
                 self._log(f"DEPOSED id={self.holder} error={exc}")
@@ -406,6 +413,7 @@ class Controller:
         if not self.leadership.fenced_put(TABLE_KEY, _dump(new), cas=stored.table_version):
             return  # someone wrote between our read and now; next round re-reads
         wrote.append(TABLE_KEY)
+        self._written_table = new
         self._journal_table(now, old=old, new=new, steering=steering, votes=votes, limits=limits,
                             journaled=journaled, fence=fence)
 
@@ -441,6 +449,8 @@ class Controller:
     def run(self, *, stop: Callable[[], bool]) -> None:
         """Step every interval until stop(); an unexpected error is logged and the loop goes on."""
         self.table_follower.start()
+        if self.dns is not None:
+            self.dns.start()
         try:
             while not stop():
                 started = self._clock()
@@ -451,6 +461,8 @@ class Controller:
                 self._wait(max(0.0, self.settings.interval_s - (self._clock() - started)))
         finally:
             self.table_follower.stop()
+            if self.dns is not None:
+                self.dns.stop()
             self.leadership.resign()
 
     # -- operator changes ------------------------------------------------------------------------

@@ -148,8 +148,12 @@ def register(app: typer.Typer) -> None:
         prober = Prober(topology=topo, timeout_s=settings.probe_timeout_s)
         from capacity.calibration import load_calibration
 
+        from failover.dns_publish import DnsPublisher, dns_settings_from_env
+
+        dns_settings = dns_settings_from_env(os.environ, topo)
         ctl = Controller(topology=topo, store=control, holder=ident, prober=prober.probe_all, settings=settings,
-                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl, calibration=load_calibration())
+                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl, calibration=load_calibration(),
+                         dns=DnsPublisher(dns_settings, topo) if dns_settings else None)
         drills = DrillRunner(ctl, reports_dir=reports_dir(os.environ),
                              edge_url=edge_url or f"http://{host}:{topo.settings.edge_port}")
         try:
