@@ -27,7 +27,7 @@ import grpc.aio
 import httpx
 
 from failover.control_store import ControlStore
-from failover.key_watch import POLL, WATCH_TIMEOUT_S, log_mode_change, wait_for_change
+from failover.key_watch import POLL, WATCH_TIMEOUT_S, FollowingThread, log_mode_change, wait_for_change
 from failover.routing import TABLE_KEY, CellCall, RoutingTable, default_table, parse_table
 from regions.errors import InputError, ShopNowError, TemporaryError
 from regions.topology import Region, Topology
@@ -221,7 +221,7 @@ class WatchState:
     (every interval_s: a store without a watch, or while the watch is broken)."""
 
 
-class TableWatcher:
+class TableWatcher(FollowingThread):
     """Reads `routing/table` in a daemon thread after each change (failover.key_watch: the store's
     watch where it has one, else every `interval_s`); `state` is swapped atomically.
 
@@ -240,6 +240,7 @@ class TableWatcher:
         self.state = WatchState(table=default_table(topology), source="default", first_seen_at=None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_name = "routing-table-watcher"
 
     def poll_once(self) -> WatchState:
         state = self.state
@@ -275,19 +276,6 @@ class TableWatcher:
             log_mode_change(TABLE_KEY, self.state.follow, follow, why)
             if follow != self.state.follow:
                 self.state = replace(self.state, follow=follow)
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="routing-table-watcher", daemon=True)
-            self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._watch_timeout + 5)
 
 
 # -- the last resort --------------------------------------------------------------------------------

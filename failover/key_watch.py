@@ -52,6 +52,33 @@ def log_mode_change(key: str, old: str, new: str, why: str) -> None:
         log.warning("following %s by %s%s", key, new, f" (watch broken: {why})" if why else "")
 
 
+class FollowingThread:
+    """start / alive / stop of a daemon thread running `self._run` until `self._stop` is set; shared
+    by KeyFollower and the edge's TableWatcher. Subclasses set `_stop`, `_thread`, `_watch_timeout`."""
+
+    _thread_name = "follow"
+    _stop: threading.Event
+    _thread: threading.Thread | None
+    _watch_timeout: float
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
+            self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop and join; a wait in progress ends within `_watch_timeout` (a watch) or the poll interval."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._watch_timeout + 5)
+
+
 @dataclass(frozen=True)
 class Followed:
     """What a KeyFollower knows now."""
@@ -66,7 +93,7 @@ class Followed:
     """The last read's problem ("" when it was fine)."""
 
 
-class KeyFollower:
+class KeyFollower(FollowingThread):
     """Keep the newest value of `key` in `state`, read after every change (see the module docstring)."""
 
     def __init__(self, store: ControlStore, key: str, *, poll_interval_s: float,
@@ -77,7 +104,8 @@ class KeyFollower:
         self._clock, self._on_change = clock, on_change
         self.state = Followed()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = None
+        self._thread_name = f"follow-{key}"
 
     def read_once(self) -> Followed:
         state = self.state
@@ -106,16 +134,3 @@ class KeyFollower:
             except Exception:  # a bug must not stop the follower: log it and keep the last value
                 log.exception("following %s failed; keeping the last value", self._key)
                 self._stop.wait(self._poll)
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"follow-{self._key}", daemon=True)
-            self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._watch_timeout + 5)

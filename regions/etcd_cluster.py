@@ -177,19 +177,34 @@ class Cluster:
             proc.kill()
 
 
+START_ATTEMPTS = 3
+"""A free port can be taken by another process between its choice and the member's start (a busy
+machine runs many tests); a new cluster then starts again on other ports."""
+
+
 def start_cluster(data_root: Path, *, count: int = 3, timeout_s: float = 30.0) -> Cluster:
     """Start `count` members on free loopback ports and wait until the cluster has a leader."""
-    data_root.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(members=plan_members(count), data_root=data_root)
-    started = time.monotonic()
-    try:
-        for member in cluster.members:  # a member waits for its peers before it is healthy
-            cluster.start_member(member, wait_healthy=False)
-        for member in cluster.members:
-            remaining = max(1.0, timeout_s - (time.monotonic() - started))
-            wait_until(lambda m=member: member_healthy(m), timeout=remaining, interval=0.1,  # type: ignore[misc]
-                       what=f"etcd member {member.name} healthy")
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+    for attempt in range(1, START_ATTEMPTS + 1):
+        root = data_root if attempt == 1 else data_root / f"retry-{attempt}"
+        root.mkdir(parents=True, exist_ok=True)
+        cluster = Cluster(members=plan_members(count, prefix="etcd"), data_root=root)
+        started = time.monotonic()
+        try:
+            for member in cluster.members:  # a member waits for its peers before it is healthy
+                cluster.start_member(member, wait_healthy=False)
+            for member in cluster.members:
+                remaining = max(1.0, timeout_s - (time.monotonic() - started))
+                wait_until(lambda m=member: member_healthy(m) or not cluster.procs[m.name].alive(),  # type: ignore[misc]
+                           timeout=remaining, interval=0.1, what=f"etcd member {member.name} healthy")
+                if not cluster.procs[member.name].alive():
+                    raise TemporaryError(f"etcd member {member.name} exited at start:\n{cluster.procs[member.name].log_tail()}")
+        except TemporaryError as exc:
+            cluster.stop()
+            if attempt == START_ATTEMPTS or "exited at start" not in str(exc):
+                raise
+            continue
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+    raise AssertionError("unreachable")

@@ -288,7 +288,7 @@ def up(
             state.save(state_dir)
             started.append(proc)
             progress(f"started {spec.name} (pid {proc.pid})")
-            if spec.kind in ("redis", "controller", "edge"):
+            if spec.kind in ("etcd", "redis", "controller", "edge"):
                 wait_ready(proc, timeout=ready_timeout_s)
         for proc in started:
             wait_ready(proc, timeout=ready_timeout_s)

@@ -3,7 +3,9 @@
 finds the same members and the same control store URL.
 
 The members' ports are chosen once, when the stack first runs on etcd, and kept with its data in
-<state_dir>/etcd/<member>: a restarted member rejoins with its own data. `regionctl up
+<state_dir>/etcd/<member>: a restarted member rejoins with its own data. Ports that never served
+(no member has data yet, e.g. `up` failed because another process took a port between the choice
+and the start) are chosen again by the next `up`. `regionctl up
 --control-store sqlite` on the same state dir goes back to the SQLite file (etcd.json is removed;
 the etcd data stays on disk until the state dir is deleted).
 """
@@ -38,6 +40,10 @@ def choose_store(state_dir: Path, kind: str | None) -> tuple[Member, ...] | None
     if kind is not None and kind not in STORE_KINDS:
         raise InputError("--control-store", f"{kind!r} is not a stack store; allowed: {', '.join(STORE_KINDS)}")
     members = load_members(state_dir)
+    if members is not None and not any((state_dir / "etcd" / m.name / "member").exists() for m in members):
+        members = None  # planned but never started (e.g. a port was taken meanwhile): choose ports again
+        if kind is None:
+            kind = "etcd"
     if kind == "sqlite":
         (state_dir / ETCD_FILE).unlink(missing_ok=True)
         return None
