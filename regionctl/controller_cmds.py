@@ -74,6 +74,13 @@ def status_tables(doc: Mapping[str, Any]) -> list[Table]:
                         "-" if r.get("qps") is None else f"{r['qps']:.1f}", str(r.get("bundle_version") or "-"),
                         r.get("reason", ""))
     out = [regions]
+    store = doc.get("store")
+    if store and not store.get("reachable", True):  # say plainly that nothing is being written
+        down = Table(title="[red]control store unreachable: this controller writes nothing[/red]")
+        for col in ("writing", "table shown", "error"):
+            down.add_column(col, overflow="fold")
+        down.add_row("no", f"v{table.get('version', '-')} (last seen by this controller)", store.get("error", ""))
+        out.append(down)
     if doc.get("replication"):
         lag = Table(title="replication lag")
         for col in ("from", "to", "lag s", "lag events", "reported by"):

@@ -159,6 +159,12 @@ def homepages(samples: list[Sample]) -> tuple[int, int, str]:
     return bad, len(samples), f"{len(samples) - bad - slow}/{len(samples)} ok, {bad} wrong, {slow} slower than {SAMPLE_TIMEOUT_S:g} s"
 
 
+def lost_updates(acknowledged: list[str], entries: list[dict[str, Any]]) -> list[str]:
+    """The acknowledged operator changes (by their reason) that the journal does not hold."""
+    journaled = {e["reason"] for e in entries if e["action"] == "override"}
+    return [reason for reason in acknowledged if reason not in journaled]
+
+
 def longest_gap(samples: list[Sample], *, bad: Any) -> float:
     """The longest stretch of consecutive samples for which `bad(sample)` holds, in seconds."""
     longest, start = 0.0, None
@@ -297,6 +303,7 @@ def test_quorum_lost_then_restored(day: Day) -> None:
         t_said = time.monotonic()
         status_doc = httpx.get(f"{api}/v1/status", timeout=5, headers={"Authorization": f"Bearer {day.director}"}).json()
         verdict = expectations.control_store_quorum(configuration=day.conf)
+        metrics = httpx.get(f"{api}/metrics", timeout=5).text
         during = day.steer({"us-east": 80, "us-west": 20}, reason="during quorum loss", api=api)
         time.sleep(3.5)  # longer than the 3 s lease: nobody may lead now
         direct = httpx.get(f"http://127.0.0.1:{day.rig.topology.regions['us-east'].http_port}"
@@ -313,8 +320,7 @@ def test_quorum_lost_then_restored(day: Day) -> None:
     failed, _, answered = homepages(samples)
     edge_versions = {s.edge_version for s in outage if s.edge_version is not None}
     no_leader = longest_gap(samples, bad=lambda s: s.holder in (None, "?"))
-    journaled = {e["reason"] for e in day.journal() if e["action"] == "override"}
-    lost = [reason for reason, _ in acknowledged if reason not in journaled]
+    lost = lost_updates([reason for reason, _ in acknowledged], day.journal())
     print(f"\nQUORUM-LOSS: members {killed['killed']} killed; leader said STORE-UNAVAILABLE after "
           f"{t_said - t_kill:.2f} s; a steer during the loss answered {during.status_code} (not acknowledged); "
           f"edge kept table v{sorted(v for v in edge_versions if v is not None)} during the loss; homepages "
@@ -328,6 +334,7 @@ def test_quorum_lost_then_restored(day: Day) -> None:
     assert edge_versions == {version_before}, edge_versions  # the edge kept serving its last table
     assert failed == 0 and direct.status_code == 200
     assert status_doc["store"]["reachable"] is False and status_doc["store"]["writing"] is False
+    assert "shopnow_controller_store_reachable 0.0" in metrics and "shopnow_controller_writing 0.0" in metrics
     assert status_doc["table"]["version"] == version_before  # from the follower, while etcd is down
     assert lost == []
     assert "STORE-BACK" in day.log_of(leader) or day.observer.lease_holder("controller").holder != leader  # type: ignore[union-attr]
@@ -344,6 +351,8 @@ def test_the_game_day_checks_fail_on_a_broken_run() -> None:
         return {"index": index, "actor": f"controller:{actor}", "term": term}
 
     assert_one_writer_per_term([entry(0, "a", 1), entry(1, "a", 1), entry(2, "b", 5)])
+    journal = [{"action": "override", "reason": "first"}, {"action": "note", "reason": "second"}]
+    assert lost_updates(["first", "second"], journal) == ["second"]  # acknowledged, not journaled: lost
     with pytest.raises(AssertionError):  # two leaders wrote in one term
         assert_one_writer_per_term([entry(0, "a", 1), entry(1, "b", 1)])
     with pytest.raises(AssertionError):  # a deposed leader's late write, after its successor's
@@ -361,3 +370,21 @@ def test_the_quorum_expectation_deviates_on_a_broken_control_plane() -> None:
     assert expectations.quorum_problems(running=3, store=healthy, **{**ok, "leader": None})[1]  # nobody leads
     assert expectations.quorum_problems(running=1, store=down, **{**ok, "edge_table_version": None})[1]  # edge lost it
     assert expectations.quorum_problems(running=3, store=None, **ok)[1]
+
+
+def test_regionctl_status_says_when_the_store_is_unreachable() -> None:
+    from rich.console import Console
+
+    from regionctl.controller_cmds import status_tables
+
+    doc = {"table": {"version": 5, "geos": {}}, "regions": {}, "leader": {"holder": None}, "controller": "controller-a",
+           "store": {"reachable": False, "writing": False, "error": "no etcd member could serve get"}}
+    console = Console(record=True, width=200)
+    for table in status_tables(doc):
+        console.print(table)
+    text = console.export_text()
+    assert "control store unreachable: this controller writes nothing" in text and "no etcd member" in text
+    console = Console(record=True, width=200)
+    for table in status_tables({**doc, "store": {"reachable": True, "writing": True, "error": ""}}):
+        console.print(table)
+    assert "unreachable" not in console.export_text()
