@@ -1,5 +1,5 @@
 """Fixtures of the failover tests: one real 3-member etcd cluster per test session; moto's Route 53
-in server mode (ThreadedMotoServer on a free loopback port) per module that asks for it."""
+in server mode (ThreadedMotoServer on a free loopback port), one per session (each test makes its own zone)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +20,7 @@ def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
