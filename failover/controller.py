@@ -278,7 +278,7 @@ class Controller:
             store_error = str(exc)
         else:
             store_error = "; ".join(stored.problems)
-        self._note_store(None if stored is not None else store_error)
+        unreachable = None if stored is not None else store_error
         base = stored or Stored(overrides=self.last.snapshot.overrides if self.last else Overrides())
         health = {}
         for region, previous in self._health.items():
@@ -317,6 +317,9 @@ class Controller:
                 self._log(f"DEPOSED id={self.holder} error={exc}")
             except (TemporaryError, PermanentError) as exc:
                 error = f"store: {exc}"
+                if isinstance(exc, TemporaryError):  # read, then could not write: as unreachable
+                    unreachable = str(exc)
+        self._note_store(unreachable)
         if self._leading and not leading:
             self._log(f"STANDBY id={self.holder} leader={self.leadership.state.leader}")
         self._leading = settled
