@@ -22,13 +22,14 @@ demo: setup
 	$(PY) -m regionctl.main demo
 
 test: setup
+	.venv/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup
 	$(PY) -m regionctl.main bench serving
 
 proto: setup
-	$(PY) -m serving.protogen
+	$(PY) -m contracts.protogen
 
 clean:
 	rm -rf .venv build *.egg-info .regionctl

@@ -19,7 +19,6 @@ import json
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,9 +26,13 @@ import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from contracts.store_keys import PARTITIONS_KEY
+from chaos.context import (
+    HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, context_from, local_store, population,
+)
 from regions import stack
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import ShopNowError
-from regions.topology import Topology, load_topology
 
 __all__ = [
     "kill_region", "restore_region", "stop_feature_store", "restore_feature_store",
@@ -39,61 +42,16 @@ __all__ = [
     "kill_etcd_leader", "kill_etcd_quorum", "restore_etcd",
 ]
 
-REGION_KINDS = ("redis", "cell", "replicator", "feature-updater")
-"""What a region loss takes down: everything of that region, as a lost data centre would."""
-PARTITIONS_KEY = "chaos/partitions"
-"""Control store key the controller reads: regions whose probes it must treat as failed."""
-LEADER_LEASE = "controller"
-"""The lease the controller leader holds; its holder id is the process name (controller-a/-b)."""
-HTTP_TIMEOUT_S = 2.0
-"""Loopback calls answer in milliseconds; 2 s means the target is down or stuck."""
 SETTLE_TIMEOUT_S = 10.0
 """A SIGKILLed process is gone, and a started one has exec'd, within milliseconds; 10 s is a stuck kernel."""
 FAULT_LEDGER = "chaos-faults.json"
 """<state_dir>/chaos-faults.json: {region: the cell's fault state as chaos last set it}. The
 expectation probes (chaos.expectations) read which cell faults are in place from here, not from
 the cell under test."""
+PARTITIONS_RETRY = CasRetry(attempts=20, backoff_s=0.01, max_backoff_s=0.2, exhausted=lambda n: ActivityFailed(
+    f"{PARTITIONS_KEY} changed under us {n} times in a row (another chaos run?); retry the action"))
 READY_TIMEOUT_S = 60.0
 """A restarted cell loads its bundle before it opens its port; a minute covers the demo bundle."""
-
-
-@dataclass(frozen=True)
-class StackContext:
-    """Where the stack lives, resolved from a Chaos Toolkit configuration."""
-
-    state_dir: Path
-    topology: Topology
-    control_store_url: str
-    artifacts_url: str
-
-    def cell_url(self, region: str) -> str:
-        return f"http://{self.topology.settings.host}:{self.topology.region(region).http_port}"
-
-    @property
-    def edge_url(self) -> str:
-        return f"http://{self.topology.settings.host}:{self.topology.settings.edge_port}"
-
-    @property
-    def controller_url(self) -> str:
-        return f"http://{self.topology.settings.host}:{self.topology.settings.controller_port}"
-
-
-def context_from(configuration: Configuration | None) -> StackContext:
-    """Resolve the configuration (missing or "" values take the stack's defaults)."""
-    conf = configuration or {}
-    try:
-        state_dir = Path(conf.get("state_dir") or stack.default_state_dir())
-        recorded = getattr(stack.StackState.load(state_dir), "topology_path", "")  # what `regionctl up` used
-        topology = load_topology(conf.get("topology") or recorded or None)
-    except ShopNowError as exc:
-        raise ActivityFailed(f"cannot read the stack's configuration: {exc}") from exc
-    urls = stack.stack_urls(state_dir)
-    return StackContext(
-        state_dir=state_dir, topology=topology,
-        control_store_url=conf.get("control_store") or urls.control_store,
-        artifacts_url=conf.get("artifacts") or urls.artifacts,
-    )
-
 
 
 @contextlib.contextmanager
@@ -195,7 +153,7 @@ def restore_feature_updater(region: str, ready_timeout_s: float = READY_TIMEOUT_
 # -- controllers ---------------------------------------------------------------------------------
 def kill_controller_leader(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """SIGKILL the controller that holds the leader lease; the standby must take over."""
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     ctx = context_from(configuration)
     with _failing_as_activity("kill_controller_leader"):
@@ -271,19 +229,19 @@ def _partitions(store: Any) -> list[str]:
 
 def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]:
     """Read-modify-write `chaos/partitions` with compare-and-set (other writers are retried)."""
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     with store_from_url(ctx.control_store_url) as store:
-        for _ in range(20):
+        def try_once() -> tuple[list[str], float] | Lost:
             current = store.get(PARTITIONS_KEY)
             regions = update(_partitions(store))
             if regions:
                 ok = store.put(PARTITIONS_KEY, json.dumps(sorted(set(regions))), cas=current.version if current else 0)
             else:
                 ok = current is None or store.delete(PARTITIONS_KEY, cas=current.version)
-            if ok:
-                return sorted(set(regions)), time.time()
-    raise ActivityFailed(f"{PARTITIONS_KEY} kept changing under us; retry the action")
+            return (sorted(set(regions)), time.time()) if ok else LOST
+
+        return PARTITIONS_RETRY.run(try_once)
 
 
 def partition_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
@@ -392,7 +350,6 @@ def log_events(region: str, count: int = 5, configuration: Configuration = None,
     ctx = context_from(configuration)
     with _failing_as_activity("log_events"):
         geo = ctx.topology.region(region).geography
-        from chaos.gameday_io import population
 
         _, items = population(ctx)
         now = time.time()
@@ -406,15 +363,6 @@ def log_events(region: str, count: int = 5, configuration: Configuration = None,
 
 
 # -- model bundles -----------------------------------------------------------------------------
-def _local_store(ctx: StackContext, what: str) -> Any:
-    from replication.artifact_store import LocalArtifactStore, store_from_url
-
-    store = store_from_url(ctx.artifacts_url)
-    if not isinstance(store, LocalArtifactStore):
-        raise ActivityFailed(f"{what} works on file:// artifact stores only, got {ctx.artifacts_url}")
-    return store
-
-
 def corrupt_copy(source: Path, dest: Path, *, version: str, file: str = "ranker.txt") -> None:
     """Copy a bundle, flip one byte of `file` and keep its manifest checksums (so it must be refused)."""
     shutil.copytree(source, dest)
@@ -435,7 +383,7 @@ def publish_corrupt_bundle(file: str = "ranker.txt", configuration: Configuratio
     it current WITHOUT verification (store.promote): cells must refuse it and keep the good one."""
     ctx = context_from(configuration)
     with _failing_as_activity("publish_corrupt_bundle"):
-        store = _local_store(ctx, "publish_corrupt_bundle")
+        store = local_store(ctx, "publish_corrupt_bundle")
         good = store.current()
         if good is None:
             raise ActivityFailed(f"the artifact store {ctx.artifacts_url} has no current bundle; "
@@ -461,7 +409,7 @@ def restore_good_bundle(configuration: Configuration = None, secrets: Secrets = 
 
     ctx = context_from(configuration)
     with _failing_as_activity("restore_good_bundle"):
-        store = _local_store(ctx, "restore_good_bundle")
+        store = local_store(ctx, "restore_good_bundle")
         history = store.history()
 
         def whole(version: str) -> bool:

@@ -25,7 +25,10 @@ import numpy as np
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from chaos.actions import HTTP_TIMEOUT_S, LEADER_LEASE, PARTITIONS_KEY, StackContext, context_from, fault_ledger
+from chaos.actions import fault_ledger
+from chaos.context import HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_from, local_store, population
+from chaos.redis_io import answers_ping
+from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
 from regions import stack
 
 __all__ = ["feature_store_fallback", "bundle_guarded", "index_freeze_contained", "feature_freshness_reported",
@@ -45,7 +48,6 @@ def _verdict(problems: Sequence[str], **facts: Any) -> dict[str, Any]:
 
 def _users_of(ctx: StackContext, region: str, count: int) -> list[str]:
     """Users of the region's geography from the current bundle (they have embeddings: full ranking applies)."""
-    from chaos.gameday_io import population
 
     geo = ctx.topology.region(region).geography
     users, _ = population(ctx)
@@ -100,23 +102,8 @@ def _running(ctx: StackContext, *, region: str = "", kinds: tuple[str, ...]) -> 
     return {p.name: stack.is_running(p) for p in stack.select(state, region=region, kinds=kinds)}
 
 
-def _redis_answers(ctx: StackContext, region: str) -> bool:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    client = redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
-                         socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 def _store_json(ctx: StackContext, key: str) -> Any:
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     with store_from_url(ctx.control_store_url) as store:
         found = store.get(key)
@@ -129,7 +116,7 @@ def feature_store_fallback(region: str, requests: int = 20, configuration: Confi
     """Without its Redis the cell answers every request from segment/popularity and says redis_ok
     false; with it, redis_ok is true. Non-empty answers either way."""
     ctx = context_from(configuration)
-    fault = not _redis_answers(ctx, region)
+    fault = not answers_ping(ctx, region)
     answers = ask_cell(ctx, region, requests=requests)
     ready = _readyz(ctx, region)
     problems = _answer_problems(answers, region)
@@ -151,10 +138,9 @@ def bundle_guarded(requests: int = 5, configuration: Configuration = None, secre
     from replication.verifying import BundleRejected, verify_integrity
     from regions.errors import ShopNowError
 
-    from chaos.actions import _local_store
 
     ctx = context_from(configuration)
-    store = _local_store(ctx, "bundle_guarded")
+    store = local_store(ctx, "bundle_guarded")
     current = store.current()
     try:
         verify_integrity(store.root / "bundles" / str(current))
@@ -245,7 +231,7 @@ def ranking_deadline_holds(region: str, deadline_ms: float = 150.0, requests: in
 def leader_in_office(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """A running controller holds the leader lease (after a leader died: the standby, in a later
     term), every region is healthy and weighted in the routing table, and the table is not fail-static."""
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     ctx = context_from(configuration)
     running = _running(ctx, kinds=("controller",))
@@ -263,7 +249,7 @@ def leader_in_office(configuration: Configuration = None, secrets: Secrets = Non
 
 
 def _routing_problems(ctx: StackContext, *, exclude: Sequence[str]) -> list[str]:
-    table = _store_json(ctx, "routing/table") or {}
+    table = _store_json(ctx, TABLE_KEY) or {}
     problems = ["the routing table is fail-static"] if table.get("fail_static") else []
     for region in sorted(set(ctx.topology.regions) - set(exclude)):
         geo = ctx.topology.region(region).geography
@@ -288,7 +274,7 @@ def routed_around(region: str, configuration: Configuration = None, secrets: Sec
     if not fault:
         return _verdict(_routing_problems(ctx, exclude=()), fault=False)
     geo = ctx.topology.region(region).geography
-    weights = ((((_store_json(ctx, "routing/table") or {}).get("geos") or {}).get(geo) or {}).get("regions") or {})
+    weights = ((((_store_json(ctx, TABLE_KEY) or {}).get("geos") or {}).get(geo) or {}).get("regions") or {})
     state = (_store_json(ctx, f"health/{region}") or {}).get("state")
     problems = []
     if state == "healthy":
@@ -330,7 +316,7 @@ def control_store_quorum(configuration: Configuration = None, secrets: Secrets =
     """Ground truth: how many of the stack's etcd members run (stack.json). Then `quorum_problems`
     on the controller's /v1/status (store section), the lease holder and the edge's /readyz."""
     from chaos.actions import chaos_token
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
     from regions.errors import ShopNowError
     from regions.stack_etcd import load_members
 

@@ -18,8 +18,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 from chaoslib.run import RunEventHandler
 
-from chaos.actions import PARTITIONS_KEY, REGION_KINDS, StackContext
-from chaos.measurement import AckedEvent
+from chaos.context import REGION_KINDS, StackContext, population
+from chaos.redis_io import region_client
+from contracts.store_keys import PARTITIONS_KEY
+from chaos.measurement import AckedEvent, first_rollback_at
 from regions import stack
 from regions.errors import InputError
 from regions.geo import replication_peers
@@ -132,32 +134,7 @@ def play_rollbacks(experiment: Mapping[str, Any], progress: Progress) -> list[di
     return runs
 
 
-# -- the load's population ------------------------------------------------------------------------
-def population(ctx: StackContext) -> tuple[list[str], list[str]]:
-    """User ids and item ids of the current bundle (users.json, items.json)."""
-    from replication.artifact_store import LocalArtifactStore, store_from_url
-
-    store = store_from_url(ctx.artifacts_url)
-    version = store.current()
-    if version is None:
-        raise InputError("artifacts", f"{ctx.artifacts_url} has no current bundle; train and promote one first")
-    with tempfile.TemporaryDirectory(prefix="gameday-bundle-") as tmp:
-        root = store.root / "bundles" / version if isinstance(store, LocalArtifactStore) else store.fetch(version, Path(tmp))
-        users = [u["user_id"] if isinstance(u, dict) else str(u) for u in json.loads((root / "users.json").read_text())]
-        items = [i["item_id"] if isinstance(i, dict) else str(i) for i in json.loads((root / "items.json").read_text())]
-    if not users or not items:
-        raise InputError("artifacts", f"bundle {version} has no users or no items; the load needs both")
-    return [str(u) for u in users], [str(i) for i in items]
-
-
 # -- RPO evidence -------------------------------------------------------------------------------
-def _redis(ctx: StackContext, region: str) -> Any:
-    import redis
-
-    return redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
-                       decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0)
-
-
 def stream_seqs(client: Any, key: str, *, since: float) -> set[int]:
     """`seq` fields of the stream's entries added at or after `since` (epoch seconds)."""
     seqs: set[int] = set()
@@ -190,7 +167,7 @@ class DurableSnapshot:
         self.taken = True
         for peer in replication_peers(self.ctx.topology, self.lost):
             try:
-                client = _redis(self.ctx, peer)
+                client = region_client(self.ctx, peer)
                 self.seqs |= stream_seqs(client, replica_log(self.lost), since=self.since)
                 self.own_log_seqs |= stream_seqs(client, EVENT_LOG, since=self.since)
                 client.close()
@@ -210,7 +187,7 @@ def acked_events(records: Iterable[Mapping[str, Any]], *, ctx: StackContext, los
     if any(r.get("region") for r in acked):
         return [AckedEvent(seq=int(s), acked_at=at(r), region=str(r.get("region"))) for r in acked for s in r["seqs"]], "load records"
     try:
-        client = _redis(ctx, lost_region)
+        client = region_client(ctx, lost_region)
         own = stream_seqs(client, EVENT_LOG, since=since)
         client.close()
         return [AckedEvent(seq=int(s), acked_at=at(r), region=lost_region if int(s) in own else "elsewhere")
@@ -227,7 +204,6 @@ def summarize_run(out_dir: Path) -> dict[str, Any]:
     """One row of the game-day table from a game day's out dir (report.json, journal.json, load.jsonl):
     RTO, RPO, lost events, empty slates, the tier mix and success while the fault was in place (from
     the fault to the first rollback), how fast the weights moved, the hypothesis and the verdict."""
-    from chaos.gameday import first_rollback_at
     from chaos.load import read_records
     from chaos.report import hypothesis_of, weights_changed_after, window_summary
 

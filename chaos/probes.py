@@ -16,15 +16,17 @@ import numpy as np
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from chaos.actions import HTTP_TIMEOUT_S, StackContext, context_from
+from chaos.context import HTTP_TIMEOUT_S, StackContext, context_from
 from chaos.measurement import tier_mix as count_tiers
+from contracts.store_keys import TABLE_KEY
+from contracts.tiers import TIER_NAMES
 
 __all__ = [
     "homepage_non_empty", "success_rate", "p99_latency", "tier_mix", "replication_lag", "region_weight",
     "bundle_refused",
 ]
 
-TIERS = ("full", "cached", "segment", "popularity", "error")
+TIERS = (*TIER_NAMES, "error")
 """tier_mix always reports every tier (0.0 when absent) so that a range tolerance can target one."""
 MAX_PROBE_REQUESTS = 1000
 """A probe is a look, not a load test: `chaos.load` is for load."""
@@ -162,12 +164,12 @@ def region_weight(region: str, geography: str = "", source: str = "table", confi
         raise ActivityFailed(f"region_weight: {exc}") from exc
     try:
         if source == "table":
-            from failover.control_store import store_from_url
+            from failover.control_stores import store_from_url
 
             with store_from_url(ctx.control_store_url) as store:
-                current = store.get("routing/table")
+                current = store.get(TABLE_KEY)
             if current is None:
-                raise ActivityFailed("no routing/table in the control store yet; is the controller leader up?")
+                raise ActivityFailed(f"no {TABLE_KEY} in the control store yet; is the controller leader up?")
             doc = json.loads(current.text)
         elif source in ("controller", "edge"):
             url = ctx.controller_url + "/v1/status" if source == "controller" else ctx.edge_url + "/readyz"

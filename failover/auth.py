@@ -24,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
 
+from contracts.bearer import bearer_token
 from regions.errors import InputError
 from regions.tokens import ROLES, TOKENS_FILE
 from regions.topology import REPO_ROOT
@@ -121,10 +122,11 @@ class TokenBook:
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The caller of an `Authorization: Bearer <token>` header; Unauthorized otherwise."""
-        if not authorization or not authorization.startswith("Bearer ") or not authorization[7:].strip():
+        token = bearer_token(authorization)
+        if token is None:
             raise Unauthorized("authorization", "send the header 'Authorization: Bearer <token>' "
                                                 "(tokens are in the stack's tokens.json)")
-        offered = authorization[7:].strip().encode("utf-8")
+        offered = token.encode("utf-8")
         found = None
         for token, principal in self._principals.items():
             if hmac.compare_digest(token.encode("utf-8"), offered):

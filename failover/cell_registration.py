@@ -14,7 +14,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from failover.control_store import store_from_url
+from failover.control_stores import store_from_url
 from regions.errors import ShopNowError
 from regions.topology import Topology
 

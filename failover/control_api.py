@@ -29,8 +29,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel
 
+from contracts.http_errors import error_response as _error
+from contracts.http_errors import install_error_handlers
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
-from failover.controller import Controller, health_document
+from failover.controller import Controller
+from failover.effects import health_document
 from failover.drill_report import plan_document
 from failover.drill_runner import DrillConflict, DrillRunner
 from failover.journal import Action
@@ -38,6 +41,7 @@ from failover.leadership import NotLeader
 from failover.safety import clear_steer, request_drain, request_steer, request_undrain
 from regions.errors import InputError, PermanentError, ShopNowError, TemporaryError
 from regions.processes import wait_until
+from replication.user_erasure import erase_user
 
 Duration = Optional[Union[float, str]]
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -88,10 +92,6 @@ class DrillBody(BaseModel):
     dry_run: bool = False
     hold: Duration = None
     reason: str = ""
-
-
-def _error(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"field": field, "message": message}, **extra})
 
 
 def status_document(controller: Controller) -> dict[str, Any]:
@@ -170,9 +170,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     async def _conflict(_: Request, exc: DrillConflict) -> JSONResponse:
         return _error(409, exc.field, exc.reason)
 
-    @app.exception_handler(InputError)
-    async def _input(_: Request, exc: InputError) -> JSONResponse:
-        return _error(422, exc.field, exc.reason)
+    install_error_handlers(app)  # InputError and FastAPI's own validation errors: 422, one error body
 
     @app.exception_handler(NotLeader)
     async def _standby(_: Request, exc: NotLeader) -> JSONResponse:
@@ -219,7 +217,9 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.post("/v1/users/{user_id}/delete")
     def delete_user(user_id: str, body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
-        report = controller.delete_user(user_id, actor=who.actor, reason=body.reason)
+        report = erase_user(controller.topology, user_id, now=controller.clock(), reason=body.reason,
+                            record=lambda why, inputs: controller.journal.append(
+                                actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs))
         return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
     @app.post("/v1/steer")

@@ -32,8 +32,8 @@ from typing import Any, Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from contracts.routing_table import parse_table
 from failover.route53 import DEFAULT_TTL_S, PublishResult, publish_weights, read_weights
-from failover.routing import parse_table
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.topology import Topology
 

@@ -1,11 +1,9 @@
 """Following one control-store key: by the store's watch where it has one, polling otherwise.
 
-    wait_for_change(...)   one wait between two reads: a watch (etcd) until the key changes or
-                           `watch_timeout_s` passes; the poll interval's sleep when the store
-                           cannot watch (SQLite, Consul) or while its watch is broken
-    KeyFollower            a daemon thread that reads a key, then waits for its next change,
-                           and keeps the newest value (the standby controller follows
-                           routing/table with it; the edge's TableWatcher uses wait_for_change)
+    KeyFollower            a daemon thread that reads a key, then waits for its next change
+                           (failover.control_store.wait_for_change), and keeps the newest value
+                           (every controller follows routing/table with it; the edge's
+                           edge.table_watcher.TableWatcher uses wait_for_change the same way)
 
 The read after each wake-up is what counts: a watch only says "read again", so a missed or
 spurious event costs one read, never a wrong value. Reads that fail keep the last value.
@@ -18,66 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from failover.control_store import ControlStore, Versioned
+from failover.control_store import WATCH_TIMEOUT_S, ControlStore, Versioned, log_mode_change, wait_for_change
 from regions.errors import ShopNowError
+from regions.following_thread import FollowingThread
 
 log = logging.getLogger(__name__)
-
-WATCH_TIMEOUT_S = 1.0
-"""How long one watch waits before the key is read again anyway: bounds how long a watch that
-broke silently (a member that hangs) can hide a change, and how long `stop()` takes."""
-
-WATCH = "watch"
-POLL = "poll"
-
-
-def wait_for_change(store: ControlStore | None, key: str, *, after_version: int, watch_timeout_s: float,
-                    poll_interval_s: float, stop: threading.Event) -> tuple[str, str]:
-    """Wait once; returns (WATCH, "") when a watch was waited on, (POLL, why) when it slept
-    `poll_interval_s` instead (why: "" when the store cannot watch, else the watch's error)."""
-    why = ""
-    if store is not None and not stop.is_set():
-        try:
-            if store.watch(key, after_version=after_version, timeout_s=watch_timeout_s) is not None:
-                return WATCH, ""
-        except ShopNowError as exc:
-            why = str(exc)
-    stop.wait(poll_interval_s)
-    return POLL, why
-
-
-def log_mode_change(key: str, old: str, new: str, why: str) -> None:
-    """One log line when following `key` switches between watch and poll (not one per wait)."""
-    if new != old and (new == WATCH or why):
-        log.warning("following %s by %s%s", key, new, f" (watch broken: {why})" if why else "")
-
-
-class FollowingThread:
-    """start / alive / stop of a daemon thread running `self._run` until `self._stop` is set; shared
-    by KeyFollower and the edge's TableWatcher. Subclasses set `_stop`, `_thread`, `_watch_timeout`."""
-
-    _thread_name = "follow"
-    _stop: threading.Event
-    _thread: threading.Thread | None
-    _watch_timeout: float
-
-    def _run(self) -> None:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
-            self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Stop and join; a wait in progress ends within `_watch_timeout` (a watch) or the poll interval."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._watch_timeout + 5)
-
 
 @dataclass(frozen=True)
 class Followed:

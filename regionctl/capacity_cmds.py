@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.environment import calibration_path, topology_path
 from capacity.calibration import ASSUMED, load_calibration
 from capacity.planner import Plan, plan_capacity, plan_to_dict, region_headroom
 from capacity.settings import settings_from_env
@@ -34,7 +35,7 @@ def plan_cmd(
     if degraded_share is not None:
         overrides["failover"] = replace(settings.failover, degraded_share=degraded_share)
     settings = replace(settings, **overrides)  # type: ignore[arg-type]
-    plan = plan_capacity(load_topology(topology), load_calibration(calibration), settings)
+    plan = plan_capacity(load_topology(topology_path(os.environ, topology)), load_calibration(calibration_path(os.environ, calibration)), settings)
     if as_json:
         typer.echo(json.dumps(plan_to_dict(plan), indent=2))
     else:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from contracts.environment import topology_path
 from regions.stack import default_state_dir, stack_urls
 from regions.topology import load_topology
 
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
         Consul control store it registers as service cell-<region> with HTTP and gRPC health checks."""
         from serving.cell_main import run_cell
 
-        topo = load_topology(topology)
+        topo = load_topology(topology_path(os.environ, topology))
         topo.region(region)
         state = state_dir or default_state_dir()
         url = artifacts or os.environ.get("REGIONCTL_ARTIFACTS") or stack_urls(state).artifacts

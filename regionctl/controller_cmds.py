@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.environment import calibration_path, topology_path
 from failover.auth import TOKEN_ENV, Permission, TokenBook, tokens_path
 from regions.tokens import ensure_tokens_file
 from failover.control_api import ControlClient, parse_duration
@@ -42,7 +43,7 @@ def _client(api: Optional[str], topology: Optional[Path], permission: Permission
     from regions.topology import load_topology
 
     if not api:
-        topo = load_topology(topology)
+        topo = load_topology(topology_path(os.environ, topology))
         api = f"http://{topo.settings.host}:{topo.settings.controller_port}"
     token = os.environ.get(TOKEN_ENV)
     if not token:
@@ -136,7 +137,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a controller: probe cells, decide, and (as the leader) write the routing table."""
         from failover.control_api import reports_dir, serve
-        from failover.control_store import store_from_url
+        from failover.control_stores import store_from_url
         from failover.controller import Controller
         from failover.drill_runner import DrillRunner
         from failover.probing import Prober
@@ -144,7 +145,7 @@ def register(app: typer.Typer) -> None:
         from regions.processes import free_port
         from regions.topology import load_topology
 
-        topo = load_topology(topology)
+        topo = load_topology(topology_path(os.environ, topology))
         settings = settings_from_env(os.environ)
         path = tokens_path(os.environ, tokens)
         ensure_tokens_file(path)
@@ -159,7 +160,8 @@ def register(app: typer.Typer) -> None:
 
         dns_settings = dns_settings_from_env(os.environ, topo)
         ctl = Controller(topology=topo, store=control, holder=ident, prober=prober.probe_all, settings=settings,
-                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl, calibration=load_calibration(),
+                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl,
+                         calibration=load_calibration(calibration_path(os.environ)),
                          dns=DnsPublisher(dns_settings, topo) if dns_settings else None)
         drills = DrillRunner(ctl, reports_dir=reports_dir(os.environ),
                              edge_url=edge_url or f"http://{host}:{topo.settings.edge_port}")

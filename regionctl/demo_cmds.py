@@ -3,12 +3,15 @@ the local three-region stack, put steady load on it, kill a region in a Chaos To
 print the measured RTO and RPO, and stop the stack."""
 from __future__ import annotations
 
+import os
 import time
 
 import typer
 from rich.console import Console
 
+from contracts.environment import topology_path
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.topology import REPO_ROOT, default_topology_path, load_topology
 
 console = Console()
@@ -27,13 +30,13 @@ def register(app: typer.Typer) -> None:
         from chaos.report import summary_lines
         from regionctl.stack_cmds import ensure_bundle
         from regionctl.train_cmds import train
-        from replication.artifact_store import store_from_url
-        from replication.verifying import promote_verified
+        from replication.artifact_stores import store_from_url
+        from replication.promotion import promote_verified
         from serving.bundle_checks import SEMANTIC_CHECKS
         from serving.features import SCHEMA_VERSION
 
         started = time.monotonic()
-        topo_path = default_topology_path()
+        topo_path = topology_path(os.environ) or default_topology_path()
         topo = load_topology(topo_path)
         state = stack.default_state_dir().resolve()
         urls = stack.stack_urls(state)
@@ -50,7 +53,7 @@ def register(app: typer.Typer) -> None:
                           progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.rule("2. start the local stack")
         try:
-            stack.up(topo, topology_path=topo_path, state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+            stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_path, state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
             ControlClient(f"http://{topo.settings.host}:{topo.settings.controller_port}",
                           stack.token_for(state, "viewer")).wait_until_healthy()
             console.rule("3. region-loss game day (Chaos Toolkit)")

@@ -15,8 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from failover.control_store import DEFAULT_STORE_URL, ENV_VAR, store_from_url
-from failover.routing import TABLE_KEY
+from contracts.store_keys import TABLE_KEY
+from failover.control_store import DEFAULT_STORE_URL, ENV_VAR
+from failover.control_stores import store_from_url
 from regions.errors import InputError
 
 console = Console()

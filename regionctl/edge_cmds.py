@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from failover.control_store import DEFAULT_STORE_URL, ENV_VAR, store_from_url
+from failover.control_store import DEFAULT_STORE_URL, ENV_VAR
+from failover.control_stores import store_from_url
 
 
 def register(app: typer.Typer) -> None:
@@ -34,12 +35,13 @@ def register(app: typer.Typer) -> None:
         """Serve the cell API on 127.0.0.1, routing by geography and the controller's weights."""
         import uvicorn
 
-        from failover.edge import create_app
-        from failover.edge_io import load_last_resort
-        from failover.routing import settings_from_env
+        from contracts.environment import topology_path
+        from edge.last_resort import load_last_resort
+        from edge.router import create_app
+        from edge.settings import settings_from_env
         from regions.topology import load_topology
 
-        topo = load_topology(topology)
+        topo = load_topology(topology_path(os.environ, topology))
         settings = settings_from_env(os.environ)
         if transport is not None:
             settings = replace(settings, transport=transport)

@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from failover.control_store import DEFAULT_STORE_URL, ENV_VAR, store_from_url
+from failover.control_store import DEFAULT_STORE_URL, ENV_VAR
+from failover.control_stores import store_from_url
 from failover.journal import Journal, JournalEntry
 
 _INPUTS_WIDTH = 60

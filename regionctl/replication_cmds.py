@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.environment import topology_path
 from regions.errors import InputError
 from regions.topology import load_topology
 
@@ -62,10 +63,10 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the pairs as JSON."),
 ) -> None:
     """Lag (events) and live RPO (seconds) of every replication pair; geographies without a copy."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.metrics import replication_status, unreplicated_geographies
 
-    topo = load_topology(_topology_arg(topology))
+    topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
     pairs = replication_status(topo, connect_all(topo), time.time())
     lonely = unreplicated_geographies(topo)
     if as_json:
@@ -102,9 +103,9 @@ def delete_cmd(
 ) -> None:
     """Delete a user's features, cached results and log entries in every region of their geography."""
     from replication.deletion import delete_user
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
 
-    topo = load_topology(_topology_arg(topology))
+    topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
     report = delete_user(topo, connect_all(topo), user_id, time.time())
     table = Table(title=f"Deletion of {report.user_id} (geography {report.geography})")
     for col in ("region", "tombstone", "features", "cached results", "log entries", "error"):
@@ -126,14 +127,14 @@ def retention_cmd(
     max_age_days: float = typer.Option(30.0, "--max-age-days", help="Events older than this are no longer identifiable."),
 ) -> None:
     """Trim or pseudonymise identifiable events older than the retention period, in every region."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.retention import RetentionSettings, run_retention
 
     key_text = os.environ.get("REGIONCTL_RETENTION_KEY", "")
     settings = RetentionSettings(max_age_days=max_age_days, mode=mode)
     if mode == "pseudonymise" and not key_text:
         raise InputError("REGIONCTL_RETENTION_KEY", "pseudonymise mode needs a secret key in this environment variable")
-    topo = load_topology(_topology_arg(topology))
+    topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
     report = run_retention(topo, connect_all(topo), time.time(), settings=settings, key=key_text.encode() or None)
     table = Table(title=f"Retention ({report.mode}, entries before {report.cutoff_id})")
     for col in ("region", "stream", "removed", "archived"):

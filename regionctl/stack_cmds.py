@@ -1,6 +1,7 @@
 """`regionctl up | ps | down`: the local three-region stack on loopback."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -9,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.environment import topology_path
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.topology import default_topology_path, load_topology
 
 console = Console()
@@ -17,9 +20,9 @@ console = Console()
 
 def ensure_bundle(artifacts_url: str, *, geographies: dict[str, float], progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
     """The store's current bundle; when there is none, train the demo bundle, publish and promote it."""
-    from replication.artifact_store import store_from_url
+    from replication.artifact_stores import store_from_url
     from replication.manifest import new_bundle_version
-    from replication.verifying import promote_verified
+    from replication.promotion import promote_verified
     from serving.bundle_checks import SEMANTIC_CHECKS
     from serving.features import SCHEMA_VERSION
     from serving.marketplace import generate_named
@@ -55,14 +58,14 @@ def register(app: typer.Typer) -> None:
         """Start the local stack: [etcd cluster]; per region redis + cell + replicator + feature updater; controllers; edge."""
         from regions.stack_etcd import choose_store
 
-        topo = load_topology(topology)
+        topo = load_topology(topology_path(os.environ, topology))
         state = (state_dir or stack.default_state_dir()).resolve()
         choose_store(state, control_store)
         urls = stack.stack_urls(state)
         started = time.monotonic()
         version = ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()}, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundle {version}")
-        stack.up(topo, topology_path=topology or default_topology_path(), state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"control store {urls.control_store}")
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")

@@ -1,6 +1,7 @@
 """`regionctl train`: build a model bundle from synthetic or real data and print its evaluation."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -9,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.environment import topology_path
 from regions.errors import InputError
 from regions.topology import REPO_ROOT, load_topology
 
@@ -30,7 +32,7 @@ def train(
     err = Console(stderr=True)
     if data not in DATA_SOURCES:
         raise InputError("--data", f"unknown data source {data!r}; allowed: {', '.join(DATA_SOURCES)}")
-    geographies = {g.name: g.peak_share for g in load_topology(topology).geographies.values()}
+    geographies = {g.name: g.peak_share for g in load_topology(topology_path(os.environ, topology)).geographies.values()}
     started = time.perf_counter()
     with err.status(f"loading {data} data ..."):
         if data == "synthetic":

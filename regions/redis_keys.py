@@ -7,7 +7,7 @@ instances of regions in the user's home geography (see regions.geo).
 from __future__ import annotations
 
 EVENT_LOG = "log:events"
-"""Events acknowledged in this region (stream). Entry id = Redis stream id; fields: see replication.events."""
+"""Events acknowledged in this region (stream). Entry id = Redis stream id; fields: see contracts.events."""
 
 DEAD_LETTER = "log:dead"
 """Events that could not be processed (poison), with the reason (stream)."""

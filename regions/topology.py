@@ -1,7 +1,8 @@
 """Topology: geographies, regions, ports and capacities, loaded from topology.toml.
 
 Frozen dataclasses; `load_topology(path)` validates and names the key and bad value on error.
-The environment is read only by `default_topology_path()` (REGIONCTL_TOPOLOGY).
+The environment is not read here: entry points resolve --topology / REGIONCTL_TOPOLOGY with
+contracts.environment.topology_path and pass the path.
 """
 from __future__ import annotations
 
@@ -194,8 +195,8 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
 
 
 def default_topology_path() -> Path:
-    """REGIONCTL_TOPOLOGY, else topology.toml at the repository root."""
-    return Path(os.environ.get("REGIONCTL_TOPOLOGY") or REPO_ROOT / "topology.toml")
+    """topology.toml at the repository root (the path used when none is given)."""
+    return REPO_ROOT / "topology.toml"
 
 
 def load_topology(path: Path | str | None = None) -> Topology:

@@ -20,8 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from regions.errors import PermanentError
 from serving import indexing
-from serving.bundle_checks import BundleCheckError
 from serving.features import (
     SRC_ANN, SRC_CATEGORY, SRC_COPURCHASE, SRC_POPULAR, SRC_RECENT, SRC_SEGMENT,
     ANN_MISSING_RANK, Candidates, ItemTable, LiveItems, build_features,
@@ -32,6 +32,17 @@ BUNDLE_FILES = ("items.json", "item_embeddings.npy", "users.json", "user_embeddi
                 "ranker.txt", "feature_schema.json", "segments.json", "popularity.json", "copurchase.json", "golden.json")
 SEGMENT_ATTRS = ("geo", "device", "price_band")
 """A segment key is these attributes joined by '|'; coarser keys are the geography alone, then 'all'."""
+
+
+class BundleCheckError(PermanentError):
+    """A bundle is whole but wrong. `.file` names the file, `.check` the check that failed (the
+    semantic checks of serving.bundle_checks raise it, and so does loading)."""
+
+    def __init__(self, *, file: str, check: str, message: str) -> None:
+        super().__init__(f"{file}: {check} check failed: {message}. Rebuild the bundle with `regionctl train`.")
+        self.file = file
+        self.check = check
+        self.detail = message
 
 
 def segment_keys(attrs: Mapping[str, str]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import uvicorn
 
 from fallback_tiers.settings import LadderSettings
 from regions.topology import Topology
-from replication.artifact_store import store_from_url
+from replication.artifact_stores import store_from_url
 from serving.cell_runtime import CellRuntime, CellSettings
 from serving.feature_store import FeatureStore
 from serving.grpc_server import start_grpc

@@ -9,20 +9,25 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from contracts.bearer import bearer_token
+from contracts.events import Event
 from fallback_tiers.settings import LadderSettings
 from regions import redis_keys
 from regions.errors import InputError, ShopNowError
 from regions.tokens import read_roles
 from regions.topology import Topology
 from replication.artifact_store import ArtifactStore
-from replication.interaction_log import ClientSettings, append_events, connect, parse_batch
+from replication.interaction_log import append_events, parse_batch
+from replication.redis_io import ClientSettings, connect
 from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
-from serving.feature_store import FeatureStore, FeatureStoreUnavailable, FreshnessBounds, item_features_of
+from serving.feature_store import (
+    FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
+)
 from serving.feature_updater import CONSUMER
 from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
@@ -127,10 +132,15 @@ class CellRuntime:
                 self.metrics.refuse_events(refusal.field)
             first = parsed.refused[0]
             raise InputError(f"events[{first.index}].{first.field}", first.message)
+        return self.store_events(parsed.events)
+
+    def store_events(self, events: Sequence[Event]) -> list[str]:
+        """Append validated events (the gRPC server converts its messages with
+        contracts.cell_api.event_from_pb); residency is checked by append_events."""
         try:
-            ids = append_events(self._log_client, parsed.events, topology=self.topology, region=self.region)
+            ids = append_events(self._log_client, events, topology=self.topology, region=self.region)
         except InputError as exc:
-            self.metrics.refuse_events(exc.field, count=len(parsed.events))
+            self.metrics.refuse_events(exc.field, count=len(events))
             raise
         self.metrics.accept_events(len(ids))
         return ids
@@ -145,23 +155,21 @@ class CellRuntime:
         except FeatureStoreUnavailable:
             redis_ok = False
         user_age = self._updater_lag(now) if redis_ok else None
-        item_age = None
         bundle = self._serving.bundle
-        if redis_ok and bundle is not None and bundle.items.ids:
+        sampled = list(bundle.items.ids[:50]) if bundle is not None else []
+        found: dict[str, float | None] = {}
+        if redis_ok and sampled:
             try:
-                sample = self.store.get_item_features(list(bundle.items.ids[:50]))
-                ages = [now - f.updated_at for f in sample.values()]
-                item_age = max(ages) if ages else None
+                found = {i: f.updated_at for i, f in self.store.get_item_features(sampled).items()}
             except FeatureStoreUnavailable:
-                item_age = None
-        bounds = FreshnessBounds.from_settings(self.topology.settings)
-        stale = (user_age is not None and user_age > bounds.user_s) or (item_age is None and bundle is not None) or \
-            (item_age is not None and item_age > bounds.item_s)
-        self.recommender.features_stale = bool(stale)
-        self.metrics.stale_features.labels(kind="user").set(int(user_age is not None and user_age > bounds.user_s))
-        self.metrics.stale_features.labels(kind="item").set(int(item_age is None or item_age > bounds.item_s))
-        self.metrics.feature_age.labels(kind="user").set(user_age or 0.0)
-        self.metrics.feature_age.labels(kind="item").set(item_age or 0.0)
+                found = {}
+        fresh = assess_freshness(  # no sampled item readable at all: none of them can be vouched for
+            now=now, user_updated_at=None if user_age is None else now - user_age,
+            item_updated_at=found or dict.fromkeys(sampled), bounds=FreshnessBounds.from_settings(self.topology.settings))
+        stale = fresh.stale
+        self.recommender.features_stale = stale
+        self.metrics.observe_freshness(fresh)
+        item_age = fresh.oldest_item_age_s
         refused = self.holder.refused
         body = {
             "ready": True, "region": self.region, "bundle_version": self._serving.version,
@@ -198,12 +206,13 @@ class CellRuntime:
     # -- chaos -----------------------------------------------------------------------------
     def check_chaos_token(self, authorization: str | None) -> tuple[int, str] | None:
         """None when allowed; else (status, message)."""
-        if not authorization or not authorization.startswith("Bearer "):
+        token = bearer_token(authorization)
+        if token is None:
             return 401, "a bearer token with role chaos is required"
         tokens: Mapping[str, str] = {}
         if self.settings.tokens_file and os.path.exists(self.settings.tokens_file):
             tokens = read_roles(Path(self.settings.tokens_file))
-        role = tokens.get(authorization.removeprefix("Bearer ").strip())
+        role = tokens.get(token)
         if role is None:
             return 401, "unknown token"
         if role != "chaos":

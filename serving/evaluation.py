@@ -1,7 +1,7 @@
 """Offline evaluation metrics. Pure: lists of item ids in, numbers out.
 
 Relevance of an item for a user in the evaluation period = the strongest interaction with it
-(replication.events.EVENT_WEIGHTS: view 1, cart 3, purchase 5); impressions are not relevant.
+(contracts.events.EVENT_WEIGHTS: view 1, cart 3, purchase 5); impressions are not relevant.
 
     NDCG@10     graded gain (the weight), log2 discount, normalised by the ideal ordering
     HR@10       share of users with at least one relevant item in the top 10

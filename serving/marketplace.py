@@ -25,7 +25,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from replication.events import EVENT_TYPES, Event
+from contracts.events import EVENT_TYPES, Event
 
 START_TS = 1_767_225_600.0
 """2026-01-01T00:00:00Z: a fixed origin so the data never depends on the clock."""
@@ -148,7 +148,7 @@ class Dataset:
         return prices
 
     def iter_events(self, table: EventTable | None = None) -> Iterator[Event]:
-        """The table as replication.events.Event objects (what the interaction log carries)."""
+        """The table as contracts.events.Event objects (what the interaction log carries)."""
         table = self.events if table is None else table
         for n in range(len(table)):
             user = self.users[int(table.user[n])]

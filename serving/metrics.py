@@ -24,10 +24,9 @@ from typing import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from contracts.tiers import TIER_NAMES
 from serving.feature_store import Freshness
 
-TIERS = ("full", "cached", "segment", "popularity")
-"""The tier ladder, most expensive first; their series exist from the start at 0."""
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.18, 0.2, 0.3, 0.5, 1.0)
 """Fine below 200 ms where the 150 ms cell deadline and 180 ms end-to-end p99 live; coarse above."""
 NAMESPACE = "shopnow_cell"
@@ -61,7 +60,7 @@ class CellMetrics:
                                        namespace=NAMESPACE, registry=r)
         self.events_refused = Counter("events_refused", "Interaction events refused, by reason.", ["reason"],
                                       namespace=NAMESPACE, registry=r)
-        for tier in TIERS:
+        for tier in TIER_NAMES:
             self.tier_choices.labels(tier=tier)
         for kind in ("user", "item"):
             self.stale_features.labels(kind=kind).set(0)

@@ -212,7 +212,7 @@ class Recommender:
         return apply
 
     # -- tiers -----------------------------------------------------------------------------
-    def _full(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
+    def _full(self, ctx: _Request, user_id: str, geo: str) -> Callable[[TierRequest, float], TierOutput]:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
             began = time.monotonic()
             bundle = ctx.serving.bundle
@@ -221,7 +221,6 @@ class Recommender:
             state = self._in_tier(lambda: self.store.get_user_state(user_id)) or UserState()
             ctx.exclude = frozenset(state.cart)
             vector = bundle.user_embedding(user_id, state)
-            geo = home_geography_of(user_id, self.topology)
             segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
             cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
             ids = bundle.item_ids(cands.rows)
@@ -252,11 +251,10 @@ class Recommender:
             return TierOutput(items=scored[: request.count], reserve=scored[request.count:])
         return fetch
 
-    def _segment(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
+    def _segment(self, ctx: _Request, user_id: str, geo: str) -> Callable[[TierRequest, float], TierOutput]:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
             bundle = ctx.serving.bundle
             assert bundle is not None
-            geo = home_geography_of(user_id, self.topology)
             key = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
             rows = bundle.segment_list(key)[: request.count * (1 + RESERVE_FACTOR)]
             return TierOutput.from_ids(bundle.item_ids(rows), count=request.count)
@@ -269,17 +267,20 @@ class Recommender:
 
     # -- surfaces --------------------------------------------------------------------------
     def homepage(self, *, user_id: str | None, count: int, max_tier: Tier = Tier.FULL,
-                 deadline_s: float | None = None) -> Answer:
+                 deadline_s: float | None = None, geography: str = "") -> Answer:
+        """`geography`: the user's home geography as the caller (the edge) computed it; "" computes
+        it here, once. A named geography must exist; residency is still checked by the feature store."""
         started = time.perf_counter()
         serving = self.serving()
         ctx = _Request(serving=serving)
         request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)
         specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx))]
         if user_id is not None and serving.bundle is not None:
+            geo = self.topology.geography(geography).name if geography else home_geography_of(user_id, self.topology)
             specs = [
-                TierSpec(Tier.FULL, self._full(ctx, user_id), frozenset({"redis", "ranker"})),
+                TierSpec(Tier.FULL, self._full(ctx, user_id, geo), frozenset({"redis", "ranker"})),
                 TierSpec(Tier.CACHED, self._cached(ctx, user_id), frozenset({"redis"})),
-                TierSpec(Tier.SEGMENT, self._segment(ctx, user_id)),
+                TierSpec(Tier.SEGMENT, self._segment(ctx, user_id, geo)),
                 *specs,
             ]
         elif user_id is not None:

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from regions.errors import InputError
-from replication.events import EVENT_TYPES, EVENT_WEIGHTS
+from contracts.events import EVENT_TYPES, EVENT_WEIGHTS
 from replication.manifest import Manifest, build_manifest, new_bundle_version, write_manifest
 from serving import indexing
 from serving.bundle import CandidateSettings, LoadedBundle, segment_keys

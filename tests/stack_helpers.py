@@ -40,7 +40,7 @@ def train_tiny_bundle(out_dir: Path, *, seed: int = 1) -> Path:
 
 def publish_and_promote(bundle_dir: Path, store_root: Path) -> str:
     from replication.artifact_store import LocalArtifactStore
-    from replication.verifying import promote_verified
+    from replication.promotion import promote_verified
     from serving.bundle_checks import SEMANTIC_CHECKS
     from serving.features import SCHEMA_VERSION
 

@@ -23,7 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from failover.control_store import ControlStore, Fence, FenceRejected, Versioned, store_from_url
+from failover.control_store import ControlStore, Fence, FenceRejected, Versioned
+from failover.control_stores import store_from_url
 from failover.sqlite_store import SqliteStore, translate_error
 from tests.failover.consul_fake import FakeConsul
 from regions.errors import InputError, PermanentError, TemporaryError
@@ -269,7 +270,7 @@ def test_cas_is_atomic_across_threads_with_separate_connections(harness: Harness
 
 _INCREMENTER = """
 import sys
-from failover.control_store import store_from_url
+from failover.control_stores import store_from_url
 from regions.errors import TemporaryError
 store = store_from_url(sys.argv[1])
 done = 0

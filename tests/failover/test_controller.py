@@ -19,11 +19,12 @@ import pytest
 
 from failover.auth import Permission, TokenBook
 from regions.tokens import ensure_tokens_file
-from failover.controller import FAILBACK_KEY, LEADER_KEY, OVERRIDES_KEY, Controller, weights_of
+from contracts.store_keys import FAILBACK_KEY, LEADER_KEY, OVERRIDES_KEY
+from failover.controller import Controller, weights_of
 from failover.health import HealthState
 from failover.journal import Action
 from failover.probing import Prober
-from failover.routing import TABLE_KEY
+from contracts.store_keys import TABLE_KEY
 from failover.safety import request_drain
 from failover.settings import ControllerSettings
 from failover.sqlite_store import SqliteStore

@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterator
 import pytest
 from botocore.exceptions import ClientError
 
+from contracts.store_keys import TABLE_KEY
 from failover.control_api import metrics_text
 from failover.dns_publish import DnsPublisher, DnsSettings, dns_settings_from_env, parse_targets
-from failover.routing import TABLE_KEY
 from failover.settings import ControllerSettings
 from failover.sqlite_store import SqliteStore
 from regions.errors import InputError

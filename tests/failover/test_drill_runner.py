@@ -15,10 +15,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from failover.controller import OVERRIDES_KEY, Controller
+from contracts.store_keys import OVERRIDES_KEY
+from failover.controller import Controller
 from failover.drill_report import report_markdown
 from failover.drill_runner import DrillConflict, DrillRunner, DrillSettings
-from failover.routing import TABLE_KEY
+from contracts.store_keys import TABLE_KEY
 from failover.sqlite_store import SqliteStore
 from regions.processes import free_port, wait_until
 from tests.failover.controller_helpers import Rig, make_rig

@@ -35,8 +35,9 @@ import httpx
 import pytest
 
 from chaos import actions, expectations
+from contracts.store_keys import TABLE_KEY
 from failover.etcd_store import EtcdStore
-from failover.routing import TABLE_KEY
+from regionctl.stack_specs import stack_specs
 from regions import stack
 from regions.errors import ShopNowError
 from regions.processes import wait_until
@@ -212,8 +213,8 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
         choose_store(state_dir, "etcd")
         urls = stack.stack_urls(state_dir)
         cleanup.callback(stack.down, state_dir=state_dir)
-        stack.up(rig.topology, topology_path=topo_file, state_dir=state_dir, urls=urls,
-                 kinds=["etcd", "controller", "edge"])
+        stack.up(stack_specs(rig.topology, state_dir=state_dir, urls=urls), topology_path=topo_file,
+                 state_dir=state_dir, kinds=["etcd", "controller", "edge"])
         observer = EtcdStore(urls.control_store.removeprefix("etcd://"))
         cleanup.callback(observer.close)
         day = Day(rig=rig, state_dir=state_dir, conf={"state_dir": str(state_dir), "topology": str(topo_file)},

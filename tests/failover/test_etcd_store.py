@@ -11,7 +11,8 @@ from typing import Iterator
 
 import pytest
 
-from failover.control_store import FenceRejected, store_from_url
+from failover.control_store import FenceRejected
+from failover.control_stores import store_from_url
 from failover.etcd_gateway import prefix_end
 from failover.etcd_store import EtcdStore, lease_ttl_s
 from failover.leadership import Leadership

@@ -10,16 +10,19 @@ from typing import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from failover.edge import create_app
-from failover.edge_io import LastResort, TableWatcher
+from benchmarks.propagation import measure, summarize
+from contracts.store_keys import TABLE_KEY
+from edge.last_resort import LastResort
+from edge.router import create_app
+from edge.settings import EdgeSettings
+from edge.table_watcher import TableWatcher
+from failover.control_store import POLL, WATCH
 from failover.etcd_store import EtcdStore
-from failover.key_watch import POLL, WATCH, KeyFollower
-from failover.propagation import measure, summarize
-from failover.routing import TABLE_KEY, EdgeSettings
+from failover.key_watch import KeyFollower
 from regions.errors import InputError, TemporaryError
 from regions.etcd_cluster import Cluster
 from regions.processes import free_port, wait_until
-from tests.failover.edge_fakes import stack_iter
+from tests.edge.edge_fakes import stack_iter
 from tests.failover.etcd_harness import etcd_store
 from tests.failover.pure_builders import DEFAULT
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from failover.route53 import PublishResult, publish_weights, read_weights, weighted_changes
-from failover.routing import parse_table
+from contracts.routing_table import parse_table
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.processes import LOOPBACK, free_port
 from regions.topology import parse_topology

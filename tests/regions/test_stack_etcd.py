@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from failover.control_store import store_from_url
+from failover.control_stores import store_from_url
 from failover.etcd_store import EtcdStore
+from regionctl.stack_specs import stack_specs
 from regions import stack
 from regions.errors import InputError
 from regions.stack_etcd import ETCD_FILE, choose_store
-from tests.stack_helpers import write_topology
 from regions.topology import load_topology
+from tests.stack_helpers import write_topology
 
 
 def test_up_starts_three_recorded_etcd_members_and_down_stops_them(tmp_path: Path) -> None:
@@ -23,11 +24,10 @@ def test_up_starts_three_recorded_etcd_members_and_down_stops_them(tmp_path: Pat
     assert members is not None and len(members) == 3
     urls = stack.stack_urls(state_dir)
     assert urls.control_store.startswith("etcd://") and all(str(m.client_port) in urls.control_store for m in members)
-    specs = stack.process_specs(load_topology(topo_path), state_dir=state_dir, artifacts_url=urls.artifacts,
-                                control_store_url=urls.control_store)
+    specs = stack_specs(load_topology(topo_path), state_dir=state_dir, urls=urls)
     assert [s.kind for s in specs[:3]] == ["etcd"] * 3
     assert all(urls.control_store in s.argv for s in specs if s.kind in ("controller", "edge"))
-    state = stack.up(load_topology(topo_path), topology_path=topo_path, state_dir=state_dir, urls=urls, kinds=["etcd"])
+    state = stack.up(specs, topology_path=topo_path, state_dir=state_dir, kinds=["etcd"])
     try:
         recorded = stack.StackState.load(state_dir).processes
         assert sorted(p.kind for p in recorded.values()) == ["etcd"] * 3

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from regions import redis_keys
 from regions.processes import spawn, wait_until
-from replication.events import EVENT_WEIGHTS
+from contracts.events import EVENT_WEIGHTS
 from replication.interaction_log import append_events, stream_last_id
 from replication.lag import ZERO
 from replication.metrics import ReplicationMetrics, replication_status, unreplicated_geographies

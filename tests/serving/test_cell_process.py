@@ -21,8 +21,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from regions.processes import ManagedProcess, start_redis, wait_until
 from regions.topology import Topology, load_topology
 from replication.artifact_store import LocalArtifactStore
-from serving.proto import recommend_pb2 as pb
-from serving.proto import recommend_pb2_grpc as pb_grpc
+from contracts.proto import recommend_pb2 as pb
+from contracts.proto import recommend_pb2_grpc as pb_grpc
 from tests.stack_helpers import publish_and_promote, start_cell, write_topology
 
 pytestmark = pytest.mark.slow
@@ -147,6 +147,16 @@ def test_bad_events_change_nothing(cell: Cell, body: Any, status: int, field: st
     assert client.xlen("log:events") == before
 
 
+@pytest.mark.parametrize(("params", "field"), [
+    ({"user_id": "us-1", "count": "many"}, "count"), ({"user_id": "us-1", "count": 101}, "count"),
+    ({"user_id": "u" * 129}, "user_id"), ({"user_id": "us-1", "max_tier": "gold"}, "max_tier"),
+    ({"user_id": "us-1", "geography": "mars"}, "geography"),
+])
+def test_bad_reads_answer_the_one_error_body(cell: Cell, params: dict[str, Any], field: str) -> None:
+    resp = httpx.get(cell.base + "/v1/recommendations/homepage", params=params, timeout=5)
+    assert resp.status_code == 422 and resp.json() == {"error": {"field": field, "message": resp.json()["error"]["message"]}}
+
+
 def test_grpc_recommend_log_events_and_health(cell: Cell) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{cell.region.grpc_port}") as channel:
         stub = pb_grpc.RecommenderStub(channel)
@@ -154,13 +164,27 @@ def test_grpc_recommend_log_events_and_health(cell: Cell) -> None:
         assert len(resp.items) == 6 and resp.region == "us-east" and resp.tier == "full"
         anon = stub.Recommend(pb.RecommendRequest(user_id="us-1", anonymous=True, count=4), timeout=2)
         assert anon.tier == "popularity" and len(anon.items) == 4
-        ack = stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="cart", seq=5)]), timeout=2)
+        ack = stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="cart", seq=5,
+                                                            ts=time.time(), geo="us")]), timeout=2)
         assert ack.accepted == 1 and len(ack.stream_ids) == 1
+        with pytest.raises(grpc.RpcError) as info:  # the cell never stamps an event with its own clock
+            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="cart")]), timeout=2)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "events[0].ts" in (info.value.details() or "")
+        with pytest.raises(grpc.RpcError) as info:  # a carried geography is still checked against residency
+            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="eu-9", item_id="sku-2", type="cart", ts=time.time(),
+                                                          geo="eu")]), timeout=2)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "user_id" in (info.value.details() or "")
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Recommend(pb.RecommendRequest(user_id="us-1", count=4, geography="mars"), timeout=2)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "geography" in (info.value.details() or "")
+        carried = stub.Recommend(pb.RecommendRequest(user_id="us-1", count=4, geography="us"), timeout=2)
+        assert len(carried.items) == 4
         with pytest.raises(grpc.RpcError) as info:
             stub.Recommend(pb.RecommendRequest(surface=pb.SIMILAR, product_id="nope", count=3), timeout=2)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         with pytest.raises(grpc.RpcError) as info:
-            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="zap")]), timeout=2)
+            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="zap", ts=time.time())]),
+                          timeout=2)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "type" in (info.value.details() or "")
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="shopnow.v1.Recommender"), timeout=2)
         assert health.status == health_pb2.HealthCheckResponse.SERVING

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from regions import redis_keys
-from replication.events import Event
+from contracts.events import Event
 from replication.interaction_log import append_events
 from replication.metrics import ReplicationMetrics
 from replication.replicating import Replicator, ReplicatorSettings

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from regions.errors import InputError
-from replication.events import EVENT_TYPES, Event, parse_event
+from contracts.events import EVENT_TYPES, Event, parse_event
 from serving.completejourney import _band, _geo_of
 from serving.marketplace import SIZES, MarketplaceSize, generate, generate_named
 
