@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.demo_cmds",
     "regionctl.bench_cmds",
     "regionctl.dns_cmds",
+    "regionctl.residency_cmds",
 )
 
 
