@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml extensions/chaostoolkit-shopnow/pyproject.toml $(wildca
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium, headless, for the dashboard tests (apt-get)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+	@command -v etcd >/dev/null 2>&1 || { \
+	  echo "installing etcd-server (apt-get)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

@@ -9,7 +9,8 @@
     POST   /v1/drills                      director          {region, dry_run, hold, reason} -> plan | drill id
     GET    /v1/drills/{id}                 viewer+
     GET    /v1/journal?limit=              viewer+
-    GET    /metrics, /healthz, /readyz     no token (failover.controller_metrics)
+    GET    /metrics, /healthz, /readyz     no token (failover.controller_metrics: round, decision, store
+                                           reachable / writing, leader, Route 53 publishing)
     GET    /ui                             the live dashboard (failover.dashboard; its calls carry the token)
     GET    /v1/gamedays[/{name}/report.png] viewer+  game-day reports and their plots
 
@@ -101,7 +102,12 @@ class DrillBody(BaseModel):
 def status_document(controller: Controller) -> dict[str, Any]:
     """What GET /v1/status answers: this process's view plus the store's table and the leader."""
     last = controller.last
-    table = controller.read_table()
+    try:
+        table, leader = controller.read_table(), controller.leader_info()
+    except TemporaryError as exc:  # the store is down: answer with what this process last saw
+        table = controller.followed_table()
+        leader = {"holder": None, "term": None, "api_url": None, "self": controller.holder,
+                  "is_self": controller.leadership.is_leader, "error": str(exc)}
     regions: dict[str, Any] = {}
     lags: list[dict[str, Any]] = []
     for name in sorted(controller.topology.regions):
@@ -118,7 +124,8 @@ def status_document(controller: Controller) -> dict[str, Any]:
                          "lag_s": lag.lag_s, "lag_events": lag.lag_events})
     steering = last.steering if last else None
     return {
-        "controller": controller.holder, "leader": controller.leader_info(), "probed_at": last.now if last else None,
+        "controller": controller.holder, "leader": leader, "probed_at": last.now if last else None,
+        "store": controller.store_status(),
         "regions": regions, "replication": lags,
         "table": table, "fail_static": bool((table or {}).get("fail_static")),
         "decision": None if steering is None else {
@@ -127,16 +134,23 @@ def status_document(controller: Controller) -> dict[str, Any]:
             "problems": list(last.problems) if last else []},
         "overrides": last.snapshot.overrides.to_dict() if last else {},
         "failback": {r: p.to_dict() for r, p in steering.failback.items()} if steering else {},
+        "dns": controller.dns.status() if controller.dns else None,
     }
 
 
 def operator_views(controller: Controller, drills: DrillRunner) -> dict[str, Any]:
-    """Drains (with actor and expiry), failback stages and running drills (failover.status_view)."""
+    """Drains (with actor and expiry), failback stages and running drills (failover.status_view).
+    Answers while the control store is unreachable (the journal is then not read)."""
     now = time.time()
     last = controller.last
     overrides = last.snapshot.overrides.to_dict() if last else {}
     failback = {r: p.to_dict() for r, p in last.steering.failback.items()} if last else {}
-    entries = controller.journal.entries(limit=status_view.JOURNAL_LOOKBACK)
+    entries: list[Any] = []
+    if overrides.get("drains"):  # who drained: the journal; while the store is unreachable, "unknown"
+        try:
+            entries = controller.journal.entries(limit=status_view.JOURNAL_LOOKBACK)
+        except TemporaryError:
+            pass
     return {"drains": status_view.drains_view(overrides, entries, now=now),
             "failback_stages": status_view.failback_view(failback, controller.settings, now=now),
             "failback_holds_s": list(controller.settings.failback_hold_s),

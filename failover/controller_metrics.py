@@ -3,6 +3,8 @@ nothing an operator's change could use, and Prometheus and process supervisors c
 
     shopnow_controller_leader                         1 while this process holds the lease
     shopnow_controller_term                           the lease term it leads under (0 on a standby)
+    shopnow_controller_store_reachable                1 while the control store answers the controller
+    shopnow_controller_writing                        1 while this controller leads and can write
     shopnow_controller_fail_static                    1 while this round's decision is fail-static
     shopnow_controller_steering_refused               1 while the safety checks refuse the decision
     shopnow_controller_region_weight_percent{geography,region}   the decided weights
@@ -15,7 +17,9 @@ nothing an operator's change could use, and Prometheus and process supervisors c
     shopnow_controller_probe_duration_seconds{region} homepage probe round trip per region (histogram)
 
 The state gauges are read from the controller's last round at scrape time; the histograms and
-counters are fed by Controller.on_step. Every series carries `controller` (the process's id).
+counters are fed by Controller.on_step. Every series carries `controller` (the process's id),
+except the Route 53 publishing series (`shopnow_dns_*`, failover.dns_publish), exposed here as they
+are when publishing is configured.
 
 /readyz answers 200 once a probe round finished within `stale_after_rounds` intervals, else 503.
 """
@@ -57,6 +61,15 @@ class _State(Collector):
                                  labels=["controller"])
         term.add_metric(who, float(state.term or 0) if state.is_leader else 0.0)
         yield term
+        store = ctl.store_status()
+        reachable = GaugeMetricFamily("shopnow_controller_store_reachable",
+                                      "1 while the control store answers the controller.", labels=["controller"])
+        reachable.add_metric(who, 1.0 if store["reachable"] else 0.0)
+        yield reachable
+        writing = GaugeMetricFamily("shopnow_controller_writing", "1 while this controller leads and can write.",
+                                    labels=["controller"])
+        writing.add_metric(who, 1.0 if store["writing"] else 0.0)
+        yield writing
         last = ctl.last
         if last is None:
             return
@@ -107,6 +120,8 @@ class ControllerMetrics:
         self.rounds.labels(controller=who)
         self.errors.labels(controller=who)
         r.register(_State(controller))
+        if controller.dns is not None:
+            r.register(controller.dns.registry)
         controller.on_step.append(self.observe)
 
     def observe(self, result: StepResult) -> None:

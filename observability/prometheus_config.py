@@ -10,6 +10,7 @@ Targets, one job per kind, every one on 127.0.0.1:
     retention         the worker's --metrics-port           erasure deadlines, last retention run
     controller        each controller's control API port     /metrics (no token)
     edge              the edge port (topology)               /metrics
+    etcd              each member's client port              etcd's own /metrics (`up --control-store etcd`)
 Each target carries `process` (the stack's name for it) and, for per-region processes, `region`.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Iterable
 from regions.stack import StackState
 from regions.topology import Topology
 
-SCRAPED_KINDS = ("cell", "replicator", "feature-updater", "retention", "controller", "edge")
+SCRAPED_KINDS = ("cell", "replicator", "feature-updater", "retention", "controller", "edge", "etcd")
 RULES_DIR = Path(__file__).with_name("rules")
 """The shipped recording and alerting rules (promtool-tested: observability/rules/tests)."""
 SCRAPE_INTERVAL_S = 2.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -47,10 +48,17 @@ def register(app: typer.Typer) -> None:
         state_dir: Path = typer.Option(None, help="Where the stack keeps its state (default: var/stack)."),
         observability: bool = typer.Option(False, "--observability", help="Also start a Prometheus scraping "
                                            "every process, with the shipped recording and alerting rules."),
+        control_store: Optional[str] = typer.Option(
+            None, "--control-store", help="sqlite (the default: one file in the state dir) or etcd (a 3-member "
+                                          "etcd cluster on loopback, started with the stack); default: what the "
+                                          "state dir already uses."),
     ) -> None:
-        """Start the local stack: per region redis + cell + replicator + feature updater; the retention worker; controllers; edge."""
+        """Start the local stack: [etcd cluster]; per region redis + cell + replicator + feature updater; the retention worker; controllers; edge."""
+        from regions.stack_etcd import choose_store
+
         topo = load_topology(topology_path(os.environ, topology))
         state = (state_dir or stack.default_state_dir()).resolve()
+        choose_store(state, control_store)
         urls = stack.stack_urls(state)
         started = time.monotonic()
         version = ensure_bundle(urls.artifacts, topology=topo, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
@@ -63,6 +71,7 @@ def register(app: typer.Typer) -> None:
             config = write_config(topo, state)
             prom = start_prometheus(prometheus_spec(topo, state_dir=state, config=config), state, topology_path=topo_file)
             console.print(f"prometheus http://{topo.settings.host}:{prom.port} (pid {prom.pid}), config {config}")
+        console.print(f"control store {urls.control_store}")
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 

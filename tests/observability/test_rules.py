@@ -77,13 +77,15 @@ def test_the_generated_scrape_configuration_passes_promtool(tmp_path: Path) -> N
                                              region="us-east", port=40001),
         "controller-b": RunningProcess(name="controller-b", kind="controller", pid=3, argv=[], port=40002),
         "redis-us-east": RunningProcess(name="redis-us-east", kind="redis", pid=4, argv=[], region="us-east", port=6400),
+        "etcd-1": RunningProcess(name="etcd-1", kind="etcd", pid=5, argv=[], port=40003),
     })
     doc = scrape_config(state, topo, rule_files=shipped_rule_files())
     jobs = {j["job_name"]: j["static_configs"] for j in doc["scrape_configs"]}
-    assert set(jobs) == {"cell", "replicator", "controller"}  # redis exposes no /metrics
+    assert set(jobs) == {"cell", "replicator", "controller", "etcd"}  # redis exposes no /metrics
     assert jobs["cell"] == [{"targets": [f"127.0.0.1:{topo.region('us-east').http_port}"],
                              "labels": {"process": "cell-us-east", "region": "us-east"}}]
     assert jobs["replicator"][0]["targets"] == ["127.0.0.1:40001"]
+    assert jobs["etcd"] == [{"targets": ["127.0.0.1:40003"], "labels": {"process": "etcd-1"}}]
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(doc))
     result = _run(["check", "config", str(path)])
