@@ -29,7 +29,8 @@ from serving.features import (
 from serving.user_state import UserState
 
 BUNDLE_FILES = ("items.json", "item_embeddings.npy", "users.json", "user_embeddings.npy", "faiss.index",
-                "ranker.txt", "feature_schema.json", "segments.json", "popularity.json", "copurchase.json", "golden.json")
+                "ranker.txt", "feature_schema.json", "segments.json", "popularity.json", "copurchase.json", "golden.json",
+                "seen_policy.json", "feature_stats.json")
 SEGMENT_ATTRS = ("geo", "device", "price_band")
 """A segment key is these attributes joined by '|'; coarser keys are the geography alone, then 'all'."""
 

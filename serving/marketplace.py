@@ -138,6 +138,8 @@ class Dataset:
     price_changes: tuple[tuple[int, float, float], ...] = field(default=())
     """(item row, ts, new price): the price before ts is `initial_prices[row]`."""
     initial_prices: tuple[float, ...] = field(default=())
+    notes: Mapping[str, int] = field(default_factory=dict)
+    """Odd rows the adapter repaired or dropped, by kind (serving.datasets.base.build_dataset)."""
 
     def prices_at(self, ts: float) -> np.ndarray:
         """Every item's price at time `ts`."""
@@ -159,7 +161,7 @@ class Dataset:
             )
 
 
-def _countries(geo: str) -> tuple[str, ...]:
+def countries_of(geo: str) -> tuple[str, ...]:
     return _COUNTRIES.get(geo, (geo.upper(),))
 
 
@@ -175,7 +177,7 @@ def _draw_users(rng: np.random.Generator, n: int, geographies: Mapping[str, floa
     for u in range(n):
         geo = names[int(geo_idx[u])]
         counters[geo] += 1
-        countries = _countries(geo)
+        countries = countries_of(geo)
         users.append(UserRow(
             user_id=f"{geo}-{counters[geo]}", geo=geo, country=countries[int(rng.integers(len(countries)))],
             device=DEVICES[int(device[u])], lifecycle="new" if new[u] else "returning",
