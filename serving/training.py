@@ -26,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -360,6 +360,8 @@ class Evaluation:
     candidate_recall: float
     features: np.ndarray
     """A sample of the scored feature vectors (the training distribution for drift checks)."""
+    top10: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+    """method -> user -> the 10 items shown."""
 
 
 def evaluate_bundle(bundle: LoadedBundle, *, dataset: Dataset, states: Mapping[int, UserState],
@@ -411,7 +413,8 @@ def evaluate_bundle(bundle: LoadedBundle, *, dataset: Dataset, states: Mapping[i
     rng = np.random.default_rng(settings.seed + 2)
     sample = X_all[np.sort(rng.choice(len(X_all), size=min(settings.feature_sample, len(X_all)), replace=False))] if len(X_all) else X_all
     return Evaluation(methods=by_cohort["all"], cohorts={c: by_cohort[c] for c in COHORTS},
-                      candidate_recall=float(np.mean(cand_recall)) if cand_recall else 0.0, features=sample)
+                      candidate_recall=float(np.mean(cand_recall)) if cand_recall else 0.0, features=sample,
+                      top10={m: t10 for m, (t10, _) in lists.items()})
 
 
 def train_bundle(dataset: Dataset, *, out_dir: Path, now: float, settings: TrainSettings = TrainSettings(),
