@@ -20,12 +20,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from regions.errors import PermanentError
+from regions.errors import InputError, PermanentError
 from serving import indexing
 from serving.features import (
     SRC_ANN, SRC_CATEGORY, SRC_COPURCHASE, SRC_POPULAR, SRC_RECENT, SRC_SEGMENT,
     ANN_MISSING_RANK, Candidates, ItemTable, LiveItems, build_features,
 )
+from serving.seen_items import SeenPolicies, excluded
 from serving.user_state import UserState
 
 BUNDLE_FILES = ("items.json", "item_embeddings.npy", "users.json", "user_embeddings.npy", "faiss.index",
@@ -93,6 +94,10 @@ class LoadedBundle:
     category_top: tuple[np.ndarray, ...]
     golden: Mapping[str, Any] | None = None
     settings: CandidateSettings = CandidateSettings()
+    seen_policy: SeenPolicies = SeenPolicies()
+    """What each surface may not show again (seen_policy.json; defaults when a bundle has none)."""
+    item_parent: Mapping[str, str] | None = None
+    """item_id -> parent category (the seen policy's repeatable parents)."""
 
     @property
     def dim(self) -> int:
@@ -112,6 +117,12 @@ class LoadedBundle:
         if require_ranker or (bundle_dir / "ranker.txt").exists():
             ranker = load_ranker(bundle_dir / "ranker.txt")
         golden = _json(bundle_dir, "golden.json") if (bundle_dir / "golden.json").exists() else None
+        seen_policy = SeenPolicies()
+        if (bundle_dir / "seen_policy.json").exists():
+            try:
+                seen_policy = SeenPolicies.from_json(_json(bundle_dir, "seen_policy.json"))
+            except InputError as exc:
+                raise BundleCheckError(file="seen_policy.json", check="loads", message=str(exc)) from exc
         if version is None and (bundle_dir / "manifest.json").exists():
             version = str(json.loads((bundle_dir / "manifest.json").read_text()).get("bundle_version", ""))
         try:
@@ -133,6 +144,7 @@ class LoadedBundle:
             segments={k: items.rows_of(v) for k, v in _json(bundle_dir, "segments.json").items()},
             popularity=items.rows_of(_json(bundle_dir, "popularity.json")),
             category_top=tuple(np.array(b, dtype=np.int64) for b in per_cat), golden=golden, settings=settings,
+            seen_policy=seen_policy, item_parent={str(r["item_id"]): str(r["parent_category"]) for r in rows},
         )
 
     # --- the request path ----------------------------------------------------------------------
@@ -220,6 +232,11 @@ class LoadedBundle:
         scores = self.rank(state, cands, now, user_vector=vector, live=live)
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.items.ids[int(cands.rows[i])], float(scores[i])) for i in order]
+
+    def not_again(self, seen: Mapping[str, float], *, now: float, surface: str = "home") -> frozenset[str]:
+        """Items of the user's seen set that `surface` may not show (serving.seen_items.excluded)."""
+        parents = self.item_parent or {}
+        return excluded(seen, now=now, policy=self.seen_policy.of(surface), parent_of=parents.get)
 
     def item_ids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         return [self.items.ids[int(r)] for r in rows]

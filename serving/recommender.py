@@ -219,7 +219,8 @@ class Recommender:
             assert bundle is not None
             now = self.clock()
             state = self._in_tier(lambda: self.store.get_user_state(user_id)) or UserState()
-            ctx.exclude = frozenset(state.cart)
+            seen = self._in_tier(lambda: self.store.get_seen_items(user_id, kinds=bundle.seen_policy.home.kinds))
+            ctx.exclude = frozenset(state.cart) | bundle.not_again(seen, now=now, surface="home")
             vector = bundle.user_embedding(user_id, state)
             segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
             cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)

@@ -135,6 +135,29 @@ def excluded(seen: Mapping[str, float], *, now: float, policy: SeenPolicy,
     return frozenset(i for i, ts in seen.items() if ts > horizon and (not repeatable or parent_of(i) not in repeatable))
 
 
+ONLINE_KINDS = ("view", "cart", "purchase")
+"""Events the feature updater records in the online seen set: impressions are too many to keep
+(four per session) and say nothing was consumed. A policy naming "impression" (the MovieLens
+import's "rated and disliked") therefore applies offline only."""
+
+
+def member(event_type: str, item_id: str) -> str:
+    """The online seen set's member for an event (regions.redis_keys.seen_items)."""
+    return f"{event_type}:{item_id}"
+
+
+def from_members(pairs, *, kinds) -> dict[str, float]:
+    """[(member, ts)] as stored online -> {item_id: latest ts} over the events of `kinds`."""
+    out: dict[str, float] = {}
+    wanted = set(kinds)
+    for raw, ts in pairs:
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        kind, _, item = text.partition(":")
+        if kind in wanted and item:
+            out[item] = max(float(ts), out.get(item, -math.inf))
+    return out
+
+
 def seen_sets(*, users: np.ndarray, items: np.ndarray, kinds: np.ndarray, ts: np.ndarray,
               item_ids, policies: SeenPolicies) -> dict[int, dict[str, float]]:
     """Offline: {user index: seen set} from event columns (the same content `record` builds event by event)."""
