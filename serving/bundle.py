@@ -98,6 +98,8 @@ class LoadedBundle:
     """What each surface may not show again (seen_policy.json; defaults when a bundle has none)."""
     item_parent: Mapping[str, str] | None = None
     """item_id -> parent category (the seen policy's repeatable parents)."""
+    item_rows: tuple[Mapping[str, Any], ...] | None = None
+    """items.json as loaded (serving.cold_start appends new items to it)."""
 
     @property
     def dim(self) -> int:
@@ -129,12 +131,6 @@ class LoadedBundle:
             index = indexing.read_index(bundle_dir / "faiss.index")
         except Exception as exc:
             raise BundleCheckError(file="faiss.index", check="loads", message=str(exc)) from exc
-        order = np.argsort(-items.popularity, kind="stable")
-        per_cat: list[list[int]] = [[] for _ in items.categories]
-        for row in order:
-            bucket = per_cat[int(items.category[row])]
-            if len(bucket) < 50:
-                bucket.append(int(row))
         return cls(
             version=version or bundle_dir.name, items=items,
             user_ids=tuple(u["user_id"] for u in users), user_row={u["user_id"]: n for n, u in enumerate(users)},
@@ -143,8 +139,9 @@ class LoadedBundle:
             feature_names=tuple(schema.get("features", ())),
             segments={k: items.rows_of(v) for k, v in _json(bundle_dir, "segments.json").items()},
             popularity=items.rows_of(_json(bundle_dir, "popularity.json")),
-            category_top=tuple(np.array(b, dtype=np.int64) for b in per_cat), golden=golden, settings=settings,
+            category_top=category_top(items), golden=golden, settings=settings,
             seen_policy=seen_policy, item_parent={str(r["item_id"]): str(r["parent_category"]) for r in rows},
+            item_rows=tuple(rows),
         )
 
     # --- the request path ----------------------------------------------------------------------
@@ -240,6 +237,17 @@ class LoadedBundle:
 
     def item_ids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         return [self.items.ids[int(r)] for r in rows]
+
+
+def category_top(items: ItemTable, per_category: int = 50) -> tuple[np.ndarray, ...]:
+    """Each category's most popular rows (the category candidate source), by category code."""
+    order = np.argsort(-items.popularity, kind="stable")
+    per_cat: list[list[int]] = [[] for _ in items.categories]
+    for row in order:
+        bucket = per_cat[int(items.category[row])]
+        if len(bucket) < per_category:
+            bucket.append(int(row))
+    return tuple(np.array(b, dtype=np.int64) for b in per_cat)
 
 
 def load_ranker(path: Path) -> Any:
