@@ -100,6 +100,8 @@ class LoadedBundle:
     """item_id -> parent category (the seen policy's repeatable parents)."""
     item_rows: tuple[Mapping[str, Any], ...] | None = None
     """items.json as loaded (serving.cold_start appends new items to it)."""
+    feature_stats: Mapping[str, Any] | None = None
+    """feature_stats.json: the training distribution of the features (serving.drift)."""
 
     @property
     def dim(self) -> int:
@@ -142,6 +144,7 @@ class LoadedBundle:
             category_top=category_top(items), golden=golden, settings=settings,
             seen_policy=seen_policy, item_parent={str(r["item_id"]): str(r["parent_category"]) for r in rows},
             item_rows=tuple(rows),
+            feature_stats=_json(bundle_dir, "feature_stats.json") if (bundle_dir / "feature_stats.json").exists() else None,
         )
 
     # --- the request path ----------------------------------------------------------------------

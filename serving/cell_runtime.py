@@ -28,6 +28,7 @@ from serving.feature_store import (
     FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
 )
 from serving.feature_updater import CONSUMER
+from serving.drift_monitor import FeatureSampler, cell_drift
 from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
 from serving.request_stats import RequestStats
@@ -62,6 +63,8 @@ class CellRuntime:
         self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse)
         self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
                                        ladder_settings=ladder_settings)
+        self.sampler = FeatureSampler()
+        self.recommender.feature_sampler = self.sampler
         quick = ClientSettings(connect_timeout_s=settings.readiness_redis_timeout_s,
                                socket_timeout_s=settings.readiness_redis_timeout_s, retries=0)
         self._peers = {name: connect(topology, name, settings=quick) for name, r in topology.regions.items()
@@ -74,6 +77,7 @@ class CellRuntime:
     # -- bundle ----------------------------------------------------------------------------
     def _on_swap(self, bundle: LoadedBundle) -> None:
         self._serving = Serving.of(bundle)
+        self.sampler.reset()
         self.metrics.set_bundle(bundle.version, loaded_at=time.time())
         self._seed_items(bundle)
 
@@ -170,6 +174,9 @@ class CellRuntime:
         self.metrics.observe_freshness(fresh)
         item_age = fresh.oldest_item_age_s
         refused = self.holder.refused
+        drift = cell_drift(bundle.feature_stats, self.sampler.sample(), bundle.feature_names) if bundle is not None else None
+        if drift is not None:
+            self.metrics.observe_drift(drift)
         body = {
             "ready": True, "region": self.region, "bundle_version": self._serving.version,
             "bundle_loaded_at": self.holder.loaded_at,
@@ -181,6 +188,7 @@ class CellRuntime:
             "tier_mix": summary.tier_mix, "replication": self._replication(now),
             "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
             "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
+            "drift": None if drift is None else {k: drift[k] for k in ("verdict", "rows", "max_psi", "drifted")},
         }
         return True, body
 

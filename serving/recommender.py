@@ -133,6 +133,8 @@ class Recommender:
         self.region = region
         self.topology = topology
         self.store = store
+        self.feature_sampler: Any = None
+        """serving.drift_monitor.FeatureSampler of the cell (None: no drift sampling)."""
         self.serving = serving
         self.ladder_settings = ladder_settings
         self.rules = rules
@@ -235,6 +237,9 @@ class Recommender:
                     raise DependencyFailed("ranker", f"ranker slower than the {budget_s * 1000:.0f} ms stage budget (injected)")
             try:
                 scores = bundle.rank(state, cands, now, user_vector=vector, live=live)
+                if self.feature_sampler is not None:
+                    self.feature_sampler.maybe(lambda: bundle.features(state=state, user_vector=vector, candidates=cands,
+                                                                       now=now, live=live))
             except (ShopNowError, ValueError) as exc:
                 raise DependencyFailed("ranker", f"ranking failed: {exc}") from exc
             order = np.argsort(-scores, kind="stable")
