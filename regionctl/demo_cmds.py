@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         if train_first:
             console.rule("1. train and evaluate the demo bundle")
             out = REPO_ROOT / "var" / "bundles" / f"demo-{int(time.time())}"
-            train(size="demo", seed=7, data="synthetic", out=out, topology=topo_path)
+            train(size="demo", seed=7, data="synthetic", max_users=None, out=out, topology=topo_path)
             version = store.publish(out)
             promote_verified(store, version, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
             console.print(f"published and promoted {version} to {urls.artifacts}")

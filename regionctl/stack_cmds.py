@@ -24,6 +24,7 @@ def ensure_bundle(artifacts_url: str, *, geographies: dict[str, float], progress
     from serving.bundle_checks import SEMANTIC_CHECKS
     from serving.features import SCHEMA_VERSION
     from serving.marketplace import generate_named
+    from serving.datasets.synthetic import SyntheticAdapter
     from serving.training import train_bundle
     from regions.topology import REPO_ROOT
 
@@ -36,7 +37,7 @@ def ensure_bundle(artifacts_url: str, *, geographies: dict[str, float], progress
     now = time.time()
     version = new_bundle_version(now)
     result = train_bundle(dataset, out_dir=REPO_ROOT / "var" / "bundles" / version, now=now, bundle_version=version,
-                          progress=progress)
+                          progress=progress, seen_policy=SyntheticAdapter().seen_policy)
     published = store.publish(result.bundle_dir)
     promote_verified(store, published, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
     progress(f"bundle {published} published and promoted")
