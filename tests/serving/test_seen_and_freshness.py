@@ -109,7 +109,7 @@ def test_drift_is_seen_when_prices_are_written_10x_and_not_before(cell: Cell) ->
         for k in range(n):
             cell.homepage(us[k % len(us)], count=8)
 
-    traffic(300)
+    traffic(220)
     clean = httpx.get(cell.base + "/readyz", timeout=5).json()["drift"]
     assert clean["rows"] >= 200 and not set(PRICE_FEATURES) & set(clean["drifted"]), clean
     items = json.loads((cell.root / "artifacts" / "bundles" / cell.version / "items.json").read_text())
@@ -118,7 +118,7 @@ def test_drift_is_seen_when_prices_are_written_10x_and_not_before(cell: Cell) ->
             pipe.hset(redis_keys.item_features(it["item_id"]), mapping={"price": repr(it["price"] * 10), "updated_at": repr(time.time())})
         pipe.execute()
     time.sleep(5.5)  # the cell's live-feature cache
-    traffic(300)  # half of the sample window is now repriced traffic
+    traffic(220)  # half of the sample window is now repriced traffic
     drifted = httpx.get(cell.base + "/readyz", timeout=5).json()["drift"]
     assert drifted["verdict"] == "drift" and set(PRICE_FEATURES) <= set(drifted["drifted"]), drifted
     metrics = httpx.get(cell.base + "/metrics", timeout=5).text
