@@ -7,7 +7,9 @@ Time-based split of the data set's period [start, end):
      ------------ history for the shipped bundle --------
 
 1. replay every event through serving.user_state.apply_event (the nearline updater's function),
-   keeping each user's state as of t1 and as of cutoff;
+   keeping each user's state as of t1 and as of cutoff, and each user's seen set
+   (serving.seen_items) as of both;
+   ALS settings are chosen on [t1, cutoff) among TrainSettings.als_grid (serving.als_selection);
 2. stage A (as of t1): ALS embeddings, FAISS index, popularity, segments, co-purchase from events
    before t1, written as a bundle without ranker and loaded with LoadedBundle; candidates and
    features (serving.features via the loaded bundle) for users active in [t1, cutoff), labelled
@@ -15,7 +17,10 @@ Time-based split of the data set's period [start, end):
 3. stage B (as of cutoff): the same artifacts from all events before cutoff + that ranker = the
    shipped bundle; golden.json records one request and its scores;
 4. the written bundle is loaded back and evaluated on [cutoff, end) against the segment lists and
-   global popularity; metrics go into manifest.json (data_watermark = newest event used).
+   global popularity, for all, warm and cold users, every method showing only what the adapter's
+   seen-items policy allows (also written: seen_policy.json; feature_stats.json, the scored
+   features' distribution for drift checks); metrics go into manifest.json (data_watermark =
+   newest event used).
 
 The shipped bundle is exactly the evaluated one (it has not seen the evaluation period).
 """
@@ -302,8 +307,8 @@ def train_ranker(bundle: LoadedBundle, *, dataset: Dataset, states: Mapping[int,
                  policies: SeenPolicies = SeenPolicies()) -> Any:
     parent_of = _parent_lookup(dataset)
     """LightGBM lambdarank on the candidate lists of the labelled users, features by the bundle.
-    Lists hold what the home surface may show (seen-items policy applied); negatives are half
-    hard (best ANN rank among the unlabelled), half random."""
+    Lists hold what the home surface may show (seen-items policy applied); of the kept negatives,
+    `hard_negative_share` are the best-ranked unlabelled ANN candidates, the rest random."""
     import lightgbm
 
     index_of = {u.user_id: n for n, u in enumerate(dataset.users)}
