@@ -19,6 +19,7 @@ demo: setup
 	$(PY) -m regionctl.main demo
 
 test: setup
+	.venv/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup

@@ -31,7 +31,7 @@ from chaos.context import (
     HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, context_from, local_store, population,
 )
 from regions import stack
-from regions.cas_retry import LOST, CasRetry
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import ShopNowError
 
 __all__ = [
@@ -188,7 +188,7 @@ def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]
     from failover.control_stores import store_from_url
 
     with store_from_url(ctx.control_store_url) as store:
-        def try_once() -> tuple[list[str], float] | object:
+        def try_once() -> tuple[list[str], float] | Lost:
             current = store.get(PARTITIONS_KEY)
             regions = update(_partitions(store))
             if regions:
@@ -197,7 +197,7 @@ def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]
                 ok = current is None or store.delete(PARTITIONS_KEY, cas=current.version)
             return (sorted(set(regions)), time.time()) if ok else LOST
 
-        return PARTITIONS_RETRY.run(try_once)  # type: ignore[return-value]
+        return PARTITIONS_RETRY.run(try_once)
 
 
 def partition_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:

@@ -66,7 +66,8 @@ def context_from(configuration: Configuration | None) -> StackContext:
 
 def population(ctx: StackContext) -> tuple[list[str], list[str]]:
     """User ids and item ids of the current bundle (users.json, items.json)."""
-    from replication.artifact_store import LocalArtifactStore, store_from_url
+    from replication.artifact_store import LocalArtifactStore
+    from replication.artifact_stores import store_from_url
 
     store = store_from_url(ctx.artifacts_url)
     version = store.current()
@@ -82,7 +83,8 @@ def population(ctx: StackContext) -> tuple[list[str], list[str]]:
 
 
 def local_store(ctx: StackContext, what: str) -> Any:
-    from replication.artifact_store import LocalArtifactStore, store_from_url
+    from replication.artifact_store import LocalArtifactStore
+    from replication.artifact_stores import store_from_url
 
     store = store_from_url(ctx.artifacts_url)
     if not isinstance(store, LocalArtifactStore):

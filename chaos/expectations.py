@@ -27,6 +27,7 @@ from chaoslib.types import Configuration, Secrets
 
 from chaos.actions import fault_ledger
 from chaos.context import HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_from, local_store, population
+from chaos.redis_io import answers_ping
 from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
 from regions import stack
 
@@ -101,21 +102,6 @@ def _running(ctx: StackContext, *, region: str = "", kinds: tuple[str, ...]) -> 
     return {p.name: stack.is_running(p) for p in stack.select(state, region=region, kinds=kinds)}
 
 
-def _redis_answers(ctx: StackContext, region: str) -> bool:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    client = redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
-                         socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 def _store_json(ctx: StackContext, key: str) -> Any:
     from failover.control_stores import store_from_url
 
@@ -130,7 +116,7 @@ def feature_store_fallback(region: str, requests: int = 20, configuration: Confi
     """Without its Redis the cell answers every request from segment/popularity and says redis_ok
     false; with it, redis_ok is true. Non-empty answers either way."""
     ctx = context_from(configuration)
-    fault = not _redis_answers(ctx, region)
+    fault = not answers_ping(ctx, region)
     answers = ask_cell(ctx, region, requests=requests)
     ready = _readyz(ctx, region)
     problems = _answer_problems(answers, region)

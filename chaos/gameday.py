@@ -27,7 +27,7 @@ from chaos import gameday_io as io
 from chaos.context import StackContext, context_from
 from chaos.load import LoadSpec, read_records, run_load_async, validate
 from chaos.measurement import Rpo, compute_rpo, compute_rto, first_rollback_at
-from chaos.report import build_report, hypothesis_of, summary_lines, to_requests, write_report
+from chaos.report import Targets, build_report, hypothesis_of, summary_lines, to_requests, write_report
 from chaos.sampling import Sampler, stack_reader
 from regions.errors import InputError
 
@@ -215,7 +215,8 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     (out_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
     report = build_report(experiment=name, title=experiment["title"], records=records, fault_at=fault_at, rto=rto,
                           rpo=rpo, status=str(journal.get("status")), samples=samples, notes=notes,
-                          hypothesis=hypothesis_of(journal), fault_end=first_rollback_at(journal))
+                          hypothesis=hypothesis_of(journal), fault_end=first_rollback_at(journal),
+                          targets=Targets.of(ctx.topology.settings))
     paths = write_report(report, out_dir)
     for line in summary_lines(report):
         progress(line)

@@ -27,6 +27,8 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from contracts.http_errors import error_response as _error
+from contracts.http_errors import install_error_handlers
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
 from failover.controller import Controller
 from failover.effects import health_document
@@ -90,10 +92,6 @@ class DrillBody(BaseModel):
     reason: str = ""
 
 
-def _error(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"field": field, "message": message}, **extra})
-
-
 def status_document(controller: Controller) -> dict[str, Any]:
     """What GET /v1/status answers: this process's view plus the store's table and the leader."""
     last = controller.last
@@ -148,9 +146,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     async def _conflict(_: Request, exc: DrillConflict) -> JSONResponse:
         return _error(409, exc.field, exc.reason)
 
-    @app.exception_handler(InputError)
-    async def _input(_: Request, exc: InputError) -> JSONResponse:
-        return _error(422, exc.field, exc.reason)
+    install_error_handlers(app)  # InputError and FastAPI's own validation errors: 422, one error body
 
     @app.exception_handler(NotLeader)
     async def _standby(_: Request, exc: NotLeader) -> JSONResponse:

@@ -42,7 +42,7 @@ from failover.probing import CellReport
 from failover.safety import check_steering
 from failover.settings import ControllerSettings
 from failover.steering import FailbackProgress, Snapshot, Steering, decide
-from regions.cas_retry import LOST, CasRetry
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.topology import Topology
 
@@ -333,7 +333,7 @@ class Controller:
         if not reason.strip():
             raise InputError("reason", "must say why (a non-empty reason is journaled with every change)")
 
-        def try_once() -> Overrides | object:
+        def try_once() -> Overrides | Lost:
             fence = self.leadership.fence()
             current = self.store.get(OVERRIDES_KEY)
             snapshot = self.snapshot_now()
@@ -347,7 +347,7 @@ class Controller:
             self.poke()
             return new
 
-        return OVERRIDES_RETRY.run(try_once)  # type: ignore[return-value]
+        return OVERRIDES_RETRY.run(try_once)
 
     def read_table(self) -> Mapping[str, Any] | None:
         return read_stored(self.store).table

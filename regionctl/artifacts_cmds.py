@@ -3,9 +3,15 @@
 Thin: parse, call one library function (replication.artifact_store / replication.verifying),
 print with rich. Errors exit 2 with a message that says what to do. The semantic checks come
 from serving.bundle_checks (regionctl sits above serving); replication never imports serving.
+
+`promote` and `rollback` journal the change (bundle_promote / bundle_rollback, actor
+`regionctl:<user>`) in the decision journal of the control store named by --control-store
+(REGIONCTL_CONTROL_STORE), or, for the local stack's own artifact store, of the local stack when
+its control store exists. An unreachable control store is reported and the change still stands.
 """
 from __future__ import annotations
 
+import getpass
 import importlib
 import tempfile
 import time
@@ -17,6 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from failover.control_stores import store_from_url as control_store_from_url
+from failover.journal import Action, Journal
+from regions import stack
 from regions.errors import InputError, ShopNowError
 from replication.artifact_store import ArtifactStore
 from replication.artifact_stores import store_from_url
@@ -36,6 +45,8 @@ err = Console(stderr=True)
 STORE = typer.Option(DEFAULT_STORE, "--store", envvar="REGIONCTL_ARTIFACTS", help="file:///path or s3://bucket/prefix.")
 S3_ENDPOINT = typer.Option(None, "--s3-endpoint", envvar="REGIONCTL_S3_ENDPOINT", help="S3-compatible endpoint URL (moto, MinIO).")
 SCHEMA = typer.Option(None, "--schema-version", help="Supported schema version(s); default: serving's SCHEMA_VERSION.")
+CONTROL_STORE = typer.Option(None, "--control-store", envvar="REGIONCTL_CONTROL_STORE",
+                             help="Control store whose decision journal records the change (default: the local stack's).")
 INTEGRITY_ONLY = typer.Option(False, "--integrity-only", help="Skip serving's semantic checks (checksums and schema only).")
 
 
@@ -167,6 +178,7 @@ def promote_cmd(
     version: str = typer.Argument(..., help="A published version (see `regionctl artifacts list`)."),
     store: str = STORE, s3_endpoint: Optional[str] = S3_ENDPOINT,
     schema_version: Optional[list[int]] = SCHEMA, integrity_only: bool = INTEGRITY_ONLY,
+    control_store: Optional[str] = CONTROL_STORE,
 ) -> None:
     """Verify a stored bundle fully, then make it current. A bundle that fails is refused."""
     checks = _run(lambda: load_checks(schema_version, integrity_only))
@@ -174,15 +186,51 @@ def promote_cmd(
     before = _run(s.current)
     _run(lambda: promote_verified(s, version, supported_schema_versions=checks.schema_versions, semantic_checks=checks.checks))
     out.print(f"[green]{version} is current[/green] (was {before or 'none'}); semantic checks: {checks.names()}")
+    _journal(control_store, store, Action.BUNDLE_PROMOTE, f"promoted {version} (verified: {checks.names()})",
+             {"store": getattr(s, "url", store), "version": version, "previous": before})
 
 
 @artifacts_app.command("rollback")
-def rollback_cmd(store: str = STORE, s3_endpoint: Optional[str] = S3_ENDPOINT) -> None:
+def rollback_cmd(store: str = STORE, s3_endpoint: Optional[str] = S3_ENDPOINT,
+                 control_store: Optional[str] = CONTROL_STORE) -> None:
     """Make the previously current bundle current again."""
     s = _store(store, s3_endpoint)
     before = _run(s.current)
     now = _run(s.rollback)
     out.print(f"[yellow]rolled back[/yellow]: {now} is current (was {before})")
+    _journal(control_store, store, Action.BUNDLE_ROLLBACK, f"rolled back from {before} to {now}",
+             {"store": getattr(s, "url", store), "version": now, "previous": before})
+
+
+def journal_store_url(control_store: Optional[str], artifacts_url: str) -> Optional[str]:
+    """Which control store journals a bundle change: the one named, else the local stack's when the
+    change was made to the local stack's artifact store and that stack has a control store."""
+    if control_store:
+        return control_store
+    urls = stack.stack_urls(stack.default_state_dir())
+    local_db = Path(urls.control_store.removeprefix("sqlite://"))
+    return urls.control_store if artifacts_url.rstrip("/") == urls.artifacts.rstrip("/") and local_db.exists() else None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "unknown"
+
+
+def _journal(control_store: Optional[str], artifacts_url: str, action: Action, reason: str, inputs: dict[str, Any]) -> None:
+    url = journal_store_url(control_store, artifacts_url)
+    if url is None:
+        out.print("[dim]not journaled: no control store (pass --control-store to record the change)[/dim]")
+        return
+    try:
+        with control_store_from_url(url) as cs:
+            entry = Journal(cs).append(actor=f"regionctl:{_user()}", action=action, reason=reason, inputs=inputs)
+    except ShopNowError as exc:
+        err.print(f"[yellow]warning:[/yellow] the change stands but was not journaled in {escape(url)}: {escape(str(exc))}")
+        return
+    out.print(f"journaled as entry {entry.index} ({action.value}) in {url}")
 
 
 def register(app: typer.Typer) -> None:

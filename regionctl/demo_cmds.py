@@ -11,6 +11,7 @@ from rich.console import Console
 
 from contracts.environment import topology_path
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.topology import REPO_ROOT, default_topology_path, load_topology
 
 console = Console()
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
                           progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.rule("2. start the local stack")
         try:
-            stack.up(topo, topology_path=topo_path, state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+            stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_path, state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
             ControlClient(f"http://{topo.settings.host}:{topo.settings.controller_port}",
                           stack.token_for(state, "viewer")).wait_until_healthy()
             console.rule("3. region-loss game day (Chaos Toolkit)")

@@ -63,7 +63,7 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the pairs as JSON."),
 ) -> None:
     """Lag (events) and live RPO (seconds) of every replication pair; geographies without a copy."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.metrics import replication_status, unreplicated_geographies
 
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
@@ -103,7 +103,7 @@ def delete_cmd(
 ) -> None:
     """Delete a user's features, cached results and log entries in every region of their geography."""
     from replication.deletion import delete_user
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
 
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
     report = delete_user(topo, connect_all(topo), user_id, time.time())
@@ -127,7 +127,7 @@ def retention_cmd(
     max_age_days: float = typer.Option(30.0, "--max-age-days", help="Events older than this are no longer identifiable."),
 ) -> None:
     """Trim or pseudonymise identifiable events older than the retention period, in every region."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.retention import RetentionSettings, run_retention
 
     key_text = os.environ.get("REGIONCTL_RETENTION_KEY", "")

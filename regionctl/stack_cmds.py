@@ -11,6 +11,7 @@ from rich.table import Table
 
 from contracts.environment import topology_path
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.topology import default_topology_path, load_topology
 
 console = Console()
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
         started = time.monotonic()
         version = ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()}, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundle {version}")
-        stack.up(topo, topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 

@@ -18,11 +18,12 @@ from typing import Sequence
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from regions.errors import ShopNowError
+from regions.errors import InputError, ShopNowError
 from regions.processes import LOOPBACK
+from contracts.environment import parse_value
 from contracts.environment import topology_path as env_topology_path
 from regions.topology import load_topology
-from replication.interaction_log import connect, connect_all
+from replication.redis_io import connect, connect_all
 from replication.metrics import ReplicationMetrics
 from replication.replicating import Replicator, ReplicatorSettings
 
@@ -32,9 +33,9 @@ def _env_int(name: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+        return int(parse_value(name, raw, 0))
+    except InputError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -24,15 +24,15 @@ from regions.errors import InputError
 T = TypeVar("T")
 
 
-class _Lost:
+class Lost:
     __slots__ = ()
 
     def __repr__(self) -> str:
         return "LOST"
 
 
-LOST: Final = _Lost()
-"""What one try returns when its compare-and-set lost the race."""
+LOST: Final = Lost()
+"""What one try returns when its compare-and-set lost the race (the one value of `Lost`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,12 +60,12 @@ class CasRetry:
             return 0.0
         return min(self.max_backoff_s, self.backoff_s * self.multiplier ** (attempt - 2))
 
-    def run(self, try_once: Callable[[], T | _Lost]) -> T:
+    def run(self, try_once: Callable[[], T | Lost]) -> T:
         for attempt in range(1, self.attempts + 1):
             wait = self.wait_before(attempt)
             if wait:
                 self.sleep(wait)
             result = try_once()
-            if result is not LOST:
-                return result  # type: ignore[return-value]
+            if not isinstance(result, Lost):
+                return result
         raise self.exhausted(self.attempts)

@@ -1,7 +1,8 @@
 """The local multi-region stack: which processes run, started and stopped by PID.
 
-`up` starts, per region, a redis-server (AOF on), the cell (HTTP + gRPC), the replicator and the
-feature updater; then the controllers (leader + standby) and the edge. Every process is recorded in
+`up(specs, ...)` starts the processes it is handed, in order (regionctl.stack_specs says which:
+per region a redis-server, the cell, the replicator and the feature updater; then the controllers
+and the edge); this ground floor names no program of its own. Every process is recorded in
 <state_dir>/stack.json with its PID and command line; `down` stops exactly those PIDs (checking that
 the PID still runs the recorded command, so a recycled PID is never signalled) and nothing else.
 """
@@ -10,15 +11,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from regions.errors import InputError, TemporaryError
 from regions.tokens import TOKENS_FILE, ensure_tokens_file, read_roles
-from regions.processes import port_open, redis_argv, wait_until
+from regions.processes import port_open, wait_until
 from regions.topology import REPO_ROOT, Topology
 
 STACK_FILE = "stack.json"
@@ -91,47 +91,6 @@ class StackState:
         tmp.write_text(json.dumps({"topology_path": self.topology_path,
                                    "processes": [asdict(p) for p in self.processes.values()]}, indent=2))
         tmp.replace(state_dir / STACK_FILE)
-
-
-def _py(module: str, *args: str) -> tuple[str, ...]:
-    return (sys.executable, "-m", module, *args)
-
-
-def process_specs(topology: Topology, *, state_dir: Path, artifacts_url: str, control_store_url: str) -> list[ProcessSpec]:
-    """Everything `up` starts, in start order."""
-    host = topology.settings.host
-    specs: list[ProcessSpec] = []
-    for region in topology.regions.values():
-        data = state_dir / "redis" / region.name
-        specs.append(ProcessSpec(
-            name=f"redis-{region.name}", kind="redis", region=region.name, port=region.redis_port,
-            argv=tuple(redis_argv(port=region.redis_port, data_dir=data, host=host)),
-        ))
-    for region in topology.regions.values():
-        specs.append(ProcessSpec(
-            name=f"cell-{region.name}", kind="cell", region=region.name, port=region.http_port,
-            argv=_py("regionctl.main", "cell", "--region", region.name, "--artifacts", artifacts_url),
-        ))
-        specs.append(ProcessSpec(
-            name=f"replicator-{region.name}", kind="replicator", region=region.name,
-            argv=_py("regionctl.worker_main", "replicate", "--region", region.name),
-        ))
-        specs.append(ProcessSpec(
-            name=f"feature-updater-{region.name}", kind="feature-updater", region=region.name,
-            argv=_py("regionctl.worker_main", "feature-updater", "--region", region.name),
-        ))
-    for ident in ("a", "b"):
-        port = topology.settings.controller_port if ident == "a" else 0
-        specs.append(ProcessSpec(
-            name=f"controller-{ident}", kind="controller", port=port,
-            argv=_py("regionctl.main", "controller", "--id", f"controller-{ident}", "--store", control_store_url,
-                     *(("--api-port", str(topology.settings.controller_port)) if ident == "a" else ("--api-port", "0"))),
-        ))
-    specs.append(ProcessSpec(
-        name="edge", kind="edge", port=topology.settings.edge_port,
-        argv=_py("regionctl.main", "edge", "--store", control_store_url),
-    ))
-    return specs
 
 
 def _proc_start(pid: int) -> int | None:
@@ -247,15 +206,15 @@ def stack_urls(state_dir: Path) -> StackUrls:
 
 
 def up(
-    topology: Topology, *, topology_path: Path, state_dir: Path, urls: StackUrls, progress: ProgressFn = lambda _m: None,
+    specs: Sequence[ProcessSpec], *, topology_path: Path, state_dir: Path, progress: ProgressFn = lambda _m: None,
     ready_timeout_s: float = 60.0, kinds: Iterable[str] | None = None,
 ) -> StackState:
-    """Start every process of the stack that is not already running; wait until each is ready."""
+    """Start every process of `specs` (in order; the caller says what runs, e.g.
+    regionctl.stack_specs) that is not already running; wait until each is ready."""
     state = StackState.load(state_dir)
     state.topology_path = str(topology_path.resolve())
     ensure_tokens(state_dir)
     wanted = set(kinds) if kinds is not None else None
-    specs = process_specs(topology, state_dir=state_dir, artifacts_url=urls.artifacts, control_store_url=urls.control_store)
     env = _env(state.topology_path, state_dir)
     started: list[RunningProcess] = []
     try:

@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import redis
 
 from regions import redis_keys
 from regions.errors import InputError
 from regions.geo import home_geography_of
 from regions.topology import Topology
+from replication.redis_io import Redis, RedisError, text
 
 SCAN_BATCH = 1000
 """Log entries read per XRANGE while searching a stream: bounded memory on long logs."""
@@ -65,26 +65,23 @@ class DeletionReport:
         return sum(r.log_total for r in self.regions)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 def entry_names_user(fields: Mapping[Any, Any], user_id: str) -> bool:
     """True when a stream entry (an event or a dead letter's raw copy) identifies `user_id`."""
-    decoded = {_text(k): _text(v) for k, v in fields.items()}
+    decoded = {text(k): text(v) for k, v in fields.items()}
     if decoded.get("user_id") == user_id:
         return True
     raw = decoded.get("raw")
     return raw is not None and f"user_id={user_id}" in raw.split(";")
 
 
-def _log_streams(client: redis.Redis) -> list[str]:
+def _log_streams(client: Redis) -> list[str]:
     streams = [redis_keys.EVENT_LOG, redis_keys.DEAD_LETTER]
-    replicas = sorted(_text(k) for k in client.scan_iter(match=redis_keys.replica_log("*"), count=1000))
+    replicas = sorted(text(k) for k in client.scan_iter(match=redis_keys.replica_log("*"), count=1000))
     return streams + replicas
 
 
-def _purge_stream(client: redis.Redis, stream: str, user_id: str, *, batch: int) -> int:
+def _purge_stream(client: Redis, stream: str, user_id: str, *, batch: int) -> int:
     removed = 0
     start = "-"
     while True:
@@ -96,11 +93,11 @@ def _purge_stream(client: redis.Redis, stream: str, user_id: str, *, batch: int)
             removed += int(client.xdel(stream, *doomed))
         if len(chunk) < batch:
             return removed
-        start = f"({_text(chunk[-1][0])}"
+        start = f"({text(chunk[-1][0])}"
 
 
 def delete_user(
-    topology: Topology, clients: Mapping[str, redis.Redis], user_id: str, now: float, *, batch: int = SCAN_BATCH,
+    topology: Topology, clients: Mapping[str, Redis], user_id: str, now: float, *, batch: int = SCAN_BATCH,
 ) -> DeletionReport:
     """Remove `user_id`'s personal data from every region of their geography; tombstone them there."""
     if not user_id:
@@ -113,7 +110,7 @@ def delete_user(
         try:
             clients[region].hset(redis_keys.TOMBSTONES, user_id, repr(now))
             tombstoned.add(region)
-        except redis.RedisError as exc:
+        except RedisError as exc:
             errors[region] = f"tombstone not written: {exc}; run the deletion again when {region} is back"
     results: list[RegionDeletion] = []
     for region in regions:
@@ -133,7 +130,7 @@ def delete_user(
                 n = _purge_stream(client, stream, user_id, batch=batch)
                 if n:
                     removed[stream] = n
-        except redis.RedisError as exc:
+        except RedisError as exc:
             results.append(RegionDeletion(region=region, tombstoned=True, features_removed=0, cached_results_removed=0,
                                           log_entries_removed=removed,
                                           error=f"removal interrupted: {exc}; run the deletion again when {region} is back"))

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from regions.errors import InputError
 from regions.topology import Topology
 from replication.deletion import DeletionReport, delete_user
-from replication.interaction_log import connect_all
+from replication.redis_io import connect_all
 
 Record = Callable[[str, Mapping[str, Any]], None]
 """record(reason, inputs): where the erasure is written down (the decision journal)."""

@@ -19,7 +19,8 @@ from regions.errors import InputError, ShopNowError
 from regions.tokens import read_roles
 from regions.topology import Topology
 from replication.artifact_store import ArtifactStore
-from replication.interaction_log import ClientSettings, append_events, connect, parse_batch
+from replication.interaction_log import append_events, parse_batch
+from replication.redis_io import ClientSettings, connect
 from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle

@@ -19,9 +19,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
-import redis
 
 from regions import redis_keys
 from regions.errors import InputError, TemporaryError
@@ -31,6 +30,7 @@ from contracts.events import Event
 from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry
 from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag
+from replication.redis_io import Redis, RedisError, text
 from serving.user_state import UserState, apply_event
 
 _log = logging.getLogger(__name__)
@@ -101,15 +101,12 @@ class UpdateResult:
     conflict: bool = False
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 class FeatureUpdater:
     """Applies a region's log streams to its users' features, one bounded batch per `step()`."""
 
     def __init__(
-        self, *, topology: Topology, region: str, client: redis.Redis,
+        self, *, topology: Topology, region: str, client: Redis,
         category_of: Mapping[str, str] | None = None, settings: UpdaterSettings = UpdaterSettings(),
         metrics: ReplicationMetrics | None = None, clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -136,7 +133,7 @@ class FeatureUpdater:
     def _load_positions(self) -> dict[str, str]:
         if self._positions is None:
             raw = self.client.mget([self.checkpoint_key(s) for s in self.streams])
-            self._positions = {s: (_text(v) if v is not None else "0-0") for s, v in zip(self.streams, raw)}
+            self._positions = {s: (text(v) if v is not None else "0-0") for s, v in zip(self.streams, raw)}
         return self._positions
 
     def step(self) -> UpdateResult:
@@ -145,7 +142,7 @@ class FeatureUpdater:
         Raises TemporaryError when the region's Redis is unreachable."""
         try:
             return self._step()
-        except redis.RedisError as exc:
+        except RedisError as exc:
             self._positions = None
             raise TemporaryError(f"region {self.region!r}: feature updater cannot reach Redis: {exc}", delay=0.5) from exc
 
@@ -253,7 +250,7 @@ class FeatureUpdater:
                     for item in missing:
                         pipe.hget(redis_keys.item_features(item), "category")
                     for item, raw in zip(missing, pipe.execute()):
-                        self._categories[item] = _text(raw) if raw is not None else None
+                        self._categories[item] = text(raw) if raw is not None else None
         categories = self._categories
         return lambda item: categories.get(item)
 

@@ -18,6 +18,7 @@ import redis
 
 from failover.control_api import ControlClient
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.processes import wait_until
 from regions.topology import Topology, load_topology
 from tests.stack_helpers import publish_and_promote, write_topology
@@ -58,7 +59,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> 
     urls = stack.stack_urls(s.state)
     publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
     try:
-        stack.up(topo, topology_path=topo_file, state_dir=s.state, urls=urls)
+        stack.up(stack_specs(topo, state_dir=s.state, urls=urls), topology_path=topo_file, state_dir=s.state)
         ControlClient(s.api, stack.token_for(s.state, "viewer")).wait_until_healthy()
         yield s
     finally:

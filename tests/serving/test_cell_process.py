@@ -147,6 +147,16 @@ def test_bad_events_change_nothing(cell: Cell, body: Any, status: int, field: st
     assert client.xlen("log:events") == before
 
 
+@pytest.mark.parametrize(("params", "field"), [
+    ({"user_id": "us-1", "count": "many"}, "count"), ({"user_id": "us-1", "count": 101}, "count"),
+    ({"user_id": "u" * 129}, "user_id"), ({"user_id": "us-1", "max_tier": "gold"}, "max_tier"),
+    ({"user_id": "us-1", "geography": "mars"}, "geography"),
+])
+def test_bad_reads_answer_the_one_error_body(cell: Cell, params: dict[str, Any], field: str) -> None:
+    resp = httpx.get(cell.base + "/v1/recommendations/homepage", params=params, timeout=5)
+    assert resp.status_code == 422 and resp.json() == {"error": {"field": field, "message": resp.json()["error"]["message"]}}
+
+
 def test_grpc_recommend_log_events_and_health(cell: Cell) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{cell.region.grpc_port}") as channel:
         stub = pb_grpc.RecommenderStub(channel)
