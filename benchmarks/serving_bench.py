@@ -123,16 +123,18 @@ def split_cpus() -> tuple[set[int], set[int]]:
 # -- bundle and user states ------------------------------------------------------------------------
 def ensure_bundle(settings: ServingBenchSettings, geographies: dict[str, float], log: Callable[[str], None]) -> Path:
     """The cached demo bundle, trained once (atomically renamed into place)."""
-    from serving import marketplace, training
+    from replication.manifest import new_bundle_version
+    from serving import geo_training, marketplace
 
-    target = settings.cache_dir / f"bundle-{settings.size}-seed{settings.seed}"
+    target = settings.cache_dir / f"bundle-{settings.size}-seed{settings.seed}-us"  # a cell loads its geography's bundle only
     if (target / "manifest.json").exists():
         return target
     log(f"training the {settings.size} bundle once into {target} (~20 s)")
     dataset = marketplace.generate_named(settings.size, seed=settings.seed, geographies=geographies)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=settings.cache_dir))
-    training.train_bundle(dataset, out_dir=staging / "b", now=time.time())
+    geo_training.train_geography_bundle(dataset, "us", topology=load_topology(), out_dir=staging / "b", now=time.time(),
+                                        bundle_version=new_bundle_version(time.time()))
     os.replace(staging / "b", target)
     shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -195,7 +197,7 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
     """Start redis + a pinned cell serving the demo bundle; stop both (and unpin this process) on exit."""
     import httpx
 
-    from replication.artifact_store import LocalArtifactStore
+    from replication.geo_artifacts import open_geo_store
     from replication.promotion import promote_verified
     from serving.bundle_checks import SEMANTIC_CHECKS
     from serving.feature_store import FeatureStore
@@ -216,9 +218,9 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
         redis = start_redis(port=redis_port, data_dir=tmp / "redis", appendfsync="no")
         procs.append(redis)
         pin(redis.pid, client_cpus)
-        version = LocalArtifactStore(tmp / "artifacts").publish(bundle_dir)
-        promote_verified(LocalArtifactStore(tmp / "artifacts"), version, supported_schema_versions={SCHEMA_VERSION},
-                         semantic_checks=SEMANTIC_CHECKS)
+        geo_store = open_geo_store((tmp / "artifacts").as_uri(), geo)  # the cell opens the same one
+        version = geo_store.publish(bundle_dir)
+        promote_verified(geo_store, version, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
         store = FeatureStore.from_url(topology.region(settings.region).redis_url(), region=settings.region, topology=topology)
         for user_id, state in users.items():
             store.put_user_state(user_id, state)

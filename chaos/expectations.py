@@ -133,23 +133,27 @@ def feature_store_fallback(region: str, requests: int = 20, configuration: Confi
 
 # -- corrupted artifact -------------------------------------------------------------------------
 def bundle_guarded(requests: int = 5, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """When the store's current bundle fails its checksums, every cell reports it refused and keeps
-    serving another (the last good) bundle; otherwise every cell serves the current bundle."""
+    """When a geography's current bundle fails its checksums, every cell of that geography reports it
+    refused and keeps serving another (the last good) bundle; every other cell serves its
+    geography's current bundle."""
     from replication.verifying import BundleRejected, verify_integrity
     from regions.errors import ShopNowError
 
 
     ctx = context_from(configuration)
-    store = local_store(ctx, "bundle_guarded")
-    current = store.current()
-    try:
-        verify_integrity(store.root / "bundles" / str(current))
-        fault = False
-    except (BundleRejected, ShopNowError):
-        fault = True
+    state: dict[str, tuple[str | None, bool]] = {}
+    for geo in sorted(ctx.topology.geographies):  # each geography's store, current pointer and fault
+        store = local_store(ctx, "bundle_guarded", geography=geo)
+        current_of_geo = store.current()
+        try:
+            verify_integrity(store.root / "bundles" / str(current_of_geo))
+            state[geo] = (current_of_geo, False)
+        except (BundleRejected, ShopNowError):
+            state[geo] = (current_of_geo, True)
     problems: list[str] = []
     serving: dict[str, Any] = {}
     for region in sorted(ctx.topology.regions):
+        current, fault = state[ctx.topology.region(region).geography]
         ready = _readyz(ctx, region)
         serving[region] = ready.get("bundle_version")
         problems += _answer_problems(ask_cell(ctx, region, requests=requests), region)
@@ -161,7 +165,8 @@ def bundle_guarded(requests: int = 5, configuration: Configuration = None, secre
                 problems.append(f"{region} does not report {current} refused (bundle_refused={refused or None})")
         elif ready.get("bundle_version") != current:
             problems.append(f"{region} serves {ready.get('bundle_version')}, not the current bundle {current}")
-    return _verdict(problems, fault=fault, current=current, serving=serving)
+    return _verdict(problems, fault=any(f for _, f in state.values()),
+                    current={geo: c for geo, (c, _) in state.items()}, serving=serving)
 
 
 # -- stale ANN index ----------------------------------------------------------------------------

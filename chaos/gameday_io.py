@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from chaoslib.run import RunEventHandler
 
-from chaos.context import REGION_KINDS, StackContext, population
+from chaos.context import REGION_KINDS, StackContext, default_geography, population
 from chaos.redis_io import region_client
 from contracts.store_keys import PARTITIONS_KEY
 from chaos.measurement import AckedEvent, first_rollback_at
@@ -26,6 +26,7 @@ from regions import stack
 from regions.errors import InputError
 from regions.geo import replication_peers
 from regions.redis_keys import EVENT_LOG, replica_log
+from replication.geo_artifacts import geo_store_url
 
 Progress = Callable[[str], None]
 _KINDS_OF = {
@@ -58,11 +59,12 @@ def targets_of(func: str, arguments: Mapping[str, Any], ctx: StackContext) -> li
     if func in ("partition_region", "heal_partition"):
         return [f"control store key {PARTITIONS_KEY} in {ctx.control_store_url} (region {region or 'all'})"]
     if func in ("publish_corrupt_bundle", "restore_good_bundle"):
+        geo = default_geography(ctx)
         current = None
-        pointer = Path(ctx.artifacts_url.removeprefix("file://")) / "pointer.json"
+        pointer = Path(geo_store_url(ctx.artifacts_url, geo).removeprefix("file://")) / "pointer.json"
         if ctx.artifacts_url.startswith("file://") and pointer.exists():
             current = json.loads(pointer.read_text()).get("current")
-        return [f"artifact store {ctx.artifacts_url} pointer (current bundle {current or 'unknown'})"]
+        return [f"artifact store {ctx.artifacts_url}, geography {geo}: pointer (current bundle {current or 'unknown'})"]
     return [f"unknown action {func}"]
 
 

@@ -124,7 +124,8 @@ def status_document(controller: Controller) -> dict[str, Any]:
     }
 
 
-def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner) -> FastAPI:
+def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner,
+               retention_key: bytes | None = None) -> FastAPI:
     app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None, openapi_url=None)
 
     def need(permission: Permission) -> Callable[..., Principal]:
@@ -191,7 +192,8 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     def delete_user(user_id: str, body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
         report = erase_user(controller.topology, user_id, now=controller.clock(), reason=body.reason,
                             record=lambda why, inputs: controller.journal.append(
-                                actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs))
+                                actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs),
+                            pseudonym_key=retention_key)
         return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
     @app.post("/v1/steer")
@@ -323,7 +325,7 @@ class ControlClient:
 
 
 def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, host: str, port: int,
-          log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+          retention_key: bytes | None = None, log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
     """Run the controller loop in a thread and the API in this one until SIGTERM/SIGINT; then resign."""
     import uvicorn
 
@@ -335,7 +337,7 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
     loop = threading.Thread(target=controller.run, kwargs={"stop": stopping.is_set}, name="controller", daemon=True)
     loop.start()
     log(f"API id={controller.holder} url=http://{host}:{port}")
-    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills),
+    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills, retention_key=retention_key),
                                            host=host, port=port, log_level="warning", access_log=False))
     try:
         server.run()

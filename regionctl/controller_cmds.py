@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts.environment import calibration_path, topology_path
+from contracts.environment import calibration_path, retention_key, topology_path
 from failover.auth import TOKEN_ENV, Permission, TokenBook, tokens_path
 from regions.tokens import ensure_tokens_file
 from failover.control_api import ControlClient, parse_duration
@@ -154,7 +154,7 @@ def register(app: typer.Typer) -> None:
         drills = DrillRunner(ctl, reports_dir=reports_dir(os.environ),
                              edge_url=edge_url or f"http://{host}:{topo.settings.edge_port}")
         try:
-            serve(controller=ctl, tokens=book, drills=drills, host=host, port=port)
+            serve(controller=ctl, tokens=book, drills=drills, host=host, port=port, retention_key=retention_key(os.environ))
         finally:
             prober.close()
             control.close()

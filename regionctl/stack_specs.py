@@ -2,6 +2,7 @@
 entry points (regions.stack starts and stops whatever specs it is handed and names no program).
 
     per region   redis-server (AOF on), the cell (HTTP + gRPC), the replicator, the feature updater
+    one          the retention worker (every region, hourly: replication.retention_worker)
     then         the controllers a (control API on the topology's port) and b (standby), the edge
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ def stack_specs(topology: Topology, *, state_dir: Path, urls: StackUrls) -> list
             name=f"feature-updater-{region.name}", kind="feature-updater", region=region.name,
             argv=_py("regionctl.worker_main", "feature-updater", "--region", region.name),
         ))
+    specs.append(ProcessSpec(  # one for the stack: retention over every region, hourly (replication.retention_worker)
+        name="retention", kind="retention", argv=_py("regionctl.worker_main", "retention"),
+    ))
     for ident in ("a", "b"):
         port = topology.settings.controller_port if ident == "a" else 0
         specs.append(ProcessSpec(

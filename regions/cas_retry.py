@@ -11,7 +11,7 @@ raises propagates at once: only a lost race is retried. After `attempts` lost ra
 `min(max_backoff_s, backoff_s * multiplier**(k-1))` (0 when backoff_s is 0).
 
 Every CAS loop in the tree (the controller's overrides, the journal's append and head, chaos's
-partitions, the S3 pointer, Consul's unconditional delete) runs under a policy of this shape.
+partitions, the S3 pointer, Consul's unconditional delete, the tombstone-checked event append) runs under a policy of this shape.
 """
 from __future__ import annotations
 

@@ -258,7 +258,7 @@ def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
 def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
     """Stop exactly the processes `up` recorded, edge first and Redis last."""
     state = StackState.load(state_dir)
-    order = ["edge", "controller", "cell", "replicator", "feature-updater", "redis"]
+    order = ["edge", "controller", "cell", "replicator", "feature-updater", "retention", "redis"]
     stopped: list[str] = []
     for kind in order:
         names = stop_processes([p for p in state.processes.values() if p.kind == kind])

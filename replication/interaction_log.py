@@ -32,7 +32,13 @@ from regions.errors import InputError, TemporaryError
 from regions.geo import home_geography_of, may_hold_personal_data
 from regions.topology import Topology
 from contracts.events import EVENT_WEIGHTS, MAX_BATCH, Event, parse_event
-from replication.redis_io import Redis, RedisError, ResponseError, text
+from regions.cas_retry import LOST, CasRetry, Lost
+from replication.redis_io import Redis, RedisError, ResponseError, WatchError, text
+from replication.tombstones import first_deleted
+
+TOMBSTONE_WATCH_ATTEMPTS = 5
+"""Deletions are rare (a handful a minute at most); losing the WATCH race five times in a row means
+something is rewriting the tombstone hash in a loop: the caller retries later."""
 
 
 
@@ -56,8 +62,9 @@ def require_resident(topology: Topology, *, region: str, event: Event) -> None:
 def append_events(client: Redis, events: Sequence[Event], *, topology: Topology, region: str) -> list[str]:
     """Append a batch to the region's log; return the stream ids (the acknowledgement).
 
-    Refuses the whole batch (InputError, nothing written) when it is larger than MAX_BATCH or an
-    event's user lives in another geography. Raises TemporaryError when Redis is unavailable.
+    Refuses the whole batch (InputError, nothing written) when it is larger than MAX_BATCH, an
+    event's user lives in another geography, or an event's user is tombstoned (UserDeleted, checked
+    atomically with the append). Raises TemporaryError when Redis is unavailable.
     """
     if len(events) > MAX_BATCH:
         raise InputError("events", f"at most {MAX_BATCH} events per batch, got {len(events)}; split the batch")
@@ -65,11 +72,27 @@ def append_events(client: Redis, events: Sequence[Event], *, topology: Topology,
         require_resident(topology, region=region, event=event)
     if not events:
         return []
-    try:
-        with client.pipeline(transaction=True) as pipe:
+    users = [e.user_id for e in events]
+
+    def try_once(pipe: Any) -> list[Any] | Lost:
+        """WATCH the tombstones, check, append: a deletion between the check and the XADD aborts the EXEC."""
+        try:
+            pipe.watch(redis_keys.TOMBSTONES)
+            deleted = first_deleted(users, pipe.hmget(redis_keys.TOMBSTONES, users))
+            if deleted is not None:
+                raise deleted
+            pipe.multi()
             for event in events:
                 pipe.xadd(redis_keys.EVENT_LOG, event.to_fields())  # type: ignore[arg-type]
-            ids = pipe.execute()
+            return pipe.execute()
+        except WatchError:
+            return LOST
+
+    retry = CasRetry(attempts=TOMBSTONE_WATCH_ATTEMPTS, exhausted=lambda n: TemporaryError(
+        f"region {region!r}: {n} deletions changed {redis_keys.TOMBSTONES} while appending; retry the batch", delay=0.1))
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            ids = retry.run(lambda: try_once(pipe))
     except RedisError as exc:
         raise TemporaryError(f"region {region!r}: could not append to {redis_keys.EVENT_LOG}: {exc}", delay=0.5) from exc
     return [text(i) for i in ids]

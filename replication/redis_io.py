@@ -17,11 +17,13 @@ from regions.topology import Topology
 Redis = redis.Redis
 RedisError = redis.RedisError
 ResponseError = redis.ResponseError
+WatchError = redis.WatchError
 
 
-def text(value: Any) -> str:
-    """A reply field as text (bytes clients return bytes)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+def text(value: Any, *, errors: str = "strict") -> str:
+    """A reply field as text (bytes clients return bytes). `errors="replace"` for scans of data of
+    any shape (the residency audit), where undecodable bytes must not stop the scan."""
+    return value.decode("utf-8", errors) if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)

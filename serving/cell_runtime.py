@@ -25,14 +25,16 @@ from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
+from serving.bundle_residency import residency_check
 from serving.feature_store import (
     FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
 )
 from serving.feature_updater import CONSUMER
-from serving.drift_monitor import FeatureSampler, cell_drift
+from serving.drift_monitor import FeatureSampler, SamplerSettings, cell_drift
 from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
 from serving.request_stats import RequestStats
+from serving.residency import TombstoneView
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,8 @@ class CellSettings:
 class CellRuntime:
     def __init__(self, *, topology: Topology, region: str, store: FeatureStore, artifacts: ArtifactStore,
                  cache_dir: Path, settings: CellSettings = CellSettings(),
-                 ladder_settings: LadderSettings = LadderSettings()) -> None:
+                 ladder_settings: LadderSettings = LadderSettings(),
+                 sampler_settings: SamplerSettings = SamplerSettings()) -> None:
         self.topology = topology
         self.region = region
         self.settings = settings
@@ -61,15 +64,18 @@ class CellRuntime:
         self.metrics = CellMetrics()
         self.stats = RequestStats()
         self._serving = Serving.of(None)
-        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse)
-        self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
-                                       ladder_settings=ladder_settings)
-        self.sampler = FeatureSampler()
-        self.recommender.feature_sampler = self.sampler
+        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse,
+                                   extra_checks=(residency_check(topology, topology.region(region).geography),))
         quick = ClientSettings(connect_timeout_s=settings.readiness_redis_timeout_s,
                                socket_timeout_s=settings.readiness_redis_timeout_s, retries=0)
         self._peers = {name: connect(topology, name, settings=quick) for name, r in topology.regions.items()
                        if r.geography == topology.region(region).geography}
+        self.tombstones = TombstoneView(self._peers[region])
+        self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
+                                       ladder_settings=ladder_settings, tombstones=lambda: self.tombstones.users,
+                                       on_anonymous=lambda reason: self.metrics.anonymous_answers.labels(reason=reason).inc())
+        self.sampler = FeatureSampler(sampler_settings)
+        self.recommender.feature_sampler = self.sampler
         self._log_client = connect(topology, region, settings=ClientSettings(connect_timeout_s=0.2, socket_timeout_s=1.0, retries=1))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -103,6 +109,7 @@ class CellRuntime:
         watcher.start()
         sync = threading.Thread(target=self._catalog_sync, name="catalog-sync", daemon=True)
         sync.start()
+        self.tombstones.start()
         self._threads = [watcher, sync]
 
     def _catalog_sync(self) -> None:
@@ -117,6 +124,7 @@ class CellRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.tombstones.stop()
         for thread in self._threads:
             if isinstance(thread, BundleWatcher):
                 thread.stop()

@@ -4,6 +4,8 @@ in feature_stats.json. Exported as metrics (CellMetrics.observe_drift) and in /r
 
 Sampling costs nothing on most requests: every `every`-th scored request recomputes its feature
 matrix once (the same serving.features function) and keeps up to `rows_per_request` rows of it.
+The cell reads `REGIONCTL_DRIFT_EVERY`, `REGIONCTL_DRIFT_ROWS_PER_REQUEST` and
+`REGIONCTL_DRIFT_CAPACITY` (SamplerSettings.from_env): a low-traffic cell samples more often.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from contracts.environment import load_settings
+from regions.errors import InputError
 from serving.drift import drift_report
 
 
@@ -25,6 +29,18 @@ class SamplerSettings:
     """Rows kept per sampled request: many users, not one user's 200 candidates."""
     capacity: int = 5000
     """Rows kept (newest): PSI over ten bins is stable at a few thousand rows."""
+
+    def __post_init__(self) -> None:
+        for name in ("every", "rows_per_request", "capacity"):
+            if getattr(self, name) < 1:
+                raise InputError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.capacity < self.rows_per_request:
+            raise InputError("capacity", f"must be >= rows_per_request ({self.rows_per_request}), got {self.capacity}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "SamplerSettings":
+        """The defaults overridden by REGIONCTL_DRIFT_<FIELD> variables (unknown ones refused)."""
+        return load_settings(cls(), environ, prefix="REGIONCTL_DRIFT_", what="drift sampler setting")
 
 
 class FeatureSampler:

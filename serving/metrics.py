@@ -16,6 +16,7 @@ Metric names (prefix `shopnow_cell_`):
     feature_age_seconds{kind}                   age of the oldest feature at the last check (user|item)
     events_accepted_total                       interaction events appended to the log
     events_refused_total{reason}                interaction events refused, by reason
+    anonymous_answers_total{reason}             requests naming a user answered anonymously (foreign_user, deleted_user)
 `render()` gives the body and content type of GET /metrics.
 """
 from __future__ import annotations
@@ -66,8 +67,13 @@ class CellMetrics:
                                    namespace=NAMESPACE, registry=r)
         self.feature_drift_rows = Gauge("feature_drift_sample_rows", "Scored feature vectors in the drift sample.",
                                         namespace=NAMESPACE, registry=r)
+        self.anonymous_answers = Counter(
+            "anonymous_answers", "Requests naming a user answered anonymously instead (serving.residency reasons).",
+            ["reason"], namespace=NAMESPACE, registry=r)
         for tier in TIER_NAMES:
             self.tier_choices.labels(tier=tier)
+        for reason in ("foreign_user", "deleted_user"):
+            self.anonymous_answers.labels(reason=reason)
         for kind in ("user", "item"):
             self.stale_features.labels(kind=kind).set(0)
             self.feature_age.labels(kind=kind).set(0)

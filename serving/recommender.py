@@ -34,6 +34,7 @@ from serving.bundle import LoadedBundle
 from serving.feature_store import CachedSlate, FeatureStore, FeatureStoreUnavailable, ItemFeatures
 from serving.features import LiveItems
 from serving.reranking import ItemMeta, RerankRules, rerank
+from serving.residency import personalisation_refusal
 from serving.user_state import UserState
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,13 @@ class Recommender:
         ladder_settings: LadderSettings = LadderSettings(), rules: RerankRules = RerankRules(),
         cache_ttl_s: float | None = None, clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        tombstones: Callable[[], frozenset[str]] = frozenset, on_anonymous: Callable[[str], None] = lambda _reason: None,
     ) -> None:
         self.region = region
+        self.tombstones = tombstones
+        """The region's deleted users (serving.residency.TombstoneView.users); never personalised."""
+        self.on_anonymous = on_anonymous
+        """Called with the reason when a request naming a user is answered anonymously."""
         self.topology = topology
         self.store = store
         self.feature_sampler: Any = None
@@ -261,7 +267,7 @@ class Recommender:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
             bundle = ctx.serving.bundle
             assert bundle is not None
-            key = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
+            key = (bundle.user_segment.get(user_id) if user_id else None) or bundle.segment_of({"geo": geo})
             rows = bundle.segment_list(key)[: request.count * (1 + RESERVE_FACTOR)]
             return TierOutput.from_ids(bundle.item_ids(rows), count=request.count)
         return fetch
@@ -281,8 +287,16 @@ class Recommender:
         ctx = _Request(serving=serving)
         request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)
         specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx))]
-        if user_id is not None and serving.bundle is not None:
+        if user_id is not None:
             geo = self.topology.geography(geography).name if geography else home_geography_of(user_id, self.topology)
+            refusal = personalisation_refusal(self.topology, region=self.region, user_id=user_id, geography=geo,
+                                              tombstones=self.tombstones())
+            if refusal:  # anonymous: the serving geography's segment, then popularity; nothing of the user's is read
+                self.on_anonymous(refusal)
+                user_id = None
+                if serving.bundle is not None:
+                    specs = [TierSpec(Tier.SEGMENT, self._segment(ctx, "", self.topology.region(self.region).geography)), *specs]
+        if user_id is not None and serving.bundle is not None:
             specs = [
                 TierSpec(Tier.FULL, self._full(ctx, user_id, geo), frozenset({"redis", "ranker"})),
                 TierSpec(Tier.CACHED, self._cached(ctx, user_id), frozenset({"redis"})),

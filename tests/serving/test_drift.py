@@ -10,6 +10,7 @@ import pytest
 from regions.errors import InputError
 from serving.bundle import LoadedBundle
 from serving.drift import PSI_ALERT, drift_report, feature_distribution, psi
+from serving.drift_monitor import FeatureSampler, SamplerSettings
 from serving.features import LiveItems
 from serving.marketplace import SIZES, generate
 from serving.training import replay_states, train_bundle
@@ -71,3 +72,19 @@ def test_psi_is_zero_on_the_same_distribution_and_grows_with_a_shift():
         drift_report(stats, X, ["x", "y"])
     const = feature_distribution(np.zeros((1000, 1)), ["c"])
     assert drift_report(const, np.ones((1000, 1)), ["c"])["verdict"] == "drift"
+
+
+def test_the_sampler_keeps_every_nth_request_and_the_newest_rows_and_reads_its_settings_from_the_environment():
+    settings = SamplerSettings.from_env({"REGIONCTL_DRIFT_EVERY": "2", "REGIONCTL_DRIFT_ROWS_PER_REQUEST": "3",
+                                         "REGIONCTL_DRIFT_CAPACITY": "4"})
+    assert (settings.every, settings.rows_per_request, settings.capacity) == (2, 3, 4)
+    sampler = FeatureSampler(settings)
+    for n in range(6):
+        sampler.maybe(lambda n=n: np.full((10, 1), float(n)))
+    assert sorted(sampler.sample()[:, 0].tolist()) == [3.0, 5.0, 5.0, 5.0]  # requests 1, 3, 5 sampled; newest 4 rows kept
+    for bad, field in (({"REGIONCTL_DRIFT_EVERY": "0"}, "REGIONCTL_DRIFT_EVERY"),
+                       ({"REGIONCTL_DRIFT_CAPACITY": "5"}, "REGIONCTL_DRIFT_CAPACITY"),
+                       ({"REGIONCTL_DRIFT_EVRY": "1"}, "REGIONCTL_DRIFT_EVRY")):
+        with pytest.raises(InputError) as info:
+            SamplerSettings.from_env(bad)
+        assert info.value.field == field

@@ -1,6 +1,7 @@
 """`regionctl train --data NAME|PATH` as a process: the all/warm/cold table and the ratios."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,15 +16,22 @@ def _train(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=240)
 
 
-def test_train_prints_full_pipeline_against_popularity_for_all_warm_and_cold_users(tmp_path):
-    done = _train("--data", "synthetic", "--size", "tiny", "--max-users", "200", "--out", str(tmp_path / "b"))
+def test_train_prints_full_pipeline_against_popularity_for_all_warm_and_cold_users_per_geography(tmp_path):
+    done = _train("--data", "synthetic", "--size", "tiny", "--max-users", "200", "--no-tombstones",
+                  "--out", str(tmp_path / "b"))
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "NDCG@10 full pipeline / popularity: all" in out and " warm " in out and " cold " in out
-    for cohort in ("all", "warm", "cold"):
-        assert any(line.count("│") > 3 and f"│ {cohort}" in line and "full pipeline" in line for line in out.splitlines()), cohort
-    assert "recall@100 is measured on" in out and "ALS chosen on the validation split" in out
-    assert (tmp_path / "b" / "seen_policy.json").is_file() and (tmp_path / "b" / "feature_stats.json").is_file()
+    for geo in ("us", "eu"):
+        assert f"[{geo}] NDCG@10 full pipeline / {geo} popularity: all" in out and " warm " in out and " cold " in out
+        assert f"[{geo}] ALS chosen on the validation split" in out
+        section = out[out.index(f"geography {geo}: offline evaluation"):]
+        for cohort in ("all", "warm", "cold"):
+            assert any(line.count("│") > 3 and f"│ {cohort}" in line and "full pipeline" in line for line in section.splitlines()), (geo, cohort)
+        bundle = tmp_path / "b" / geo
+        assert (bundle / "seen_policy.json").is_file() and (bundle / "feature_stats.json").is_file()
+        users = json.loads((bundle / "users.json").read_text())
+        assert users and all(u["user_id"].startswith(f"{geo}-") for u in users)
+    assert "recall@100 is measured on" in out
 
 
 def test_an_unknown_data_source_is_refused_by_name(tmp_path):
