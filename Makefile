@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (apt-get)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v etcd >/dev/null 2>&1 || { \
+	  echo "installing etcd-server (apt-get)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

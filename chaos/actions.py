@@ -39,6 +39,7 @@ __all__ = [
     "publish_corrupt_bundle", "restore_good_bundle", "freeze_index", "unfreeze_index",
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
     "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
+    "kill_etcd_leader", "kill_etcd_quorum", "restore_etcd",
 ]
 
 SETTLE_TIMEOUT_S = 10.0
@@ -170,6 +171,49 @@ def restore_controllers(ready_timeout_s: float = READY_TIMEOUT_S, configuration:
     """Start again every controller process of the stack that is not running."""
     return _restart(context_from(configuration), "restore_controllers", kinds=("controller",),
                     ready_timeout_s=ready_timeout_s)
+
+
+# -- the etcd control store (a stack started with `regionctl up --control-store etcd`) -------------
+def _etcd_leader(ctx: StackContext, what: str) -> str:
+    from regions.etcd_cluster import leader_of
+    from regions.stack_etcd import load_members
+
+    members = load_members(ctx.state_dir)
+    if not members:
+        raise ActivityFailed(f"{what}: the stack in {ctx.state_dir} does not run on etcd; start it with "
+                             "`regionctl up --control-store etcd`")
+    running = set(_running_pids(ctx, kinds=("etcd",)))
+    return leader_of([m for m in members if m.name in running], timeout_s=SETTLE_TIMEOUT_S).name
+
+
+def kill_etcd_leader(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the etcd member that leads the cluster: the others elect a new leader (about 1-2 s)."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("kill_etcd_leader"):
+        leader = _etcd_leader(ctx, "kill_etcd_leader")
+        result = _kill(ctx, "kill_etcd_leader", names=(leader,))
+    return {**result, "etcd_leader": leader}
+
+
+def kill_etcd_quorum(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the etcd leader and one more member: 1 of 3 is left, no quorum. The controller must
+    stop writing and say so; the edge keeps its last table; cells keep serving."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("kill_etcd_quorum"):
+        leader = _etcd_leader(ctx, "kill_etcd_quorum")
+        others = sorted(n for n in _running_pids(ctx, kinds=("etcd",)) if n != leader)
+        result = _kill(ctx, "kill_etcd_quorum", names=(leader, *others[:1]))
+    return {**result, "etcd_leader": leader, "left": others[1:]}
+
+
+def restore_etcd(ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
+                 secrets: Secrets = None) -> dict[str, Any]:
+    """Start again every etcd member of the stack that is not running (each on its own data)."""
+    ctx = context_from(configuration)
+    result = _restart(ctx, "restore_etcd", kinds=("etcd",), ready_timeout_s=ready_timeout_s)
+    with _failing_as_activity("restore_etcd"):
+        stack._wait_etcd_healthy(ctx.state_dir, timeout=ready_timeout_s)
+    return result
 
 
 def _partitions(store: Any) -> list[str]:

@@ -32,7 +32,7 @@ from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
 from regions import stack
 
 __all__ = ["feature_store_fallback", "bundle_guarded", "index_freeze_contained", "feature_freshness_reported",
-           "ranking_deadline_holds", "leader_in_office", "routed_around"]
+           "ranking_deadline_holds", "leader_in_office", "routed_around", "control_store_quorum"]
 
 DEGRADED_TIERS = ("segment", "popularity")
 """What a cell can serve without its Redis: both lists ship in the bundle (cached results live in Redis)."""
@@ -293,3 +293,62 @@ def routed_around(region: str, configuration: Configuration = None, secrets: Sec
     if partitioned and not lost:
         problems += _answer_problems(ask_cell(ctx, region, requests=5), region)
     return _verdict(problems, fault=True, lost=lost, partitioned=partitioned, state=state, weights=weights)
+
+
+# -- the etcd control store (a stack started with `regionctl up --control-store etcd`) ------------
+def quorum_problems(*, members: int, running: int, store: Mapping[str, Any] | None, leader: str | None,
+                    running_controllers: Sequence[str], edge_table_version: int | None) -> tuple[bool, list[str]]:
+    """Pure: (fault, problems). With a quorum of members running, a running controller holds the
+    lease and the controller reports the store reachable; without one, the controller must report
+    the store unreachable and itself not writing, and the edge must still route by a table."""
+    fault = running <= members // 2
+    problems = []
+    if store is None:
+        problems.append("the controller's status did not answer")
+    elif fault and (store.get("reachable") or store.get("writing")):
+        problems.append(f"quorum lost ({running}/{members} members) but the controller says reachable="
+                        f"{store.get('reachable')} writing={store.get('writing')}")
+    elif not fault and not store.get("reachable"):
+        problems.append(f"{running}/{members} members run, yet the controller cannot reach the store: {store.get('error')}")
+    if not fault and leader not in running_controllers:
+        problems.append(f"the lease is held by {leader or 'nobody'}, not a running controller {list(running_controllers)}")
+    if edge_table_version is None or edge_table_version <= 0:
+        problems.append(f"the edge routes by no controller table (version {edge_table_version})")
+    return fault, problems
+
+
+def control_store_quorum(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Ground truth: how many of the stack's etcd members run (stack.json). Then `quorum_problems`
+    on the controller's /v1/status (store section), the lease holder and the edge's /readyz."""
+    from chaos.actions import chaos_token
+    from failover.control_stores import store_from_url
+    from regions.errors import ShopNowError
+    from regions.stack_etcd import load_members
+
+    ctx = context_from(configuration)
+    members = load_members(ctx.state_dir)
+    if not members:
+        raise ActivityFailed(f"the stack in {ctx.state_dir} does not run on etcd; start it with "
+                             "`regionctl up --control-store etcd`")
+    running = sum(_running(ctx, kinds=("etcd",)).values())
+    controllers = [n for n, up in _running(ctx, kinds=("controller",)).items() if up]
+    try:
+        status = httpx.get(f"{ctx.controller_url}/v1/status", timeout=HTTP_TIMEOUT_S * 3,
+                           headers={"Authorization": f"Bearer {chaos_token(ctx.state_dir)}"}).json()
+    except (httpx.HTTPError, ValueError):
+        status = {}
+    leader = None
+    if running > len(members) // 2:
+        try:
+            with store_from_url(ctx.control_store_url) as store:
+                lease = store.lease_holder(LEADER_LEASE)
+            leader = lease.holder if lease else None
+        except ShopNowError:
+            leader = None
+    try:
+        edge_version = httpx.get(f"{ctx.edge_url}/readyz", timeout=HTTP_TIMEOUT_S).json().get("table_version")
+    except (httpx.HTTPError, ValueError):
+        edge_version = None
+    fault, problems = quorum_problems(members=len(members), running=running, store=status.get("store"), leader=leader,
+                                      running_controllers=controllers, edge_table_version=edge_version)
+    return _verdict(problems, fault=fault, members_running=running, leader=leader, edge_table_version=edge_version)

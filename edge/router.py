@@ -214,6 +214,7 @@ class Edge:
         return ready, {"ready": ready, "table_version": state.table.version, "table_source": state.source,
                        "table_first_seen_at": state.first_seen_at, "table_updated_at": state.table.updated_at,
                        "fail_static": state.table.fail_static, "table_error": state.error, "polls": state.polls,
+                       "table_follow": state.follow,
                        "last_resort": {"source": self.last_resort.source, "items": len(self.last_resort.items),
                                        "note": self.last_resort.note}}
 

@@ -8,6 +8,7 @@
     POST   /v1/drills                      director, chaos   {region, dry_run, hold, reason} -> plan | drill id
     GET    /v1/drills/{id}                 viewer+
     GET    /v1/journal?limit=              viewer+
+    GET    /metrics                        (no token) Prometheus: store reachable, writing, leader, DNS publishing
 
 Answers: 401 without or with an unknown token; 403 for a role without the permission; 422 with
 {"error": {"field", "message"}} for bad input (nothing changes); 409 when a drill cannot start;
@@ -24,7 +25,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import httpx
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel
 
 from contracts.http_errors import error_response as _error
@@ -95,7 +97,12 @@ class DrillBody(BaseModel):
 def status_document(controller: Controller) -> dict[str, Any]:
     """What GET /v1/status answers: this process's view plus the store's table and the leader."""
     last = controller.last
-    table = controller.read_table()
+    try:
+        table, leader = controller.read_table(), controller.leader_info()
+    except TemporaryError as exc:  # the store is down: answer with what this process last saw
+        table = controller.followed_table()
+        leader = {"holder": None, "term": None, "api_url": None, "self": controller.holder,
+                  "is_self": controller.leadership.is_leader, "error": str(exc)}
     regions: dict[str, Any] = {}
     lags: list[dict[str, Any]] = []
     for name in sorted(controller.topology.regions):
@@ -112,7 +119,8 @@ def status_document(controller: Controller) -> dict[str, Any]:
                          "lag_s": lag.lag_s, "lag_events": lag.lag_events})
     steering = last.steering if last else None
     return {
-        "controller": controller.holder, "leader": controller.leader_info(), "probed_at": last.now if last else None,
+        "controller": controller.holder, "leader": leader, "probed_at": last.now if last else None,
+        "store": controller.store_status(),
         "regions": regions, "replication": lags,
         "table": table, "fail_static": bool((table or {}).get("fail_static")),
         "decision": None if steering is None else {
@@ -121,7 +129,23 @@ def status_document(controller: Controller) -> dict[str, Any]:
             "problems": list(last.problems) if last else []},
         "overrides": last.snapshot.overrides.to_dict() if last else {},
         "failback": {r: p.to_dict() for r, p in steering.failback.items()} if steering else {},
+        "dns": controller.dns.status() if controller.dns else None,
     }
+
+
+def metrics_text(controller: Controller) -> bytes:
+    """The controller's Prometheus metrics: whether its control store answers and it writes, whether
+    it leads, and (when configured) Route 53 publishing (failover.dns_publish)."""
+    registry = CollectorRegistry()
+    store = controller.store_status()
+    Gauge("shopnow_controller_store_reachable", "1 while the control store answers the controller",
+          registry=registry).set(1 if store["reachable"] else 0)
+    Gauge("shopnow_controller_writing", "1 while this controller leads and can write", registry=registry).set(
+        1 if store["writing"] else 0)
+    Gauge("shopnow_controller_leader", "1 while this controller holds the leader lease (its own view)",
+          registry=registry).set(1 if controller.leadership.is_leader else 0)
+    text = generate_latest(registry)
+    return text + generate_latest(controller.dns.registry) if controller.dns else text
 
 
 def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner,
@@ -173,6 +197,10 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     @app.get("/v1/status")
     def status(_: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
         return status_document(controller)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(metrics_text(controller), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/regions/{region}/drain")
     def drain(region: str, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -47,15 +48,23 @@ def register(app: typer.Typer) -> None:
     def up(
         topology: Path = typer.Option(None, help="Topology file (default: REGIONCTL_TOPOLOGY or topology.toml)."),
         state_dir: Path = typer.Option(None, help="Where the stack keeps its state (default: var/stack)."),
+        control_store: Optional[str] = typer.Option(
+            None, "--control-store", help="sqlite (the default: one file in the state dir) or etcd (a 3-member "
+                                          "etcd cluster on loopback, started with the stack); default: what the "
+                                          "state dir already uses."),
     ) -> None:
-        """Start the local stack: per region redis + cell + replicator + feature updater; the retention worker; controllers; edge."""
+        """Start the local stack: [etcd cluster]; per region redis + cell + replicator + feature updater; the retention worker; controllers; edge."""
+        from regions.stack_etcd import choose_store
+
         topo = load_topology(topology_path(os.environ, topology))
         state = (state_dir or stack.default_state_dir()).resolve()
+        choose_store(state, control_store)
         urls = stack.stack_urls(state)
         started = time.monotonic()
         version = ensure_bundle(urls.artifacts, topology=topo, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundles {version}")
         stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        console.print(f"control store {urls.control_store}")
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 

@@ -1,6 +1,7 @@
 """What the local stack runs: one ProcessSpec per process, in start order, with regionctl's own
 entry points (regions.stack starts and stops whatever specs it is handed and names no program).
 
+    first        the etcd members, when the stack runs on etcd (regions.stack_etcd: <state_dir>/etcd.json)
     per region   redis-server (AOF on), the cell (HTTP + gRPC), the replicator, the feature updater
     one          the retention worker (every region, hourly: replication.retention_worker)
     then         the controllers a (control API on the topology's port) and b (standby), the edge
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from regions.processes import redis_argv
 from regions.stack import ProcessSpec, StackUrls
+from regions.stack_etcd import load_members, member_commands
 from regions.topology import Topology
 
 
@@ -24,6 +26,8 @@ def stack_specs(topology: Topology, *, state_dir: Path, urls: StackUrls) -> list
     artifacts_url, control_store_url = urls.artifacts, urls.control_store
     host = topology.settings.host
     specs: list[ProcessSpec] = []
+    for member, argv in member_commands(load_members(state_dir) or (), state_dir):
+        specs.append(ProcessSpec(name=member.name, kind="etcd", port=member.client_port, argv=tuple(argv)))
     for region in topology.regions.values():
         data = state_dir / "redis" / region.name
         specs.append(ProcessSpec(
