@@ -106,9 +106,15 @@ def test_drift_is_seen_when_prices_are_written_10x_and_not_before(cell: Cell) ->
     users = json.loads((cell.bundle_dir / "users.json").read_text())
     us = [u["user_id"] for u in users if u["user_id"].startswith("us-")]
 
-    def traffic(n: int) -> None:
-        for k in range(n):
-            cell.homepage(us[k % len(us)], count=8)
+    def traffic(scored: int) -> None:
+        """Homepages until `scored` of them were fully ranked (each one sampled, 20 rows): a slow
+        machine's deadline misses fall back to tiers that score nothing."""
+        full = 0
+        for k in range(10 * scored):
+            full += cell.homepage(us[k % len(us)], count=8)["tier"] == "full"
+            if full == scored:
+                return
+        raise AssertionError(f"only {full} of {10 * scored} homepages were fully ranked")
 
     traffic(20)  # the whole 400-row window (DRIFT_WINDOW) is clean traffic
     clean = httpx.get(cell.base + "/readyz", timeout=5).json()["drift"]
