@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
         if train_first:
             console.rule("1. train and evaluate one demo bundle per geography")
             out = REPO_ROOT / "var" / "bundles" / f"demo-{int(time.time())}"
-            bundles = train(size="demo", seed=7, data="synthetic", out=out, topology=topo_path, geo=None, tombstones=True)
+            bundles = train(size="demo", seed=7, data="synthetic", max_users=None, out=out, topology=topo_path, geo=None,
+                            tombstones=True)
             versions = publish_geographies(urls.artifacts, topo, bundles)
             console.print(f"published and promoted {', '.join(f'{g}: {v}' for g, v in versions.items())} to {urls.artifacts} (one store per geography)")
         else:

@@ -25,6 +25,7 @@ def ensure_bundle(artifacts_url: str, *, topology, progress=lambda m: None) -> s
     from replication.geo_artifacts import open_geo_store
     from replication.manifest import new_bundle_version
     from serving.marketplace import generate_named
+    from serving.datasets.synthetic import SyntheticAdapter
     from regions.topology import REPO_ROOT
 
     current = {g: open_geo_store(artifacts_url, g, topology=topology).current() for g in sorted(topology.geographies)}
@@ -35,7 +36,8 @@ def ensure_bundle(artifacts_url: str, *, topology, progress=lambda m: None) -> s
         now = time.time()
         version = new_bundle_version(now)
         results = train_geographies(dataset, topology, out_root=REPO_ROOT / "var" / "bundles" / version, now=now,
-                                    bundle_version=version, geographies=missing, progress=progress)
+                                    bundle_version=version, geographies=missing, seen_policy=SyntheticAdapter().seen_policy,
+                                    progress=progress)
         current.update(publish_geographies(artifacts_url, topology, {g: r.bundle_dir for g, r in results.items()}))
         progress(f"bundles {', '.join(f'{g}={v}' for g, v in sorted(current.items()))} published and promoted")
     return ", ".join(f"{g}: {v}" for g, v in sorted(current.items()))

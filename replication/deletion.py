@@ -147,7 +147,8 @@ def delete_user(
             with client.pipeline(transaction=True) as pipe:
                 pipe.delete(redis_keys.user_features(user_id))
                 pipe.delete(redis_keys.cached_result(user_id))
-                features, cached = pipe.execute()
+                pipe.delete(redis_keys.seen_items(user_id))
+                features, cached, _seen = pipe.execute()
             for stream in _log_streams(client):
                 n = _purge_stream(client, stream, lambda f: entry_names_user(f, user_id), batch=batch)
                 if n:

@@ -31,6 +31,7 @@ from serving.feature_store import (
     FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
 )
 from serving.feature_updater import CONSUMER
+from serving.drift_monitor import FeatureSampler, SamplerSettings, cell_drift
 from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
 from serving.request_stats import RequestStats
@@ -55,7 +56,8 @@ class CellSettings:
 class CellRuntime:
     def __init__(self, *, topology: Topology, region: str, store: FeatureStore, artifacts: ArtifactStore,
                  cache_dir: Path, settings: CellSettings = CellSettings(),
-                 ladder_settings: LadderSettings = LadderSettings()) -> None:
+                 ladder_settings: LadderSettings = LadderSettings(),
+                 sampler_settings: SamplerSettings = SamplerSettings()) -> None:
         self.topology = topology
         self.region = region
         self.settings = settings
@@ -73,6 +75,8 @@ class CellRuntime:
         self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
                                        ladder_settings=ladder_settings, tombstones=lambda: self.tombstones.users,
                                        on_anonymous=lambda reason: self.metrics.anonymous_answers.labels(reason=reason).inc())
+        self.sampler = FeatureSampler(sampler_settings)
+        self.recommender.feature_sampler = self.sampler
         self._log_client = connect(topology, region, settings=ClientSettings(connect_timeout_s=0.2, socket_timeout_s=1.0, retries=1))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -82,6 +86,7 @@ class CellRuntime:
     # -- bundle ----------------------------------------------------------------------------
     def _on_swap(self, bundle: LoadedBundle) -> None:
         self._serving = Serving.of(bundle)
+        self.sampler.reset()
         self.metrics.set_bundle(bundle.version, loaded_at=time.time())
         self._seed_items(bundle)
 
@@ -182,6 +187,9 @@ class CellRuntime:
         self.metrics.observe_freshness(fresh)
         item_age = fresh.oldest_item_age_s
         refused = self.holder.refused
+        drift = cell_drift(bundle.feature_stats, self.sampler.sample(), bundle.feature_names) if bundle is not None else None
+        if drift is not None:
+            self.metrics.observe_drift(drift)
         body = {
             "ready": True, "region": self.region, "bundle_version": self._serving.version,
             "bundle_loaded_at": self.holder.loaded_at,
@@ -193,6 +201,7 @@ class CellRuntime:
             "tier_mix": summary.tier_mix, "replication": self._replication(now),
             "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
             "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
+            "drift": None if drift is None else {k: drift[k] for k in ("verdict", "rows", "max_psi", "drifted")},
         }
         return True, body
 

@@ -297,6 +297,14 @@ class FeatureStore:
         with self._io("HSET user state"):
             self._redis.hset(redis_keys.user_features(user_id), mapping=state.to_hash())
 
+    def get_seen_items(self, user_id: str, *, kinds: Sequence[str]) -> dict[str, float]:
+        """The user's seen set {item_id: latest ts} over events of `kinds` (serving.seen_items)."""
+        from serving.seen_items import from_members
+
+        with self._io("ZRANGE seen items"):
+            pairs = self._redis.zrange(redis_keys.seen_items(user_id), 0, -1, withscores=True)
+        return from_members(pairs, kinds=kinds)
+
     # item live features ------------------------------------------------------------------
 
     def get_item_features(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures]:

@@ -37,6 +37,19 @@ _log = logging.getLogger(__name__)
 
 CONSUMER = "feature-updater"
 
+_SEEN_SCRIPT = """
+-- KEYS: tombstones, one seen: key per user. ARGV[1]: JSON {"cap": n, "users": [[user_id, [ts, member, ...]], ...]}
+-- ZADD GT keeps the latest ts of each member: applying a batch twice changes nothing (idempotent).
+local batch = cjson.decode(ARGV[1])
+for u, entry in ipairs(batch.users) do
+  if redis.call('HEXISTS', KEYS[1], entry[1]) == 0 then
+    redis.call('ZADD', KEYS[1 + u], 'GT', unpack(entry[2]))
+    redis.call('ZREMRANGEBYRANK', KEYS[1 + u], 0, -(batch.cap + 1))
+  end
+end
+return 1
+"""
+
 _COMMIT_SCRIPT = """
 -- KEYS: tombstones, dead letters, one checkpoint per stream, one uf: key per user.
 -- ARGV[1]: JSON {"ckpt": [[expected, new], ...], "users": [[user_id, [field, value, ...]], ...],
@@ -110,6 +123,7 @@ class FeatureUpdater:
         self._sleep = sleep
         self._positions: dict[str, str] | None = None
         self._commit = client.register_script(_COMMIT_SCRIPT)
+        self._record_seen = client.register_script(_SEEN_SCRIPT)
         self._reader = StreamReader(client)
         self._next_metrics = 0.0
 
@@ -174,6 +188,7 @@ class FeatureUpdater:
             states[event.user_id] = apply_event(states[event.user_id], event_type=event.type, item_id=event.item_id,
                                                 ts=event.ts, category_of=category_of, price=event.price)
             applied_per_stream[stream] = applied_per_stream.get(stream, 0) + 1
+        self._write_seen([e for _, e in events if e.user_id not in tombstoned])
         keys = [redis_keys.TOMBSTONES, redis_keys.DEAD_LETTER, *(self.checkpoint_key(s) for s in self.streams),
                 *(redis_keys.user_features(u) for u in users)]
         payload = {
@@ -197,6 +212,24 @@ class FeatureUpdater:
             if dead:
                 self.metrics.dead_letters.labels(region=self.region, consumer=CONSUMER).inc(len(dead))
         return result
+
+    def _write_seen(self, events: list[Event]) -> None:
+        """Consumed items into each user's seen set (regions.redis_keys.seen_items), before the
+        checkpoint moves: a crash in between re-applies them, which ZADD GT makes harmless."""
+        from serving.seen_items import ONLINE_KINDS, member
+
+        per_user: dict[str, dict[str, float]] = {}
+        for e in events:
+            if e.type in ONLINE_KINDS:
+                m = member(e.type, e.item_id)
+                seen = per_user.setdefault(e.user_id, {})
+                seen[m] = max(e.ts, seen.get(m, e.ts))
+        if not per_user:
+            return
+        users = sorted(per_user)
+        payload = {"cap": redis_keys.SEEN_ITEMS_CAP,
+                   "users": [[u, [x for m, ts in per_user[u].items() for x in (repr(ts), m)]] for u in users]}
+        self._record_seen(keys=[redis_keys.TOMBSTONES, *(redis_keys.seen_items(u) for u in users)], args=[json.dumps(payload)])
 
     def _read_users(self, users: list[str]) -> dict[str, UserState]:
         if not users:

@@ -20,14 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import AbstractSet, Callable
 
-import numpy as np
-
 from regions.geo import home_geography_of
 from regions.topology import Topology
 from replication.erasure_deadline import TOMBSTONES_READ_AT
 from replication.manifest import build_manifest, write_manifest
 from serving.bundle_residency import GEOGRAPHY_METRIC
-from serving.marketplace import Dataset, EventTable
+from serving.marketplace import Dataset
+from serving.seen_items import SeenPolicies
 from serving.training import TrainResult, train_bundle
 
 
@@ -37,24 +36,20 @@ def dataset_of_geography(dataset: Dataset, geography: str, *, topology: Topology
     indices renumbered), every item of the catalog. The name gains `@<geography>`."""
     keep = [n for n, u in enumerate(dataset.users)
             if home_geography_of(u.user_id, topology) == geography and u.user_id not in exclude_users]
-    new_index = np.full(len(dataset.users), -1, dtype=np.int64)
-    new_index[keep] = np.arange(len(keep))
-    ev = dataset.events.select(new_index[dataset.events.user] >= 0)
-    events = EventTable(user=new_index[ev.user].astype(np.int32), item=ev.item, kind=ev.kind, ts=ev.ts,
-                        price=ev.price, session=ev.session)
-    return replace(dataset, name=f"{dataset.name}@{geography}", users=tuple(dataset.users[n] for n in keep), events=events)
-
+    return dataset.only_users(keep, name=f"{dataset.name}@{geography}")
 
 def train_geography_bundle(
     dataset: Dataset, geography: str, *, topology: Topology, out_dir: Path, now: float, bundle_version: str,
     exclude_users: AbstractSet[str] = frozenset(), tombstones_read_at: float = 0.0,
-    progress: Callable[[str], None] = lambda _m: None,
+    seen_policy: SeenPolicies = SeenPolicies(), progress: Callable[[str], None] = lambda _m: None,
 ) -> TrainResult:
     """Train `geography`'s bundle (serving.training.train_bundle on dataset_of_geography) and record
     in its manifest metrics the geography, how many deleted users were excluded and up to when the
-    tombstones were read (`tombstones_read_at`; 0 when some region's could not be read)."""
+    tombstones were read (`tombstones_read_at`; 0 when some region's could not be read).
+    `seen_policy` is the data set adapter's (serving.seen_items), as train_bundle takes it."""
     subset = dataset_of_geography(dataset, geography, topology=topology, exclude_users=exclude_users)
-    result = train_bundle(subset, out_dir=out_dir, now=now, bundle_version=bundle_version, progress=progress)
+    result = train_bundle(subset, out_dir=out_dir, now=now, bundle_version=bundle_version, seen_policy=seen_policy,
+                          progress=progress)
     m = result.manifest
     excluded = sum(1 for u in dataset.users if u.user_id in exclude_users and home_geography_of(u.user_id, topology) == geography)
     metrics = {**m.metrics, GEOGRAPHY_METRIC: geography, TOMBSTONES_READ_AT: tombstones_read_at,

@@ -139,6 +139,8 @@ class Recommender:
         """Called with the reason when a request naming a user is answered anonymously."""
         self.topology = topology
         self.store = store
+        self.feature_sampler: Any = None
+        """serving.drift_monitor.FeatureSampler of the cell (None: no drift sampling)."""
         self.serving = serving
         self.ladder_settings = ladder_settings
         self.rules = rules
@@ -225,7 +227,8 @@ class Recommender:
             assert bundle is not None
             now = self.clock()
             state = self._in_tier(lambda: self.store.get_user_state(user_id)) or UserState()
-            ctx.exclude = frozenset(state.cart)
+            seen = self._in_tier(lambda: self.store.get_seen_items(user_id, kinds=bundle.seen_policy.home.kinds))
+            ctx.exclude = frozenset(state.cart) | bundle.not_again(seen, now=now, surface="home")
             vector = bundle.user_embedding(user_id, state)
             segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
             cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
@@ -240,6 +243,9 @@ class Recommender:
                     raise DependencyFailed("ranker", f"ranker slower than the {budget_s * 1000:.0f} ms stage budget (injected)")
             try:
                 scores = bundle.rank(state, cands, now, user_vector=vector, live=live)
+                if self.feature_sampler is not None:
+                    self.feature_sampler.maybe(lambda: bundle.features(state=state, user_vector=vector, candidates=cands,
+                                                                       now=now, live=live))
             except (ShopNowError, ValueError) as exc:
                 raise DependencyFailed("ranker", f"ranking failed: {exc}") from exc
             order = np.argsort(-scores, kind="stable")

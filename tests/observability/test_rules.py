@@ -26,7 +26,7 @@ def alerts() -> dict[str, str]:
 def test_promtool_checks_the_shipped_rules() -> None:
     result = check_rules(*shipped_rule_files())
     assert result.ok, result.output
-    assert "SUCCESS: 15 rules found" in result.output
+    assert "SUCCESS: 16 rules found" in result.output
 
 
 def test_promtool_unit_tests_of_the_rules_pass() -> None:
@@ -90,4 +90,4 @@ def test_the_generated_scrape_configuration_passes_promtool(tmp_path: Path) -> N
     path.write_text(yaml.safe_dump(doc))
     result = _run(["check", "config", str(path)])
     assert result.ok, result.output
-    assert re.search(r"SUCCESS: 15 rules found", result.output)
+    assert re.search(r"SUCCESS: 16 rules found", result.output)

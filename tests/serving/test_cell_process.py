@@ -6,6 +6,7 @@ published while serving -> refused, the old bundle keeps serving.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -39,6 +40,11 @@ class Cell:
         self.redis: ManagedProcess | None = None
         self.proc: ManagedProcess | None = None
 
+    @property
+    def bundle_dir(self) -> Path:
+        """The promoted us bundle, as the us geography's store holds it."""
+        return self.root / "artifacts" / "geo" / "us" / "bundles" / self.version
+
     def start_redis(self) -> None:
         self.redis = start_redis(port=self.region.redis_port, data_dir=self.root / "redis", name="redis-us-east")
 
@@ -56,24 +62,33 @@ class Cell:
         return resp.json()
 
 
-@pytest.fixture(scope="module")
-def cell(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Cell]:
-    root = tmp_path_factory.mktemp("cell")
+@contextlib.contextmanager
+def running_cell(root: Path, bundles: dict[str, Path], *, env: dict[str, str] | None = None) -> Iterator[Cell]:
+    """A us-east cell and its redis-server under `root`, serving the us bundle of `bundles`."""
     topo_file = write_topology(root / "topology.toml")
     topo = load_topology(topo_file)
-    version = publish_geo_bundles(tiny_geo_bundles, root / "artifacts")["us"]
+    version = publish_geo_bundles(bundles, root / "artifacts")["us"]
     c = Cell(topo, topo_file, root, version)
     c.start_redis()
-    c.proc = start_cell(region="us-east", topology_file=topo_file, artifacts_root=root / "artifacts",
-                        state_dir=root / "state", http_port=c.region.http_port)
-    yield c
-    c.proc.kill()
-    if c.redis:
-        c.redis.kill()
+    try:
+        c.proc = start_cell(region="us-east", topology_file=topo_file, artifacts_root=root / "artifacts",
+                            state_dir=root / "state", http_port=c.region.http_port, env=env)
+        yield c
+    finally:
+        if c.proc:
+            c.proc.kill()
+        if c.redis:
+            c.redis.kill()
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Cell]:
+    with running_cell(tmp_path_factory.mktemp("cell"), tiny_geo_bundles) as c:
+        yield c
 
 
 def _users(cell: Cell) -> list[str]:
-    users = json.loads((cell.root / "artifacts" / "geo" / "us" / "bundles" / cell.version / "users.json").read_text())
+    users = json.loads((cell.bundle_dir / "users.json").read_text())
     return [u["user_id"] for u in users if u["user_id"].startswith("us-")][:20]
 
 
@@ -111,7 +126,7 @@ def test_bad_reads_get_clear_errors(cell: Cell, path: str, params: dict[str, Any
 
 
 def test_similar_and_cart(cell: Cell) -> None:
-    items = json.loads((cell.root / "artifacts" / "geo" / "us" / "bundles" / cell.version / "popularity.json").read_text())
+    items = json.loads((cell.bundle_dir / "popularity.json").read_text())
     similar = cell.get("/v1/recommendations/similar", product_id=items[0], count=5).json()
     assert len(similar["items"]) == 5 and items[0] not in {i["item_id"] for i in similar["items"]}
     cart = cell.get("/v1/recommendations/cart", cart_items=f"{items[0]},{items[1]}", count=4).json()
@@ -243,7 +258,7 @@ def test_redis_killed_mid_stream_then_restarted(cell: Cell) -> None:
 
 def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(cell: Cell) -> None:
     store = LocalArtifactStore(cell.root / "artifacts" / "geo" / "us")
-    good = cell.root / "artifacts" / "geo" / "us" / "bundles" / cell.version
+    good = cell.bundle_dir
     bad_version = cell.version + "-corrupt"
     bad = cell.root / "artifacts" / "geo" / "us" / "bundles" / bad_version
     shutil.copytree(good, bad)
