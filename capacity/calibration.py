@@ -6,7 +6,8 @@
 
 The serving benchmark writes var/calibration.json. Until it has, the planner uses
 capacity/default_calibration.json, whose "source" says "assumed, not measured".
-The environment is read only by `default_calibration_path` (REGIONCTL_CALIBRATION).
+The environment is not read here: entry points resolve --calibration / REGIONCTL_CALIBRATION with
+contracts.environment.calibration_path and pass the path.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from capacity.model import TIERS, Calibration, TierCost, require_number
+from capacity.model import Calibration, TierCost, require_number
+from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
 from regions.topology import REPO_ROOT
 
@@ -42,11 +44,11 @@ def parse_calibration(raw: Any) -> Calibration:
     tiers_raw = raw["tiers"]
     if not isinstance(tiers_raw, Mapping):
         raise InputError("tiers", "must be an object mapping tier name to {cpu_ms, p99_ms}")
-    unknown = sorted(set(tiers_raw) - set(TIERS))
+    unknown = sorted(set(tiers_raw) - set(TIER_NAMES))
     if unknown:
-        raise InputError(f"tiers.{unknown[0]}", f"unknown tier; allowed: {', '.join(TIERS)}")
+        raise InputError(f"tiers.{unknown[0]}", f"unknown tier; allowed: {', '.join(TIER_NAMES)}")
     tiers: dict[str, TierCost] = {}
-    for name in TIERS:
+    for name in TIER_NAMES:
         body = tiers_raw.get(name)
         if not isinstance(body, Mapping):
             raise InputError(f"tiers.{name}", "missing or not an object {cpu_ms, p99_ms}; every tier needs a cost")
@@ -77,11 +79,8 @@ def calibration_to_dict(calibration: Calibration) -> dict[str, Any]:
     }
 
 
-def default_calibration_path(env: Mapping[str, str] | None = None) -> Path:
-    """REGIONCTL_CALIBRATION, else var/calibration.json once a benchmark wrote it, else the shipped default."""
-    env = os.environ if env is None else env
-    if env.get("REGIONCTL_CALIBRATION"):
-        return Path(env["REGIONCTL_CALIBRATION"])
+def default_calibration_path() -> Path:
+    """var/calibration.json once a benchmark wrote it, else the shipped default."""
     if MEASURED_CALIBRATION_PATH.exists():
         return MEASURED_CALIBRATION_PATH
     return DEFAULT_CALIBRATION_PATH

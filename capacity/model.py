@@ -14,16 +14,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
-
-TIERS: tuple[str, ...] = ("full", "cached", "segment", "popularity")
-"""The degradation ladder, best (and dearest) first; the names used by the cell answer."""
-
 
 def require_tier(field_name: str, tier: str) -> str:
     """Return `tier` when it is a known tier name, else raise InputError naming the field."""
-    if tier not in TIERS:
-        raise InputError(field_name, f"unknown tier {tier!r}; allowed: {', '.join(TIERS)}")
+    if tier not in TIER_NAMES:
+        raise InputError(field_name, f"unknown tier {tier!r}; allowed: {', '.join(TIER_NAMES)}")
     return tier
 
 
@@ -69,9 +66,9 @@ class Calibration:
     """'measured' for a benchmark's file; the shipped default says 'assumed, not measured'."""
 
     def __post_init__(self) -> None:
-        missing = [t for t in TIERS if t not in self.tiers]
+        missing = [t for t in TIER_NAMES if t not in self.tiers]
         if missing:
-            raise InputError(f"tiers.{missing[0]}", f"missing; the calibration needs every tier: {', '.join(TIERS)}")
+            raise InputError(f"tiers.{missing[0]}", f"missing; the calibration needs every tier: {', '.join(TIER_NAMES)}")
         for name in self.tiers:
             require_tier("tiers", name)
         for name, cost in self.tiers.items():
@@ -88,7 +85,7 @@ class Calibration:
 
     @property
     def cheapest_tier(self) -> str:
-        return min(TIERS, key=lambda t: self.tiers[t].cpu_ms)
+        return min(TIER_NAMES, key=lambda t: self.tiers[t].cpu_ms)
 
 
 @dataclass(frozen=True)
@@ -111,13 +108,13 @@ class TierMix:
         return cls({require_tier("tier", tier): 1.0})
 
     def tiers_used(self) -> tuple[str, ...]:
-        return tuple(t for t in TIERS if self.shares.get(t, 0.0) > 0)
+        return tuple(t for t in TIER_NAMES if self.shares.get(t, 0.0) > 0)
 
 
 def blend(base: TierMix, other: TierMix, *, other_share: float) -> TierMix:
     """`other_share` of requests served as `other`, the rest as `base`."""
     w = require_fraction("other_share", other_share, allow_zero=True)
-    shares = {t: (1 - w) * base.shares.get(t, 0.0) + w * other.shares.get(t, 0.0) for t in TIERS}
+    shares = {t: (1 - w) * base.shares.get(t, 0.0) + w * other.shares.get(t, 0.0) for t in TIER_NAMES}
     total = sum(shares.values())
     return TierMix({t: s / total for t, s in shares.items()})
 
@@ -125,11 +122,6 @@ def blend(base: TierMix, other: TierMix, *, other_share: float) -> TierMix:
 def mix_cpu_ms(calibration: Calibration, mix: TierMix) -> float:
     """Average CPU milliseconds per request of a tier mix."""
     return sum(share * calibration.cpu_ms(tier) for tier, share in mix.shares.items())
-
-
-def mix_p99_ms(calibration: Calibration, mix: TierMix) -> float:
-    """The worst calibrated p99 among the tiers the mix uses (a p99 bound, not an average)."""
-    return max(calibration.p99_ms(t) for t in mix.tiers_used())
 
 
 def cores_for(qps: float, cpu_ms: float) -> float:

@@ -141,10 +141,6 @@ class Plan:
         return self.naive_instances * self.settings.instance.hourly_usd
 
     @property
-    def naive_cost_per_request_usd(self) -> float:
-        return self.naive_hourly_usd / (self.settings.peak_qps * 3600.0)
-
-    @property
     def saving(self) -> float:
         """Share of the naive hourly cost the N-1 plan does not spend."""
         return 1.0 - self.total_instances / self.naive_instances if self.naive_instances else 0.0

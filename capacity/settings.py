@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from capacity.model import TierMix, require_fraction, require_number, require_tier
+from contracts.environment import EnvVar, load_settings
 from regions.errors import InputError
 
 
@@ -82,20 +83,14 @@ class CapacitySettings:
 
 
 _ENV_PREFIX = "REGIONCTL_CAPACITY_"
-_FLOAT_KEYS = {
-    "PEAK_QPS": ("", "peak_qps"),
-    "TARGET_UTILISATION": ("", "target_utilisation"),
-    "BUDGET_USD_PER_REQUEST": ("", "budget_usd_per_request"),
-    "HOURLY_USD": ("instance", "hourly_usd"),
-    "DEGRADED_SHARE": ("failover", "degraded_share"),
-    "DEGRADED_WINDOW_S": ("failover", "degraded_window_s"),
-    "MAX_UTILISATION": ("failover", "max_utilisation"),
-}
-_STR_KEYS = {
-    "INSTANCE_NAME": ("instance", "name"),
-    "DEGRADED_TIER": ("failover", "degraded_tier"),
-    "CROSS_GEO_TIER": ("failover", "cross_geo_tier"),
-}
+ENV_VARIABLES: Mapping[str, EnvVar] = {_ENV_PREFIX + name: EnvVar(path) for name, path in {
+    "PEAK_QPS": "peak_qps", "TARGET_UTILISATION": "target_utilisation",
+    "BUDGET_USD_PER_REQUEST": "budget_usd_per_request", "HOURLY_USD": "instance.hourly_usd",
+    "VCPUS": "instance.vcpus", "INSTANCE_NAME": "instance.name", "DEGRADED_SHARE": "failover.degraded_share",
+    "DEGRADED_WINDOW_S": "failover.degraded_window_s", "MAX_UTILISATION": "failover.max_utilisation",
+    "DEGRADED_TIER": "failover.degraded_tier", "CROSS_GEO_TIER": "failover.cross_geo_tier",
+}.items()}
+"""The REGIONCTL_CAPACITY_* variables and the (nested) setting each one sets."""
 
 
 def settings_from_env(env: Mapping[str, str], base: CapacitySettings | None = None) -> CapacitySettings:
@@ -103,29 +98,5 @@ def settings_from_env(env: Mapping[str, str], base: CapacitySettings | None = No
 
     The caller passes the environment (`os.environ` at the CLI edge); nothing here reads it.
     """
-    settings = base or CapacitySettings()
-    groups: dict[str, dict[str, object]] = {"": {}, "instance": {}, "failover": {}}
-    for key, value in env.items():
-        if not key.startswith(_ENV_PREFIX):
-            continue
-        name = key[len(_ENV_PREFIX):]
-        if name in _FLOAT_KEYS:
-            group, attr = _FLOAT_KEYS[name]
-            try:
-                groups[group][attr] = float(value)
-            except ValueError as exc:
-                raise InputError(key, f"must be a number, got {value!r}") from exc
-        elif name in _STR_KEYS:
-            group, attr = _STR_KEYS[name]
-            groups[group][attr] = value
-        elif name == "VCPUS":
-            try:
-                groups["instance"]["vcpus"] = int(value)
-            except ValueError as exc:
-                raise InputError(key, f"must be a whole number, got {value!r}") from exc
-        else:
-            allowed = sorted(_ENV_PREFIX + k for k in (*_FLOAT_KEYS, *_STR_KEYS, "VCPUS"))
-            raise InputError(key, f"unknown setting; allowed: {', '.join(allowed)}")
-    instance = replace(settings.instance, **groups["instance"])  # type: ignore[arg-type]
-    failover = replace(settings.failover, **groups["failover"])  # type: ignore[arg-type]
-    return replace(settings, instance=instance, failover=failover, **groups[""])  # type: ignore[arg-type]
+    return load_settings(base or CapacitySettings(), env, prefix=_ENV_PREFIX, what="capacity setting",
+                         variables=ENV_VARIABLES)

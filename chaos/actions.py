@@ -23,7 +23,6 @@ import json
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,74 +30,33 @@ import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from contracts.store_keys import PARTITIONS_KEY
 from chaos import fault_registry
+from chaos.context import (
+    HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, context_from, local_store, population,
+)
 from regions import stack
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import ShopNowError
-from regions.topology import Topology, load_topology
 
 __all__ = [
     "kill_region", "restore_region", "stop_feature_store", "restore_feature_store",
     "publish_corrupt_bundle", "restore_good_bundle", "freeze_index", "unfreeze_index",
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
     "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
-    "inject_homepage_errors", "clear_cell_faults",
+    "inject_homepage_errors", "clear_cell_faults", "kill_etcd_leader", "kill_etcd_quorum", "restore_etcd",
 ]
 
-REGION_KINDS = ("redis", "cell", "replicator", "feature-updater")
-"""What a region loss takes down: everything of that region, as a lost data centre would."""
-PARTITIONS_KEY = "chaos/partitions"
-"""Control store key the controller reads: regions whose probes it must treat as failed."""
-LEADER_LEASE = "controller"
-"""The lease the controller leader holds; its holder id is the process name (controller-a/-b)."""
-HTTP_TIMEOUT_S = 2.0
-"""Loopback calls answer in milliseconds; 2 s means the target is down or stuck."""
 SETTLE_TIMEOUT_S = 10.0
 """A SIGKILLed process is gone, and a started one has exec'd, within milliseconds; 10 s is a stuck kernel."""
 FAULT_LEDGER = "chaos-faults.json"
 """<state_dir>/chaos-faults.json: {region: the cell's fault state as chaos last set it}. The
 expectation probes (chaos.expectations) read which cell faults are in place from here, not from
 the cell under test."""
+PARTITIONS_RETRY = CasRetry(attempts=20, backoff_s=0.01, max_backoff_s=0.2, exhausted=lambda n: ActivityFailed(
+    f"{PARTITIONS_KEY} changed under us {n} times in a row (another chaos run?); retry the action"))
 READY_TIMEOUT_S = 60.0
 """A restarted cell loads its bundle before it opens its port; a minute covers the demo bundle."""
-
-
-@dataclass(frozen=True)
-class StackContext:
-    """Where the stack lives, resolved from a Chaos Toolkit configuration."""
-
-    state_dir: Path
-    topology: Topology
-    control_store_url: str
-    artifacts_url: str
-
-    def cell_url(self, region: str) -> str:
-        return f"http://{self.topology.settings.host}:{self.topology.region(region).http_port}"
-
-    @property
-    def edge_url(self) -> str:
-        return f"http://{self.topology.settings.host}:{self.topology.settings.edge_port}"
-
-    @property
-    def controller_url(self) -> str:
-        return f"http://{self.topology.settings.host}:{self.topology.settings.controller_port}"
-
-
-def context_from(configuration: Configuration | None) -> StackContext:
-    """Resolve the configuration (missing or "" values take the stack's defaults)."""
-    conf = configuration or {}
-    try:
-        state_dir = Path(conf.get("state_dir") or stack.default_state_dir())
-        recorded = getattr(stack.StackState.load(state_dir), "topology_path", "")  # what `regionctl up` used
-        topology = load_topology(conf.get("topology") or recorded or None)
-    except ShopNowError as exc:
-        raise ActivityFailed(f"cannot read the stack's configuration: {exc}") from exc
-    urls = stack.stack_urls(state_dir)
-    return StackContext(
-        state_dir=state_dir, topology=topology,
-        control_store_url=conf.get("control_store") or urls.control_store,
-        artifacts_url=conf.get("artifacts") or urls.artifacts,
-    )
-
 
 
 @contextlib.contextmanager
@@ -226,7 +184,7 @@ def restore_feature_updater(region: str, ready_timeout_s: float = READY_TIMEOUT_
 # -- controllers ---------------------------------------------------------------------------------
 def kill_controller_leader(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """SIGKILL the controller that holds the leader lease; the standby must take over."""
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     ctx = context_from(configuration)
     with _failing_as_activity("kill_controller_leader"):
@@ -249,6 +207,52 @@ def restore_controllers(ready_timeout_s: float = READY_TIMEOUT_S, configuration:
     return result
 
 
+# -- the etcd control store (a stack started with `regionctl up --control-store etcd`) -------------
+def _etcd_leader(ctx: StackContext, what: str) -> str:
+    from regions.etcd_cluster import leader_of
+    from regions.stack_etcd import load_members
+
+    members = load_members(ctx.state_dir)
+    if not members:
+        raise ActivityFailed(f"{what}: the stack in {ctx.state_dir} does not run on etcd; start it with "
+                             "`regionctl up --control-store etcd`")
+    running = set(_running_pids(ctx, kinds=("etcd",)))
+    return leader_of([m for m in members if m.name in running], timeout_s=SETTLE_TIMEOUT_S).name
+
+
+def kill_etcd_leader(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the etcd member that leads the cluster: the others elect a new leader (about 1-2 s)."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("kill_etcd_leader"):
+        leader = _etcd_leader(ctx, "kill_etcd_leader")
+        _register(ctx, "etcd", undo="restore_etcd", what="kill_etcd_leader")
+        result = _kill(ctx, "kill_etcd_leader", names=(leader,))
+    return {**result, "etcd_leader": leader}
+
+
+def kill_etcd_quorum(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the etcd leader and one more member: 1 of 3 is left, no quorum. The controller must
+    stop writing and say so; the edge keeps its last table; cells keep serving."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("kill_etcd_quorum"):
+        leader = _etcd_leader(ctx, "kill_etcd_quorum")
+        others = sorted(n for n in _running_pids(ctx, kinds=("etcd",)) if n != leader)
+        _register(ctx, "etcd", undo="restore_etcd", what="kill_etcd_quorum")
+        result = _kill(ctx, "kill_etcd_quorum", names=(leader, *others[:1]))
+    return {**result, "etcd_leader": leader, "left": others[1:]}
+
+
+def restore_etcd(ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
+                 secrets: Secrets = None) -> dict[str, Any]:
+    """Start again every etcd member of the stack that is not running (each on its own data)."""
+    ctx = context_from(configuration)
+    result = _restart(ctx, "restore_etcd", kinds=("etcd",), ready_timeout_s=ready_timeout_s)
+    with _failing_as_activity("restore_etcd"):
+        stack._wait_etcd_healthy(ctx.state_dir, timeout=ready_timeout_s)
+    _forget(ctx, "etcd")
+    return result
+
+
 def _partitions(store: Any) -> list[str]:
     current = store.get(PARTITIONS_KEY)
     if current is None:
@@ -262,10 +266,10 @@ def _partitions(store: Any) -> list[str]:
 
 def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]:
     """Read-modify-write `chaos/partitions` with compare-and-set (other writers are retried)."""
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     with store_from_url(ctx.control_store_url) as store:
-        for _ in range(20):
+        def try_once() -> tuple[list[str], float] | Lost:
             current = store.get(PARTITIONS_KEY)
             regions = update(_partitions(store))
             at = time.time()  # stamped immediately before the write that injects the fault
@@ -273,9 +277,9 @@ def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]
                 ok = store.put(PARTITIONS_KEY, json.dumps(sorted(set(regions))), cas=current.version if current else 0)
             else:
                 ok = current is None or store.delete(PARTITIONS_KEY, cas=current.version)
-            if ok:
-                return sorted(set(regions)), at
-    raise ActivityFailed(f"{PARTITIONS_KEY} kept changing under us; retry the action")
+            return (sorted(set(regions)), at) if ok else LOST
+
+        return PARTITIONS_RETRY.run(try_once)
 
 
 def partition_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
@@ -405,7 +409,6 @@ def log_events(region: str, count: int = 5, configuration: Configuration = None,
     ctx = context_from(configuration)
     with _failing_as_activity("log_events"):
         geo = ctx.topology.region(region).geography
-        from chaos.gameday_io import population
 
         _, items = population(ctx)
         now = time.time()
@@ -419,15 +422,6 @@ def log_events(region: str, count: int = 5, configuration: Configuration = None,
 
 
 # -- model bundles -----------------------------------------------------------------------------
-def _local_store(ctx: StackContext, what: str) -> Any:
-    from replication.artifact_store import LocalArtifactStore, store_from_url
-
-    store = store_from_url(ctx.artifacts_url)
-    if not isinstance(store, LocalArtifactStore):
-        raise ActivityFailed(f"{what} works on file:// artifact stores only, got {ctx.artifacts_url}")
-    return store
-
-
 def corrupt_copy(source: Path, dest: Path, *, version: str, file: str = "ranker.txt") -> None:
     """Copy a bundle, flip one byte of `file` and keep its manifest checksums (so it must be refused)."""
     shutil.copytree(source, dest)
@@ -448,7 +442,7 @@ def publish_corrupt_bundle(file: str = "ranker.txt", configuration: Configuratio
     it current WITHOUT verification (store.promote): cells must refuse it and keep the good one."""
     ctx = context_from(configuration)
     with _failing_as_activity("publish_corrupt_bundle"):
-        store = _local_store(ctx, "publish_corrupt_bundle")
+        store = local_store(ctx, "publish_corrupt_bundle")
         _register(ctx, "bundle", undo="restore_good_bundle", what="publish_corrupt_bundle")
         good = store.current()
         if good is None:
@@ -475,7 +469,7 @@ def restore_good_bundle(configuration: Configuration = None, secrets: Secrets = 
 
     ctx = context_from(configuration)
     with _failing_as_activity("restore_good_bundle"):
-        store = _local_store(ctx, "restore_good_bundle")
+        store = local_store(ctx, "restore_good_bundle")
         history = store.history()
 
         def whole(version: str) -> bool:

@@ -31,14 +31,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 from chaos import fault_registry
 from chaos import gameday_io as io
-from chaos.actions import StackContext, context_from
+from chaos.context import StackContext, context_from
 from chaos.load import LoadSpec, processes_for, read_records, run_load_async, validate
 from chaos.measurement import (
-    NOT_MEASURED, QualityRto, Rpo, Rto, compute_quality_rto, compute_rpo, compute_rto, degradation, edge_retries, to_requests,
+    NOT_MEASURED, QualityRto, Rpo, Rto, compute_quality_rto, compute_rpo, compute_rto, degradation, edge_retries,
+    first_rollback_at, to_requests,
 )
 from chaos.report import build_report, hypothesis_of, summary_lines, write_report
+from chaos.residency_verdict import with_residency
 from chaos.sampling import Sampler, stack_reader
-from chaos.verdicts import invalid_reasons, still_answering
+from chaos.verdicts import Targets, invalid_reasons, still_answering
 from regions.errors import InputError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -73,14 +75,6 @@ def first_action_at(journal: Mapping[str, Any]) -> float | None:
             at = run["output"].get("at")
             if isinstance(at, (int, float)):
                 return float(at)
-    return None
-
-
-def first_rollback_at(journal: Mapping[str, Any]) -> float | None:
-    """`at` of the first rollback that reported one (the end of the fault window)."""
-    for run in journal.get("rollbacks", []) or []:
-        if isinstance(run.get("output"), dict) and isinstance(run["output"].get("at"), (int, float)):
-            return float(run["output"]["at"])
     return None
 
 
@@ -275,7 +269,9 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
                           quality=quality, degradation=degraded, retries=retries, rpo=rpo, region_lost=lost is not None,
                           status=str(journal.get("status")), samples=samples, notes=notes,
                           hypothesis=hypothesis_of(journal), fault_end=fault_end, load=load.result, invalid=invalid,
-                          geographies=geos)
+                          geographies=geos,
+                          targets=Targets.of(ctx.topology.settings))
+    report = with_residency(report, _residency(ctx, progress))
     paths = write_report(report, out_dir)
     for line in summary_lines(report):
         progress(line)
@@ -295,6 +291,18 @@ def _stack_reader(ctx: StackContext, *, tries: int = 10) -> Any:
                 raise
             time.sleep(0.5)
     raise AssertionError("unreachable")
+
+
+def _residency(ctx: StackContext, progress: Progress) -> dict[str, Any]:
+    """The game day's last look: the residency audit of the whole stack."""
+    from chaos.probes import audit_stack
+
+    try:
+        audit = audit_stack(ctx)
+    except Exception as exc:  # the audit is reported, never the reason a report is lost
+        return {"error": f"residency audit failed: {exc}"}
+    progress(f"residency audit: {'clean' if audit['clean'] else str(audit['total_findings']) + ' findings'}")
+    return audit
 
 
 def _on_sigterm(cancel: Callable[[], None]) -> Any:

@@ -17,12 +17,15 @@ from typing import Any, Callable, Iterable, Mapping
 
 from chaoslib.run import RunEventHandler
 
-from chaos.actions import PARTITIONS_KEY, REGION_KINDS, StackContext
-from chaos.measurement import AckedEvent
+from chaos.context import REGION_KINDS, StackContext, default_geography, population
+from chaos.redis_io import region_client
+from contracts.store_keys import PARTITIONS_KEY
+from chaos.measurement import AckedEvent, first_rollback_at
 from regions import stack
 from regions.errors import InputError
 from regions.geo import replication_peers
 from regions.redis_keys import replica_log
+from replication.geo_artifacts import geo_store_url
 
 Progress = Callable[[str], None]
 _KINDS_OF = {
@@ -56,11 +59,12 @@ def targets_of(func: str, arguments: Mapping[str, Any], ctx: StackContext) -> li
     if func in ("partition_region", "heal_partition"):
         return [f"control store key {PARTITIONS_KEY} in {ctx.control_store_url} (region {region or 'all'})"]
     if func in ("publish_corrupt_bundle", "restore_good_bundle"):
+        geo = default_geography(ctx)
         current = None
-        pointer = Path(ctx.artifacts_url.removeprefix("file://")) / "pointer.json"
+        pointer = Path(geo_store_url(ctx.artifacts_url, geo).removeprefix("file://")) / "pointer.json"
         if ctx.artifacts_url.startswith("file://") and pointer.exists():
             current = json.loads(pointer.read_text()).get("current")
-        return [f"artifact store {ctx.artifacts_url} pointer (current bundle {current or 'unknown'})"]
+        return [f"artifact store {ctx.artifacts_url}, geography {geo}: pointer (current bundle {current or 'unknown'})"]
     return [f"unknown action {func}"]
 
 
@@ -132,32 +136,7 @@ def play_rollbacks(experiment: Mapping[str, Any], progress: Progress) -> list[di
     return runs
 
 
-# -- the load's population ------------------------------------------------------------------------
-def population(ctx: StackContext) -> tuple[list[str], list[str]]:
-    """User ids and item ids of the current bundle (users.json, items.json)."""
-    from replication.artifact_store import LocalArtifactStore, store_from_url
-
-    store = store_from_url(ctx.artifacts_url)
-    version = store.current()
-    if version is None:
-        raise InputError("artifacts", f"{ctx.artifacts_url} has no current bundle; train and promote one first")
-    with tempfile.TemporaryDirectory(prefix="gameday-bundle-") as tmp:
-        root = store.root / "bundles" / version if isinstance(store, LocalArtifactStore) else store.fetch(version, Path(tmp))
-        users = [u["user_id"] if isinstance(u, dict) else str(u) for u in json.loads((root / "users.json").read_text())]
-        items = [i["item_id"] if isinstance(i, dict) else str(i) for i in json.loads((root / "items.json").read_text())]
-    if not users or not items:
-        raise InputError("artifacts", f"bundle {version} has no users or no items; the load needs both")
-    return [str(u) for u in users], [str(i) for i in items]
-
-
 # -- RPO evidence -------------------------------------------------------------------------------
-def _redis(ctx: StackContext, region: str) -> Any:
-    import redis
-
-    return redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
-                       decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0)
-
-
 def stream_event_ids(client: Any, key: str, *, since: float) -> set[str]:
     """`event_id` fields of the stream's entries added at or after `since` (epoch seconds)."""
     ids: set[str] = set()
@@ -189,7 +168,7 @@ class DurableSnapshot:
         self.taken = True
         for peer in replication_peers(self.ctx.topology, self.lost):
             try:
-                client = _redis(self.ctx, peer)
+                client = region_client(self.ctx, peer)
                 self.ids |= stream_event_ids(client, replica_log(self.lost), since=self.since)
                 client.close()
                 self.read_from.append(f"{peer}:{replica_log(self.lost)}")
@@ -216,7 +195,6 @@ def summarize_run(out_dir: Path) -> dict[str, Any]:
     both RTOs, first-attempt failures, RPO, lost events, empty slates, the tier mix and success while
     the fault was in place (from the fault to the first rollback), how fast the weights moved, the
     hypothesis and the verdict (with the reasons of an invalid one)."""
-    from chaos.gameday import first_rollback_at
     from chaos.load import read_records
     from chaos.report import hypothesis_of, weights_changed_after, window_summary
 

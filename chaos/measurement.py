@@ -345,3 +345,11 @@ def tier_mix(requests: Iterable[Mapping[str, object]]) -> dict[str, int]:
         tier = str(rec.get("tier") or "error")
         counts[tier] = counts.get(tier, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def first_rollback_at(journal: Mapping[str, Any]) -> float | None:
+    """`at` of the first rollback that reported one (the end of the fault window)."""
+    for run in journal.get("rollbacks", []) or []:
+        if isinstance(run.get("output"), dict) and isinstance(run["output"].get("at"), (int, float)):
+            return float(run["output"]["at"])
+    return None

@@ -16,16 +16,18 @@ import numpy as np
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from chaos.actions import HTTP_TIMEOUT_S, StackContext, context_from
+from chaos.context import HTTP_TIMEOUT_S, StackContext, context_from
 from chaos.load_records import classify_read
 from chaos.measurement import tier_mix as count_tiers
+from contracts.store_keys import TABLE_KEY
+from contracts.tiers import TIER_NAMES
 
 __all__ = [
     "homepage_non_empty", "success_rate", "p99_latency", "tier_mix", "replication_lag", "region_weight",
-    "bundle_refused",
+    "bundle_refused", "residency_audit",
 ]
 
-TIERS = ("full", "cached", "segment", "popularity", "error")
+TIERS = (*TIER_NAMES, "error")
 """tier_mix always reports every tier (0.0 when absent) so that a range tolerance can target one."""
 MAX_PROBE_REQUESTS = 1000
 """A probe is a look, not a load test: `chaos.load` is for load."""
@@ -160,12 +162,12 @@ def region_weight(region: str, geography: str = "", source: str = "table", confi
         raise ActivityFailed(f"region_weight: {exc}") from exc
     try:
         if source == "table":
-            from failover.control_store import store_from_url
+            from failover.control_stores import store_from_url
 
             with store_from_url(ctx.control_store_url) as store:
-                current = store.get("routing/table")
+                current = store.get(TABLE_KEY)
             if current is None:
-                raise ActivityFailed("no routing/table in the control store yet; is the controller leader up?")
+                raise ActivityFailed(f"no {TABLE_KEY} in the control store yet; is the controller leader up?")
             doc = json.loads(current.text)
         elif source in ("controller", "edge"):
             url = ctx.controller_url + "/v1/status" if source == "controller" else ctx.edge_url + "/readyz"
@@ -188,3 +190,26 @@ def bundle_refused(region: str, configuration: Configuration = None, secrets: Se
     if body is None:
         raise ActivityFailed(f"the cell of {region} did not answer /readyz; see `regionctl ps`")
     return body.get("bundle_refused") is not None
+
+
+def residency_audit(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """The residency audit of the whole stack (replication.residency_audit: every region's Redis and
+    every cell's bundle cache); `{"clean": bool, "total_findings": n, "findings": [first 20], ...}`.
+    Game days end with it; a tolerance of `{"type": "jsonpath", "path": "$.clean", "expect": true}`
+    or a plain check of `clean` in the report makes a leak fail the game day."""
+    return audit_stack(context_from(configuration))
+
+
+def audit_stack(ctx: StackContext) -> dict[str, Any]:
+    """residency_audit of the stack `ctx` names (a game day passes its own context: its topology)."""
+    from replication.redis_io import connect_all
+    from replication.residency_audit import audit
+
+    clients = connect_all(ctx.topology)
+    try:
+        doc = audit(ctx.topology, clients, state_dir=ctx.state_dir).to_json()
+    finally:
+        for client in clients.values():
+            client.close()
+    doc["findings"] = doc["findings"][:20]
+    return doc

@@ -19,7 +19,8 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
-from chaos.actions import StackContext
+from chaos.context import StackContext
+from contracts.store_keys import TABLE_KEY
 
 Sample = dict[str, Any]
 
@@ -100,14 +101,14 @@ def weights_of(table: Mapping[str, Any]) -> dict[str, dict[str, float]]:
 
 def stack_reader(ctx: StackContext, *, settings: SamplerSettings = SamplerSettings()) -> Callable[[], Sample]:
     """A reader for Sampler: routing weights and table version, and each cell's tier mix."""
-    from failover.control_store import store_from_url
+    from failover.control_stores import store_from_url
 
     store = store_from_url(ctx.control_store_url)
     client = httpx.Client(timeout=settings.http_timeout_s, trust_env=False)
 
     def read() -> Sample:
         sample: Sample = {"weights": {}, "table_version": None, "cells": {}}
-        current = store.get("routing/table")
+        current = store.get(TABLE_KEY)
         if current is not None:
             table = json.loads(current.text)
             sample["weights"] = weights_of(table)

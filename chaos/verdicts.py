@@ -8,8 +8,9 @@ game day's figures are still reported, with the reasons, and `regionctl gameday`
 Bounds: requirements are strict (RTO < 10 min, RPO < 5 min), our targets inclusive. A figure that
 is "not met" (no window held in the run) fails a bound the run outlasted, and is "not measured"
 against a longer one: a 60 s run that never recovered says nothing about a 10 min requirement.
-The quality RTO has no bound (the requirements set none for personalisation): it is reported with
-its status and reason, and does not decide the verdict.
+The quality RTO has no product requirement; it is judged against our budget, topology.toml
+`quality_rto_budget_s` (default 120 s), like a target: met within the budget passes, "not met" in
+a run at least as long as the budget fails, and "not met" in a shorter run is "not measured".
 """
 from __future__ import annotations
 
@@ -17,11 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from chaos.measurement import MET, NOT_MEASURED as MEASURE_NOT_MEASURED, QualityRto, Rpo, Rto
+from regions.topology import Settings as StackSettings
 
 PASS, FAIL, NOT_MEASURED, NOT_APPLICABLE, INVALID = "pass", "fail", "not measured", "not applicable", "invalid"
-REPORTED = "reported"
-"""The kind of a figure that is shown with its status (met / not met / not measured) but has no
-bound: the quality RTO. `overall` ignores it."""
 STILL_ANSWERING_GRACE_S = 2.0
 """Answers that the lost region sent within 2 s of the kill were in flight; later ones mean it
 was not lost (a kill that missed, a stale process): the load did not observe the fault."""
@@ -29,23 +28,31 @@ was not lost (a kill that missed, a stale process): the load did not observe the
 
 @dataclass(frozen=True)
 class Targets:
-    requirement_rto_s: float = 600.0
-    """Product requirement: RTO < 10 min for a regional outage."""
-    requirement_rpo_s: float = 300.0
-    """Product requirement: RPO < 5 min for interaction logs."""
+    requirement_rto_s: float = StackSettings.rto_budget_s
+    """Product requirement: RTO < 10 min for a regional outage (topology.toml `rto_budget_s`)."""
+    requirement_rpo_s: float = StackSettings.rpo_budget_s
+    """Product requirement: RPO < 5 min for interaction logs (topology.toml `rpo_budget_s`)."""
     target_rto_s: float = 15.0
     """Our target: the controller steers away within seconds."""
     target_rpo_s: float = 2.0
     """Our target: replication lag of about a second."""
     target_empty_slates: int = 0
     """Promise: the homepage always returns something useful."""
+    quality_rto_s: float = StackSettings.quality_rto_budget_s
+    """Our budget: personalisation back within 2 min (topology.toml `quality_rto_budget_s`)."""
+
+    @classmethod
+    def of(cls, settings: StackSettings) -> Targets:
+        """The bounds as the topology states them (`rto_budget_s`, `rpo_budget_s`, `quality_rto_budget_s`)."""
+        return cls(requirement_rto_s=settings.rto_budget_s, requirement_rpo_s=settings.rpo_budget_s,
+                   quality_rto_s=settings.quality_rto_budget_s)
 
 
 @dataclass(frozen=True)
 class Verdict:
     name: str
     kind: str
-    """requirement | target | hypothesis | reported"""
+    """requirement | target | hypothesis"""
     limit: str
     value: float | None
     status: str
@@ -76,8 +83,10 @@ def verdicts(*, rto: Rto, quality: QualityRto | None, rpo: Rpo | None, region_lo
         Verdict("availability RTO", "target", f"<= {targets.target_rto_s:g} s", rto.seconds,
                 _rto_status(rto.status, rto.seconds, rto.covered_s, targets.target_rto_s, strict=False), rto.status),
     ]
-    if quality is not None:  # no requirement bounds personalisation: reported, never judged
-        out.append(Verdict("quality RTO", REPORTED, "-", quality.seconds, quality.status, quality.reason))
+    if quality is not None:  # our budget, not a product requirement: a target
+        out.append(Verdict("quality RTO", "target", f"<= {targets.quality_rto_s:g} s", quality.seconds,
+                           _rto_status(quality.status, quality.seconds, quality.covered_s, targets.quality_rto_s, strict=False),
+                           quality.reason))
     if not region_lost:
         out += [Verdict("RPO", kind, limit, None, NOT_APPLICABLE, "no region lost")
                 for kind, limit in (("requirement", f"< {targets.requirement_rpo_s:g} s"), ("target", f"<= {targets.target_rpo_s:g} s"))]
@@ -142,11 +151,11 @@ def overall(found: Sequence[Verdict], *, invalid: Sequence[str] = ()) -> str:
     """invalid (never pass), else fail if a bound failed, incomplete if one was not measured, else pass."""
     if invalid:
         return INVALID
-    statuses = {v.status for v in found if v.kind != REPORTED}
+    statuses = {v.status for v in found}
     if FAIL in statuses:
         return FAIL
     return "incomplete" if NOT_MEASURED in statuses else PASS
 
 
-__all__ = ["FAIL", "INVALID", "NOT_APPLICABLE", "NOT_MEASURED", "PASS", "REPORTED", "Targets", "Verdict", "hypothesis_verdicts",
+__all__ = ["FAIL", "INVALID", "NOT_APPLICABLE", "NOT_MEASURED", "PASS", "Targets", "Verdict", "hypothesis_verdicts",
            "invalid_reasons", "overall", "still_answering", "verdicts"]

@@ -3,8 +3,9 @@
 Roles and what they may do:
 
     viewer     read: status, journal, drills
-    director   read, plus drain / undrain / steer, plus drills
-    chaos      read, plus drills (game days measure RTO/RPO through drills and fault injection)
+    director   read, plus drain / undrain / steer, plus drills (a drill moves traffic: only a
+               director may start one, or ask for its plan)
+    chaos      read (game days inject faults in the cells with this role; they start no drill)
 
 Tokens live in a JSON file `{token: role}` (or `{token: {"role": r, "name": n}}` to give a token a
 name for the journal); its path comes from `--tokens`, else REGIONCTL_TOKENS_FILE, else
@@ -24,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
 
+from contracts.bearer import bearer_token
 from regions.errors import InputError
 from regions.tokens import ROLES, TOKENS_FILE
 from regions.topology import REPO_ROOT
@@ -52,7 +54,7 @@ class Permission(StrEnum):
 GRANTS: Mapping[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
     Role.DIRECTOR: frozenset({Permission.READ, Permission.DIRECT, Permission.DRILL}),
-    Role.CHAOS: frozenset({Permission.READ, Permission.DRILL}),
+    Role.CHAOS: frozenset({Permission.READ}),
 }
 
 
@@ -121,10 +123,11 @@ class TokenBook:
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The caller of an `Authorization: Bearer <token>` header; Unauthorized otherwise."""
-        if not authorization or not authorization.startswith("Bearer ") or not authorization[7:].strip():
+        token = bearer_token(authorization)
+        if token is None:
             raise Unauthorized("authorization", "send the header 'Authorization: Bearer <token>' "
                                                 "(tokens are in the stack's tokens.json)")
-        offered = authorization[7:].strip().encode("utf-8")
+        offered = token.encode("utf-8")
         found = None
         for token, principal in self._principals.items():
             if hmac.compare_digest(token.encode("utf-8"), offered):

@@ -40,10 +40,14 @@ from failover.control_store import (
     LOOPBACK_HOSTS, ControlStore, Fence, FenceRejected, Lease, Versioned, check_cas, check_key, check_ttl,
     encode_value,
 )
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import InputError, PermanentError, TemporaryError
 
 MIN_SESSION_TTL_S = 10
 MAX_SESSION_TTL_S = 86400
+DELETE_RETRY = CasRetry(attempts=20, backoff_s=0.005, max_backoff_s=0.1, exhausted=lambda n: TemporaryError(
+    f"the key kept changing under an unconditional delete ({n} tries at the version seen); retry", delay=0.5))
+"""An unconditional delete is a delete at the version just read; 20 lost races mean a writer loops on it."""
 
 
 @dataclass(frozen=True)
@@ -132,12 +136,13 @@ class ConsulStore(ControlStore):
         with self._mapped("delete"):
             if cas is not None:
                 return bool(self._client.kv.delete(full, cas=cas))
-            while True:  # Consul answers true for an absent key: delete at the version seen
+            def try_once() -> bool | Lost:  # Consul answers true for an absent key: delete at the version seen
                 _, item = self._client.kv.get(full)
                 if item is None:
                     return False
-                if self._client.kv.delete(full, cas=int(item["ModifyIndex"])):
-                    return True
+                return True if self._client.kv.delete(full, cas=int(item["ModifyIndex"])) else LOST
+
+            return bool(DELETE_RETRY.run(try_once))
 
     def list(self, prefix: str) -> dict[str, Versioned]:
         if not isinstance(prefix, str):

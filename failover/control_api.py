@@ -1,13 +1,18 @@
 """The control API of a controller process (FastAPI, 127.0.0.1 only), its client, and `serve`.
 
-    GET    /v1/status                      viewer+   regions, state, weights, tier mix, lag, bundles, leader
+    GET    /v1/status                      viewer+   regions, state, weights, tier mix, lag, bundles, leader,
+                                                     drains (actor, expiry), failback stages, running drills
     POST   /v1/regions/{r}/drain           director  {reason, force, ttl}
     POST   /v1/regions/{r}/undrain         director  {reason}
     POST   /v1/steer                       director  {geography, weights{region:int}, ttl, reason}
     DELETE /v1/steer/{geo}?reason=         director
-    POST   /v1/drills                      director, chaos   {region, dry_run, hold, reason} -> plan | drill id
+    POST   /v1/drills                      director          {region, dry_run, hold, reason} -> plan | drill id
     GET    /v1/drills/{id}                 viewer+
     GET    /v1/journal?limit=              viewer+
+    GET    /metrics, /healthz, /readyz     no token (failover.controller_metrics: round, decision, store
+                                           reachable / writing, leader, Route 53 publishing)
+    GET    /ui                             the live dashboard (failover.dashboard; its calls carry the token)
+    GET    /v1/gamedays[/{name}/report.png] viewer+  game-day reports and their plots
 
 Answers: 401 without or with an unknown token; 403 for a role without the permission; 422 with
 {"error": {"field", "message"}} for bad input (nothing changes); 409 when a drill cannot start;
@@ -19,6 +24,7 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -27,8 +33,12 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from contracts.http_errors import error_response as _error
+from contracts.http_errors import install_error_handlers
+from failover import controller_metrics, dashboard, status_view
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
-from failover.controller import Controller, health_document
+from failover.controller import Controller
+from failover.effects import health_document
 from failover.drill_report import plan_document
 from failover.drill_runner import DrillConflict, DrillRunner
 from failover.journal import Action
@@ -36,6 +46,7 @@ from failover.leadership import NotLeader
 from failover.safety import clear_steer, request_drain, request_steer, request_undrain
 from regions.errors import InputError, PermanentError, ShopNowError, TemporaryError
 from regions.processes import wait_until
+from replication.user_erasure import erase_user
 
 Duration = Optional[Union[float, str]]
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -88,14 +99,15 @@ class DrillBody(BaseModel):
     reason: str = ""
 
 
-def _error(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"field": field, "message": message}, **extra})
-
-
 def status_document(controller: Controller) -> dict[str, Any]:
     """What GET /v1/status answers: this process's view plus the store's table and the leader."""
     last = controller.last
-    table = controller.read_table()
+    try:
+        table, leader = controller.read_table(), controller.leader_info()
+    except TemporaryError as exc:  # the store is down: answer with what this process last saw
+        table = controller.followed_table()
+        leader = {"holder": None, "term": None, "api_url": None, "self": controller.holder,
+                  "is_self": controller.leadership.is_leader, "error": str(exc)}
     regions: dict[str, Any] = {}
     lags: list[dict[str, Any]] = []
     for name in sorted(controller.topology.regions):
@@ -112,7 +124,8 @@ def status_document(controller: Controller) -> dict[str, Any]:
                          "lag_s": lag.lag_s, "lag_events": lag.lag_events})
     steering = last.steering if last else None
     return {
-        "controller": controller.holder, "leader": controller.leader_info(), "probed_at": last.now if last else None,
+        "controller": controller.holder, "leader": leader, "probed_at": last.now if last else None,
+        "store": controller.store_status(),
         "regions": regions, "replication": lags,
         "table": table, "fail_static": bool((table or {}).get("fail_static")),
         "decision": None if steering is None else {
@@ -121,16 +134,41 @@ def status_document(controller: Controller) -> dict[str, Any]:
             "problems": list(last.problems) if last else []},
         "overrides": last.snapshot.overrides.to_dict() if last else {},
         "failback": {r: p.to_dict() for r, p in steering.failback.items()} if steering else {},
+        "dns": controller.dns.status() if controller.dns else None,
     }
 
 
-def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner) -> FastAPI:
+def operator_views(controller: Controller, drills: DrillRunner) -> dict[str, Any]:
+    """Drains (with actor and expiry), failback stages and running drills (failover.status_view).
+    Answers while the control store is unreachable (the journal is then not read)."""
+    now = time.time()
+    last = controller.last
+    overrides = last.snapshot.overrides.to_dict() if last else {}
+    failback = {r: p.to_dict() for r, p in last.steering.failback.items()} if last else {}
+    entries: list[Any] = []
+    if overrides.get("drains"):  # who drained: the journal; while the store is unreachable, "unknown"
+        try:
+            entries = controller.journal.entries(limit=status_view.JOURNAL_LOOKBACK)
+        except TemporaryError:
+            pass
+    return {"drains": status_view.drains_view(overrides, entries, now=now),
+            "failback_stages": status_view.failback_view(failback, controller.settings, now=now),
+            "failback_holds_s": list(controller.settings.failback_hold_s),
+            "drills": status_view.drills_view(r.document() for r in drills.records())}
+
+
+def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner,
+               retention_key: bytes | None = None, gamedays: Path | None = None) -> FastAPI:
     app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None, openapi_url=None)
+    controller_metrics.mount(app, controller)
 
     def need(permission: Permission) -> Callable[..., Principal]:
         def check(authorization: Optional[str] = Header(default=None)) -> Principal:
             return tokens.authorize(authorization, permission)
         return check
+
+    dashboard.mount(app, gamedays_dir=gamedays if gamedays is not None else gamedays_dir({}),
+                    reader=need(Permission.READ))
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -146,9 +184,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     async def _conflict(_: Request, exc: DrillConflict) -> JSONResponse:
         return _error(409, exc.field, exc.reason)
 
-    @app.exception_handler(InputError)
-    async def _input(_: Request, exc: InputError) -> JSONResponse:
-        return _error(422, exc.field, exc.reason)
+    install_error_handlers(app)  # InputError and FastAPI's own validation errors: 422, one error body
 
     @app.exception_handler(NotLeader)
     async def _standby(_: Request, exc: NotLeader) -> JSONResponse:
@@ -173,7 +209,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.get("/v1/status")
     def status(_: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
-        return status_document(controller)
+        return {**status_document(controller), **operator_views(controller, drills)}
 
     @app.post("/v1/regions/{region}/drain")
     def drain(region: str, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
@@ -191,7 +227,10 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.post("/v1/users/{user_id}/delete")
     def delete_user(user_id: str, body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
-        report = controller.delete_user(user_id, actor=who.actor, reason=body.reason)
+        report = erase_user(controller.topology, user_id, now=controller.clock(), reason=body.reason,
+                            record=lambda why, inputs: controller.journal.append(
+                                actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs),
+                            pseudonym_key=retention_key)
         return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
     @app.post("/v1/steer")
@@ -323,6 +362,7 @@ class ControlClient:
 
 
 def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, host: str, port: int,
+          retention_key: bytes | None = None, gamedays: Path | None = None,
           log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
     """Run the controller loop in a thread and the API in this one until SIGTERM/SIGINT; then resign."""
     import uvicorn
@@ -335,7 +375,8 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
     loop = threading.Thread(target=controller.run, kwargs={"stop": stopping.is_set}, name="controller", daemon=True)
     loop.start()
     log(f"API id={controller.holder} url=http://{host}:{port}")
-    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills),
+    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills,
+                                                      retention_key=retention_key, gamedays=gamedays),
                                            host=host, port=port, log_level="warning", access_log=False))
     try:
         server.run()
@@ -346,9 +387,19 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
         log(f"STOPPED id={controller.holder}")
 
 
-def reports_dir(environ: Mapping[str, str]) -> Path:
-    """Where drill reports go: <REGIONCTL_STATE_DIR>/../drills, else var/drills."""
+def _beside_state(environ: Mapping[str, str], name: str) -> Path:
+    """<REGIONCTL_STATE_DIR>/../<name>, else var/<name> of the repository."""
     from regions.topology import REPO_ROOT
 
     state = environ.get("REGIONCTL_STATE_DIR")
-    return (Path(state).parent / "drills") if state else REPO_ROOT / "var" / "drills"
+    return (Path(state).parent / name) if state else REPO_ROOT / "var" / name
+
+
+def reports_dir(environ: Mapping[str, str]) -> Path:
+    """Where drill reports go: <REGIONCTL_STATE_DIR>/../drills, else var/drills."""
+    return _beside_state(environ, "drills")
+
+
+def gamedays_dir(environ: Mapping[str, str]) -> Path:
+    """Where game days write their reports (regionctl gameday): <REGIONCTL_STATE_DIR>/../gamedays, else var/gamedays."""
+    return _beside_state(environ, "gamedays")

@@ -7,6 +7,7 @@ interface, swappable like httpx transports:
     sqlite   failover.sqlite_store.SqliteStore   embedded default; one file shared by the
                                                  controller processes of one machine
     consul   failover.consul_store.ConsulStore   a Consul agent on loopback (py-consul)
+    etcd     failover.etcd_store.EtcdStore       an etcd cluster on loopback (v3 JSON gateway)
 
 Choices every backend keeps:
 
@@ -21,21 +22,27 @@ Choices every backend keeps:
   that only grows. `fenced_put` writes only while `Fence(lease, holder, term)` still holds the
   lease, atomically, so a deposed leader's late write is refused with `FenceRejected`.
 
+Following a key (`wait_for_change`, `log_mode_change`): one wait between two reads of a key, by
+the store's watch where it has one (etcd), else the poll interval's sleep; the controller's
+failover.key_watch.KeyFollower and the edge's TableWatcher both wait with it. The read after each
+wake-up is what counts: a watch only says "read again", so a missed or spurious event costs one
+read, never a wrong value.
+
 Errors (see regions.errors): `TemporaryError` when the store is busy or unreachable,
 `PermanentError` when retrying cannot help, `InputError` for a bad URL, key or ttl.
 The environment is not read here: the edge (CLI, election_main) reads REGIONCTL_CONTROL_STORE
-and hands the URL to `store_from_url`.
+and hands the URL to `failover.control_stores.store_from_url` (the factory: a scheme -> opener
+registry, kept out of this base so that the backends can import it without a circle).
 """
 from __future__ import annotations
 
 import abc
+import logging
+import threading
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Callable
-from urllib.parse import parse_qs, urlsplit
 
-from regions.errors import InputError, PermanentError
+from regions.errors import InputError, PermanentError, ShopNowError
 
 ENV_VAR = "REGIONCTL_CONTROL_STORE"
 """The one environment variable naming the store; read by the CLI and the runnables only."""
@@ -166,6 +173,13 @@ class ControlStore(abc.ABC):
         """`put`, atomically conditional on `fence` still holding its lease.
         Raises FenceRejected when it does not; returns False when only the CAS failed."""
 
+    # -- watch -----------------------------------------------------------------------------
+    def watch(self, key: str, *, after_version: int, timeout_s: float) -> bool | None:
+        """Block until `key`'s version differs from `after_version` (True) or `timeout_s` passed
+        (False), where the backend can watch (etcd). None: it cannot, and the caller polls
+        (SQLite, Consul). TemporaryError while a watch cannot be opened: poll meanwhile."""
+        return None
+
     # -- service catalog -------------------------------------------------------------------
     def register_service(
         self, name: str, *, port: int, http_check_url: str | None = None,
@@ -192,39 +206,34 @@ class ControlStore(abc.ABC):
         self.close()
 
 
-def store_from_url(url: str, *, clock: Callable[[], float] | None = None) -> ControlStore:
-    """Open a store from a URL:
+# -- following a key ------------------------------------------------------------------------------
 
-    sqlite:///abs/path/control.db   absolute path
-    sqlite://var/control.db         path relative to the working directory
-    sqlite://:memory:               one process only (tests)
-    consul://127.0.0.1:8500         a Consul agent on loopback; `?prefix=shopnow/` (default)
+log = logging.getLogger(__name__)
 
-    `clock` (seconds) is used where the backend computes expiry itself (SQLite).
-    """
-    if not isinstance(url, str) or "://" not in url:
-        raise InputError("store", f"{url!r} is not a store URL; use sqlite:///path/to/control.db "
-                                  "or consul://127.0.0.1:8500")
-    scheme, _, rest = url.partition("://")
-    if scheme == "sqlite":
-        from failover.sqlite_store import SqliteStore
+WATCH_TIMEOUT_S = 1.0
+"""How long one watch waits before the key is read again anyway: bounds how long a watch that
+broke silently (a member that hangs) can hide a change, and how long `stop()` takes."""
 
-        if not rest:
-            raise InputError("store", f"{url!r} names no file; use sqlite:///abs/path.db or sqlite://rel/path.db")
-        path: str | Path = rest if rest == ":memory:" else Path(rest)
-        return SqliteStore(path) if clock is None else SqliteStore(path, clock=clock)
-    if scheme == "consul":
-        from failover.consul_store import ConsulStore
+WATCH = "watch"
+POLL = "poll"
 
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if host not in LOOPBACK_HOSTS:
-            raise InputError("store", f"Consul host {host!r} is not loopback; only 127.0.0.1 is allowed")
+
+def wait_for_change(store: ControlStore | None, key: str, *, after_version: int, watch_timeout_s: float,
+                    poll_interval_s: float, stop: threading.Event) -> tuple[str, str]:
+    """Wait once; returns (WATCH, "") when a watch was waited on, (POLL, why) when it slept
+    `poll_interval_s` instead (why: "" when the store cannot watch, else the watch's error)."""
+    why = ""
+    if store is not None and not stop.is_set():
         try:
-            port = parts.port or 8500
-        except ValueError as exc:
-            raise InputError("store", f"{url!r} has an invalid port; use consul://127.0.0.1:8500") from exc
-        prefix = parse_qs(parts.query).get("prefix", ["shopnow/"])[0]
-        return ConsulStore(host="127.0.0.1", port=port, prefix=prefix)
-    raise InputError("store", f"unknown scheme {scheme!r} in {url!r}; allowed: sqlite, consul")
+            if store.watch(key, after_version=after_version, timeout_s=watch_timeout_s) is not None:
+                return WATCH, ""
+        except ShopNowError as exc:
+            why = str(exc)
+    stop.wait(poll_interval_s)
+    return POLL, why
 
+
+def log_mode_change(key: str, old: str, new: str, why: str) -> None:
+    """One log line when following `key` switches between watch and poll (not one per wait)."""
+    if new != old and (new == WATCH or why):
+        log.warning("following %s by %s%s", key, new, f" (watch broken: {why})" if why else "")

@@ -15,43 +15,47 @@
                 leader change) with the health votes and thresholds behind it.
     run(stop)   step every `interval_s` (fixed rate) until stop(); the clock and the wait are injected.
 
-A standby runs the same step (so its health is fresh when it takes over) and writes nothing.
+What to write is decided by failover.effects (pure: plan_take_over / plan_effects return a Plan
+of values); `apply_plan` below is the one function that makes a Plan's fenced writes and journal
+entries. A standby runs the same step (so its health is fresh when it takes over) and writes nothing.
+Every controller also follows routing/table between rounds (failover.key_watch: the store's watch
+on etcd, polling elsewhere), so a standby knows the newest table within milliseconds and can
+still answer `status` with it while the store is unreachable. When the store cannot be reached
+the controller writes nothing and says so: a STORE-UNAVAILABLE log line (STORE-BACK when it
+answers again) and `store` in its status.
 `change_overrides` is how the control API and drills change drains and steers: validated on a fresh
 snapshot by a failover.safety function, written with compare-and-set under the leader's fence,
 journaled with the caller as actor. Decision logic stays in the pure modules; this module is I/O.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from capacity.calibration import Calibration
+from contracts.store_keys import LEADER_KEY, OVERRIDES_KEY, PARTITIONS_KEY, TABLE_KEY
 from failover.control_store import ControlStore, FenceRejected
+from failover.dns_publish import DnsPublisher
+from failover.effects import Entry, Plan, dump, health_votes, plan_effects, plan_take_over
 from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain
 from failover.journal import Action, Journal
+from failover.key_watch import Followed, KeyFollower
 from failover.leadership import Leadership, LeadershipSettings, NotLeader
 from failover.overrides import Overrides
 from failover.probing import CellReport
-from failover.routing import TABLE_KEY
 from failover.safety import check_steering
 from failover.settings import ControllerSettings
-from failover.steering import FailbackProgress, Snapshot, Steering, decide
+from failover.steering import Snapshot, Steering, decide
+from failover.stored_state import Stored, read_stored
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.topology import Topology
-from replication.deletion import delete_user
-from replication.interaction_log import connect_all
 
-OVERRIDES_KEY = "control/overrides"
-FAILBACK_KEY = "control/failback"
-LEADER_KEY = "control/leader"
-HEALTH_PREFIX = "health/"
-PARTITIONS_KEY = "chaos/partitions"
-"""Chaos fault (chaos.actions.partition_region): a JSON list of regions this controller cannot reach."""
-MAX_CAS_ATTEMPTS = 5
+OVERRIDES_RETRY = CasRetry(attempts=5, backoff_s=0.01, max_backoff_s=0.1, exhausted=lambda n: TemporaryError(
+    f"the overrides changed {n} times while this change was made; retry", delay=0.5))
 """Operator changes race only with each other and with expiry; five lost races in a row is an error."""
 
 Prober = Callable[[float], Mapping[str, CellReport]]
@@ -75,13 +79,6 @@ def partitioned(reports: Mapping[str, CellReport], regions: tuple[str, ...], *, 
     return {region: CellReport(region=region, probe=Probe.failed(at=now, error=f"partitioned ({PARTITIONS_KEY})"),
                                readyz=None) if region in cut else report
             for region, report in reports.items()}
-
-
-def table_content(table: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """What a table says, without its version and time: two tables that route alike compare equal."""
-    if table is None:
-        return None
-    return {k: v for k, v in table.items() if k not in ("version", "updated_at")}
 
 
 def demand_by_geography(topology: Topology, reports: Mapping[str, CellReport]) -> dict[str, float]:
@@ -112,78 +109,6 @@ def with_drains(health: RegionHealth, overrides: Overrides, *, now: float) -> Re
     return undrain(health, now=now) if health.state is HealthState.DRAINED else health
 
 
-def health_votes(health: Mapping[str, RegionHealth]) -> dict[str, Any]:
-    """Journal inputs: what the probes said about each region."""
-    return {r: {"state": h.state.value, "probed": h.probed.value, "failures": h.failures, "successes": h.successes,
-                "last_error": h.last_probe.error if h.last_probe else "no probe"} for r, h in sorted(health.items())}
-
-
-def thresholds(settings: ControllerSettings) -> dict[str, Any]:
-    return {"failures_down": settings.failures_down, "successes_up": settings.successes_up,
-            "slo_error_rate": settings.slo_error_rate, "slo_p99_ms": settings.slo_p99_ms,
-            "fail_static_threshold": settings.fail_static_threshold, "probe_timeout_s": settings.probe_timeout_s}
-
-
-def health_document(h: RegionHealth) -> dict[str, Any]:
-    probe = h.last_probe
-    return {"region": h.region, "state": h.state.value, "probed": h.probed.value, "since": h.since,
-            "reason": h.reason, "failures": h.failures, "successes": h.successes,
-            "last_probe": None if probe is None else {
-                "ok": probe.ok, "at": probe.at, "latency_ms": round(probe.latency_ms, 3), "error": probe.error,
-                "tier_served": probe.tier_served, "bundle_version": probe.bundle_version,
-                "p99_ms": probe.p99_ms, "error_rate": probe.error_rate}}
-
-
-# -- what the store holds ---------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class Stored:
-    table: Mapping[str, Any] | None = None
-    table_version: int = 0
-    overrides: Overrides = field(default_factory=Overrides)
-    overrides_version: int = 0
-    failback: Mapping[str, FailbackProgress] = field(default_factory=dict)
-    failback_raw: Mapping[str, Any] = field(default_factory=dict)
-    problems: tuple[str, ...] = ()
-    partitions: tuple[str, ...] = ()
-    """Regions the chaos/partitions fault cuts off from this controller (empty outside game days)."""
-
-
-def read_stored(store: ControlStore) -> Stored:
-    """The controller's shared state; a malformed document is reported and read as empty."""
-    problems: list[str] = []
-
-    def load(key: str) -> tuple[Any, int]:
-        found = store.get(key)
-        if found is None:
-            return None, 0
-        try:
-            return json.loads(found.value), found.version
-        except ValueError as exc:
-            problems.append(f"{key} is not JSON ({exc})")
-            return None, found.version
-
-    table, table_v = load(TABLE_KEY)
-    raw_over, over_v = load(OVERRIDES_KEY)
-    raw_fb, fb_v = load(FAILBACK_KEY)
-    partitions, _ = load(PARTITIONS_KEY)
-    try:
-        overrides = Overrides.from_dict(raw_over or {})
-    except InputError as exc:
-        problems.append(str(exc))
-        overrides = Overrides()
-    failback: dict[str, FailbackProgress] = {}
-    for region, body in (raw_fb or {}).items() if isinstance(raw_fb, Mapping) else ():
-        try:
-            failback[region] = FailbackProgress.from_dict(body)
-        except (KeyError, TypeError, ValueError) as exc:
-            problems.append(f"{FAILBACK_KEY} entry {region} is malformed ({exc!r})")
-    return Stored(table=table if isinstance(table, Mapping) else None, table_version=table_v,
-                  overrides=overrides, overrides_version=over_v, failback=failback,
-                  failback_raw=raw_fb if isinstance(raw_fb, Mapping) else {}, problems=tuple(problems),
-                  partitions=tuple(str(r) for r in partitions) if isinstance(partitions, list) else ())
-
-
 @dataclass(frozen=True, kw_only=True)
 class StepResult:
     now: float
@@ -197,10 +122,37 @@ class StepResult:
     wrote: tuple[str, ...] = ()
     journaled: tuple[str, ...] = ()
     error: str = ""
+    decide_s: float = 0.0
+    """Wall time of decide() plus check_steering() this round (the controller_metrics histogram)."""
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def _written_table(plan: Plan, wrote: list[str]) -> Mapping[str, Any] | None:
+    """The routing table `plan` wrote this round (None when it wrote none, or lost the CAS)."""
+    if TABLE_KEY not in wrote:
+        return None
+    value = next((w.value for w in plan.writes if w.key == TABLE_KEY), None)
+    return json.loads(value) if value is not None else None
+
+
+def apply_plan(plan: Plan, *, leadership: Leadership, journal: Journal, actor: str, now: float,
+               log: Callable[[str], None], wrote: list[str], journaled: list[str]) -> None:
+    """Make `plan`'s writes as the leader (fenced; a lost compare-and-set skips that write's `then`:
+    the next round re-reads), then its entries. Appends what it wrote and journaled as it goes."""
+    fence = leadership.fence()
+
+    def append(entries: tuple[Entry, ...], logs: tuple[str, ...]) -> None:
+        for entry in entries:
+            journal.append(actor=actor, action=entry.action, at=now, fence=fence, inputs=entry.inputs,
+                           reason=entry.reason)
+            journaled.append(entry.action.value)
+        for line in logs:
+            log(line)
+
+    for write in plan.writes:
+        if leadership.fenced_put(write.key, write.value, cas=write.cas):
+            wrote.append(write.key)
+            append(write.then, write.logs)
+    append(plan.entries, plan.logs)
 
 
 class Controller:
@@ -211,7 +163,7 @@ class Controller:
                  lease_ttl_s: float = LeadershipSettings.ttl_s, leadership: Leadership | None = None,
                  clock: Callable[[], float] = time.time, wait: Callable[[float], None] | None = None,
                  log: Callable[[str], None] = lambda line: print(line, flush=True),
-                 calibration: Calibration | None = None) -> None:
+                 calibration: Calibration | None = None, dns: DnsPublisher | None = None) -> None:
         self.topology, self.store, self.holder, self.settings = topology, store, holder, settings
         self.calibration = calibration
         """The capacity model's calibration; drill pre-checks ask capacity.absorb with it."""
@@ -220,6 +172,7 @@ class Controller:
         self.leadership = leadership or Leadership(store, holder=holder, ttl_s=lease_ttl_s)
         self.journal = Journal(store, clock=clock)
         self._prober, self._clock, self._log = prober, clock, log
+        self.clock = clock
         self._wake = threading.Event()
         self._wait = wait or self._default_wait
         start = clock()
@@ -228,30 +181,14 @@ class Controller:
         self._written_health: dict[str, tuple[str, str]] = {}
         self._last_problems: tuple[str, ...] = ()
         self.last: StepResult | None = None
-
-    # -- compliance ------------------------------------------------------------------------------
-    def delete_user(self, user_id: str, *, actor: str, reason: str) -> dict[str, Any]:
-        """Delete a user's personal data in every region of their geography (replication.deletion)
-        and journal it. The journal keeps a hash of the user id, never the id itself."""
-        if not reason.strip():
-            raise InputError("reason", "must say why (a non-empty reason is journaled with every change)")
-        if not user_id.strip():
-            raise InputError("user_id", "must not be empty")
-        clients = connect_all(self.topology)
-        try:
-            report = delete_user(self.topology, clients, user_id, self._clock())
-        finally:
-            for client in clients.values():
-                client.close()
-        regions = [{"region": r.region, "tombstoned": r.tombstoned, "features_removed": r.features_removed,
-                    "cached_results_removed": r.cached_results_removed, "log_entries_removed": dict(r.log_entries_removed),
-                    "error": r.error} for r in report.regions]
-        self.journal.append(actor=actor, action=Action.NOTE, reason=reason.strip(), inputs={
-            "operation": "user_deletion", "user_sha256": hashlib.sha256(user_id.encode()).hexdigest(),
-            "geography": report.geography, "complete": report.complete,
-            "regions": regions})
-        return {"user_id": user_id, "geography": report.geography, "complete": report.complete,
-                "deleted_at": report.deleted_at, "regions": regions}
+        self.store_error = ""
+        """The last round's control-store error ("" when the store answered)."""
+        self.dns = dns
+        """Route 53 publishing (failover.dns_publish), when configured: the leader offers its table every round."""
+        self.table_follower = KeyFollower(store, TABLE_KEY, poll_interval_s=settings.interval_s,
+                                          on_change=self._table_followed)
+        self.on_step: list[Callable[[StepResult], None]] = []
+        """Called with every round's result (failover.controller_metrics observes latencies)."""
 
     # -- the round -------------------------------------------------------------------------------
     def step(self, now: float) -> StepResult:
@@ -264,6 +201,7 @@ class Controller:
             store_error = str(exc)
         else:
             store_error = "; ".join(stored.problems)
+        unreachable = None if stored is not None else store_error
         base = stored or Stored(overrides=self.last.snapshot.overrides if self.last else Overrides())
         health = {}
         for region, previous in self._health.items():
@@ -276,8 +214,10 @@ class Controller:
                             demand_qps=demand_by_geography(self.topology, reports),
                             current_weights=weights_of(base.table), overrides=base.overrides,
                             failback=base.failback, replication_lag_s=lags_of(reports), calibration=self.calibration)
+        decide_started = time.perf_counter()
         steering = decide(snapshot)
         problems = check_steering(snapshot, steering)
+        decide_s = time.perf_counter() - decide_started
         leading = self.leadership.tick()
         took_over = leading and not self._leading
         wrote: list[str] = []
@@ -292,102 +232,79 @@ class Controller:
                     settled = False
                     self._take_over(now, wrote, journaled)
                     settled = True
-                self._act(now, snapshot, steering, problems, stored, took_over=took_over,
-                          wrote=wrote, journaled=journaled)
+                plan = plan_effects(
+                    holder=self.holder, now=now, health=snapshot.health, steering=steering, problems=problems,
+                    settings=self.settings, table=stored.table, table_version=stored.table_version,
+                    overrides=stored.overrides, overrides_version=stored.overrides_version,
+                    failback_raw=stored.failback_raw, took_over=took_over, written_health=self._written_health,
+                    last_problems=self._last_problems)
+                self._apply(plan, now, wrote, journaled)
+                if self.dns is not None:  # idempotent: an unchanged table makes no Route 53 call
+                    self.dns.offer(_written_table(plan, wrote) or stored.table)
             except (FenceRejected, NotLeader) as exc:
                 error, leading, settled = f"deposed: {exc}", False, False
                 self._log(f"DEPOSED id={self.holder} error={exc}")
             except (TemporaryError, PermanentError) as exc:
                 error = f"store: {exc}"
+                if isinstance(exc, TemporaryError):  # read, then could not write: as unreachable
+                    unreachable = str(exc)
+        self._note_store(unreachable)
         if self._leading and not leading:
             self._log(f"STANDBY id={self.holder} leader={self.leadership.state.leader}")
         self._leading = settled
         result = StepResult(now=now, leader=leading, health=health, reports=reports, snapshot=snapshot,
                             steering=steering, problems=problems, wrote=tuple(wrote), journaled=tuple(journaled),
-                            error=error)
+                            error=error, decide_s=decide_s)
         self.last = result
+        for observe in self.on_step:
+            observe(result)
         return result
+
+    def _note_store(self, error: str | None) -> None:
+        """Log when the store stops or starts answering (so an operator sees why nothing is written)."""
+        if error is not None and not self.store_error:
+            self._log(f"STORE-UNAVAILABLE id={self.holder} writing=no error={error}")
+        elif error is None and self.store_error:
+            self._log(f"STORE-BACK id={self.holder} writing={'yes' if self.leadership.is_leader else 'no (standby)'}")
+        self.store_error = error or ""
+
+    def _table_followed(self, followed: Followed) -> None:
+        if not self._leading and followed.value is not None:
+            self._log(f"FOLLOW id={self.holder} table_store_version={followed.value.version} mode={followed.mode or 'read'}")
+
+    def followed_table(self) -> Mapping[str, Any] | None:
+        """The newest routing table the follower read (None before the first read or if unreadable)."""
+        found = self.table_follower.state.value
+        try:
+            table = json.loads(found.value) if found else None
+        except ValueError:
+            return None
+        return table if isinstance(table, Mapping) else None
+
+    def store_status(self) -> dict[str, Any]:
+        """Whether the store answers and whether this controller writes, for `status`."""
+        followed = self.table_follower.state
+        writing = bool(self.last and self.last.leader and not self.store_error)
+        return {"reachable": not self.store_error, "error": self.store_error, "writing": writing,
+                "table_follow": {"mode": followed.mode, "store_version": followed.value.version if followed.value else 0,
+                                 "seen_at": followed.seen_at}}
 
     def _take_over(self, now: float, wrote: list[str], journaled: list[str]) -> None:
         state = self.leadership.state
-        self._log(f"LEADER id={self.holder} term={state.term}")
-        self.leadership.fenced_put(LEADER_KEY, _dump({"holder": self.holder, "term": state.term,
-                                                      "api_url": self.api_url, "since": now}))
-        wrote.append(LEADER_KEY)
         self._written_health.clear()
         self._last_problems = ()
-        self.journal.append(actor=self.actor, action=Action.LEADER_CHANGE, at=now, fence=self.leadership.fence(),
-                            inputs={"term": state.term, "api_url": self.api_url,
-                                    "ttl_s": self.leadership.ttl_s},
-                            reason=f"{self.holder} took the controller lease")
-        journaled.append(Action.LEADER_CHANGE.value)
+        self._apply(plan_take_over(holder=self.holder, term=state.term or 0, api_url=self.api_url,
+                                   ttl_s=self.leadership.ttl_s, now=now), now, wrote, journaled)
 
-    def _act(self, now: float, snapshot: Snapshot, steering: Steering, problems: tuple[str, ...], stored: Stored,
-             *, took_over: bool, wrote: list[str], journaled: list[str]) -> None:
-        fence = self.leadership.fence()
-        votes, limits = health_votes(snapshot.health), thresholds(self.settings)
-        for region, h in sorted(snapshot.health.items()):
-            key = (h.state.value, h.probed.value)
-            if self._written_health.get(region) != key:
-                self.leadership.fenced_put(f"{HEALTH_PREFIX}{region}", _dump(health_document(h)))
-                self._written_health[region] = key
-                wrote.append(f"{HEALTH_PREFIX}{region}")
-        if problems:
-            if problems != self._last_problems:
-                self.journal.append(actor=self.actor, action=Action.NOTE, at=now, fence=fence,
-                                    inputs={"problems": list(problems), "health": votes, "thresholds": limits},
-                                    reason="steering result refused by the safety checks; routing table kept")
-                journaled.append(Action.NOTE.value)
-                self._log(f"REFUSED id={self.holder} problems={'; '.join(problems)}")
-            self._last_problems = problems
-            return
-        self._last_problems = ()
-        if _dump(steering.overrides.to_dict()) != _dump(stored.overrides.to_dict()):
-            if self.leadership.fenced_put(OVERRIDES_KEY, _dump(steering.overrides.to_dict()),
-                                          cas=stored.overrides_version):
-                wrote.append(OVERRIDES_KEY)
-                for gone in stored.overrides.expired(now):
-                    subject = getattr(gone, "geography", None) or getattr(gone, "region", "")
-                    kind = "steer" if hasattr(gone, "geography") else "drain"
-                    self.journal.append(actor=self.actor, action=Action.OVERRIDE_CLEARED, at=now, fence=fence,
-                                        inputs={"kind": kind, "subject": subject, "expires_at": gone.expires_at,
-                                                "reason_given": gone.reason},
-                                        reason=f"{kind} override of {subject} expired")
-                    journaled.append(Action.OVERRIDE_CLEARED.value)
-        failback = {r: p.to_dict() for r, p in sorted(steering.failback.items())}
-        if _dump(failback) != _dump(dict(stored.failback_raw)):
-            if self.leadership.fenced_put(FAILBACK_KEY, _dump(failback)):
-                wrote.append(FAILBACK_KEY)
-        old = stored.table
-        old_version = int((old or {}).get("version") or 0)
-        new = steering.routing_table(version=old_version + 1, updated_at=now)
-        if not took_over and table_content(new) == table_content(old):
-            return
-        if not self.leadership.fenced_put(TABLE_KEY, _dump(new), cas=stored.table_version):
-            return  # someone wrote between our read and now; next round re-reads
-        wrote.append(TABLE_KEY)
-        self._journal_table(now, old=old, new=new, steering=steering, votes=votes, limits=limits,
-                            journaled=journaled, fence=fence)
-
-    def _journal_table(self, now: float, *, old: Mapping[str, Any] | None, new: Mapping[str, Any],
-                       steering: Steering, votes: Mapping[str, Any], limits: Mapping[str, Any],
-                       journaled: list[str], fence: Any) -> None:
-        was_static, is_static = bool((old or {}).get("fail_static")), bool(new["fail_static"])
-        if is_static != was_static:
-            action = Action.FAILSTATIC if is_static else Action.FAILSTATIC_CLEARED
-            why = "; ".join(steering.alerts) or ("probes answer again: steering resumed" if was_static else "")
-            self.journal.append(actor=self.actor, action=action, at=now, fence=fence, reason=why,
-                                inputs={"health": votes, "thresholds": limits, "version": new["version"]})
-            journaled.append(action.value)
-        old_routes = {k: (old or {}).get(k) for k in ("geos", "max_tier")}
-        if old_routes != {k: new[k] for k in ("geos", "max_tier")}:
-            reasons = [f"{subject}: {why}" for subject, why in steering.reasons]
-            self.journal.append(actor=self.actor, action=Action.WEIGHT_CHANGE, at=now, fence=fence,
-                                inputs={"before": old_routes, "after": {"geos": new["geos"], "max_tier": new["max_tier"]},
-                                        "version": new["version"], "health": votes, "thresholds": limits},
-                                reason="; ".join(reasons) or "routing table written")
-            journaled.append(Action.WEIGHT_CHANGE.value)
-            self._log(f"TABLE id={self.holder} version={new['version']} geos={_dump(new['geos'])}")
+    def _apply(self, plan: Plan, now: float, wrote: list[str], journaled: list[str]) -> None:
+        """Apply `plan` as the leader, then remember what it wrote and journaled."""
+        start = len(wrote)
+        try:
+            apply_plan(plan, leadership=self.leadership, journal=self.journal, actor=self.actor, now=now,
+                       log=self._log, wrote=wrote, journaled=journaled)
+        finally:
+            self._written_health.update({k: plan.health_marks[k] for k in wrote[start:] if k in plan.health_marks})
+        self._last_problems = plan.last_problems
 
     # -- the loop --------------------------------------------------------------------------------
     def _default_wait(self, seconds: float) -> None:
@@ -400,6 +317,9 @@ class Controller:
 
     def run(self, *, stop: Callable[[], bool]) -> None:
         """Step every interval until stop(); an unexpected error is logged and the loop goes on."""
+        self.table_follower.start()
+        if self.dns is not None:
+            self.dns.start()
         try:
             while not stop():
                 started = self._clock()
@@ -409,6 +329,9 @@ class Controller:
                     self._log(f"STEP-FAILED id={self.holder} error={type(exc).__name__}: {exc}")
                 self._wait(max(0.0, self.settings.interval_s - (self._clock() - started)))
         finally:
+            self.table_follower.stop()
+            if self.dns is not None:
+                self.dns.stop()
             self.leadership.resign()
 
     # -- operator changes ------------------------------------------------------------------------
@@ -430,19 +353,22 @@ class Controller:
         Raises InputError (nothing written) when `mutate` refuses, NotLeader on a standby."""
         if not reason.strip():
             raise InputError("reason", "must say why (a non-empty reason is journaled with every change)")
-        for _ in range(MAX_CAS_ATTEMPTS):
+
+        def try_once() -> Overrides | Lost:
             fence = self.leadership.fence()
             current = self.store.get(OVERRIDES_KEY)
             snapshot = self.snapshot_now()
             new = mutate(snapshot)
-            if self.store.fenced_put(OVERRIDES_KEY, _dump(new.to_dict()), fence=fence,
-                                     cas=current.version if current else 0):
-                self.journal.append(actor=actor, action=action, fence=fence, reason=reason.strip(),
-                                    inputs={**inputs, "overrides_after": new.to_dict(),
-                                            "health": health_votes(snapshot.health)})
-                self.poke()
-                return new
-        raise TemporaryError("the overrides kept changing while this change was made; retry", delay=0.5)
+            if not self.store.fenced_put(OVERRIDES_KEY, dump(new.to_dict()), fence=fence,
+                                         cas=current.version if current else 0):
+                return LOST
+            self.journal.append(actor=actor, action=action, fence=fence, reason=reason.strip(),
+                                inputs={**inputs, "overrides_after": new.to_dict(),
+                                        "health": health_votes(snapshot.health)})
+            self.poke()
+            return new
+
+        return OVERRIDES_RETRY.run(try_once)
 
     def read_table(self) -> Mapping[str, Any] | None:
         return read_stored(self.store).table

@@ -24,7 +24,8 @@ import threading
 import time
 from types import FrameType
 
-from failover.control_store import DEFAULT_STORE_URL, ENV_VAR, FenceRejected, store_from_url
+from failover.control_store import DEFAULT_STORE_URL, ENV_VAR, FenceRejected
+from failover.control_stores import store_from_url
 from failover.journal import Action, Journal
 from failover.leadership import DEFAULT_LEASE, LeaderState, Leadership, LeadershipSettings
 from regions.errors import ShopNowError, TemporaryError

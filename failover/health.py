@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from failover.settings import TIERS, ControllerSettings
+from contracts.tiers import TIER_NAMES
+from failover.settings import ControllerSettings
 
 
 class HealthState(str, Enum):
@@ -86,7 +87,7 @@ def classify(probe: Probe, settings: ControllerSettings) -> tuple[ProbeOutcome, 
         signals.append(f"error rate {probe.error_rate:.2%} > {settings.slo_error_rate:.2%}")
     if probe.p99_ms > settings.slo_p99_ms:
         signals.append(f"p99 {probe.p99_ms:.0f} ms > {settings.slo_p99_ms:.0f} ms")
-    if probe.tier_served != TIERS[0]:
+    if probe.tier_served != TIER_NAMES[0]:
         signals.append(f"homepage served by tier {probe.tier_served!r}")
     if probe.latency_ms > settings.probe_timeout_s * 1000:
         signals.append(f"probe latency {probe.latency_ms:.0f} ms > timeout {settings.probe_timeout_s * 1000:.0f} ms")

@@ -28,12 +28,21 @@ from enum import StrEnum
 from typing import Any, Callable, Mapping, Sequence
 
 from failover.control_store import ControlStore, Fence
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import InputError, PermanentError
 
 GENESIS = "0" * 64
 DEFAULT_PREFIX = "journal/"
 MAX_APPEND_ATTEMPTS = 20
 """Each failed attempt means another writer appended first; 20 in a row means something is wrong."""
+APPEND_RETRY = CasRetry(
+    attempts=MAX_APPEND_ATTEMPTS, backoff_s=0.002, max_backoff_s=0.05,
+    exhausted=lambda n: PermanentError(f"could not append to the journal after {n} attempts: "
+                                       "other writers kept taking the next index"))
+HEAD_RETRY = CasRetry(
+    attempts=MAX_APPEND_ATTEMPTS, backoff_s=0.002, max_backoff_s=0.05,
+    exhausted=lambda n: PermanentError(f"the journal head could not be advanced after {n} attempts (the entry "
+                                       "itself is written); run `regionctl journal --verify`"))
 
 
 class Action(StrEnum):
@@ -208,18 +217,20 @@ class Journal:
 
     def _advance_head(self, entry: JournalEntry) -> None:
         text = canonical_json({"index": entry.index, "hash": entry.hash})
-        for _ in range(MAX_APPEND_ATTEMPTS):
+
+        def try_once() -> None | Lost:
             head, version = self._head()
             if head is not None and head.index >= entry.index:
-                return
-            if self.store.put(f"{self.prefix}head", text, cas=version or 0):
-                return
+                return None  # a later writer already moved the head past us
+            return None if self.store.put(f"{self.prefix}head", text, cas=version or 0) else LOST
+
+        HEAD_RETRY.run(try_once)
 
     def append(self, *, actor: str, action: Action | str, inputs: Mapping[str, Any], reason: str,
                at: float | None = None, fence: Fence | None = None) -> JournalEntry:
         """Add an entry at the end. With `fence`, the write is refused (FenceRejected) once the
         fence's holder has lost its lease."""
-        for _ in range(MAX_APPEND_ATTEMPTS):
+        def try_once() -> JournalEntry | Lost:
             last = self._last()
             entry = make_entry(
                 index=last.index + 1 if last else 0, prev_hash=last.hash if last else GENESIS,
@@ -229,11 +240,11 @@ class Journal:
             key = entry_key(self.prefix, entry.index)
             written = (self.store.fenced_put(key, entry.to_json(), fence=fence, cas=0) if fence
                        else self.store.put(key, entry.to_json(), cas=0))
-            if written:
-                self._advance_head(entry)
-                return entry
-        raise PermanentError(f"could not append to the journal after {MAX_APPEND_ATTEMPTS} attempts: "
-                             "other writers kept taking the next index")
+            return entry if written else LOST
+
+        entry = APPEND_RETRY.run(try_once)
+        self._advance_head(entry)
+        return entry
 
     def _records(self) -> list[tuple[int, bytes]]:
         records = []

@@ -18,7 +18,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from failover.routing import RoutingTable
+from contracts.routing_table import RoutingTable
 from regions.errors import InputError, PermanentError, TemporaryError
 
 DEFAULT_TTL_S = 30

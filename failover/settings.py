@@ -1,18 +1,17 @@
 """Settings of the global controller: probing, hysteresis, failback, overrides, fail-static.
 
 Each default carries its reason in the attribute docstring. The environment is never read here:
-`settings_from_env(environ)` takes the mapping the edge (the CLI or the controller's entry point)
-hands in and reads only `REGIONCTL_CONTROLLER_<FIELD>` keys.
+`settings_from_env(environ)` takes the mapping the entry point hands in and reads only
+`REGIONCTL_CONTROLLER_<FIELD>` keys (contracts.environment.load_settings).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Mapping
 
+from contracts.environment import load_settings
+from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
-
-TIERS: tuple[str, ...] = ("full", "cached", "segment", "popularity")
-"""The degradation ladder, most expensive (best) first. Same names as the cell answer's `tier`."""
 
 ENV_PREFIX = "REGIONCTL_CONTROLLER_"
 
@@ -37,9 +36,7 @@ class ControllerSettings:
     """A degraded region keeps half of its fair share: warm and serving, but healthier peers take more."""
     max_utilization: float = 0.9
     """Plan regions to 90 % of their full-ranking capacity: the last 10 % is where p99 breaks."""
-    tier_costs: tuple[tuple[str, float], ...] = (
-        ("full", 1.0), ("cached", 0.2), ("segment", 0.05), ("popularity", 0.02),
-    )
+    tier_costs: tuple[tuple[str, float], ...] = tuple(zip(TIER_NAMES, (1.0, 0.2, 0.05, 0.02)))
     """CPU cost of a request per tier relative to full ranking; the capacity calibration refines these."""
     failback_stages: tuple[int, ...] = (10, 50, 100)
     """A returning region gets 10 %, then 50 %, then all of its fair share: cold caches warm up gradually."""
@@ -83,8 +80,8 @@ class ControllerSettings:
         if self.drill_hold_s < 0:
             raise InputError("drill_hold_s", f"must be 0 or more, got {self.drill_hold_s!r}")
         names = tuple(name for name, _ in self.tier_costs)
-        if names != TIERS or any(not 0 < cost <= 1 for _, cost in self.tier_costs):
-            raise InputError("tier_costs", f"must list tiers {', '.join(TIERS)} in that order with costs in (0, 1]")
+        if names != TIER_NAMES or any(not 0 < cost <= 1 for _, cost in self.tier_costs):
+            raise InputError("tier_costs", f"must list tiers {', '.join(TIER_NAMES)} in that order with costs in (0, 1]")
 
     def tier_cost(self, tier: str) -> float:
         return dict(self.tier_costs)[tier]
@@ -94,35 +91,10 @@ class ControllerSettings:
         return self.failback_hold_s[stage] if stage < len(self.failback_hold_s) else 0.0
 
 
-def _parse(name: str, raw: str, current: Any) -> Any:
-    key = ENV_PREFIX + name.upper()
-    if isinstance(current, tuple) and current and isinstance(current[0], tuple):
-        raise InputError(key, "cannot be set from the environment; set it in code")
-    try:
-        if isinstance(current, tuple):
-            kind = type(current[0]) if current else float
-            return tuple(kind(part) for part in raw.split(",") if part.strip())
-        if isinstance(current, int):
-            return int(raw)
-        return float(raw)
-    except ValueError as exc:
-        raise InputError(key, f"must be {'an integer' if isinstance(current, int) else 'a number'} (comma-separated for lists), got {raw!r}") from exc
-
-
 def settings_from_env(environ: Mapping[str, str], base: ControllerSettings | None = None) -> ControllerSettings:
     """Settings with `REGIONCTL_CONTROLLER_<FIELD>` values of `environ` applied over `base`.
 
-    Pure: the caller passes `os.environ` (or any mapping). Unknown keys with the prefix are refused.
+    Pure: the caller passes `os.environ` (or any mapping). Unknown keys with the prefix are refused;
+    lists are comma-separated; tier_costs cannot be set from the environment.
     """
-    base = base or ControllerSettings()
-    known = {f.name: getattr(base, f.name) for f in fields(base)}
-    changes: dict[str, Any] = {}
-    for key in sorted(environ):
-        if not key.startswith(ENV_PREFIX):
-            continue
-        name = key[len(ENV_PREFIX):].lower()
-        if name not in known:
-            allowed = ", ".join(ENV_PREFIX + n.upper() for n in sorted(known))
-            raise InputError(key, f"unknown controller setting; allowed: {allowed}")
-        changes[name] = _parse(name, environ[key], known[name])
-    return replace(base, **changes)
+    return load_settings(base or ControllerSettings(), environ, prefix=ENV_PREFIX, what="controller setting")

@@ -22,8 +22,10 @@ from typing import Any, Mapping
 
 from failover.health import HealthState, RegionHealth, gate_failures, initial_health
 from failover.overrides import Overrides, SteerOverride
-from failover.settings import TIERS, ControllerSettings
+from failover.settings import ControllerSettings
 from capacity.calibration import Calibration
+from contracts.routing_table import GeoRoute, RoutingTable, TierLimit, render_table
+from contracts.tiers import TIER_NAMES
 from regions.topology import Topology
 
 Weights = Mapping[str, Mapping[str, int]]
@@ -124,12 +126,13 @@ class Steering:
         return self.weights.get(geography, {}).get(region, 0)
 
     def routing_table(self, *, version: int, updated_at: float) -> dict[str, Any]:
-        """The edge's routing table (failover.routing.parse_table's format) for this decision."""
-        geos: dict[str, Any] = {g: {"regions": dict(w), "anonymous": False} for g, w in sorted(self.weights.items())}
+        """The edge's routing table for this decision, rendered by contracts.routing_table."""
+        geos = {g: GeoRoute(geography=g, regions=MappingProxyType(dict(w))) for g, w in sorted(self.weights.items())}
         for g, route in sorted(self.cross_geo.items()):
-            geos[g] = {"regions": dict(route.weights), "anonymous": True}
-        return {"version": version, "updated_at": updated_at, "fail_static": self.fail_static, "geos": geos,
-                "max_tier": {r: {"tier": h.max_tier, "fraction": h.fraction} for r, h in sorted(self.max_tier.items())}}
+            geos[g] = GeoRoute(geography=g, regions=MappingProxyType(dict(route.weights)), anonymous=True)
+        limits = {r: TierLimit(tier=h.max_tier, fraction=h.fraction) for r, h in sorted(self.max_tier.items())}
+        return render_table(RoutingTable(version=version, updated_at=updated_at, fail_static=self.fail_static,
+                                         geos=MappingProxyType(geos), max_tier=MappingProxyType(limits)))
 
 
 def to_percent(shares: Mapping[str, float]) -> dict[str, int]:
@@ -171,13 +174,13 @@ def tier_hint(*, region: str, load_qps: float, capacity_qps: float, settings: Co
     """The highest tier below full that, asked for by the smallest share of requests, fits the capacity."""
     if load_qps <= capacity_qps:
         return None
-    for tier in TIERS[1:]:
+    for tier in TIER_NAMES[1:]:
         cost = settings.tier_cost(tier)
         if load_qps * cost <= capacity_qps:
             fraction = (load_qps - capacity_qps) / (load_qps * (1.0 - cost))
             return TierHint(region=region, max_tier=tier, fraction=min(1.0, math.ceil(round(fraction * 1000, 6)) / 1000),
                             load_qps=load_qps, capacity_qps=capacity_qps)
-    return TierHint(region=region, max_tier=TIERS[-1], fraction=1.0, load_qps=load_qps, capacity_qps=capacity_qps)
+    return TierHint(region=region, max_tier=TIER_NAMES[-1], fraction=1.0, load_qps=load_qps, capacity_qps=capacity_qps)
 
 
 def static_weights(snapshot: Snapshot, geography: str) -> dict[str, int]:

@@ -11,15 +11,13 @@ process with `os.environ`; the variables carry the REGIONCTL_ prefix:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Mapping, TypeVar
+from typing import Mapping
 
+from contracts.environment import EnvVar, load_settings
 from fallback_tiers.tiers import Tier
 from regions.errors import InputError
-
-_T = TypeVar("_T")
-
 
 @dataclass(frozen=True)
 class BreakerSettings:
@@ -83,44 +81,17 @@ class LadderSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, base: "LadderSettings | None" = None) -> "LadderSettings":
         """`base` (defaults) overridden by the REGIONCTL_ variables present in `environ`."""
-        settings = base or cls()
-        if (raw := environ.get("REGIONCTL_TIER_DEADLINE_MS")) is not None:
-            seconds = _number("REGIONCTL_TIER_DEADLINE_MS", raw) / 1000.0
-            settings = _rename(lambda: replace(settings, deadline_s=seconds), "REGIONCTL_TIER_DEADLINE_MS")
-        if (raw := environ.get("REGIONCTL_TIER_MIN_FILL")) is not None:
-            fill = _number("REGIONCTL_TIER_MIN_FILL", raw)
-            if not 0 < fill <= 1:
-                raise InputError("REGIONCTL_TIER_MIN_FILL", f"{raw!r} is not allowed; use a fraction 0 < f <= 1.")
-            settings = replace(settings, min_fill_fraction=fill)
-        breaker = settings.breaker
-        if (raw := environ.get("REGIONCTL_BREAKER_FAILURES")) is not None:
-            try:
-                threshold = int(raw)
-            except ValueError as exc:
-                raise InputError("REGIONCTL_BREAKER_FAILURES", f"{raw!r} is not an integer; use e.g. 5.") from exc
-            breaker = _rename(lambda: replace(breaker, failure_threshold=threshold), "REGIONCTL_BREAKER_FAILURES")
-        if (raw := environ.get("REGIONCTL_BREAKER_OPEN_S")) is not None:
-            seconds = _number("REGIONCTL_BREAKER_OPEN_S", raw)
-            breaker = _rename(lambda: replace(breaker, open_duration_s=seconds), "REGIONCTL_BREAKER_OPEN_S")
-        return replace(settings, breaker=breaker)
+        return load_settings(base or cls(), environ, prefix="REGIONCTL_", variables=ENV_VARIABLES,
+                             what="ladder setting", refuse_unknown=False)
 
 
-def _rename(build: Callable[[], _T], variable: str) -> _T:
-    """Re-raise a validation error under the environment variable's name, which the operator set."""
-    try:
-        return build()
-    except InputError as exc:
-        raise InputError(variable, exc.reason) from exc
-
-
-def _number(variable: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise InputError(variable, f"{raw!r} is not a number.") from exc
-    if not math.isfinite(value):
-        raise InputError(variable, f"{raw!r} is not a finite number.")
-    return value
+ENV_VARIABLES: Mapping[str, EnvVar] = {
+    "REGIONCTL_TIER_DEADLINE_MS": EnvVar("deadline_s", scale=0.001),
+    "REGIONCTL_TIER_MIN_FILL": EnvVar("min_fill_fraction"),
+    "REGIONCTL_BREAKER_FAILURES": EnvVar("breaker.failure_threshold"),
+    "REGIONCTL_BREAKER_OPEN_S": EnvVar("breaker.open_duration_s"),
+}
+"""The variables of the module docstring and the (nested) setting each one sets."""
 
 
 def _positive(name: str, value: float) -> None:

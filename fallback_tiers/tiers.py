@@ -18,51 +18,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from contracts.cell_api import MAX_COUNT
+from contracts.tiers import Tier
 from regions.errors import InputError, TemporaryError
 
 if TYPE_CHECKING:  # prometheus_client is imported lazily: nothing is registered at import time
     from prometheus_client import CollectorRegistry, Counter
 
-MAX_COUNT = 500
-"""A homepage never shows more than a few hundred items; larger asks are mistakes."""
 
 
-class Tier(StrEnum):
-    FULL = "full"
-    CACHED = "cached"
-    SEGMENT = "segment"
-    POPULARITY = "popularity"
-
-    @property
-    def rank(self) -> int:
-        """0 for FULL ... 3 for POPULARITY: a lower rank is tried first."""
-        return _ORDER.index(self)
-
-    @property
-    def needs_user(self) -> bool:
-        """Personal tiers need a user id; anonymous requests (cross-geography) skip them."""
-        return self is not Tier.POPULARITY
-
-    @property
-    def is_floor(self) -> bool:
-        return self is Tier.POPULARITY
-
-    @classmethod
-    def ladder(cls) -> tuple["Tier", ...]:
-        """Every tier, most expensive first."""
-        return _ORDER
-
-    @classmethod
-    def parse(cls, value: str, *, field: str = "max_tier") -> "Tier":
-        """The tier named `value` (as in the cell answer); InputError naming `field` otherwise."""
-        try:
-            return cls(value.strip().lower())
-        except ValueError as exc:
-            allowed = ", ".join(t.value for t in _ORDER)
-            raise InputError(field, f"{value!r} is not a tier; use one of {allowed}.") from exc
-
-
-_ORDER: tuple[Tier, ...] = (Tier.FULL, Tier.CACHED, Tier.SEGMENT, Tier.POPULARITY)
 
 
 class SkipReason(StrEnum):
@@ -174,7 +138,7 @@ class TierCounters:
             f"{prefix}_tier_skipped_total", "Tiers skipped before the serving one, by tier and reason.",
             ["tier", "reason"], registry=registry,
         )
-        for tier in _ORDER:
+        for tier in Tier.ladder():
             served.labels(tier=tier.value)
             for reason in SkipReason:
                 skipped.labels(tier=tier.value, reason=reason.value)

@@ -11,9 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from contracts.environment import calibration_path, topology_path
 from capacity.calibration import ASSUMED, load_calibration
 from capacity.planner import Plan, plan_capacity, plan_to_dict, region_headroom
 from capacity.settings import settings_from_env
+from regionctl import output
 from regions.topology import load_topology
 
 capacity_app = typer.Typer(no_args_is_help=True, help="Capacity planning: N-1 instances per region and cost per request.")
@@ -34,11 +36,13 @@ def plan_cmd(
     if degraded_share is not None:
         overrides["failover"] = replace(settings.failover, degraded_share=degraded_share)
     settings = replace(settings, **overrides)  # type: ignore[arg-type]
-    plan = plan_capacity(load_topology(topology), load_calibration(calibration), settings)
+    plan = plan_capacity(load_topology(topology_path(os.environ, topology)), load_calibration(calibration_path(os.environ, calibration)), settings)
     if as_json:
         typer.echo(json.dumps(plan_to_dict(plan), indent=2))
     else:
-        render_plan(plan, Console())
+        render_plan(plan, output.console())
+    if not plan.feasible:
+        raise typer.Exit(code=1)  # scripts: an infeasible plan is a "no" (regionctl.output's exit codes)
 
 
 def render_plan(plan: Plan, console: Console) -> None:

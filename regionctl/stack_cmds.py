@@ -1,44 +1,46 @@
 """`regionctl up | ps | down`: the local three-region stack on loopback."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from contracts.environment import topology_path
+from regionctl import output
 from regions import stack
+from regionctl.stack_specs import prometheus_spec, stack_specs
 from regions.topology import default_topology_path, load_topology
 
-console = Console()
+console = output.console()
 
 
-def ensure_bundle(artifacts_url: str, *, geographies: dict[str, float], progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
-    """The store's current bundle; when there is none, train the demo bundle, publish and promote it."""
-    from replication.artifact_store import store_from_url
+def ensure_bundle(artifacts_url: str, *, topology, progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
+    """Every geography's current bundle; for geographies without one, train the demo bundles of
+    those geographies (from their own users' events), publish and promote them."""
+    from regionctl.geo_bundles import publish_geographies, train_geographies
+    from replication.geo_artifacts import open_geo_store
     from replication.manifest import new_bundle_version
-    from replication.verifying import promote_verified
-    from serving.bundle_checks import SEMANTIC_CHECKS
-    from serving.features import SCHEMA_VERSION
     from serving.marketplace import generate_named
-    from serving.training import train_bundle
+    from serving.datasets.synthetic import SyntheticAdapter
     from regions.topology import REPO_ROOT
 
-    store = store_from_url(artifacts_url)
-    current = store.current()
-    if current is not None:
-        return current
-    progress("no bundle in the artifact store: training the demo bundle (about 20 s)")
-    dataset = generate_named("demo", seed=7, geographies=geographies)
-    now = time.time()
-    version = new_bundle_version(now)
-    result = train_bundle(dataset, out_dir=REPO_ROOT / "var" / "bundles" / version, now=now, bundle_version=version,
-                          progress=progress)
-    published = store.publish(result.bundle_dir)
-    promote_verified(store, published, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
-    progress(f"bundle {published} published and promoted")
-    return published
+    current = {g: open_geo_store(artifacts_url, g, topology=topology).current() for g in sorted(topology.geographies)}
+    missing = tuple(g for g, v in current.items() if v is None)
+    if missing:
+        progress(f"no bundle for {', '.join(missing)} in the artifact store: training the demo bundles (about 20 s)")
+        dataset = generate_named("demo", seed=7, geographies={g.name: g.peak_share for g in topology.geographies.values()})
+        now = time.time()
+        version = new_bundle_version(now)
+        results = train_geographies(dataset, topology, out_root=REPO_ROOT / "var" / "bundles" / version, now=now,
+                                    bundle_version=version, geographies=missing, seen_policy=SyntheticAdapter().seen_policy,
+                                    progress=progress)
+        current.update(publish_geographies(artifacts_url, topology, {g: r.bundle_dir for g, r in results.items()}))
+        progress(f"bundles {', '.join(f'{g}={v}' for g, v in sorted(current.items()))} published and promoted")
+    return ", ".join(f"{g}: {v}" for g, v in sorted(current.items()))
 
 
 def register(app: typer.Typer) -> None:
@@ -46,22 +48,45 @@ def register(app: typer.Typer) -> None:
     def up(
         topology: Path = typer.Option(None, help="Topology file (default: REGIONCTL_TOPOLOGY or topology.toml)."),
         state_dir: Path = typer.Option(None, help="Where the stack keeps its state (default: var/stack)."),
+        observability: bool = typer.Option(False, "--observability", help="Also start a Prometheus scraping "
+                                           "every process, with the shipped recording and alerting rules."),
+        control_store: Optional[str] = typer.Option(
+            None, "--control-store", help="sqlite (the default: one file in the state dir) or etcd (a 3-member "
+                                          "etcd cluster on loopback, started with the stack); default: what the "
+                                          "state dir already uses."),
     ) -> None:
-        """Start the local stack: per region redis + cell + replicator + feature updater; controllers; edge."""
-        topo = load_topology(topology)
+        """Start the local stack: [etcd cluster]; per region redis + cell + replicator + feature updater; the retention worker; controllers; edge."""
+        from regions.stack_etcd import choose_store
+
+        topo = load_topology(topology_path(os.environ, topology))
         state = (state_dir or stack.default_state_dir()).resolve()
+        choose_store(state, control_store)
         urls = stack.stack_urls(state)
         started = time.monotonic()
-        version = ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()}, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
-        console.print(f"bundle {version}")
-        stack.up(topo, topology_path=topology or default_topology_path(), state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        version = ensure_bundle(urls.artifacts, topology=topo, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        console.print(f"bundles {version}")
+        topo_file = topology_path(os.environ, topology) or default_topology_path()
+        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_file, state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        if observability:
+            from observability.prometheus_stack import start_prometheus, write_config
+
+            config = write_config(topo, state)
+            prom = start_prometheus(prometheus_spec(topo, state_dir=state, config=config), state, topology_path=topo_file)
+            console.print(f"prometheus http://{topo.settings.host}:{prom.port} (pid {prom.pid}), config {config}")
+        console.print(f"control store {urls.control_store}")
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 
     @app.command("ps")
-    def ps(state_dir: Path = typer.Option(None, help="The stack's state dir (default: var/stack).")) -> None:
+    def ps(state_dir: Path = typer.Option(None, help="The stack's state dir (default: var/stack)."),
+           as_json: bool = typer.Option(False, "--json", help="Print the processes as JSON.")) -> None:
         """List the stack's processes and whether each still runs."""
         state = (state_dir or stack.default_state_dir()).resolve()
+        if as_json:
+            output.print_json({"state_dir": str(state), "processes": [
+                {"name": p.name, "kind": p.kind, "region": p.region, "pid": p.pid, "port": p.port, "running": running,
+                 "started_at": p.started_at, "log": p.log} for p, running in stack.ps(state_dir=state)]})
+            return
         table = Table(title=f"local stack ({state})")
         for col in ("process", "kind", "region", "pid", "port", "running", "up for"):
             table.add_column(col)

@@ -7,7 +7,7 @@ instances of regions in the user's home geography (see regions.geo).
 from __future__ import annotations
 
 EVENT_LOG = "log:events"
-"""Events acknowledged in this region (stream). Entry id = Redis stream id; fields: see replication.events."""
+"""Events acknowledged in this region (stream). Entry id = Redis stream id; fields: see contracts.events."""
 
 DEAD_LETTER = "log:dead"
 """Events that could not be processed (poison), with the reason (stream)."""
@@ -32,6 +32,16 @@ def user_features(user_id: str) -> str:
 def item_features(item_id: str) -> str:
     """Hash of an item's live features: price, stock, popularity, rating, updated_at."""
     return f"if:{item_id}"
+
+
+def seen_items(user_id: str) -> str:
+    """Sorted set "<event type>:<item_id>" -> ts of the latest such event: the user's compact seen set
+    (serving.seen_items), trimmed to the newest SEEN_ITEMS_CAP members. Personal data."""
+    return f"seen:{user_id}"
+
+
+SEEN_ITEMS_CAP = 2000
+"""Members kept per user in seen_items(user): months of purchases, bounded memory."""
 
 
 def cached_result(user_id: str) -> str:

@@ -1,7 +1,8 @@
 """Topology: geographies, regions, ports and capacities, loaded from topology.toml.
 
 Frozen dataclasses; `load_topology(path)` validates and names the key and bad value on error.
-The environment is read only by `default_topology_path()` (REGIONCTL_TOPOLOGY).
+The environment is not read here: entry points resolve --topology / REGIONCTL_TOPOLOGY with
+contracts.environment.topology_path and pass the path.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ class Settings:
     """Requirement: RPO < 5 minutes for interaction logs."""
     rto_budget_s: float = 600.0
     """Requirement: RTO < 10 minutes for a regional outage."""
+    quality_rto_budget_s: float = 120.0
+    """Our budget for the quality RTO (personalisation back within 5 points of its share before the
+    fault): 2 minutes. No product requirement bounds it; game days judge it against this."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ _SETTINGS_TYPES: dict[str, type] = {
     "request_deadline_ms": float,
     "rpo_budget_s": float,
     "rto_budget_s": float,
+    "quality_rto_budget_s": float,
 }
 _REGION_KEYS = {"geography", "capacity_qps", "http_port", "grpc_port", "redis_port"}
 
@@ -194,8 +199,8 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
 
 
 def default_topology_path() -> Path:
-    """REGIONCTL_TOPOLOGY, else topology.toml at the repository root."""
-    return Path(os.environ.get("REGIONCTL_TOPOLOGY") or REPO_ROOT / "topology.toml")
+    """topology.toml at the repository root (the path used when none is given)."""
+    return REPO_ROOT / "topology.toml"
 
 
 def load_topology(path: Path | str | None = None) -> Topology:

@@ -13,7 +13,7 @@ Rules every backend keeps (tests/replication/test_artifact_store.py runs one con
 - fetch downloads into a hidden sibling directory and renames it into place: a reader sees a
   whole bundle or nothing. Fetching does not verify; call replication.verifying before any use.
 - the "current" pointer keeps a history; promote pushes, rollback pops (PointerState, pure).
-  Use replication.verifying.promote_verified to promote: it refuses a bundle that fails checks.
+  Use replication.promotion.promote_verified to promote: it refuses a bundle that fails checks.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
-from urllib.parse import unquote, urlparse
 
 from regions.errors import InputError, PermanentError, TemporaryError
 from replication.manifest import MANIFEST_NAME, Manifest
@@ -277,7 +276,7 @@ class LocalArtifactStore:
         return self._read_pointer()
 
     def promote(self, version: str) -> None:
-        """Low level: move the pointer. Use verifying.promote_verified, which verifies first."""
+        """Low level: move the pointer. Use promotion.promote_verified, which verifies first."""
         self._manifest(version)  # must exist and be readable
         with self._locked():
             self._write_pointer(self._read_pointer().promoted(version))
@@ -290,27 +289,7 @@ class LocalArtifactStore:
         return state.current
 
 
-def store_from_url(url: str, *, endpoint_url: str | None = None) -> ArtifactStore:
-    """`file:///abs/path` -> LocalArtifactStore; `s3://bucket/prefix` -> S3ArtifactStore."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise InputError("store", f"{url!r} names a host; use file:///absolute/path")
-        if not parsed.path.startswith("/"):
-            raise InputError("store", f"{url!r} is not absolute; use file:///absolute/path")
-        if endpoint_url:
-            raise InputError("s3_endpoint", "applies to s3:// stores only; drop it or use an s3:// store")
-        return LocalArtifactStore(Path(unquote(parsed.path)))
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise InputError("store", f"{url!r} has no bucket; use s3://bucket/prefix")
-        from replication.s3_store import S3ArtifactStore  # boto3 is imported only when S3 is used
-
-        return S3ArtifactStore(bucket=parsed.netloc, prefix=parsed.path.strip("/"), endpoint_url=endpoint_url)
-    raise InputError("store", f"{url!r} is not a store URL; use file:///absolute/path or s3://bucket/prefix")
-
-
 __all__ = [
     "ArtifactStore", "BundleInfo", "LocalArtifactStore", "PointerState", "UnknownBundle", "install_tree",
-    "partial_dir", "store_from_url",
+    "partial_dir",
 ]

@@ -25,7 +25,8 @@ retried later than that is stored again (and the feature updater's own window, t
 no longer protects it either). The cost is one GET and one SET per event inside the script:
 bench/bench_replication.py prints events/s with and without it. Writing personal data asks the geo policy first: an
 event whose user lives in another geography than the region's is refused before anything is
-written (regions.geo).
+written (regions.geo), and the script refuses the whole batch when one of its users is tombstoned
+(HEXISTS users:deleted in the same atomic step as the XADD: a deletion cannot slip in between).
 
 Stream ids are `<ms>-<seq>` with the source Redis's clock: the acknowledgement time. Replica
 streams in peer regions keep these ids (replication.replicating).
@@ -37,46 +38,20 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from regions import redis_keys
 from regions.errors import InputError, TemporaryError
 from regions.geo import home_geography_of, may_hold_personal_data
 from regions.topology import Topology
-from replication.events import EVENT_WEIGHTS, MAX_BATCH, Event, parse_event
+from contracts.events import EVENT_WEIGHTS, MAX_BATCH, Event, parse_event
+from regions.cas_retry import LOST, CasRetry, Lost
+from replication.redis_io import Redis, RedisError, ResponseError, WatchError, text
+from replication.tombstones import UserDeleted, deletion_time, first_deleted
 
+TOMBSTONE_WATCH_ATTEMPTS = 5
+"""Deletions are rare (a handful a minute at most); losing the WATCH race five times in a row means
+something is rewriting the tombstone hash in a loop: the caller retries later."""
 
-@dataclass(frozen=True)
-class ClientSettings:
-    """How the log's adapters talk to a region's Redis."""
-
-    connect_timeout_s: float = 1.0
-    """Loopback connects take microseconds; a second means the server is down."""
-    socket_timeout_s: float = 5.0
-    """Longer than any XREAD BLOCK we issue (<= 1 s), short enough to notice a hung server."""
-    retries: int = 1
-    """One quick retry rides over a dropped connection; longer outages are the callers' loops' business."""
-
-
-def connect(topology: Topology, region: str, *, settings: ClientSettings = ClientSettings()) -> redis.Redis:
-    """A client (bytes replies) for `region`'s Redis on the topology's loopback host."""
-    port = topology.region(region).redis_port
-    return redis.Redis(
-        host=topology.settings.host, port=port, socket_connect_timeout=settings.connect_timeout_s,
-        socket_timeout=settings.socket_timeout_s,
-        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), settings.retries),
-    )
-
-
-def connect_all(topology: Topology, *, settings: ClientSettings = ClientSettings()) -> dict[str, redis.Redis]:
-    """One client per region of the topology."""
-    return {name: connect(topology, name, settings=settings) for name in topology.regions}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def require_resident(topology: Topology, *, region: str, event: Event) -> None:
@@ -100,19 +75,27 @@ DEDUPE_WINDOW_S = 24 * 3600
 """How long an event id is remembered by the log and by the feature updater (see the module docstring)."""
 
 _APPEND_SCRIPT = """
--- KEYS[1]: the log; KEYS[1 + i]: seen:event:<id of event i>. ARGV[1]: window (s); ARGV[2]: n, the
--- number of field names and values per event; then event i's n values. Returns each event's stream
--- id (the first one for a duplicate).
-local ids = {}
+-- KEYS[1]: the log; KEYS[2]: the tombstones; KEYS[2 + i]: seen:event:<id of event i>.
+-- ARGV[1]: window (s); ARGV[2]: n, the number of field names and values per event; ARGV[3]: m,
+-- the number of events; ARGV[3 + i]: event i's user id; then event i's n values.
+-- Returns {'deleted', i, deletion time} for the first tombstoned user (nothing written), else
+-- {'ok', each event's stream id (the first one for a duplicate)}.
 local n = tonumber(ARGV[2])
-for i = 2, #KEYS do
-  local seen = redis.call('GET', KEYS[i])
+local m = tonumber(ARGV[3])
+for i = 1, m do
+  if redis.call('HEXISTS', KEYS[2], ARGV[3 + i]) == 1 then
+    return {'deleted', i - 1, redis.call('HGET', KEYS[2], ARGV[3 + i])}
+  end
+end
+local ids = {'ok'}
+for i = 1, m do
+  local seen = redis.call('GET', KEYS[2 + i])
   if seen then
     ids[#ids + 1] = seen
   else
-    local base = 2 + (i - 2) * n
+    local base = 3 + m + (i - 1) * n
     local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, base + 1, base + n))
-    redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
+    redis.call('SET', KEYS[2 + i], id, 'EX', ARGV[1])
     ids[#ids + 1] = id
   end
 end
@@ -120,10 +103,10 @@ return ids
 """
 
 
-_APPEND_SCRIPTS: "weakref.WeakKeyDictionary[redis.Redis, Any]" = weakref.WeakKeyDictionary()
+_APPEND_SCRIPTS: "weakref.WeakKeyDictionary[Redis, Any]" = weakref.WeakKeyDictionary()
 
 
-def _append_script(client: redis.Redis) -> Any:
+def _append_script(client: Redis) -> Any:
     """The registered append script of this client (registered once: EVALSHA afterwards)."""
     script = _APPEND_SCRIPTS.get(client)
     if script is None:
@@ -131,15 +114,16 @@ def _append_script(client: redis.Redis) -> Any:
     return script
 
 
-def append_events(client: redis.Redis, events: Sequence[Event], *, topology: Topology, region: str,
+def append_events(client: Redis, events: Sequence[Event], *, topology: Topology, region: str,
                   dedupe: bool = True) -> list[str]:
     """Append a batch to the region's log; return the stream ids (the acknowledgement).
 
     An event id already stored within DEDUPE_WINDOW_S is not stored again: its first stream id is
-    returned (`dedupe=False` is the plain MULTI/XADD append, kept only for the benchmark's
+    returned (`dedupe=False` is the plain WATCH/MULTI/XADD append, kept only for the benchmark's
     before/after figure). Refuses the whole batch (InputError, nothing written) when it is larger
-    than MAX_BATCH or an event's user lives in another geography. Raises TemporaryError when
-    Redis is unavailable.
+    than MAX_BATCH, an event's user lives in another geography, or an event's user is tombstoned
+    (UserDeleted, checked inside the append script: atomic with the append). Raises
+    TemporaryError when Redis is unavailable.
     """
     if len(events) > MAX_BATCH:
         raise InputError("events", f"at most {MAX_BATCH} events per batch, got {len(events)}; split the batch")
@@ -147,20 +131,48 @@ def append_events(client: redis.Redis, events: Sequence[Event], *, topology: Top
         require_resident(topology, region=region, event=event)
     if not events:
         return []
+    users = [e.user_id for e in events]
     try:
-        if dedupe:
-            keys = [redis_keys.EVENT_LOG, *(redis_keys.event_seen(e.event_id) for e in events)]
-            flat = [[x for kv in e.to_fields().items() for x in kv] for e in events]
-            args = [DEDUPE_WINDOW_S, len(flat[0]), *(x for fields in flat for x in fields)]
-            ids = _append_script(client)(keys=keys, args=args)
-        else:
-            with client.pipeline(transaction=True) as pipe:
-                for event in events:
-                    pipe.xadd(redis_keys.EVENT_LOG, event.to_fields())  # type: ignore[arg-type]
-                ids = pipe.execute()
-    except redis.RedisError as exc:
+        ids = (_append_deduplicated if dedupe else _append_plain)(client, events, users, region=region)
+    except RedisError as exc:
         raise TemporaryError(f"region {region!r}: could not append to {redis_keys.EVENT_LOG}: {exc}", delay=0.5) from exc
-    return [_text(i) for i in ids]
+    return [text(i) for i in ids]
+
+
+
+def _append_deduplicated(client: Redis, events: Sequence[Event], users: list[str], *, region: str) -> list[Any]:
+    """The append script: tombstone check, id dedupe and XADD in one atomic step."""
+    keys = [redis_keys.EVENT_LOG, redis_keys.TOMBSTONES, *(redis_keys.event_seen(e.event_id) for e in events)]
+    flat = [[x for kv in e.to_fields().items() for x in kv] for e in events]
+    args = [DEDUPE_WINDOW_S, len(flat[0]), len(events), *users, *(x for fields in flat for x in fields)]
+    reply = _append_script(client)(keys=keys, args=args)
+    if text(reply[0]) == "deleted":
+        index = int(reply[1])
+        raise UserDeleted(users[index], deletion_time(reply[2]), index=index)
+    return list(reply[1:])
+
+
+def _append_plain(client: Redis, events: Sequence[Event], users: list[str], *, region: str) -> list[Any]:
+    """Without the id dedupe (the benchmark's "before"): WATCH the tombstones, check, MULTI/XADD;
+    a deletion between the check and the XADD aborts the EXEC and the check runs again."""
+
+    def try_once(pipe: Any) -> list[Any] | Lost:
+        try:
+            pipe.watch(redis_keys.TOMBSTONES)
+            deleted = first_deleted(users, pipe.hmget(redis_keys.TOMBSTONES, users))
+            if deleted is not None:
+                raise deleted
+            pipe.multi()
+            for event in events:
+                pipe.xadd(redis_keys.EVENT_LOG, event.to_fields())  # type: ignore[arg-type]
+            return pipe.execute()
+        except WatchError:
+            return LOST
+
+    retry = CasRetry(attempts=TOMBSTONE_WATCH_ATTEMPTS, exhausted=lambda n: TemporaryError(
+        f"region {region!r}: {n} deletions changed {redis_keys.TOMBSTONES} while appending; retry the batch", delay=0.1))
+    with client.pipeline(transaction=True) as pipe:
+        return retry.run(lambda: try_once(pipe))
 
 
 @dataclass(frozen=True)
@@ -179,7 +191,7 @@ class ParsedBatch:
 
 
 def parse_batch(raws: Iterable[Mapping[str, Any]], *, now: float, topology: Topology) -> ParsedBatch:
-    """Validate client events with replication.events.parse_event; keep the good, name the bad."""
+    """Validate client events with contracts.events.parse_event; keep the good, name the bad."""
     good: list[Event] = []
     bad: list[Refusal] = []
     for index, raw in enumerate(raws):
@@ -212,43 +224,43 @@ class LogEntry:
 
 
 def read_events(
-    client: redis.Redis, *, topology: Topology, region: str, stream: str = redis_keys.EVENT_LOG,
+    client: Redis, *, topology: Topology, region: str, stream: str = redis_keys.EVENT_LOG,
     after: str = "0-0", count: int = MAX_BATCH,
 ) -> list[LogEntry]:
     """Up to `count` entries of `stream` with ids greater than `after`, decoded."""
     try:
         raw = client.xrange(stream, min=f"({after}" if after != "0-0" else "-", count=count)
-    except redis.RedisError as exc:
+    except RedisError as exc:
         raise TemporaryError(f"region {region!r}: could not read {stream}: {exc}", delay=0.5) from exc
     out: list[LogEntry] = []
     for entry_id, fields in raw:
         try:
-            out.append(LogEntry(entry_id=_text(entry_id), event=decode_entry(fields, topology=topology, region=region)))
+            out.append(LogEntry(entry_id=text(entry_id), event=decode_entry(fields, topology=topology, region=region)))
         except InputError as exc:
-            out.append(LogEntry(entry_id=_text(entry_id), event=None, error=str(exc)))
+            out.append(LogEntry(entry_id=text(entry_id), event=None, error=str(exc)))
     return out
 
 
 def dead_letter_fields(*, stream: str, entry_id: str, fields: Mapping[Any, Any], reason: str, consumer: str) -> dict[str, str]:
     """The `log:dead` entry for a poison event: where it was, who gave up on it, why, and the raw fields."""
-    raw = ";".join(f"{_text(k)}={_text(v)}" for k, v in fields.items())
+    raw = ";".join(f"{text(k)}={text(v)}" for k, v in fields.items())
     return {"stream": stream, "entry_id": entry_id, "consumer": consumer, "reason": reason, "raw": raw[:4096]}
 
 
-def stream_last_id(client: redis.Redis, stream: str) -> str:
+def stream_last_id(client: Redis, stream: str) -> str:
     """The stream's last generated id ('0-0' when the stream does not exist).
 
     Unlike the id of the last entry, this never moves back when entries are deleted or trimmed.
     """
     try:
         info = client.xinfo_stream(stream)
-    except redis.ResponseError as exc:
+    except ResponseError as exc:
         if "no such key" in str(exc).lower():
             return "0-0"
         raise TemporaryError(f"could not read {stream}: {exc}") from exc
-    except redis.RedisError as exc:
+    except RedisError as exc:
         raise TemporaryError(f"could not read {stream}: {exc}", delay=0.5) from exc
-    return _text(info["last-generated-id"])
+    return text(info["last-generated-id"])
 
 
 _READ_SCRIPT = """
@@ -290,7 +302,7 @@ class StreamReader:
     not UTF-8 (poison) makes the JSON unreadable: that batch is read again the ordinary way.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Redis) -> None:
         self.client = client
         self._script = client.register_script(_READ_SCRIPT)
 

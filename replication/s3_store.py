@@ -28,6 +28,7 @@ from botocore.exceptions import (
     NoCredentialsError, ReadTimeoutError,
 )
 
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import PermanentError, TemporaryError
 from replication.artifact_store import BundleInfo, PointerState, UnknownBundle, install_tree, partial_dir
 from replication.manifest import MANIFEST_NAME, Manifest
@@ -264,7 +265,7 @@ class S3ArtifactStore:
 
     def _update_pointer(self, change: Callable[[PointerState], PointerState]) -> PointerState:
         """Read, change, write with If-Match/If-None-Match: a concurrent writer makes us re-read."""
-        for _ in range(self.settings.pointer_cas_attempts):
+        def try_once() -> PointerState | Lost:
             state, etag = self._pointer()
             new = change(state)
             condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
@@ -273,14 +274,19 @@ class S3ArtifactStore:
                 return new
             except ClientError as exc:
                 if _is_code(exc, "PreconditionFailed", "412", "ConditionalRequestConflict"):
-                    continue
+                    return LOST
                 raise map_s3_error(exc, "cannot write the pointer") from exc
             except BotoCoreError as exc:
                 raise map_s3_error(exc, "cannot write the pointer") from exc
-        raise TemporaryError("another promote or rollback changed the pointer at the same time; retry", delay=1.0)
+
+        policy = CasRetry(attempts=self.settings.pointer_cas_attempts, backoff_s=0.05, max_backoff_s=0.5,
+                          exhausted=lambda n: TemporaryError(
+                              f"another promote or rollback changed the pointer {n} times while this one ran; retry",
+                              delay=1.0))
+        return policy.run(try_once)
 
     def promote(self, version: str) -> None:
-        """Low level: move the pointer. Use verifying.promote_verified, which verifies first."""
+        """Low level: move the pointer. Use promotion.promote_verified, which verifies first."""
         if self._index(version) is None:
             raise UnknownBundle(version)
         self._update_pointer(lambda state: state.promoted(version))

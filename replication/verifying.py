@@ -11,8 +11,8 @@ A failure raises `BundleRejected(PermanentError)` with `.file` and `.check`. Sem
 serving (`serving/bundle_checks.py`); replication never imports serving, so they are passed in as
 callables `(bundle_dir, manifest) -> None` that raise a PermanentError carrying `.file`/`.check`.
 
-`promote_verified(store, version, ...)` fetches a stored bundle to a scratch directory, verifies it and
-only then moves the store's "current" pointer: a refused bundle never becomes current.
+`replication.promotion.promote_verified` builds on this to move a store's "current" pointer only
+after the bundle verified.
 """
 from __future__ import annotations
 
@@ -20,15 +20,12 @@ import hashlib
 import json
 import math
 import re
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Collection, Iterable, Mapping, TypeVar
 
 from regions.errors import InputError, PermanentError, TemporaryError
 from replication.manifest import MANIFEST_FORMAT, MANIFEST_NAME, FileEntry, Manifest
 
-if TYPE_CHECKING:  # the store protocol is only a type here; artifact_store imports this module
-    from replication.artifact_store import ArtifactStore
 
 SemanticCheck = Callable[[Path, Manifest], None]
 T = TypeVar("T")
@@ -234,22 +231,4 @@ def verify_bundle(
         )
     for check in semantic_checks:
         _run_semantic_check(check, bundle_dir, manifest)
-    return manifest
-
-
-def promote_verified(
-    store: ArtifactStore, version: str, *, supported_schema_versions: Collection[int],
-    semantic_checks: Iterable[SemanticCheck] = (), scratch_dir: Path | None = None,
-) -> Manifest:
-    """Fetch `version`, verify it fully, then make it current. A refused bundle is never promoted."""
-    check_version(version)
-    with tempfile.TemporaryDirectory(prefix="verify-", dir=scratch_dir) as tmp:
-        local = store.fetch(version, Path(tmp))
-        manifest = verify_bundle(local, supported_schema_versions=supported_schema_versions, semantic_checks=semantic_checks)
-    if manifest.bundle_version != version:
-        raise BundleRejected(
-            file=MANIFEST_NAME, check="bundle_version",
-            detail=f"stored as {version} but the manifest says {manifest.bundle_version}",
-        )
-    store.promote(version)
     return manifest

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from capacity.model import TIERS, Calibration, TierCost, require_number
+from capacity.model import Calibration, TierCost, require_number
+from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
 from replication.lag import percentile
 
@@ -128,10 +129,10 @@ def calibration_from(costs: Mapping[str, MeasuredCost], *, machine: str, measure
     Without a measured `saturation_qps` it is what the costs predict for `cores` busy cores of full
     ranking (1000 * cores / cpu_ms(full)); the saturation benchmark replaces it with a measurement.
     """
-    missing = [t for t in TIERS if t not in costs]
+    missing = [t for t in TIER_NAMES if t not in costs]
     if missing:
-        raise InputError(f"tiers.{missing[0]}", f"not measured; the calibration needs every tier: {', '.join(TIERS)}")
-    tiers = {t: TierCost(cpu_ms=costs[t].cpu_ms, p99_ms=costs[t].p99_ms) for t in TIERS}
+        raise InputError(f"tiers.{missing[0]}", f"not measured; the calibration needs every tier: {', '.join(TIER_NAMES)}")
+    tiers = {t: TierCost(cpu_ms=costs[t].cpu_ms, p99_ms=costs[t].p99_ms) for t in TIER_NAMES}
     require_number("cores", cores, inclusive=False)
     if saturation_qps is None:
         full = require_number("tiers.full.cpu_ms", costs["full"].cpu_ms, inclusive=False)

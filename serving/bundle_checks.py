@@ -23,16 +23,10 @@ import numpy as np
 
 from regions.errors import PermanentError
 from replication.manifest import Manifest
-
-
-class BundleCheckError(PermanentError):
-    """A bundle is whole but wrong. `.file` names the file, `.check` the check that failed."""
-
-    def __init__(self, *, file: str, check: str, message: str) -> None:
-        super().__init__(f"{file}: {check} check failed: {message}. Rebuild the bundle with `regionctl train`.")
-        self.file = file
-        self.check = check
-        self.detail = message
+from serving import indexing
+from serving.bundle import BundleCheckError, LoadedBundle, load_ranker
+from serving.features import FEATURE_NAMES, SCHEMA_VERSION, Candidates
+from serving.user_state import UserState
 
 
 def _json(bundle_dir: Path, name: str, check: str) -> Any:
@@ -53,8 +47,6 @@ def _npy_shape(bundle_dir: Path, name: str, check: str) -> tuple[int, ...]:
 
 
 def check_schema(bundle_dir: Path, manifest: Manifest) -> None:
-    from serving.features import FEATURE_NAMES, SCHEMA_VERSION
-
     schema = _json(bundle_dir, "feature_schema.json", "schema")
     if schema.get("schema_version") != manifest.schema_version:
         raise BundleCheckError(file="feature_schema.json", check="schema",
@@ -65,8 +57,6 @@ def check_schema(bundle_dir: Path, manifest: Manifest) -> None:
 
 
 def check_model_loads(bundle_dir: Path, manifest: Manifest) -> None:
-    from serving.bundle import load_ranker
-
     booster = load_ranker(bundle_dir / "ranker.txt")
     features = _json(bundle_dir, "feature_schema.json", "model_loads").get("features", [])
     if booster.num_feature() != len(features):
@@ -75,8 +65,6 @@ def check_model_loads(bundle_dir: Path, manifest: Manifest) -> None:
 
 
 def check_index_dimension(bundle_dir: Path, manifest: Manifest) -> None:
-    from serving import indexing
-
     n_items, dim = _npy_shape(bundle_dir, "item_embeddings.npy", "index_dimension")
     try:
         index = indexing.read_index(bundle_dir / "faiss.index")
@@ -119,9 +107,6 @@ def check_item_counts(bundle_dir: Path, manifest: Manifest) -> None:
 
 
 def check_golden_scores(bundle_dir: Path, manifest: Manifest) -> None:
-    from serving.bundle import LoadedBundle
-    from serving.features import Candidates
-    from serving.user_state import UserState
 
     golden = _json(bundle_dir, "golden.json", "golden_scores")
     bundle = LoadedBundle.load(bundle_dir)

@@ -9,24 +9,33 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from contracts.bearer import bearer_token
+from contracts.events import Event
 from fallback_tiers.settings import LadderSettings
 from regions import redis_keys
 from regions.errors import InputError, ShopNowError
 from regions.tokens import read_roles
 from regions.topology import Topology
 from replication.artifact_store import ArtifactStore
-from replication.interaction_log import ClientSettings, append_events, connect, parse_batch
+from replication.interaction_log import append_events, parse_batch
+from replication.redis_io import ClientSettings, connect
 from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
-from serving.feature_store import FeatureStore, FeatureStoreUnavailable, FreshnessBounds, item_features_of
+from serving.bundle_residency import residency_check
+from serving.cell_gauges import CellGauges
+from serving.feature_store import (
+    FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
+)
 from serving.feature_updater import CONSUMER
+from serving.drift_monitor import FeatureSampler, SamplerSettings, cell_drift
 from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
 from serving.request_stats import RequestStats
+from serving.residency import TombstoneView
 
 log = logging.getLogger(__name__)
 
@@ -50,29 +59,37 @@ class CellSettings:
 class CellRuntime:
     def __init__(self, *, topology: Topology, region: str, store: FeatureStore, artifacts: ArtifactStore,
                  cache_dir: Path, settings: CellSettings = CellSettings(),
-                 ladder_settings: LadderSettings = LadderSettings()) -> None:
+                 ladder_settings: LadderSettings = LadderSettings(),
+                 sampler_settings: SamplerSettings = SamplerSettings()) -> None:
         self.topology = topology
         self.region = region
         self.settings = settings
         self.store = store
-        self.metrics = CellMetrics()
+        self.metrics = CellMetrics(region=region)
         self.stats = RequestStats()
         self._serving = Serving.of(None)
-        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse)
-        self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
-                                       ladder_settings=ladder_settings)
+        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse,
+                                   extra_checks=(residency_check(topology, topology.region(region).geography),))
         quick = ClientSettings(connect_timeout_s=settings.readiness_redis_timeout_s,
                                socket_timeout_s=settings.readiness_redis_timeout_s, retries=0)
         self._peers = {name: connect(topology, name, settings=quick) for name, r in topology.regions.items()
                        if r.geography == topology.region(region).geography}
+        self.tombstones = TombstoneView(self._peers[region])
+        self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
+                                       ladder_settings=ladder_settings, tombstones=lambda: self.tombstones.users,
+                                       on_anonymous=lambda reason: self.metrics.anonymous_answers.labels(reason=reason).inc())
+        self.sampler = FeatureSampler(sampler_settings)
+        self.recommender.feature_sampler = self.sampler
         self._log_client = connect(topology, region, settings=ClientSettings(connect_timeout_s=0.2, socket_timeout_s=1.0, retries=1))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._seeded_version: str | None = None
+        self.metrics.registry.register(CellGauges(self, redis_ok=self._redis_answers))
 
     # -- bundle ----------------------------------------------------------------------------
     def _on_swap(self, bundle: LoadedBundle) -> None:
         self._serving = Serving.of(bundle)
+        self.sampler.reset()
         self.metrics.set_bundle(bundle.version, loaded_at=time.time())
         self._seed_items(bundle)
 
@@ -97,6 +114,7 @@ class CellRuntime:
         watcher.start()
         sync = threading.Thread(target=self._catalog_sync, name="catalog-sync", daemon=True)
         sync.start()
+        self.tombstones.start()
         self._threads = [watcher, sync]
 
     def _catalog_sync(self) -> None:
@@ -111,6 +129,7 @@ class CellRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.tombstones.stop()
         for thread in self._threads:
             if isinstance(thread, BundleWatcher):
                 thread.stop()
@@ -130,42 +149,50 @@ class CellRuntime:
                 self.metrics.refuse_events(refusal.field)
             first = parsed.refused[0]
             raise InputError(f"events[{first.index}].{first.field}", first.message)
+        return self.store_events(parsed.events)
+
+    def store_events(self, events: Sequence[Event]) -> list[str]:
+        """Append validated events (the gRPC server converts its messages with
+        contracts.cell_api.event_from_pb); residency is checked by append_events."""
         try:
-            ids = append_events(self._log_client, parsed.events, topology=self.topology, region=self.region)
+            ids = append_events(self._log_client, events, topology=self.topology, region=self.region)
         except InputError as exc:
-            self.metrics.refuse_events(exc.field, count=len(parsed.events))
+            self.metrics.refuse_events(exc.field, count=len(events))
             raise
         self.metrics.accept_events(len(ids))
         return ids
 
     # -- readiness -------------------------------------------------------------------------
+    def _redis_answers(self) -> bool:
+        try:
+            return bool(self.store.ping())
+        except FeatureStoreUnavailable:
+            return False
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         now = time.time()
         summary = self.stats.summary(now)
-        redis_ok = False
-        try:
-            redis_ok = self.store.ping()
-        except FeatureStoreUnavailable:
-            redis_ok = False
+        redis_ok = self._redis_answers()
         user_age = self._updater_lag(now) if redis_ok else None
-        item_age = None
         bundle = self._serving.bundle
-        if redis_ok and bundle is not None and bundle.items.ids:
+        sampled = list(bundle.items.ids[:50]) if bundle is not None else []
+        found: dict[str, float | None] = {}
+        if redis_ok and sampled:
             try:
-                sample = self.store.get_item_features(list(bundle.items.ids[:50]))
-                ages = [now - f.updated_at for f in sample.values()]
-                item_age = max(ages) if ages else None
+                found = {i: f.updated_at for i, f in self.store.get_item_features(sampled).items()}
             except FeatureStoreUnavailable:
-                item_age = None
-        bounds = FreshnessBounds.from_settings(self.topology.settings)
-        stale = (user_age is not None and user_age > bounds.user_s) or (item_age is None and bundle is not None) or \
-            (item_age is not None and item_age > bounds.item_s)
-        self.recommender.features_stale = bool(stale)
-        self.metrics.stale_features.labels(kind="user").set(int(user_age is not None and user_age > bounds.user_s))
-        self.metrics.stale_features.labels(kind="item").set(int(item_age is None or item_age > bounds.item_s))
-        self.metrics.feature_age.labels(kind="user").set(user_age or 0.0)
-        self.metrics.feature_age.labels(kind="item").set(item_age or 0.0)
+                found = {}
+        fresh = assess_freshness(  # no sampled item readable at all: none of them can be vouched for
+            now=now, user_updated_at=None if user_age is None else now - user_age,
+            item_updated_at=found or dict.fromkeys(sampled), bounds=FreshnessBounds.from_settings(self.topology.settings))
+        stale = fresh.stale
+        self.recommender.features_stale = stale
+        self.metrics.observe_freshness(fresh)
+        item_age = fresh.oldest_item_age_s
         refused = self.holder.refused
+        drift = cell_drift(bundle.feature_stats, self.sampler.sample(), bundle.feature_names) if bundle is not None else None
+        if drift is not None:
+            self.metrics.observe_drift(drift)
         body = {
             "ready": True, "region": self.region, "bundle_version": self._serving.version,
             "bundle_loaded_at": self.holder.loaded_at,
@@ -177,6 +204,7 @@ class CellRuntime:
             "tier_mix": summary.tier_mix, "replication": self._replication(now),
             "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
             "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
+            "drift": None if drift is None else {k: drift[k] for k in ("verdict", "rows", "max_psi", "drifted")},
         }
         return True, body
 
@@ -201,12 +229,13 @@ class CellRuntime:
     # -- chaos -----------------------------------------------------------------------------
     def check_chaos_token(self, authorization: str | None) -> tuple[int, str] | None:
         """None when allowed; else (status, message)."""
-        if not authorization or not authorization.startswith("Bearer "):
+        token = bearer_token(authorization)
+        if token is None:
             return 401, "a bearer token with role chaos is required"
         tokens: Mapping[str, str] = {}
         if self.settings.tokens_file and os.path.exists(self.settings.tokens_file):
             tokens = read_roles(Path(self.settings.tokens_file))
-        role = tokens.get(authorization.removeprefix("Bearer ").strip())
+        role = tokens.get(token)
         if role is None:
             return 401, "unknown token"
         if role != "chaos":

@@ -1,7 +1,7 @@
 """Item and user embeddings by implicit-feedback ALS (the `implicit` library, CPU).
 
 Confidence of a (user, item) pair = sum of event weights (view 1, cart 3, purchase 5; impressions
-0), as replication.events.EVENT_WEIGHTS says, scaled by `alpha`. Threads are capped (the machines
+0), as contracts.events.EVENT_WEIGHTS says, scaled by `alpha`. Threads are capped (the machines
 running this have 2 cores shared with others).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from regions.errors import InputError, PermanentError
-from replication.events import EVENT_TYPES, EVENT_WEIGHTS
+from contracts.events import EVENT_TYPES, EVENT_WEIGHTS
 
 _KIND_WEIGHT = np.array([EVENT_WEIGHTS[t] for t in EVENT_TYPES], dtype=np.float32)
 
@@ -65,10 +65,3 @@ def fit_als(matrix: sp.csr_matrix, settings: AlsSettings = AlsSettings()) -> tup
     users = np.ascontiguousarray(model.user_factors, dtype=np.float32)
     items = np.ascontiguousarray(model.item_factors, dtype=np.float32)
     return users, items
-
-
-def mean_of_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
-    """The mean of the given rows' vectors, or None when there are none (cold user)."""
-    if len(rows) == 0:
-        return None
-    return np.asarray(vectors[rows].mean(axis=0), dtype=np.float32)

@@ -208,6 +208,14 @@ return out
 """
 """HMGET ARGV of every key in KEYS, flattened; a missing field comes back as nil (Lua false)."""
 
+_PUT_SLATE_LUA = """
+if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+"""SET the slate unless the user is tombstoned: the check and the write are one atomic step in Redis,
+so a deletion that ran between a request's start and its cache write is never undone."""
+
 _TEMPORARY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError,
               redis.exceptions.TryAgainError, redis.exceptions.BusyLoadingError)
 
@@ -221,6 +229,7 @@ class FeatureStore:
         topology.region(region)  # unknown region: TopologyError now, not at the first write
         self._redis = client
         self._hmget_many = client.register_script(_HMGET_MANY_LUA)
+        self._put_slate = client.register_script(_PUT_SLATE_LUA)
         self.region = region
         self._topology = topology
         self.settings = settings
@@ -288,6 +297,14 @@ class FeatureStore:
         with self._io("HSET user state"):
             self._redis.hset(redis_keys.user_features(user_id), mapping=state.to_hash())
 
+    def get_seen_items(self, user_id: str, *, kinds: Sequence[str]) -> dict[str, float]:
+        """The user's seen set {item_id: latest ts} over events of `kinds` (serving.seen_items)."""
+        from serving.seen_items import from_members
+
+        with self._io("ZRANGE seen items"):
+            pairs = self._redis.zrange(redis_keys.seen_items(user_id), 0, -1, withscores=True)
+        return from_members(pairs, kinds=kinds)
+
     # item live features ------------------------------------------------------------------
 
     def get_item_features(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures]:
@@ -346,14 +363,17 @@ class FeatureStore:
         except InputError:
             return None  # a cache entry we cannot read is a miss: the ladder moves on to the next tier
 
-    def put_cached_slate(self, user_id: str, slate: CachedSlate, *, ttl_s: float | None = None) -> None:
-        """Store the slate with a TTL (default settings.cache_ttl_s); geo-checked like user state."""
+    def put_cached_slate(self, user_id: str, slate: CachedSlate, *, ttl_s: float | None = None) -> bool:
+        """Store the slate with a TTL (default settings.cache_ttl_s); geo-checked like user state.
+        False (nothing written) when the user is tombstoned: checked inside the same Redis script as the SET."""
         ttl = self.settings.cache_ttl_s if ttl_s is None else ttl_s
         if not math.isfinite(ttl) or ttl <= 0:
             raise InputError("ttl_s", f"must be a positive number of seconds, got {ttl!r}")
         self._require_resident(user_id)
         with self._io("SET cached result"):
-            self._redis.set(redis_keys.cached_result(user_id), slate.to_json(), px=max(int(ttl * 1000), 1))
+            written = self._put_slate(keys=[redis_keys.cached_result(user_id), redis_keys.TOMBSTONES],
+                                      args=[slate.to_json(), max(int(ttl * 1000), 1), user_id])
+        return bool(written)
 
 
 def _decode_item(item_id: str, fields: Mapping[str, str | None]) -> ItemFeatures:

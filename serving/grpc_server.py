@@ -9,18 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from concurrent import futures
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from fallback_tiers.tiers import Tier
+from contracts.cell_api import MAX_BATCH, MAX_DEADLINE_S, check_count, event_from_pb, surface_name
+from contracts.events import Event
+from contracts.proto import recommend_pb2 as pb
+from contracts.proto import recommend_pb2_grpc as pb_grpc
+from contracts.tiers import Tier
 from regions.errors import InputError, TemporaryError
-from replication.events import MAX_BATCH
 from serving.cell_runtime import CellRuntime
-from serving.http_app import MAX_COUNT, MAX_DEADLINE_S
-from serving.proto import recommend_pb2 as pb
-from serving.proto import recommend_pb2_grpc as pb_grpc
 from serving.recommender import Answer, UnknownProduct
 
 log = logging.getLogger(__name__)
@@ -50,12 +49,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
 
     def Recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
         started = time.perf_counter()
-        surface = pb.Surface.Name(request.surface).lower()
+        surface = surface_name(request.surface)
         rec = self.runtime.recommender
         try:
-            count = request.count or 8
-            if not 1 <= count <= MAX_COUNT:
-                raise InputError("count", f"must be between 1 and {MAX_COUNT}, got {count}")
+            count = check_count(request.count or 8)
             if request.surface == pb.SIMILAR:
                 answer = rec.similar(product_id=request.product_id, count=count)
             elif request.surface == pb.CART:
@@ -65,7 +62,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             else:
                 user = None if request.anonymous or not request.user_id else request.user_id
                 tier = Tier.parse(request.max_tier) if request.max_tier else Tier.FULL
-                answer = rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=self._budget(request, context))
+                answer = rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=self._budget(request, context),
+                                      geography=request.geography if user else "")
         except UnknownProduct as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except InputError as exc:
@@ -77,18 +75,22 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self.runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped)
         return answer_pb(answer)
 
+    def _events(self, request: pb.EventBatch) -> list[Event]:
+        """The batch as Events (contracts.cell_api.event_from_pb); InputError naming events[i].field."""
+        now, events = time.time(), []
+        for i, message in enumerate(request.events):
+            try:
+                events.append(event_from_pb(message, now=now, topology=self.runtime.topology))
+            except InputError as exc:
+                self.runtime.metrics.refuse_events(exc.field)
+                raise InputError(f"events[{i}].{exc.field}", exc.reason) from exc
+        return events
+
     def LogEvents(self, request: pb.EventBatch, context: grpc.ServicerContext) -> pb.LogAck:
         if len(request.events) > MAX_BATCH:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"events: at most {MAX_BATCH} events per batch, got {len(request.events)}")
-        raw: list[dict[str, Any]] = []
-        for e in request.events:
-            item: dict[str, Any] = {"event_id": e.event_id, "user_id": e.user_id, "item_id": e.item_id, "type": e.type,
-                                    "ts": e.ts if e.ts else time.time(), "session_id": e.session_id, "price": e.price}
-            if e.HasField("seq"):
-                item["seq"] = e.seq
-            raw.append(item)
         try:
-            ids = self.runtime.log_events(raw)
+            ids = self.runtime.store_events(self._events(request))
         except InputError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except TemporaryError as exc:

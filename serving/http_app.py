@@ -20,45 +20,30 @@ import time
 from typing import Any, Callable
 
 from fastapi import FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from contracts.cell_api import MAX_DEADLINE_S, MAX_ID_LEN, check_count
+from contracts.events_body import events_of_body
+from contracts.http_errors import error_response as _error
+from contracts.http_errors import install_error_handlers
+from contracts.tiers import Tier
 from fallback_tiers.deadline import DEADLINE_HEADER, deadline_seconds
-from fallback_tiers.tiers import Tier
 from regions.errors import InputError, TemporaryError
-from replication.events import MAX_BATCH
 from serving.cell_runtime import CellRuntime
 from serving.recommender import UnknownProduct
 
 log = logging.getLogger(__name__)
-
-MAX_COUNT = 100
-"""A homepage shows 8-20 items; 100 is generous and keeps one request's work bounded."""
-MAX_DEADLINE_S = 1.0
-"""No client may ask the cell to spend more than a second on one request."""
-
-
-def _error(status: int, field: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"field": field, "message": message}})
 
 
 def create_app(runtime: CellRuntime) -> FastAPI:
     app = FastAPI(title=f"ShopNow cell {runtime.region}", docs_url=None, redoc_url=None)
     rec = runtime.recommender
 
+    install_error_handlers(app)
+
     @app.exception_handler(UnknownProduct)
     async def _unknown(_: Request, exc: UnknownProduct) -> JSONResponse:
         return _error(404, exc.field, exc.reason)
-
-    @app.exception_handler(InputError)
-    async def _bad(_: Request, exc: InputError) -> JSONResponse:
-        return _error(422, exc.field, exc.reason)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
-        field = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
-        return _error(422, field, str(first.get("msg")))
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:
@@ -77,14 +62,11 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped)
         return answer.to_dict()
 
-    def check_count(count: int) -> None:
-        if not 1 <= count <= MAX_COUNT:
-            raise InputError("count", f"must be between 1 and {MAX_COUNT}, got {count}")
-
     @app.get("/v1/recommendations/homepage")
     def homepage(
-        user_id: str | None = Query(default=None, max_length=128), count: int = 8, max_tier: str = "full",
+        user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = 8, max_tier: str = "full",
         anonymous: bool = False, deadline: str | None = Header(default=None, alias=DEADLINE_HEADER),
+        geography: str = Query(default="", max_length=MAX_ID_LEN, description="home geography, as the edge computed it"),
     ) -> dict[str, Any]:
         check_count(count)
         if rec.faults.homepage_status:  # chaos fault: a broken release answering errors
@@ -93,10 +75,11 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         tier = Tier.parse(max_tier)
         budget = deadline_seconds(deadline, default_s=rec.ladder_settings.deadline_s, max_s=MAX_DEADLINE_S)
         user = None if anonymous or not user_id else user_id
-        return timed("homepage", lambda: rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=budget))
+        return timed("homepage", lambda: rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=budget,
+                                                      geography=geography if user else ""))
 
     @app.get("/v1/recommendations/similar")
-    def similar(product_id: str = Query(min_length=1, max_length=128), count: int = 8) -> dict[str, Any]:
+    def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN), count: int = 8) -> dict[str, Any]:
         check_count(count)
         return timed("similar", lambda: rec.similar(product_id=product_id, count=count))
 
@@ -110,15 +93,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
 
     @app.post("/v1/events")
     async def events(request: Request) -> JSONResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(422, "body", 'must be JSON: {"events": [...]}')
-        raw = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(raw, list) or not raw:
-            return _error(422, "events", "must be a non-empty list of event objects")
-        if len(raw) > MAX_BATCH:
-            return _error(413, "events", f"at most {MAX_BATCH} events per batch, got {len(raw)}; split the batch")
+        raw = events_of_body(await request.body())
         try:
             ids = runtime.log_events(raw)
         except TemporaryError as exc:

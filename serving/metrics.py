@@ -16,28 +16,50 @@ Metric names (prefix `shopnow_cell_`):
     feature_age_seconds{kind}                   age of the oldest feature at the last check (user|item)
     events_accepted_total                       interaction events appended to the log
     events_refused_total{reason}                interaction events refused, by reason
+    anonymous_answers_total{reason}             requests naming a user answered anonymously (foreign_user, deleted_user)
+Every series a cell exposes carries `region` (the cell's region, given to CellMetrics), added at
+render time to the series of every collector on the registry, so that those others add (breaker
+state, ...) carry it too; a series that already has a `region` label keeps its own.
 `render()` gives the body and content type of GET /metrics.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
+from contracts.tiers import TIER_NAMES
 from serving.feature_store import Freshness
 
-TIERS = ("full", "cached", "segment", "popularity")
-"""The tier ladder, most expensive first; their series exist from the start at 0."""
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.18, 0.2, 0.3, 0.5, 1.0)
 """Fine below 200 ms where the 150 ms cell deadline and 180 ms end-to-end p99 live; coarse above."""
 NAMESPACE = "shopnow_cell"
 
 
+class WithLabels(Collector):
+    """Every series of `inner` with `labels` added (a label the series already has wins)."""
+
+    def __init__(self, inner: CollectorRegistry, labels: Mapping[str, str]) -> None:
+        self._inner, self._labels = inner, dict(labels)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                out.add_sample(sample.name, {**self._labels, **sample.labels}, sample.value, sample.timestamp,
+                               sample.exemplar)
+            yield out
+
+
 class CellMetrics:
     """The metrics of one cell. Methods record; `render()` exposes."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, region: str = "") -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._exposed = CollectorRegistry(auto_describe=False)
+        self._exposed.register(WithLabels(self.registry, {"region": region} if region else {}))
         r = self.registry
         self.requests = Counter("requests", "Answered recommendation requests.",
                                 ["surface", "tier", "status"], namespace=NAMESPACE, registry=r)
@@ -61,8 +83,19 @@ class CellMetrics:
                                        namespace=NAMESPACE, registry=r)
         self.events_refused = Counter("events_refused", "Interaction events refused, by reason.", ["reason"],
                                       namespace=NAMESPACE, registry=r)
-        for tier in TIERS:
+        self.feature_psi = Gauge("feature_psi", "PSI of each feature: scored sample vs the bundle's training distribution.",
+                                 ["feature"], namespace=NAMESPACE, registry=r)
+        self.feature_drift = Gauge("feature_drift_features", "Features whose PSI is above the alert threshold (0.25).",
+                                   namespace=NAMESPACE, registry=r)
+        self.feature_drift_rows = Gauge("feature_drift_sample_rows", "Scored feature vectors in the drift sample.",
+                                        namespace=NAMESPACE, registry=r)
+        self.anonymous_answers = Counter(
+            "anonymous_answers", "Requests naming a user answered anonymously instead (serving.residency reasons).",
+            ["reason"], namespace=NAMESPACE, registry=r)
+        for tier in TIER_NAMES:
             self.tier_choices.labels(tier=tier)
+        for reason in ("foreign_user", "deleted_user"):
+            self.anonymous_answers.labels(reason=reason)
         for kind in ("user", "item"):
             self.stale_features.labels(kind=kind).set(0)
             self.feature_age.labels(kind=kind).set(0)
@@ -99,6 +132,13 @@ class CellMetrics:
         self.feature_age.labels(kind="user").set(freshness.user_age_s or 0.0)
         self.feature_age.labels(kind="item").set(freshness.oldest_item_age_s or 0.0)
 
+    def observe_drift(self, report: Mapping[str, Any]) -> None:
+        """Record a serving.drift.drift_report (only a sample large enough sets the drift count)."""
+        for feature, value in report["psi"].items():
+            self.feature_psi.labels(feature=feature).set(value)
+        self.feature_drift.set(len(report["drifted"]) if report["verdict"] != "too few samples" else 0)
+        self.feature_drift_rows.set(report["rows"])
+
     def accept_events(self, count: int) -> None:
         self.events_accepted.inc(count)
 
@@ -108,4 +148,4 @@ class CellMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """Body and Content-Type for GET /metrics (Prometheus text format)."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self._exposed), CONTENT_TYPE_LATEST

@@ -34,6 +34,7 @@ from serving.bundle import LoadedBundle
 from serving.feature_store import CachedSlate, FeatureStore, FeatureStoreUnavailable, ItemFeatures
 from serving.features import LiveItems
 from serving.reranking import ItemMeta, RerankRules, rerank
+from serving.residency import personalisation_refusal
 from serving.user_state import UserState
 
 log = logging.getLogger(__name__)
@@ -132,10 +133,17 @@ class Recommender:
         ladder_settings: LadderSettings = LadderSettings(), rules: RerankRules = RerankRules(),
         cache_ttl_s: float | None = None, clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        tombstones: Callable[[], frozenset[str]] = frozenset, on_anonymous: Callable[[str], None] = lambda _reason: None,
     ) -> None:
         self.region = region
+        self.tombstones = tombstones
+        """The region's deleted users (serving.residency.TombstoneView.users); never personalised."""
+        self.on_anonymous = on_anonymous
+        """Called with the reason when a request naming a user is answered anonymously."""
         self.topology = topology
         self.store = store
+        self.feature_sampler: Any = None
+        """serving.drift_monitor.FeatureSampler of the cell (None: no drift sampling)."""
         self.serving = serving
         self.ladder_settings = ladder_settings
         self.rules = rules
@@ -215,16 +223,16 @@ class Recommender:
         return apply
 
     # -- tiers -----------------------------------------------------------------------------
-    def _full(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
+    def _full(self, ctx: _Request, user_id: str, geo: str) -> Callable[[TierRequest, float], TierOutput]:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
             began = time.monotonic()
             bundle = ctx.serving.bundle
             assert bundle is not None
             now = self.clock()
             state = self._in_tier(lambda: self.store.get_user_state(user_id)) or UserState()
-            ctx.exclude = frozenset(state.cart)
+            seen = self._in_tier(lambda: self.store.get_seen_items(user_id, kinds=bundle.seen_policy.home.kinds))
+            ctx.exclude = frozenset(state.cart) | bundle.not_again(seen, now=now, surface="home")
             vector = bundle.user_embedding(user_id, state)
-            geo = home_geography_of(user_id, self.topology)
             segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
             cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
             ids = bundle.item_ids(cands.rows)
@@ -238,6 +246,9 @@ class Recommender:
                     raise DependencyFailed("ranker", f"ranker slower than the {budget_s * 1000:.0f} ms stage budget (injected)")
             try:
                 scores = bundle.rank(state, cands, now, user_vector=vector, live=live)
+                if self.feature_sampler is not None:
+                    self.feature_sampler.maybe(lambda: bundle.features(state=state, user_vector=vector, candidates=cands,
+                                                                       now=now, live=live))
             except (ShopNowError, ValueError) as exc:
                 raise DependencyFailed("ranker", f"ranking failed: {exc}") from exc
             order = np.argsort(-scores, kind="stable")
@@ -255,12 +266,11 @@ class Recommender:
             return TierOutput(items=scored[: request.count], reserve=scored[request.count:])
         return fetch
 
-    def _segment(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
+    def _segment(self, ctx: _Request, user_id: str, geo: str) -> Callable[[TierRequest, float], TierOutput]:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
             bundle = ctx.serving.bundle
             assert bundle is not None
-            geo = home_geography_of(user_id, self.topology)
-            key = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
+            key = (bundle.user_segment.get(user_id) if user_id else None) or bundle.segment_of({"geo": geo})
             rows = bundle.segment_list(key)[: request.count * (1 + RESERVE_FACTOR)]
             return TierOutput.from_ids(bundle.item_ids(rows), count=request.count)
         return fetch
@@ -272,17 +282,28 @@ class Recommender:
 
     # -- surfaces --------------------------------------------------------------------------
     def homepage(self, *, user_id: str | None, count: int, max_tier: Tier = Tier.FULL,
-                 deadline_s: float | None = None) -> Answer:
+                 deadline_s: float | None = None, geography: str = "") -> Answer:
+        """`geography`: the user's home geography as the caller (the edge) computed it; "" computes
+        it here, once. A named geography must exist; residency is still checked by the feature store."""
         started = time.perf_counter()
         serving = self.serving()
         ctx = _Request(serving=serving)
         request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)
         specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx))]
+        if user_id is not None:
+            geo = self.topology.geography(geography).name if geography else home_geography_of(user_id, self.topology)
+            refusal = personalisation_refusal(self.topology, region=self.region, user_id=user_id, geography=geo,
+                                              tombstones=self.tombstones())
+            if refusal:  # anonymous: the serving geography's segment, then popularity; nothing of the user's is read
+                self.on_anonymous(refusal)
+                user_id = None
+                if serving.bundle is not None:
+                    specs = [TierSpec(Tier.SEGMENT, self._segment(ctx, "", self.topology.region(self.region).geography)), *specs]
         if user_id is not None and serving.bundle is not None:
             specs = [
-                TierSpec(Tier.FULL, self._full(ctx, user_id), frozenset({"redis", "ranker"})),
+                TierSpec(Tier.FULL, self._full(ctx, user_id, geo), frozenset({"redis", "ranker"})),
                 TierSpec(Tier.CACHED, self._cached(ctx, user_id), frozenset({"redis"})),
-                TierSpec(Tier.SEGMENT, self._segment(ctx, user_id)),
+                TierSpec(Tier.SEGMENT, self._segment(ctx, user_id, geo)),
                 *specs,
             ]
         elif user_id is not None:

@@ -5,7 +5,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from capacity.model import TIERS, Calibration, TierCost, TierMix
+from capacity.model import Calibration, TierCost, TierMix
+from contracts.tiers import TIER_NAMES
 from capacity.settings import CapacitySettings, FailoverPolicy
 from regions.topology import Topology, parse_topology
 
@@ -25,7 +26,7 @@ def topology_of(regions_per_geo: dict[str, int], shares: dict[str, float] | None
 
 def calibration_of(full: float = 40.0, cached: float = 1.5, segment: float = 1.0, popularity: float = 0.5,
                    p99: float = 50.0) -> Calibration:
-    costs = dict(zip(TIERS, (full, cached, segment, popularity)))
+    costs = dict(zip(TIER_NAMES, (full, cached, segment, popularity)))
     return Calibration(machine="test", measured_at=0.0, saturation_qps=1.0,
                        tiers={t: TierCost(cpu_ms=c, p99_ms=p99) for t, c in costs.items()})
 
@@ -44,15 +45,15 @@ cpu_costs = st.floats(0.05, 200.0, allow_nan=False)
 
 @st.composite
 def calibrations(draw: st.DrawFn) -> Calibration:
-    return calibration_of(*(draw(cpu_costs) for _ in TIERS))
+    return calibration_of(*(draw(cpu_costs) for _ in TIER_NAMES))
 
 
 @st.composite
 def tier_mixes(draw: st.DrawFn) -> TierMix:
-    weights = [draw(st.integers(0, 10)) for _ in TIERS]
+    weights = [draw(st.integers(0, 10)) for _ in TIER_NAMES]
     if sum(weights) == 0:
         weights[0] = 1
-    return TierMix({t: w / sum(weights) for t, w in zip(TIERS, weights)})
+    return TierMix({t: w / sum(weights) for t, w in zip(TIER_NAMES, weights)})
 
 
 @st.composite
@@ -61,8 +62,8 @@ def capacity_settings(draw: st.DrawFn, *, peak_qps: float | None = None) -> Capa
     cap = draw(st.floats(target, 1.0))
     policy = FailoverPolicy(
         degraded_share=draw(st.floats(0.0, 1.0)),
-        degraded_tier=draw(st.sampled_from(TIERS)),
-        cross_geo_tier=draw(st.sampled_from(TIERS)),
+        degraded_tier=draw(st.sampled_from(TIER_NAMES)),
+        cross_geo_tier=draw(st.sampled_from(TIER_NAMES)),
         max_utilisation=cap,
     )
     return CapacitySettings(

@@ -17,13 +17,14 @@ from capacity.calibration import (
     parse_calibration,
     write_calibration,
 )
-from capacity.model import TIERS
+from contracts.environment import calibration_path
+from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
 
 GOOD: dict[str, Any] = {
     "machine": "bench-16vcpu",
     "measured_at": 1_700_000_000.0,
-    "tiers": {t: {"cpu_ms": c, "p99_ms": 10.0} for t, c in zip(TIERS, (30.0, 2.0, 1.0, 0.4))},
+    "tiers": {t: {"cpu_ms": c, "p99_ms": 10.0} for t, c in zip(TIER_NAMES, (30.0, 2.0, 1.0, 0.4))},
     "saturation_qps": 533.0,
 }
 
@@ -101,9 +102,12 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     assert isinstance(err.value.__cause__, json.JSONDecodeError)
 
 
-def test_default_path_prefers_the_environment(tmp_path: Path) -> None:
-    assert default_calibration_path({"REGIONCTL_CALIBRATION": str(tmp_path / "c.json")}) == tmp_path / "c.json"
-    assert default_calibration_path({}).name in ("calibration.json", "default_calibration.json")
+def test_the_entry_point_path_prefers_the_flag_then_the_environment(tmp_path: Path) -> None:
+    env = {"REGIONCTL_CALIBRATION": str(tmp_path / "c.json")}
+    assert calibration_path(env) == tmp_path / "c.json"
+    assert calibration_path(env, tmp_path / "flag.json") == tmp_path / "flag.json"
+    assert calibration_path({}) is None
+    assert default_calibration_path().name in ("calibration.json", "default_calibration.json")
 
 
 def test_a_directory_is_not_a_calibration(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
+from contracts.tiers import TIER_NAMES
 from capacity.model import (
-    TIERS,
     TierMix,
     blend,
     cores_for,
@@ -107,4 +107,4 @@ def test_instances_for_is_the_fewest_that_stay_under_the_target(cores: float, vc
 
 
 def test_tiers_are_ordered_best_first() -> None:
-    assert TIERS == ("full", "cached", "segment", "popularity")
+    assert TIER_NAMES == ("full", "cached", "segment", "popularity")

@@ -8,7 +8,8 @@ from hypothesis import assume, given, settings as hsettings, strategies as st
 
 from capacity.absorb import survivors_can_absorb
 from capacity.calibration import DEFAULT_CALIBRATION_PATH, load_calibration
-from capacity.model import TIERS, TierMix
+from capacity.model import TierMix
+from contracts.tiers import TIER_NAMES
 from capacity.planner import (
     COST_BUDGET,
     LATENCY_SLO,
@@ -192,7 +193,7 @@ def test_cost_per_request_never_below_the_cheapest_tier(topo, cal, settings) -> 
 @hsettings(max_examples=100, deadline=None)
 @given(topo=topologies(), cal=calibrations(), settings=capacity_settings())
 def test_plan_never_costs_more_than_naive(topo, cal, settings) -> None:  # type: ignore[no-untyped-def]
-    assume(all(cal.cpu_ms("full") >= cal.cpu_ms(t) for t in TIERS))  # full ranking is the dearest tier
+    assume(all(cal.cpu_ms("full") >= cal.cpu_ms(t) for t in TIER_NAMES))  # full ranking is the dearest tier
     plan = plan_capacity(topo, cal, settings)
     assert plan.total_instances <= plan.naive_instances
     for r in plan.regions.values():

@@ -11,7 +11,8 @@ import redis
 from chaoslib.exceptions import ActivityFailed
 
 from chaos import actions, probes
-from failover.control_store import store_from_url
+from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
+from failover.control_stores import store_from_url
 from regions import stack
 from replication.verifying import BundleRejected, verify_bundle
 from tests.chaos.fake_stack import FakeHttp, Ports, redis_spec, sleeper, start_stack, store_with_bundle, write_topology
@@ -109,7 +110,7 @@ def test_partition_region_writes_the_store_key_and_heal_clears_it(conf: dict[str
 
     def key() -> Any:
         with store_from_url(url) as store:
-            value = store.get(actions.PARTITIONS_KEY)
+            value = store.get(PARTITIONS_KEY)
         return None if value is None else json.loads(value.text)
 
     assert actions.partition_region("us-east", configuration=conf)["partitions"] == ["us-east"]
@@ -214,8 +215,8 @@ def test_weight_in_reads_each_document_shape(doc: dict[str, Any], geo: str, regi
 
 def test_region_weight_from_the_routing_table(conf: dict[str, Any]) -> None:
     with store_from_url(stack.stack_urls(Path(conf["state_dir"])).control_store) as store:
-        with pytest.raises(ActivityFailed, match="routing/table"):
+        with pytest.raises(ActivityFailed, match=TABLE_KEY):
             probes.region_weight("us-east", configuration=conf)
-        store.put("routing/table", json.dumps(TABLE))
+        store.put(TABLE_KEY, json.dumps(TABLE))
     assert probes.region_weight("us-east", configuration=conf) == 0.0
     assert probes.region_weight("us-west", geography="us", configuration=conf) == 100.0

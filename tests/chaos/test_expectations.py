@@ -14,8 +14,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from chaos import actions, expectations
+from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
 from failover import controller as ctl
-from failover.control_store import store_from_url
+from failover.control_stores import store_from_url
 from failover.health import Probe
 from failover.probing import CellReport
 from regions import stack
@@ -70,9 +71,8 @@ def test_partitioned_regions_get_a_failed_probe_and_others_keep_theirs(cut: tupl
 ])
 def test_the_controller_reads_the_partition_key_the_chaos_action_writes(setup: dict[str, str], stored: Any,
                                                                       expected: tuple[str, ...]) -> None:
-    assert actions.PARTITIONS_KEY == ctl.PARTITIONS_KEY
     if stored is not None:
-        _put(setup, ctl.PARTITIONS_KEY, stored)
+        _put(setup, PARTITIONS_KEY, stored)
     with store_from_url(stack.stack_urls(Path(setup["state_dir"])).control_store) as store:
         assert ctl.read_stored(store).partitions == expected
 
@@ -170,12 +170,12 @@ def test_index_freeze_contained(setup: dict[str, str], ports: Ports, frozen: boo
 def test_routed_around(setup: dict[str, str], ports: Ports, partitioned: bool, state: str, weights: dict[str, int],
                        verdict: str) -> None:
     start_stack(Path(setup["state_dir"]), [sleeper(f"cell-{r}", "cell", r) for r in ("us-east", "us-west", "eu-west")])
-    _put(setup, "routing/table", {"version": 2, "geos": {"us": {"regions": weights}, "eu": {"regions": {"eu-west": 100}}}})
+    _put(setup, TABLE_KEY, {"version": 2, "geos": {"us": {"regions": weights}, "eu": {"regions": {"eu-west": 100}}}})
     for region in ("us-west", "eu-west"):
         _put(setup, f"health/{region}", {"state": "healthy"})
     _put(setup, "health/us-east", {"state": state})
     if partitioned:
-        _put(setup, actions.PARTITIONS_KEY, ["us-east"])
+        _put(setup, PARTITIONS_KEY, ["us-east"])
     with FakeHttp(ports.http["us-east"]):
         found = expectations.routed_around("us-east", configuration=setup)
     assert found["verdict"].startswith(verdict), found

@@ -21,6 +21,7 @@ RESTORES = {
     "stop_feature_updater": "restore_feature_updater", "inject_ranking_latency": "clear_ranking_latency",
     "kill_controller_leader": "restore_controllers", "partition_region": "heal_partition",
     "inject_homepage_errors": "clear_cell_faults",
+    "kill_etcd_leader": "restore_etcd", "kill_etcd_quorum": "restore_etcd",
 }
 FILES = sorted(EXPERIMENTS_DIR.glob("*.json"))
 

@@ -3,7 +3,10 @@ controllers, the edge), shared by the module: the ordinary region loss passes, a
 days fail the way they must.
 
 - the ordinary region-loss experiment: passes, with its availability and quality RTO, an RPO
-  measured on real acknowledged events, and no empty slate;
+  measured on real acknowledged events, and no empty slate; while us-east is down the controller's
+  dashboard (/ui), loaded in a real headless chromium, shows it unhealthy with its weight moved
+  (screenshots kept in var/test-artifacts/dashboard-region-loss-gameday.png and
+  dashboard-gameday-report.png);
 - us-east's replicator frozen (SIGSTOP) before the kill: the RPO fails and names the lost events;
 - a fault action that raises: the game day is INVALID;
 - us-east's cell answering 404, then 500, to homepages (the load straight at the cell): the
@@ -14,9 +17,9 @@ days fail the way they must.
 - `chaos run` interrupted with SIGINT (us-west's index frozen): no fault is left (rollbacks
   always) and none registered.
 
-Short runs at low rates (25-30 req/s, 8-75 s); the waits for a failback (us-east back at full
-weight, about a minute) are what the next game day's premise needs. About 6-11 minutes on this
-2-core machine, depending on what else runs on it.
+Short runs at low rates (25-30 req/s, 8-60 s). The stack's controllers hold each failback stage
+5 s (REGIONCTL_CONTROLLER_FAILBACK_HOLD_S, instead of 60 + 120 s), so the waits for us-east to be
+weighted again, which the next game day's premise needs, take seconds.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,24 +40,42 @@ import pytest
 
 from chaos import fault_registry, gameday
 from chaos.sampling import weights_of
+from contracts.store_keys import TABLE_KEY
 from failover.control_api import ControlClient
-from failover.control_store import store_from_url
+from failover.control_stores import store_from_url
+from regionctl.stack_specs import stack_specs
 from regions import stack
 from regions.processes import wait_until
 from regions.topology import Topology, load_topology
-from tests.stack_helpers import publish_and_promote, write_topology
+from tests.browser import cell_text, headless_chromium, screenshot, wait_for
+from tests.stack_helpers import publish_geo_bundles, write_topology
 
 pytestmark = pytest.mark.slow
 QUIET = lambda _m: None  # noqa: E731
+FAILBACK_HOLD_S = "5,5"
+"""Each failback stage below 100 % is held 5 s (the product's default is 60 + 120 s)."""
 
 
 class Stack:
     def __init__(self, root: Path, topology_file: Path, topology: Topology, state: Path) -> None:
         self.root, self.topology_file, self.topology, self.state = root, topology_file, topology, state
 
-    def gameday(self, name: str, out: str, **kwargs: Any) -> dict[str, Any]:
-        return gameday.run_gameday(name, state_dir=self.state, topology=self.topology_file, out_dir=self.root / out,
-                                   progress=QUIET, **kwargs)
+    def out(self, name: str) -> Path:
+        """A game day's out dir: <state>/../gamedays/<name>, where the dashboard lists reports."""
+        return self.root / "gamedays" / name
+
+    def gameday(self, name: str, out: str, *, topology: Path | None = None, **kwargs: Any) -> dict[str, Any]:
+        return gameday.run_gameday(name, state_dir=self.state, topology=topology or self.topology_file,
+                                   out_dir=self.out(out), progress=QUIET, **kwargs)
+
+    def topology_with(self, name: str, **settings: float) -> Path:
+        """A copy of the stack's topology (same ports) with other [settings] values: the budgets a
+        game day judges by."""
+        lines = self.topology_file.read_text().splitlines()
+        at = lines.index("[settings]") + 1
+        path = self.root / f"{name}.toml"
+        path.write_text("\n".join(lines[:at] + [f"{k} = {v}" for k, v in settings.items()] + lines[at:]) + "\n")
+        return path
 
     def proc(self, name: str) -> stack.RunningProcess:
         return stack.StackState.load(self.state).processes[name]
@@ -82,7 +104,7 @@ class Stack:
 
     def weights(self) -> dict[str, dict[str, float]]:
         with store_from_url(stack.stack_urls(self.state).control_store) as store:
-            current = store.get("routing/table")
+            current = store.get(TABLE_KEY)
         return weights_of(json.loads(current.text)) if current is not None else {}
 
     def wait_full_weights(self, timeout: float = 300.0) -> None:
@@ -100,10 +122,34 @@ class Stack:
         wait_until(lambda: self.weights().get(geo, {}).get(region, 0.0) >= at_least, timeout=timeout, interval=1.0,
                    what=f"{region} at weight {at_least:g} or more")
 
+    def wait_personalised(self, geo: str = "us", *, share: float = 0.9, timeout: float = 120.0) -> None:
+        """Until 20 homepages of the geography's users through the edge are personalised (full or
+        cached, answered in the geography) at `share` or more: the premise of a quality RTO."""
+        from chaos.context import context_from, population
+        from chaos.load_records import PERSONAL_TIERS
+
+        users = [u for u in population(context_from({"state_dir": str(self.state), "topology": str(self.topology_file)}))[0]
+                 if u.startswith(f"{geo}-")][:20]
+        base = f"http://127.0.0.1:{self.topology.settings.edge_port}/v1/recommendations/homepage"
+
+        def personalised() -> bool:
+            answers = [_answer(f"{base}?user_id={u}") for u in users]
+            return sum(1 for a in answers if a.get("tier") in PERSONAL_TIERS and a.get("outcome") in ("primary", "retry")) \
+                >= share * len(users)
+
+        wait_until(personalised, timeout=timeout, interval=1.0, what=f"{geo} homepages personalised again")
+
     def wait_edge_ready(self) -> None:
         """Until the restarted edge answers a homepage (its port is open once it has started)."""
         url = f"http://127.0.0.1:{self.topology.settings.edge_port}/v1/recommendations/homepage?user_id=us-1"
         wait_until(lambda: _status(url) == 200, timeout=90, interval=0.5, what="the edge to answer")
+
+
+def _answer(url: str) -> dict[str, Any]:
+    try:
+        return dict(httpx.get(url, timeout=2.0, trust_env=False).json())
+    except (httpx.HTTPError, ValueError):
+        return {}
 
 
 def _status(url: str) -> int:
@@ -114,19 +160,46 @@ def _status(url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def real_stack(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[Stack]:
+def real_stack(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("gamedays")
     topo_file = write_topology(root / "topology.toml")
     topo = load_topology(topo_file)
     state = root / "stack"
     urls = stack.stack_urls(state)
-    publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
+    publish_geo_bundles(tiny_geo_bundles, Path(urls.artifacts.removeprefix("file://")))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("REGIONCTL_CONTROLLER_FAILBACK_HOLD_S", FAILBACK_HOLD_S)  # the controllers (and their restarts) read it
+        try:
+            stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_file, state_dir=state)
+            ControlClient(f"http://127.0.0.1:{topo.settings.controller_port}", stack.token_for(state, "viewer")).wait_until_healthy()
+            yield Stack(root, topo_file, topo, state)
+        finally:
+            stack.down(state_dir=state)
+
+
+def watch_the_dashboard(api: str, token: str, seen: dict[str, Any], stop: threading.Event,
+                        opened: threading.Event) -> None:
+    """Open /ui before the game day (the browser's start-up is paid before the fault), then keep
+    what the page shows once it marks us-east unhealthy: the page polls the control API itself."""
     try:
-        stack.up(topo, topology_path=topo_file, state_dir=state, urls=urls)
-        ControlClient(f"http://127.0.0.1:{topo.settings.controller_port}", stack.token_for(state, "viewer")).wait_until_healthy()
-        yield Stack(root, topo_file, topo, state)
+        with headless_chromium() as driver:
+            driver.get(f"{api}/ui#token={token}")
+            row = '#regions tr[data-region="us-east"]'
+            wait_for(driver, lambda d: cell_text(d, f"{row} td.state") == "healthy", timeout=30, what="the dashboard")
+            opened.set()
+            wait_for(driver, lambda d: stop.is_set() or cell_text(d, f"{row} td.state") == "unhealthy", timeout=240,
+                     what="us-east unhealthy on the dashboard")
+            wait_for(driver, lambda d: stop.is_set() or cell_text(d, f"{row} td.weight") == "0", timeout=30,
+                     what="us-east's weight moved on the dashboard")
+            seen["state"] = cell_text(driver, f"{row} td.state")
+            seen["weight"] = cell_text(driver, f"{row} td.weight")
+            seen["peer_weight"] = cell_text(driver, '#regions tr[data-region="us-west"] td.weight')
+            seen["journal"] = cell_text(driver, "#journal")
+            seen["screenshot"] = screenshot(driver, "dashboard-region-loss-gameday.png")
+    except Exception as exc:  # reported by the test's assertions
+        seen["error"] = repr(exc)
     finally:
-        stack.down(state_dir=state)
+        opened.set()
 
 
 @pytest.fixture
@@ -170,21 +243,51 @@ def _verdict(report: dict[str, Any], name: str, kind: str) -> dict[str, Any]:
 
 
 def test_the_ordinary_region_loss_passes_with_both_rtos(real_stack: Stack) -> None:
-    report = real_stack.gameday("region-loss", "region-loss", load_rate=30, duration_s=75, warmup_s=12)
+    api, viewer = f"http://127.0.0.1:{real_stack.topology.settings.controller_port}", stack.token_for(real_stack.state, "viewer")
+    seen: dict[str, Any] = {}
+    stop, opened = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=watch_the_dashboard, args=(api, viewer, seen, stop, opened), daemon=True)
+    watcher.start()
+    opened.wait(timeout=60)
+    try:
+        report = real_stack.gameday("region-loss", "region-loss", load_rate=30, duration_s=60, warmup_s=10)
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
+    with headless_chromium() as driver:  # the finished game day, on the dashboard, with its plot
+        driver.get(f"{api}/ui#token={viewer}")
+        wait_for(driver, lambda d: d.execute_script(
+            "const i = document.querySelector('#gamedays img'); return i && i.complete && i.naturalWidth > 0;"),
+            what="the game-day report and plot on the dashboard")
+        listed = cell_text(driver, "#gamedays")
+        screenshot(driver, "dashboard-gameday-report.png")
     print(f"\nregion-loss: RTO {report['rto']}\nquality {report['quality_rto']}\nedge {report['edge']}\nRPO {report['rpo']}")
-    assert report["verdict"] == "pass", (report["invalid_reasons"], [v for v in report["verdicts"] if v["status"] != "pass"])
-    assert report["rto"]["status"] == "met" and report["rto"]["seconds"] <= 15.0
+    assert "error" not in seen, seen.get("error")
+    assert seen["state"] == "unhealthy" and seen["weight"] == "0" and seen["peer_weight"] == "100", seen
+    assert "unhealthy" in seen["journal"] and seen["screenshot"].exists()
+    assert "region-loss" in listed and report["verdict"] in listed
     quality = report["quality_rto"]
+    others = [v for v in report["verdicts"] if v["name"] != "quality RTO" and v["status"] != "pass"]
+    assert not report["invalid_reasons"] and not others, (report["invalid_reasons"], others)
+    assert report["rto"]["status"] == "met" and report["rto"]["seconds"] <= 15.0
     assert list(quality["geographies"]) == ["us"] and quality["baseline_share"] is not None
-    assert quality["status"] in ("met", "not met") and _verdict(report, "quality RTO", "reported")["status"] == quality["status"]
+    # Personalisation back within the 120 s budget passes; not back within this 60 s run (the restore's
+    # CPU burst on 2 cores, docs/gamedays.md) says nothing about 120 s: not measured, the game day incomplete.
+    judged = _verdict(report, "quality RTO", "target")
+    if quality["status"] == "met":
+        assert judged["status"] == "pass" and quality["seconds"] <= 120.0 and report["verdict"] == "pass"
+    else:
+        assert quality["status"] == "not met" and quality["covered_s"] < 120.0, quality
+        assert judged["status"] == "not measured" and report["verdict"] == "incomplete"
     assert report["degradation"]["tier_seconds"].get("full", 0) > 0
     assert report["rpo"]["acknowledged"] >= 10, "too few acknowledged events in the lost region to measure an RPO"
     assert report["rpo"]["seconds"] <= 2.0 and report["load"]["empty_slates"] == 0 and report["load"]["valid"]
     assert report["edge"]["reads"] > 0 and report["edge"]["first_attempt_failure_rate"] is not None
-    md = (real_stack.root / "region-loss" / "report.md").read_text()
+    assert _verdict(report, "residency audit", "requirement")["status"] == "pass"
+    md = (real_stack.out("region-loss") / "report.md").read_text()
     assert "quality RTO (us" in md and "first-attempt failures" in md
     for name in ("report.json", "report.md", "report.png", "journal.json", "load.jsonl"):
-        assert (real_stack.root / "region-loss" / name).exists(), name
+        assert (real_stack.out("region-loss") / name).exists(), name
     assert fault_registry.pending(real_stack.state) == {}
 
 
@@ -202,7 +305,7 @@ def test_a_frozen_replicator_fails_the_rpo_and_names_the_lost_events(real_stack:
     assert rpo["lost"] == rpo["acknowledged"], "nothing acknowledged by us-east reached us-west"
     assert _verdict(report, "RPO", "target")["status"] == "fail"
     assert report["verdict"] in ("fail", "invalid") and report["verdict"] != "pass"
-    md = (real_stack.root / "frozen-replicator" / "report.md").read_text()
+    md = (real_stack.out("frozen-replicator") / "report.md").read_text()
     assert f"{rpo['lost']} of {rpo['acknowledged']} acknowledged events lost" in md and rpo["lost_ids"][0] in md
 
 
@@ -212,7 +315,7 @@ def test_cells_answering_404_and_500_do_not_meet_the_availability_rto(real_stack
                                _action("inject_homepage_errors", pause=26, region="us-east", status=500)],
                        rollbacks=[_action("clear_cell_faults", region="us-east")])
     report = real_stack.gameday(name, "homepage-errors", load_rate=25, duration_s=40, warmup_s=4, target="us-east")
-    records = [json.loads(line) for line in (real_stack.root / "homepage-errors" / "load.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (real_stack.out("homepage-errors") / "load.jsonl").read_text().splitlines()]
     statuses = {r["status"] for r in records if r["kind"] == "homepage" and r["t"] >= report["fault_at"]}
     assert {404, 500} <= statuses
     assert report["rto"]["status"] == "not met", report["rto"]
@@ -266,16 +369,21 @@ def test_no_retry_and_frozen_controllers_show_first_attempt_failures(real_stack:
     monkeypatch.setenv("REGIONCTL_EDGE_PERSONAL_TRIES", "1")  # the edge's in-geography retry off
     stack.restart(real_stack.topology, real_stack.state, names=("edge",))
     real_stack.wait_edge_ready()
+    real_stack.wait_personalised()  # the quality RTO needs a personalised baseline before the fault
     controllers = ("controller-a", "controller-b")
     real_stack.freeze_between_transactions(controllers)
     try:
-        report = real_stack.gameday(name, "no-retry", load_rate=30, duration_s=42, warmup_s=6)
+        report = real_stack.gameday(name, "no-retry", load_rate=30, duration_s=42, warmup_s=6,
+                                    topology=real_stack.topology_with("quality-budget-20s", quality_rto_budget_s=20))
     finally:
         real_stack.signal(controllers, signal.SIGCONT)
     edge, rto, quality = report["edge"], report["rto"], report["quality_rto"]
     print(f"\nno retry, frozen controllers: edge {edge}\nRTO {rto}\nquality {quality}")
     assert edge["first_attempt_failures"] > 0 and edge["first_attempt_failure_rate"] > 0.05
     assert quality["status"] == "not met", quality  # us-east's users got anonymous cross-geo answers
+    # The run outlasts a 20 s quality budget: the quality RTO is not met within it, and the game day fails.
+    assert quality["covered_s"] >= 20.0 and _verdict(report, "quality RTO", "target")["status"] == "fail"
+    assert _verdict(report, "quality RTO", "target")["limit"] == "<= 20 s" and report["verdict"] == "fail"
     assert report["degradation"]["tier_seconds"].get("popularity", 0) > 1.0
     # Availability is still met: a SIGKILLed cell refuses connections at once and the edge's one
     # anonymous ask to eu-west answers within the deadline. What users lost is personalisation.

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chaos.gameday import first_rollback_at
+from chaos.measurement import first_rollback_at
 from chaos.gameday_io import summarize_run, summarize_runs
 from chaos.measurement import Rto
 from chaos.report import build_report, hypothesis_of, weights_changed_after, window_summary

@@ -85,12 +85,30 @@ def test_verdict_table(rto_s: float | None, rpo_s: float | None, empty: int, exp
     assert [v.status for v in found] == expected
 
 
-@pytest.mark.parametrize("status", [MET, NOT_MET, M_NOT_MEASURED])
-def test_the_quality_rto_is_reported_not_judged(status: str) -> None:
-    quality = QualityRto(status=status, seconds=75.0 if status == MET else None, baseline_share=0.9, reason="why",
-                         geographies=("us",), covered_s=120)
+@pytest.mark.parametrize(("status", "seconds", "covered_s", "expected", "whole"), [
+    (MET, 75.0, 200.0, PASS, PASS),  # personalisation back within the 120 s budget
+    (MET, 150.0, 200.0, FAIL, FAIL),  # back, but after the budget
+    (NOT_MET, None, 120.0, FAIL, FAIL),  # never back in a run that outlasted the budget
+    (NOT_MET, None, 45.0, NOT_MEASURED, "incomplete"),  # never back, but the run was shorter than the budget
+    (M_NOT_MEASURED, None, 0.0, NOT_MEASURED, "incomplete"),
+])
+def test_the_quality_rto_is_judged_against_its_budget(status: str, seconds: float | None, covered_s: float,
+                                                      expected: str, whole: str) -> None:
+    quality = QualityRto(status=status, seconds=seconds, baseline_share=0.9, reason="why", geographies=("us",),
+                         covered_s=covered_s)
     found = verdicts(rto=Rto(MET, 0.0, T0, ""), quality=quality, rpo=None, region_lost=False, empty_slates=0)
-    assert status_of(found, "quality RTO", "reported") == status and overall(found) == PASS
+    verdict = next(v for v in found if v.name == "quality RTO")
+    assert (verdict.kind, verdict.limit, verdict.status, verdict.note) == ("target", "<= 120 s", expected, "why")
+    assert overall(found) == whole
+
+
+def test_the_quality_budget_comes_from_the_topology() -> None:
+    from regions.topology import Settings
+
+    quality = QualityRto(status=NOT_MET, seconds=None, baseline_share=0.9, reason="", geographies=("us",), covered_s=45.0)
+    tight = Targets.of(Settings(quality_rto_budget_s=20.0))
+    found = verdicts(rto=Rto(MET, 0.0, T0, ""), quality=quality, rpo=None, region_lost=False, empty_slates=0, targets=tight)
+    assert tight.quality_rto_s == 20.0 and status_of(found, "quality RTO", "target") == FAIL and overall(found) == FAIL
 
 
 @given(rto_s=st.floats(0, 2000), rpo_s=st.floats(0, 2000), empty=st.integers(0, 5))
@@ -173,3 +191,18 @@ def test_markdown_says_when_rpo_does_not_apply() -> None:
     report = build_report(experiment="stale-features", title="t", records=recs, fault_at=T0 + 1, rto=rto_of(recs, 1),
                           rpo=None, status="completed")
     assert "RPO: not applicable" in render_markdown(report) and report["verdict"] == PASS
+
+
+def test_the_requirements_are_the_topologys_budgets() -> None:
+    from regions.topology import Settings
+
+    tight = Targets.of(Settings(rto_budget_s=30.0, rpo_budget_s=1.0))
+    assert (tight.requirement_rto_s, tight.requirement_rpo_s) == (30.0, 1.0)
+    rto, rpo = Rto(MET, 45.0, None, ""), _rpo(0.5)
+    found = {t: verdicts(rto=rto, quality=None, rpo=rpo, region_lost=True, empty_slates=0, **({"targets": tight} if t else {}))
+             for t in (False, True)}
+    assert status_of(found[False], "availability RTO", "requirement") == PASS
+    assert status_of(found[True], "availability RTO", "requirement") == FAIL
+    assert status_of(found[False], "RPO", "requirement") == PASS and status_of(found[True], "RPO", "requirement") == PASS
+    assert status_of(verdicts(rto=rto, quality=None, rpo=_rpo(1.5), region_lost=True, empty_slates=0, targets=tight),
+                     "RPO", "requirement") == FAIL

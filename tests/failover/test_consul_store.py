@@ -12,7 +12,8 @@ from typing import Iterator
 import pytest
 
 from failover.consul_store import ConsulStore, _txn_failed_ops, session_ttl_s
-from failover.control_store import Fence, FenceRejected, store_from_url
+from failover.control_store import Fence, FenceRejected
+from failover.control_stores import store_from_url
 from regions.errors import InputError, TemporaryError
 from regions.processes import free_port
 from tests.failover.consul_fake import FakeConsul

@@ -178,7 +178,7 @@ def test_settings_from_env() -> None:
     ({"REGIONCTL_CONTROLLER_NOPE": "1"}, "REGIONCTL_CONTROLLER_NOPE"),
     ({"REGIONCTL_CONTROLLER_FAILURES_DOWN": "three"}, "REGIONCTL_CONTROLLER_FAILURES_DOWN"),
     ({"REGIONCTL_CONTROLLER_TIER_COSTS": "1"}, "REGIONCTL_CONTROLLER_TIER_COSTS"),
-    ({"REGIONCTL_CONTROLLER_FAILURES_DOWN": "0"}, "failures_down"),
+    ({"REGIONCTL_CONTROLLER_FAILURES_DOWN": "0"}, "REGIONCTL_CONTROLLER_FAILURES_DOWN"),
 ])
 def test_settings_from_env_errors(env: dict, field: str) -> None:
     with pytest.raises(InputError) as info:

@@ -16,7 +16,7 @@ from failover.journal import (
 )
 from failover.sqlite_store import SqliteStore
 from regionctl import journal_cmds
-from regions.errors import InputError
+from regions.errors import InputError, PermanentError
 
 INPUTS = {"votes": {"us-east": ["down", "down", "up"]}, "threshold": 2,
           "before": {"us-east": 50, "us-west": 50}, "after": {"us-east": 0, "us-west": 100}}
@@ -72,6 +72,30 @@ def test_two_writers_on_one_file_extend_one_chain(tmp_path: Path) -> None:
         Journal(a).append(actor="controller:A", action="note", inputs={"i": i}, reason="a", at=float(i))
         Journal(b).append(actor="controller:B", action="note", inputs={"i": i}, reason="b", at=float(i))
     assert Journal(a).verify().ok and Journal(a).verify().count == 8
+
+
+class _HeadAlwaysMoves:
+    """A store on which every compare-and-set of the journal head loses (another writer's head
+    advance lands first, yet never past our entry)."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+
+    def put(self, key: str, value: str, *, cas: int | None = None) -> bool:
+        if key.endswith("head"):
+            return False
+        return self.inner.put(key, value, cas=cas)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_head_that_cannot_be_advanced_is_a_clear_error_not_silence(store: SqliteStore) -> None:
+    journal = Journal(_HeadAlwaysMoves(store), clock=lambda: 1.0)  # type: ignore[arg-type]
+    with pytest.raises(PermanentError, match="head could not be advanced after 20 attempts"):
+        journal.append(actor="a", action=Action.NOTE, inputs={}, reason="r")
+    assert store.get(entry_key("journal/", 0)) is not None  # the entry itself is written
+    assert Journal(store).verify().ok
 
 
 def test_fenced_append_refuses_a_deposed_leader(tmp_path: Path) -> None:

@@ -358,7 +358,7 @@ def test_capacity_respected_near_full_load_with_degraded_regions(caps: list, sta
 @hsettings(max_examples=60, deadline=None)
 @given(snapshots())
 def test_routing_table_is_accepted_by_the_edge(snapshot: Snapshot) -> None:
-    from failover.routing import parse_table
+    from contracts.routing_table import parse_table
 
     result = decide(snapshot)
     table = parse_table(result.routing_table(version=3, updated_at=NOW), snapshot.topology)

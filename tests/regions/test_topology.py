@@ -29,6 +29,7 @@ def test_default_topology_file_loads() -> None:
     assert [r.name for r in topo.regions_in("us")] == ["us-east", "us-west"]
     assert topo.single_region_geographies() == ("eu",)
     assert topo.settings.host == "127.0.0.1"
+    assert (topo.settings.rto_budget_s, topo.settings.quality_rto_budget_s) == (600.0, 120.0)
 
 
 def _with(path: tuple[str, ...], value: Any) -> dict[str, Any]:
@@ -63,6 +64,8 @@ _DELETE = object()
         (("settings", "host"), "example.com", "settings.host", "loopback"),
         (("settings", "edge_port"), 8100, "settings.edge_port", "duplicate port"),
         (("settings", "colour"), 1, "settings.colour", "unknown setting"),
+        (("settings", "quality_rto_budget_s"), 0, "settings.quality_rto_budget_s", "greater than 0"),
+        (("settings", "quality_rto_budget_s"), "2 min", "settings.quality_rto_budget_s", "must be a number"),
     ],
 )
 def test_bad_topology_names_the_key(path: tuple[str, ...], value: Any, field: str, words: str) -> None:

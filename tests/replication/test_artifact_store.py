@@ -15,11 +15,13 @@ from hypothesis import given
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.processes import LOOPBACK, free_port
 from replication.artifact_store import (
-    MAX_HISTORY, ArtifactStore, LocalArtifactStore, PointerState, UnknownBundle, store_from_url,
+    MAX_HISTORY, ArtifactStore, LocalArtifactStore, PointerState, UnknownBundle,
 )
+from replication.artifact_stores import store_from_url
 from replication.manifest import MANIFEST_NAME
 from replication.s3_store import S3ArtifactStore, S3Settings
-from replication.verifying import BundleRejected, promote_verified, verify_bundle
+from replication.verifying import BundleRejected, verify_bundle
+from replication.promotion import promote_verified
 from tests.replication.artifact_helpers import BASE_TIME, make_bundle, moto_endpoint, new_bucket, store  # noqa: F401
 
 SUPPORTED = frozenset({1})
@@ -131,7 +133,7 @@ def test_a_killed_publisher_leaves_nothing_listed(store: ArtifactStore, tmp_path
     endpoint = getattr(store, "endpoint_url", None)
     script = textwrap.dedent(f"""
         import os, pathlib
-        from replication.artifact_store import store_from_url
+        from replication.artifact_stores import store_from_url
         s = store_from_url({store.url!r}, endpoint_url={endpoint!r})  # type: ignore[attr-defined]
         s._before_visible = lambda *a: os._exit(9)
         s.publish(pathlib.Path({str(bundle)!r}))

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from capacity.calibration import load_calibration, parse_calibration, write_calibration
-from capacity.model import TIERS, TierMix, predicted_saturation_qps
+from capacity.model import TierMix, predicted_saturation_qps
+from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
 from serving.benchmarking import (
     LoadStep, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ticks_of_stat, error_pct,
@@ -148,7 +149,7 @@ def test_calibration_saturation_defaults_to_what_the_costs_predict() -> None:
     assert calibration_from(COSTS, machine="m", measured_at=0.0, saturation_qps=77.0).saturation_qps == 77.0
 
 
-@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("tier", TIER_NAMES)
 def test_calibration_needs_every_tier(tier: str) -> None:
     with pytest.raises(InputError) as err:
         calibration_from({t: c for t, c in COSTS.items() if t != tier}, machine="m", measured_at=0.0)

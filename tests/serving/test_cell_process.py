@@ -6,6 +6,7 @@ published while serving -> refused, the old bundle keeps serving.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -18,12 +19,15 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from observability.promtool import check_metrics
 from regions.processes import ManagedProcess, start_redis, wait_until
 from regions.topology import Topology, load_topology
 from replication.artifact_store import LocalArtifactStore
-from serving.proto import recommend_pb2 as pb
-from serving.proto import recommend_pb2_grpc as pb_grpc
-from tests.stack_helpers import publish_and_promote, start_cell, write_topology
+from contracts.proto import recommend_pb2 as pb
+from contracts.proto import recommend_pb2_grpc as pb_grpc
+from tests.stack_helpers import publish_geo_bundles, start_cell, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +40,21 @@ class Cell:
         self.redis: ManagedProcess | None = None
         self.proc: ManagedProcess | None = None
 
+    @property
+    def bundle_dir(self) -> Path:
+        """The promoted us bundle, as the us geography's store holds it."""
+        return self.root / "artifacts" / "geo" / "us" / "bundles" / self.version
+
     def start_redis(self) -> None:
         self.redis = start_redis(port=self.region.redis_port, data_dir=self.root / "redis", name="redis-us-east")
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(self.base + path, params=params, timeout=5.0)
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = self.get("/metrics").text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
 
     def homepage(self, user: str = "us-1", count: int = 8) -> dict[str, Any]:
         resp = self.get("/v1/recommendations/homepage", user_id=user, count=count)
@@ -48,24 +62,33 @@ class Cell:
         return resp.json()
 
 
-@pytest.fixture(scope="module")
-def cell(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[Cell]:
-    root = tmp_path_factory.mktemp("cell")
+@contextlib.contextmanager
+def running_cell(root: Path, bundles: dict[str, Path], *, env: dict[str, str] | None = None) -> Iterator[Cell]:
+    """A us-east cell and its redis-server under `root`, serving the us bundle of `bundles`."""
     topo_file = write_topology(root / "topology.toml")
     topo = load_topology(topo_file)
-    version = publish_and_promote(tiny_bundle, root / "artifacts")
+    version = publish_geo_bundles(bundles, root / "artifacts")["us"]
     c = Cell(topo, topo_file, root, version)
     c.start_redis()
-    c.proc = start_cell(region="us-east", topology_file=topo_file, artifacts_root=root / "artifacts",
-                        state_dir=root / "state", http_port=c.region.http_port)
-    yield c
-    c.proc.kill()
-    if c.redis:
-        c.redis.kill()
+    try:
+        c.proc = start_cell(region="us-east", topology_file=topo_file, artifacts_root=root / "artifacts",
+                            state_dir=root / "state", http_port=c.region.http_port, env=env)
+        yield c
+    finally:
+        if c.proc:
+            c.proc.kill()
+        if c.redis:
+            c.redis.kill()
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Cell]:
+    with running_cell(tmp_path_factory.mktemp("cell"), tiny_geo_bundles) as c:
+        yield c
 
 
 def _users(cell: Cell) -> list[str]:
-    users = json.loads((cell.root / "artifacts" / "bundles" / cell.version / "users.json").read_text())
+    users = json.loads((cell.bundle_dir / "users.json").read_text())
     return [u["user_id"] for u in users if u["user_id"].startswith("us-")][:20]
 
 
@@ -103,7 +126,7 @@ def test_bad_reads_get_clear_errors(cell: Cell, path: str, params: dict[str, Any
 
 
 def test_similar_and_cart(cell: Cell) -> None:
-    items = json.loads((cell.root / "artifacts" / "bundles" / cell.version / "popularity.json").read_text())
+    items = json.loads((cell.bundle_dir / "popularity.json").read_text())
     similar = cell.get("/v1/recommendations/similar", product_id=items[0], count=5).json()
     assert len(similar["items"]) == 5 and items[0] not in {i["item_id"] for i in similar["items"]}
     cart = cell.get("/v1/recommendations/cart", cart_items=f"{items[0]},{items[1]}", count=4).json()
@@ -147,6 +170,16 @@ def test_bad_events_change_nothing(cell: Cell, body: Any, status: int, field: st
     assert client.xlen("log:events") == before
 
 
+@pytest.mark.parametrize(("params", "field"), [
+    ({"user_id": "us-1", "count": "many"}, "count"), ({"user_id": "us-1", "count": 101}, "count"),
+    ({"user_id": "u" * 129}, "user_id"), ({"user_id": "us-1", "max_tier": "gold"}, "max_tier"),
+    ({"user_id": "us-1", "geography": "mars"}, "geography"),
+])
+def test_bad_reads_answer_the_one_error_body(cell: Cell, params: dict[str, Any], field: str) -> None:
+    resp = httpx.get(cell.base + "/v1/recommendations/homepage", params=params, timeout=5)
+    assert resp.status_code == 422 and resp.json() == {"error": {"field": field, "message": resp.json()["error"]["message"]}}
+
+
 def test_grpc_recommend_log_events_and_health(cell: Cell) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{cell.region.grpc_port}") as channel:
         stub = pb_grpc.RecommenderStub(channel)
@@ -154,13 +187,27 @@ def test_grpc_recommend_log_events_and_health(cell: Cell) -> None:
         assert len(resp.items) == 6 and resp.region == "us-east" and resp.tier == "full"
         anon = stub.Recommend(pb.RecommendRequest(user_id="us-1", anonymous=True, count=4), timeout=2)
         assert anon.tier == "popularity" and len(anon.items) == 4
-        ack = stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="cart", seq=5)]), timeout=2)
+        ack = stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="cart", seq=5,
+                                                            ts=time.time(), geo="us")]), timeout=2)
         assert ack.accepted == 1 and len(ack.stream_ids) == 1
+        with pytest.raises(grpc.RpcError) as info:  # the cell never stamps an event with its own clock
+            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="cart")]), timeout=2)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "events[0].ts" in (info.value.details() or "")
+        with pytest.raises(grpc.RpcError) as info:  # a carried geography is still checked against residency
+            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="eu-9", item_id="sku-2", type="cart", ts=time.time(),
+                                                          geo="eu")]), timeout=2)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "user_id" in (info.value.details() or "")
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Recommend(pb.RecommendRequest(user_id="us-1", count=4, geography="mars"), timeout=2)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "geography" in (info.value.details() or "")
+        carried = stub.Recommend(pb.RecommendRequest(user_id="us-1", count=4, geography="us"), timeout=2)
+        assert len(carried.items) == 4
         with pytest.raises(grpc.RpcError) as info:
             stub.Recommend(pb.RecommendRequest(surface=pb.SIMILAR, product_id="nope", count=3), timeout=2)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         with pytest.raises(grpc.RpcError) as info:
-            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="zap")]), timeout=2)
+            stub.LogEvents(pb.EventBatch(events=[pb.Event(user_id="us-9", item_id="sku-2", type="zap", ts=time.time())]),
+                          timeout=2)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "type" in (info.value.details() or "")
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="shopnow.v1.Recommender"), timeout=2)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
@@ -172,8 +219,17 @@ def test_readyz_and_metrics(cell: Cell) -> None:
     assert ready["bundle_version"] == cell.version and ready["redis_ok"] is True
     assert {"error_rate", "p99_ms", "qps", "tier_mix", "freshness", "replication"} <= set(ready)
     assert ready["freshness"]["stale"] is False
-    metrics = cell.get("/metrics").text
-    assert 'shopnow_cell_tier_choices_total{tier="full"}' in metrics
+    text = cell.get("/metrics").text
+    assert 'shopnow_cell_tier_choices_total{region="us-east",tier="full"}' in text
+    assert check_metrics(text).ok, check_metrics(text).output
+    metrics = cell.metrics()
+    assert all(dict(labels).get("region") == "us-east" for _, labels in metrics)
+    region = ("region", "us-east")
+    assert metrics[("shopnow_cell_redis_ok", (region,))] == 1
+    assert metrics[("shopnow_cell_index_frozen", (region,))] == 0
+    assert metrics[("shopnow_cell_bundle_refused", (region,))] == 0
+    assert metrics[("shopnow_cell_breaker_state", (("breaker", "redis"), region, ("state", "closed")))] == 1
+    assert metrics[("shopnow_cell_injected_fault", (("fault", "ranking_latency"), region))] == 0
     assert cell.get("/healthz").json()["alive"] is True
 
 
@@ -193,15 +249,18 @@ def test_redis_killed_mid_stream_then_restarted(cell: Cell) -> None:
         tiers.append(body["tier"])
         assert elapsed_ms < 2000
     assert "segment" in tiers
+    metrics = cell.metrics()
+    assert metrics[("shopnow_cell_redis_ok", (("region", "us-east"),))] == 0
+    assert metrics[("shopnow_cell_breaker_state", (("breaker", "redis"), ("region", "us-east"), ("state", "closed")))] == 0
     cell.start_redis()  # same port, same AOF directory: the data comes back
     wait_until(lambda: cell.homepage(users[3])["tier"] == "full", timeout=30, interval=0.5, what="full ranking after Redis restart")
 
 
 def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(cell: Cell) -> None:
-    store = LocalArtifactStore(cell.root / "artifacts")
-    good = cell.root / "artifacts" / "bundles" / cell.version
+    store = LocalArtifactStore(cell.root / "artifacts" / "geo" / "us")
+    good = cell.bundle_dir
     bad_version = cell.version + "-corrupt"
-    bad = cell.root / "artifacts" / "bundles" / bad_version
+    bad = cell.root / "artifacts" / "geo" / "us" / "bundles" / bad_version
     shutil.copytree(good, bad)
     manifest = json.loads((bad / "manifest.json").read_text())
     manifest["bundle_version"] = bad_version
@@ -218,8 +277,13 @@ def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(cell: Cell) -> None
     assert ready["bundle_refused"]["check"] == "sha256"
     body = cell.homepage()
     assert body["bundle_version"] == cell.version and len(body["items"]) == 8
-    assert 'shopnow_cell_bundle_refusals_total{check="sha256"} 1.0' in cell.get("/metrics").text
+    refusals = ("shopnow_cell_bundle_refusals_total", (("check", "sha256"), ("region", "us-east")))
+    # the holder records the refusal (readyz) a moment before it counts it (metrics): wait for the count
+    wait_until(lambda: cell.metrics().get(refusals) == 1, timeout=10, interval=0.2, what="the refusal counted")
+    assert cell.metrics()[("shopnow_cell_bundle_refused", (("region", "us-east"),))] == 1
     store.rollback()
+    wait_until(lambda: cell.metrics()[("shopnow_cell_bundle_refused", (("region", "us-east"),))] == 0,
+               timeout=30, interval=0.5, what="the refused gauge to clear once the pointer is back on a good bundle")
 
 
 def test_a_cell_without_any_usable_bundle_serves_the_packaged_popularity_list(cell: Cell) -> None:
@@ -240,3 +304,32 @@ def test_a_cell_without_any_usable_bundle_serves_the_packaged_popularity_list(ce
         assert ready["bundle_version"] == "packaged-popularity" and ready["redis_ok"] is False
     finally:
         proc.kill()
+
+
+def test_a_user_of_another_geography_is_answered_anonymously_and_counted(cell: Cell) -> None:
+    client = redis.Redis(port=cell.region.redis_port, decode_responses=True)
+    body = cell.homepage("eu-3")
+    assert body["tier"] == "segment" and len(body["items"]) == 8
+    assert client.exists("cache:eu-3") == 0 and client.exists("uf:eu-3") == 0
+    assert 'shopnow_cell_anonymous_answers_total{reason="foreign_user",region="us-east"}' in cell.get("/metrics").text
+
+
+def test_a_bundle_holding_users_of_another_geography_is_refused_by_the_residency_check(cell: Cell, tiny_bundle: Path) -> None:
+    """The global bundle (every geography's users) moved into the us store without verification."""
+    store = LocalArtifactStore(cell.root / "artifacts" / "geo" / "us")
+    version = "global-" + cell.version
+    target = cell.root / "artifacts" / "geo" / "us" / "bundles" / version
+    shutil.copytree(tiny_bundle, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["bundle_version"] = version
+    manifest["metrics"]["geography"] = "us"  # claims to be a us bundle: the user ids give it away
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    store.promote(version)
+    try:
+        wait_until(lambda: (cell.get("/readyz").json().get("bundle_refused") or {}).get("version") == version,
+                   timeout=30, interval=0.5, what="the global bundle to be refused")
+        refused = cell.get("/readyz").json()["bundle_refused"]
+        assert refused["check"] == "residency" and "check_residency" in refused["message"]
+        assert cell.get("/readyz").json()["bundle_version"] == cell.version
+    finally:
+        store.rollback()

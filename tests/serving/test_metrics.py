@@ -6,7 +6,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.feature_store import assess_freshness
-from serving.metrics import TIERS, CellMetrics
+from contracts.tiers import TIER_NAMES
+from serving.metrics import CellMetrics
 
 
 def _samples(metrics: CellMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -38,7 +39,7 @@ def test_a_handed_in_registry_is_used_and_others_can_add_metrics() -> None:
 
 def test_tier_series_exist_before_any_request() -> None:
     samples = _samples(CellMetrics())
-    for tier in TIERS:
+    for tier in TIER_NAMES:
         assert samples[("shopnow_cell_tier_choices_total", (("tier", tier),))] == 0
 
 

@@ -1,0 +1,553 @@
+"""Serving benchmark: one cell on ONE core, the demo bundle, every tier over HTTP and gRPC, against the
+in-process floor of the same work; writes var/bench/serving.json and the capacity calibration.
+
+    .venv/bin/python -m regionctl.main bench serving [--requests N] [--json]      (make bench)
+    .venv/bin/python benchmarks/serving_bench.py [--requests N] [--json]
+
+What it does (everything on loopback, everything it starts is stopped at the end):
+  1. the demo bundle (var/bench/bundle-demo-seed7, trained once, ~20 s) and the same synthetic data's
+     user states (replayed with serving.user_state.apply_event), written to a fresh redis-server;
+  2. a real cell process (`regionctl cell`) pinned to one core (taskset + sched_setaffinity of every
+     thread); this process (the load client) and redis-server are pinned to another core;
+  3. one full request per user (warms the cached tier), then for each transport and each tier
+     (max_tier=) `requests` closed-loop sequential requests: client latency p50/p99, requests/s, and
+     the cell's CPU per request from /proc/<pid>/stat (utime + stime, all threads) before/after;
+  4. the floor: the same users' candidates (FAISS + rule retrievers), features and LightGBM predict
+     in this process, with the cell idle; the ratio end-to-end / floor;
+  5. var/bench/serving.json and var/calibration.json (cpu_ms and p99 per tier, "measured on ...").
+Prints figures; asserts nothing about time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+from capacity.calibration import MEASURED_CALIBRATION_PATH, calibration_to_dict, write_calibration
+from capacity.model import Calibration
+from contracts.tiers import TIER_NAMES
+from regions.errors import InputError, TemporaryError
+from regions.processes import ManagedProcess, free_port, spawn, start_redis, wait_until
+from benchmarks.printing import print_report
+from regions.topology import REPO_ROOT, load_topology
+from serving.benchmarking import (
+    LatencyStats, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ticks_of_stat, others_share,
+    percentile, ratio, summarize,
+)
+
+TRANSPORTS = ("http", "grpc")
+
+
+@dataclass(frozen=True)
+class ServingBenchSettings:
+    requests: int = 1000
+    """Per tier and transport: p99 rests on the 10 slowest, and the whole run stays near a minute."""
+    users: int = 200
+    """Distinct users cycled through: enough that caches and candidate sets vary like real traffic."""
+    count: int = 8
+    """Slate size: the cell's default and the controller probe's."""
+    size: str = "demo"
+    """The demo marketplace (3000 items, 2000 users): what `make demo` serves."""
+    seed: int = 7
+    """`regionctl train`'s default seed: the bench serves the same bundle the demo trains."""
+    region: str = "us-east"
+    """A region of the us geography: its users are resident, so user state and cache apply."""
+    cache_dir: Path = REPO_ROOT / "var" / "bench"
+    """Where the trained bundle is kept between runs and serving.json is written."""
+    calibration_path: Path = MEASURED_CALIBRATION_PATH
+    """The capacity planner reads var/calibration.json once it exists."""
+    calibrate_from: str = "http"
+    """HTTP: the dearer transport (conservative for the planner) and the one the saturation benchmark drives."""
+    timeout_s: float = 2.0
+    """A request slower than 2 s is an error, not a latency sample."""
+
+    def __post_init__(self) -> None:
+        if self.requests < 10:
+            raise InputError("requests", f"must be >= 10 so a p99 means something, got {self.requests}")
+        if self.calibrate_from not in TRANSPORTS:
+            raise InputError("calibrate_from", f"must be one of {', '.join(TRANSPORTS)}, got {self.calibrate_from!r}")
+
+
+# -- machine and CPU -------------------------------------------------------------------------------
+def machine_description(cell_cpus: set[int]) -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} vCPU, cell pinned to CPU {','.join(map(str, sorted(cell_cpus)))}, "
+            f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+def cpu_ticks(pid: int) -> int:
+    return cpu_ticks_of_stat(Path(f"/proc/{pid}/stat").read_text())
+
+
+def core_ticks(cpus: set[int]) -> tuple[int, int]:
+    """(busy, total) ticks of the given CPUs, all processes together."""
+    text = Path("/proc/stat").read_text()
+    pairs = [core_ticks_of_stat(text, cpu) for cpu in sorted(cpus)]
+    return sum(b for b, _ in pairs), sum(t for _, t in pairs)
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of `pid` (threads started later inherit the mask)."""
+    tasks = Path(f"/proc/{pid}/task")
+    for tid in ([int(t.name) for t in tasks.iterdir()] if tasks.exists() else [pid]):
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:
+            pass
+
+
+def split_cpus() -> tuple[set[int], set[int]]:
+    """(cell cpus, client cpus): one core each when there are two, else both on the same one."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) >= 2:
+        return {available[-1]}, {available[0]}
+    return {available[0]}, {available[0]}
+
+
+# -- bundle and user states ------------------------------------------------------------------------
+def ensure_bundle(settings: ServingBenchSettings, geographies: dict[str, float], log: Callable[[str], None]) -> Path:
+    """The cached demo bundle, trained once (atomically renamed into place)."""
+    from replication.manifest import new_bundle_version
+    from serving import geo_training, marketplace
+
+    target = settings.cache_dir / f"bundle-{settings.size}-seed{settings.seed}-us"  # a cell loads its geography's bundle only
+    if (target / "manifest.json").exists():
+        return target
+    log(f"training the {settings.size} bundle once into {target} (~20 s)")
+    dataset = marketplace.generate_named(settings.size, seed=settings.seed, geographies=geographies)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=settings.cache_dir))
+    geo_training.train_geography_bundle(dataset, "us", topology=load_topology(), out_dir=staging / "b", now=time.time(),
+                                        bundle_version=new_bundle_version(time.time()))
+    os.replace(staging / "b", target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def bench_users(settings: ServingBenchSettings, bundle_dir: Path, geographies: dict[str, float], geo: str) -> dict[str, Any]:
+    """{user_id: UserState} for `settings.users` users of `geo` with an embedding, replayed from the data."""
+    import numpy as np
+
+    from serving import marketplace, training
+
+    with_embedding = {u["user_id"] for u in json.loads((bundle_dir / "users.json").read_text())}
+    dataset = marketplace.generate_named(settings.size, seed=settings.seed, geographies=geographies)
+    chosen = [n for n, u in enumerate(dataset.users) if u.geo == geo and u.user_id in with_embedding][: settings.users]
+    if not chosen:
+        raise InputError("region", f"no user of geography {geo!r} has an embedding in {bundle_dir}")
+    table = dataset.events.select(np.isin(dataset.events.user, np.asarray(chosen)))
+    (states,) = training.replay_states(dataset, table, snapshots=(dataset.end,))
+    from serving.user_state import UserState
+
+    return {dataset.users[n].user_id: states.get(n, UserState()) for n in chosen}
+
+
+# -- the stack -------------------------------------------------------------------------------------
+@dataclass
+class BenchStack:
+    """redis-server + one cell on loopback, with the users it serves."""
+
+    region: str
+    http_port: int
+    grpc_port: int
+    cell: ManagedProcess
+    redis: ManagedProcess
+    bundle_dir: Path
+    bundle_version: str
+    users: dict[str, Any]
+    cell_cpus: set[int]
+    client_cpus: set[int]
+    topology: Any
+    machine: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def _write_topology(path: Path, *, region: str, geo: str) -> tuple[int, int, int]:
+    http, grpc_port, redis_port = free_port(), free_port(), free_port()
+    path.write_text("\n".join([
+        "[settings]", f"controller_port = {free_port()}", f"edge_port = {free_port()}", "",
+        f"[geographies.{geo}]", "peak_share = 1.0", "",
+        f"[regions.{region}]", f'geography = "{geo}"', "capacity_qps = 400",
+        f"http_port = {http}", f"grpc_port = {grpc_port}", f"redis_port = {redis_port}", "",
+    ]))
+    return http, grpc_port, redis_port
+
+
+@contextmanager
+def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = lambda _m: None) -> Iterator[BenchStack]:
+    """Start redis + a pinned cell serving the demo bundle; stop both (and unpin this process) on exit."""
+    import httpx
+
+    from replication.geo_artifacts import open_geo_store
+    from replication.promotion import promote_verified
+    from serving.bundle_checks import SEMANTIC_CHECKS
+    from serving.feature_store import FeatureStore
+    from serving.features import SCHEMA_VERSION
+
+    cell_cpus, client_cpus = split_cpus()
+    original = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, client_cpus)
+    procs: list[ManagedProcess] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    try:
+        geo = "us"
+        bundle_dir = ensure_bundle(settings, {"us": 0.6, "eu": 0.4}, log)
+        users = bench_users(settings, bundle_dir, {"us": 0.6, "eu": 0.4}, geo)
+        topo_file = tmp / "topology.toml"
+        http_port, grpc_port, redis_port = _write_topology(topo_file, region=settings.region, geo=geo)
+        topology = load_topology(topo_file)
+        redis = start_redis(port=redis_port, data_dir=tmp / "redis", appendfsync="no")
+        procs.append(redis)
+        pin(redis.pid, client_cpus)
+        geo_store = open_geo_store((tmp / "artifacts").as_uri(), geo)  # the cell opens the same one
+        version = geo_store.publish(bundle_dir)
+        promote_verified(geo_store, version, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
+        store = FeatureStore.from_url(topology.region(settings.region).redis_url(), region=settings.region, topology=topology)
+        for user_id, state in users.items():
+            store.put_user_state(user_id, state)
+        store.close()
+        taskset = shutil.which("taskset")
+        prefix = [taskset, "-c", ",".join(map(str, sorted(cell_cpus)))] if taskset else []
+        argv = [*prefix, sys.executable, "-m", "regionctl.main", "cell", "--region", settings.region,
+                "--artifacts", f"file://{tmp / 'artifacts'}", "--state-dir", str(tmp / "state")]
+        cell = spawn(f"cell-{settings.region}", argv, log_dir=tmp / "logs", cwd=REPO_ROOT,
+                     env={"REGIONCTL_TOPOLOGY": str(topo_file)})
+        procs.append(cell)
+        pin(cell.pid, cell_cpus)
+        log(f"cell pid {cell.pid} on CPU {sorted(cell_cpus)}, client + redis on CPU {sorted(client_cpus)}")
+
+        def ready() -> bool:
+            if not cell.alive():
+                return True
+            try:
+                body = httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1.0).json()
+            except (httpx.HTTPError, ValueError):
+                return False
+            return body.get("bundle_version") == version and body["freshness"]["oldest_item_age_s"] is not None
+
+        wait_until(ready, timeout=90, interval=0.2, what=f"cell {settings.region} serving {version}")
+        if not cell.alive():
+            raise TemporaryError(f"the cell exited at start:\n{cell.log_tail()}")
+        pin(cell.pid, cell_cpus)
+        yield BenchStack(region=settings.region, http_port=http_port, grpc_port=grpc_port, cell=cell, redis=redis,
+                         bundle_dir=bundle_dir, bundle_version=version, users=users, cell_cpus=cell_cpus,
+                         client_cpus=client_cpus, topology=topology, machine=machine_description(cell_cpus))
+    finally:
+        for proc in reversed(procs):
+            proc.stop(timeout=5)
+        os.sched_setaffinity(0, original)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- clients ---------------------------------------------------------------------------------------
+Call = Callable[[str, str], tuple[str, float]]
+"""(user_id, max_tier) -> (tier served, latency the cell reported in ms); raises on failure."""
+
+
+@contextmanager
+def clients(stack: BenchStack, *, count: int, timeout_s: float) -> Iterator[dict[str, Call]]:
+    import grpc
+    import httpx
+
+    from contracts.proto import recommend_pb2 as pb
+    from contracts.proto import recommend_pb2_grpc as pb_grpc
+
+    http = httpx.Client(base_url=stack.base_url, timeout=timeout_s)
+    channel = grpc.insecure_channel(f"127.0.0.1:{stack.grpc_port}")
+    stub = pb_grpc.RecommenderStub(channel)
+
+    def over_http(user_id: str, tier: str) -> tuple[str, float]:
+        r = http.get("/v1/recommendations/homepage", params={"user_id": user_id, "count": count, "max_tier": tier})
+        r.raise_for_status()
+        body = r.json()
+        return str(body["tier"]), float(body["latency_ms"])
+
+    def over_grpc(user_id: str, tier: str) -> tuple[str, float]:
+        answer = stub.Recommend(pb.RecommendRequest(user_id=user_id, count=count, max_tier=tier), timeout=timeout_s)
+        return answer.tier, answer.latency_ms
+
+    try:
+        yield {"http": over_http, "grpc": over_grpc}
+    finally:
+        http.close()
+        channel.close()
+
+
+@dataclass(frozen=True)
+class Phase:
+    transport: str
+    tier: str
+    stats: LatencyStats
+    cell_p99_ms: float
+    """p99 of the time the cell itself reports (latency_ms: the recommender, without the server)."""
+    cpu_ms: float
+    served: dict[str, int]
+    errors: int
+    others_share: float
+    """Share of the cell's core that other processes took during the phase (noise of a shared machine)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transport": self.transport, "tier": self.tier, **self.stats.to_dict(),
+                "cell_p99_ms": round(self.cell_p99_ms, 4), "cpu_ms": round(self.cpu_ms, 4), "served": self.served,
+                "errors": self.errors, "others_share": round(self.others_share, 3)}
+
+
+def run_phase(stack: BenchStack, call: Call, *, transport: str, tier: str, requests: int) -> Phase:
+    users = list(stack.users)
+    latencies: list[float] = []
+    cell: list[float] = []
+    served: dict[str, int] = {}
+    errors = 0
+    ticks0, (busy0, total0) = cpu_ticks(stack.cell.pid), core_ticks(stack.cell_cpus)
+    began = time.perf_counter()
+    for n in range(requests):
+        t0 = time.perf_counter()
+        try:
+            got, cell_ms = call(users[n % len(users)], tier)
+        except Exception:  # an error is counted, never a latency sample
+            errors += 1
+            continue
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+        cell.append(cell_ms)
+        served[got] = served.get(got, 0) + 1
+    wall = time.perf_counter() - began
+    ticks = cpu_ticks(stack.cell.pid) - ticks0
+    busy1, total1 = core_ticks(stack.cell_cpus)
+    if not latencies:
+        raise TemporaryError(f"every {transport} request of tier {tier} failed; see the cell log:\n{stack.cell.log_tail()}")
+    return Phase(transport=transport, tier=tier, stats=summarize(latencies, wall_s=wall), cell_p99_ms=percentile(cell, 99),
+                 cpu_ms=cpu_ms_per_request(ticks=ticks, clock_ticks_per_s=os.sysconf("SC_CLK_TCK"), requests=len(latencies) + errors),
+                 served=served, errors=errors,
+                 others_share=others_share(core_busy_ticks=busy1 - busy0, core_total_ticks=max(total1 - total0, 1), own_ticks=ticks))
+
+
+# -- the floor -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Floor:
+    """The same full-ranking work in this process, without Redis, servers or rules."""
+
+    total: LatencyStats
+    candidates_p50_ms: float
+    """FAISS search + the rule retrievers + merging."""
+    features_p50_ms: float
+    predict_p50_ms: float
+    candidate_counts: tuple[float, float, float]
+    """Candidates ranked per request: p5, p50, p95."""
+    cpu_ms: float
+    """Mean thread CPU time per request: unlike wall time, not inflated when other processes take the core."""
+
+    def to_dict(self) -> dict[str, Any]:
+        p5, p50, p95 = self.candidate_counts
+        return {**self.total.to_dict(), "cpu_ms": round(self.cpu_ms, 4), "candidates_p50_ms": round(self.candidates_p50_ms, 4),
+                "features_p50_ms": round(self.features_p50_ms, 4), "predict_p50_ms": round(self.predict_p50_ms, 4),
+                "candidates": {"p5": p5, "p50": p50, "p95": p95}}
+
+
+def measure_floor(stack: BenchStack, *, requests: int) -> Floor:
+    import faiss
+
+    from serving.bundle import LoadedBundle
+
+    faiss.omp_set_num_threads(1)
+    bundle = LoadedBundle.load(stack.bundle_dir)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, stack.cell_cpus)  # the cell is idle now: measure on the very core it ran on
+    try:
+        return _floor_loop(stack, bundle, requests=requests)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _floor_loop(stack: BenchStack, bundle: Any, *, requests: int) -> Floor:
+    import numpy as np
+
+    from regions.geo import home_geography_of
+
+    users = list(stack.users)
+    parts: dict[str, list[float]] = {"total": [], "candidates": [], "features": [], "predict": []}
+    counts: list[float] = []
+    cpu_s = 0.0
+    for n in range(requests + len(users)):  # the first pass over the users warms caches and is not kept
+        user_id = users[n % len(users)]
+        state = stack.users[user_id]
+        now = time.time()
+        c0 = time.thread_time()
+        t0 = time.perf_counter()
+        vector = bundle.user_embedding(user_id, state)
+        segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": home_geography_of(user_id, stack.topology)})
+        cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
+        t1 = time.perf_counter()
+        X = bundle.features(state=state, user_vector=vector, candidates=cands, now=now)
+        t2 = time.perf_counter()
+        np.asarray(bundle.ranker.predict(X, num_threads=1))
+        t3 = time.perf_counter()
+        c1 = time.thread_time()
+        if n < len(users):
+            continue
+        cpu_s += c1 - c0
+        for key, value in (("total", t3 - t0), ("candidates", t1 - t0), ("features", t2 - t1), ("predict", t3 - t2)):
+            parts[key].append(value * 1000.0)
+        counts.append(float(len(cands)))
+    wall = sum(parts["total"]) / 1000.0
+    return Floor(total=summarize(parts["total"], wall_s=wall), candidates_p50_ms=percentile(parts["candidates"], 50),
+                 features_p50_ms=percentile(parts["features"], 50), predict_p50_ms=percentile(parts["predict"], 50),
+                 candidate_counts=(percentile(counts, 5), percentile(counts, 50), percentile(counts, 95)),
+                 cpu_ms=cpu_s * 1000.0 / requests)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+FULL_P99_TARGET_MS = 40.0
+"""Issue target: full ranking of ~200 candidates, p99 <= 40 ms on one core."""
+LOWER_P99_TARGET_MS = 3.0
+"""Issue target: cached, segment and popularity tiers, p99 <= 3 ms."""
+RATIO_TARGET = 2.0
+"""Issue target: end-to-end full ranking at most twice the in-process floor."""
+
+
+@dataclass(frozen=True)
+class ServingReport:
+    machine: str
+    measured_at: float
+    settings: ServingBenchSettings
+    bundle_version: str
+    phases: tuple[Phase, ...]
+    floor: Floor
+    calibration: Calibration
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def phase(self, transport: str, tier: str) -> Phase:
+        return next(p for p in self.phases if p.transport == transport and p.tier == tier)
+
+    def ratios(self, transport: str) -> dict[str, float]:
+        full = self.phase(transport, "full")
+        return {"p50": ratio(full.stats.p50_ms, self.floor.total.p50_ms), "p99": ratio(full.stats.p99_ms, self.floor.total.p99_ms),
+                "cpu": ratio(full.cpu_ms, self.floor.cpu_ms)}
+
+    def targets(self) -> list[tuple[str, float, str, bool]]:
+        """(what, measured, target, met) for every issue target."""
+        rows = []
+        for transport in TRANSPORTS:
+            for tier in TIER_NAMES:
+                limit = FULL_P99_TARGET_MS if tier == "full" else LOWER_P99_TARGET_MS
+                p99 = self.phase(transport, tier).stats.p99_ms
+                rows.append((f"{transport} {tier} p99 ms", p99, f"<= {limit:g}", p99 <= limit))
+            for which, value in self.ratios(transport).items():
+                rows.append((f"{transport} full / floor ({which})", value, f"<= {RATIO_TARGET:g}", value <= RATIO_TARGET))
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "machine": self.machine, "measured_at": self.measured_at, "bundle_version": self.bundle_version,
+            "settings": {"requests": s.requests, "users": s.users, "count": s.count, "size": s.size, "seed": s.seed,
+                         "calibrate_from": s.calibrate_from},
+            "phases": [p.to_dict() for p in self.phases], "floor": self.floor.to_dict(),
+            "ratios": {t: {k: round(v, 3) for k, v in self.ratios(t).items()} for t in TRANSPORTS},
+            "targets": [{"what": w, "measured": round(m, 3), "target": t, "met": ok} for w, m, t, ok in self.targets()],
+            "calibration": calibration_to_dict(self.calibration), "outputs": self.outputs,
+        }
+
+
+def run_serving_bench(settings: ServingBenchSettings = ServingBenchSettings(), *, write: bool = True,
+                      log: Callable[[str], None] = lambda _m: None) -> ServingReport:
+    """Run the whole benchmark; with `write`, also var/bench/serving.json and the calibration."""
+    with bench_stack(settings, log=log) as stack, clients(stack, count=settings.count, timeout_s=settings.timeout_s) as calls:
+        log(f"warming: one full request per user ({len(stack.users)} users) on each transport")
+        for transport in TRANSPORTS:
+            for user_id in stack.users:
+                calls[transport](user_id, "full")
+        phases = []
+        for transport in TRANSPORTS:
+            for tier in TIER_NAMES:
+                log(f"{transport} {tier}: {settings.requests} sequential requests")
+                phases.append(run_phase(stack, calls[transport], transport=transport, tier=tier, requests=settings.requests))
+        log(f"floor: {settings.requests} in-process candidates + features + predict")
+        floor = measure_floor(stack, requests=settings.requests)
+        machine, version = stack.machine, stack.bundle_version
+    costs = {p.tier: MeasuredCost(cpu_ms=p.cpu_ms, p99_ms=p.stats.p99_ms) for p in phases if p.transport == settings.calibrate_from}
+    measured_at = time.time()
+    calibration = calibration_from(costs, machine=machine, measured_at=measured_at, cores=1.0)
+    report = ServingReport(machine=machine, measured_at=measured_at, settings=settings, bundle_version=version,
+                           phases=tuple(phases), floor=floor, calibration=calibration)
+    if write:
+        json_path = settings.cache_dir / "serving.json"
+        report.outputs.update({"serving_json": str(json_path), "calibration": str(settings.calibration_path)})
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        write_calibration(calibration, settings.calibration_path)
+    return report
+
+
+# -- printing --------------------------------------------------------------------------------------
+def render(report: ServingReport) -> list[Any]:
+    """Rich renderables: the per-tier table, the floor, the targets."""
+    from rich.table import Table
+
+    main = Table(title=f"serving: one cell on one core, {report.settings.requests} sequential requests per row (ms)",
+                 caption="cell p99: time inside the recommender; CPU: cell CPU ms per request; "
+                         "others: share of the cell's core other processes used")
+    for col in ("via", "tier", "p50", "p99", "req/s", "cell p99", "CPU", "others", "served", "err"):
+        main.add_column(col, justify="left" if col in ("via", "tier", "served") else "right")
+    for p in report.phases:
+        served = "all" if p.served == {p.tier: p.stats.count} else " ".join(f"{t[:4]}:{n}" for t, n in sorted(p.served.items()))
+        main.add_row(p.transport, p.tier, f"{p.stats.p50_ms:.2f}", f"{p.stats.p99_ms:.2f}", f"{p.stats.rps:.0f}",
+                     f"{p.cell_p99_ms:.2f}", f"{p.cpu_ms:.2f}", f"{p.others_share:.0%}", served, str(p.errors))
+    f = report.floor
+    floor = Table(title="floor: the same full-ranking work in process, no servers/Redis/rules (ms)")
+    for col in ("p50", "p99", "CPU", "cands+FAISS p50", "features p50", "predict p50", "n cands p5/50/95"):
+        floor.add_column(col, justify="right")
+    floor.add_row(f"{f.total.p50_ms:.2f}", f"{f.total.p99_ms:.2f}", f"{f.cpu_ms:.2f}", f"{f.candidates_p50_ms:.2f}", f"{f.features_p50_ms:.2f}",
+                  f"{f.predict_p50_ms:.2f}", "/".join(f"{c:.0f}" for c in f.candidate_counts))
+    targets = Table(title="issue targets")
+    for col in ("what", "measured", "target", "met"):
+        targets.add_column(col, justify="left" if col == "what" else "right")
+    for what, measured, target, ok in report.targets():
+        targets.add_row(what, f"{measured:.2f}", target, "[green]yes[/green]" if ok else "[red]no[/red]")
+    return [main, floor, targets]
+
+
+def summary_lines(report: ServingReport) -> list[str]:
+    cal = report.calibration
+    lines = [f"machine: {report.machine}",
+             f"calibration ({report.settings.calibrate_from} costs): "
+             + ", ".join(f"{t} {c.cpu_ms:.2f} ms CPU / p99 {c.p99_ms:.2f} ms" for t, c in cal.tiers.items())
+             + f"; predicted saturation on 1 core, full ranking: {cal.saturation_qps:.0f} QPS"]
+    lines += [f"wrote {path}" for path in report.outputs.values()]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from rich.console import Console
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=ServingBenchSettings.requests, help="requests per tier and transport")
+    ap.add_argument("--json", action="store_true", help="print serving.json instead of tables")
+    args = ap.parse_args(argv)
+    err = Console(stderr=True)
+    report = run_serving_bench(ServingBenchSettings(requests=args.requests), log=lambda m: err.print(f"[dim]{m}[/dim]"))
+    print_report(report, render=render, summary_lines=summary_lines, as_json=args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The one error body of every HTTP API of the stack (cell, edge, control API):
+
+    {"error": {"field": "<what was wrong>", "message": "<why, and what is allowed>"}}
+
+plus, where an API says so, extra top-level keys (the edge's partial event answer, a standby's
+leader). `install_error_handlers(app)` makes FastAPI's own validation errors (query parameters,
+pydantic bodies) and every InputError answer in this shape; an InputError with an `http_status`
+attribute (413 for an oversized batch, 404 for an unknown id) answers with that status.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from regions.errors import InputError
+
+
+def error_body(field: str, message: str) -> dict[str, Any]:
+    return {"error": {"field": field, "message": message}}
+
+
+def error_response(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={**error_body(field, message), **extra})
+
+
+def validation_field(exc: RequestValidationError) -> tuple[str, str]:
+    """(field, message) of FastAPI's first validation error: `loc` without its "query"/"body" head."""
+    first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
+    field = ".".join(str(p) for p in tuple(first.get("loc", ()))[1:]) or "request"
+    return field, str(first.get("msg"))
+
+
+async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, *validation_field(exc))
+
+
+async def _input(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InputError)
+    return error_response(int(getattr(exc, "http_status", 422)), exc.field, exc.reason)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """422 (or the error's `http_status`) with the one error body for bad input of any kind."""
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(InputError, _input)

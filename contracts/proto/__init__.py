@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the cell API (see contracts/protogen.py); do not edit by hand."""
