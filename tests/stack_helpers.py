@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import httpx
 
 from regions.processes import ManagedProcess, free_port, port_open, spawn, wait_until
 from regions.topology import REPO_ROOT
+
+if TYPE_CHECKING:
+    from regions.stack import StackUrls
+    from regions.topology import Topology
 
 DEFAULT_REGIONS = (("us-east", "us"), ("us-west", "us"), ("eu-west", "eu"))
 
@@ -56,6 +60,19 @@ def publish_geo_bundles(bundles: dict[str, Path], store_root: Path) -> dict[str,
     from regions.topology import load_topology
 
     return publish_geographies(store_root.resolve().as_uri(), load_topology(), bundles)
+
+
+def prepared_stack_dir(root: Path, bundles: dict[str, Path]) -> tuple[Path, "Topology", Path, "StackUrls"]:
+    """A topology on free ports in `root` and the stack's artifact stores with each geography's
+    bundle promoted: (topology file, topology, state dir, the stack's urls), ready for `up`."""
+    from regions import stack
+    from regions.topology import load_topology
+
+    topo_file = write_topology(root / "topology.toml")
+    state = root / "stack"
+    urls = stack.stack_urls(state)
+    publish_geo_bundles(bundles, Path(urls.artifacts.removeprefix("file://")))
+    return topo_file, load_topology(topo_file), state, urls
 
 
 def publish_and_promote(bundle_dir: Path, store_root: Path) -> str:

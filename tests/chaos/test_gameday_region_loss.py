@@ -46,14 +46,16 @@ from failover.control_stores import store_from_url
 from regionctl.stack_specs import stack_specs
 from regions import stack
 from regions.processes import wait_until
-from regions.topology import Topology, load_topology
+from regions.topology import Topology
 from tests.browser import cell_text, headless_chromium, screenshot, wait_for
-from tests.stack_helpers import publish_geo_bundles, write_topology
+from tests.stack_helpers import prepared_stack_dir
 
 pytestmark = pytest.mark.slow
 QUIET = lambda _m: None  # noqa: E731
 FAILBACK_HOLD_S = "5,5"
 """Each failback stage below 100 % is held 5 s (the product's default is 60 + 120 s)."""
+SLO_P99_MS = "400"
+"""The controllers' cell p99 SLO in this module (the product's default is 150 ms); see the fixture."""
 
 
 class Stack:
@@ -162,13 +164,13 @@ def _status(url: str) -> int:
 @pytest.fixture(scope="module")
 def real_stack(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("gamedays")
-    topo_file = write_topology(root / "topology.toml")
-    topo = load_topology(topo_file)
-    state = root / "stack"
-    urls = stack.stack_urls(state)
-    publish_geo_bundles(tiny_geo_bundles, Path(urls.artifacts.removeprefix("file://")))
+    topo_file, topo, state, urls = prepared_stack_dir(root, tiny_geo_bundles)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("REGIONCTL_CONTROLLER_FAILBACK_HOLD_S", FAILBACK_HOLD_S)  # the controllers (and their restarts) read it
+        # On 2 shared cores with chromium open, the tiny cells' own p99 sits at 100-150 ms: a region
+        # the controller marks degraded for latency before the fault fails the experiments' premise
+        # ("routed around"), which is not what these game days test. No assertion here is on latency.
+        env.setenv("REGIONCTL_CONTROLLER_SLO_P99_MS", SLO_P99_MS)
         try:
             stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_file, state_dir=state)
             ControlClient(f"http://127.0.0.1:{topo.settings.controller_port}", stack.token_for(state, "viewer")).wait_until_healthy()
@@ -249,8 +251,9 @@ def test_the_ordinary_region_loss_passes_with_both_rtos(real_stack: Stack) -> No
     watcher = threading.Thread(target=watch_the_dashboard, args=(api, viewer, seen, stop, opened), daemon=True)
     watcher.start()
     opened.wait(timeout=60)
+    ControlClient(api, viewer).wait_until_healthy(timeout_s=120)  # the premise: no region degraded (chromium's start-up is CPU)
     try:
-        report = real_stack.gameday("region-loss", "region-loss", load_rate=30, duration_s=60, warmup_s=10)
+        report = real_stack.gameday("region-loss", "region-loss", load_rate=30, duration_s=65, warmup_s=15)
     finally:
         stop.set()
         watcher.join(timeout=60)

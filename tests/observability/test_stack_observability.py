@@ -22,8 +22,8 @@ from observability.prometheus_stack import NAME, prometheus_url
 from observability.promtool import check_metrics
 from regions import stack
 from regions.processes import wait_until
-from regions.topology import REPO_ROOT, Topology, load_topology
-from tests.stack_helpers import publish_geo_bundles, write_topology
+from regions.topology import REPO_ROOT, Topology
+from tests.stack_helpers import prepared_stack_dir
 
 pytestmark = pytest.mark.slow
 
@@ -48,11 +48,7 @@ class ObservedStack:
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[ObservedStack]:
     root = tmp_path_factory.mktemp("observed")
-    topo_file = write_topology(root / "topology.toml")
-    topo = load_topology(topo_file)
-    state = root / "stack"
-    urls = stack.stack_urls(state)
-    publish_geo_bundles(tiny_geo_bundles, Path(urls.artifacts.removeprefix("file://")))
+    topo_file, topo, state, _urls = prepared_stack_dir(root, tiny_geo_bundles)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONCTL_")} | {"PYTHONPATH": str(REPO_ROOT)}
         started = subprocess.run([sys.executable, "-m", "regionctl.main", "up", "--topology", str(topo_file),
