@@ -243,3 +243,18 @@ __all__ = [
     "LatencyStats", "LoadStep", "MeasuredCost", "Saturation", "calibration_from", "cpu_ms_per_request",
     "core_ticks_of_stat", "cpu_ticks_of_stat", "error_pct", "others_share", "percentile", "ramp", "ratio", "saturation_of", "summarize",
 ]
+
+
+def rss_of_status(text: str) -> float:
+    """VmRSS of a /proc/<pid>/status text, in MiB; InputError when the line is missing."""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1]) / 1024.0
+    raise InputError("VmRSS", "not found in the process status text")
+
+
+def overhead_ms(via: LatencyStats, direct: LatencyStats) -> tuple[float, float]:
+    """(p50, p99) a proxy adds: latency through it minus the direct call it wraps, same run."""
+    return via.p50_ms - direct.p50_ms, via.p99_ms - direct.p99_ms
