@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> None:
 
         worker = threading.Thread(target=load, daemon=True)
         worker.start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # py-spy --gil: only the thread holding the GIL, i.e. Python CPU, not waits
         subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(int(args.seconds)), "--rate", "250",
-                        "--format", "raw", "--output", str(out), "--nonblocking"], check=True,
+                        "--format", "raw", "--output", str(out), "--nonblocking", "--gil"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stop.set()
         worker.join(timeout=10)

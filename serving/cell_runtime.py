@@ -112,6 +112,7 @@ class CellRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.recommender.close()
         for thread in self._threads:
             if isinstance(thread, BundleWatcher):
                 thread.stop()

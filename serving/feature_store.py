@@ -21,12 +21,12 @@ this adapter decides what happens next.
 """
 from __future__ import annotations
 
-import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -119,16 +119,16 @@ class CachedSlate:
     created_at: float
 
     def to_json(self) -> str:
-        return json.dumps({
+        return orjson.dumps({
             "item_ids": list(self.item_ids), "scores": list(self.scores), "bundle_version": self.bundle_version,
             "tier": self.tier, "created_at": self.created_at,
-        }, separators=(",", ":"))
+        }).decode()
 
     @classmethod
     def from_json(cls, text: str) -> "CachedSlate":
         """Decode; raises InputError naming the field when the JSON is not a slate."""
         try:
-            raw = json.loads(text)
+            raw = orjson.loads(text)
         except ValueError as exc:
             raise InputError("cached_result", f"is not JSON: {exc}") from exc
         if not isinstance(raw, dict):
@@ -348,12 +348,26 @@ class FeatureStore:
 
     def put_cached_slate(self, user_id: str, slate: CachedSlate, *, ttl_s: float | None = None) -> None:
         """Store the slate with a TTL (default settings.cache_ttl_s); geo-checked like user state."""
+        self.put_cached_slates([(user_id, slate)], ttl_s=ttl_s)
+
+    def put_cached_slates(self, slates: Sequence[tuple[str, CachedSlate]], *, ttl_s: float | None = None) -> None:
+        """Store many (user, slate) pairs in one pipelined round trip; every user is geo-checked
+        first (InputError, nothing written, when one may not be held here)."""
         ttl = self.settings.cache_ttl_s if ttl_s is None else ttl_s
         if not math.isfinite(ttl) or ttl <= 0:
             raise InputError("ttl_s", f"must be a positive number of seconds, got {ttl!r}")
-        self._require_resident(user_id)
+        for user_id, _ in slates:
+            self._require_resident(user_id)
+        px = max(int(ttl * 1000), 1)
         with self._io("SET cached result"):
-            self._redis.set(redis_keys.cached_result(user_id), slate.to_json(), px=max(int(ttl * 1000), 1))
+            if len(slates) == 1:
+                user_id, slate = slates[0]
+                self._redis.set(redis_keys.cached_result(user_id), slate.to_json(), px=px)
+                return
+            pipe = self._redis.pipeline(transaction=False)
+            for user_id, slate in slates:
+                pipe.set(redis_keys.cached_result(user_id), slate.to_json(), px=px)
+            pipe.execute()
 
 
 def _decode_item(item_id: str, fields: Mapping[str, str | None]) -> ItemFeatures:
