@@ -129,6 +129,8 @@ class _Request:
     serving: Serving
     exclude: frozenset[str] = frozenset()
     stale: bool = False
+    ensured: TierOutput | None = None
+    """The full tier's output, whose items' live features that tier already made usable."""
 
 
 class Recommender:
@@ -236,7 +238,7 @@ class Recommender:
     def _rules(self, ctx: _Request) -> Callable[[TierOutput, int], tuple[ScoredItem, ...]]:
         def apply(output: TierOutput, count: int) -> tuple[ScoredItem, ...]:
             cache = ctx.serving.live
-            if not ctx.stale:
+            if not ctx.stale and output is not ctx.ensured:
                 self._ensure_live(ctx, cache.rows([i.item_id for i in output.items] + [i.item_id for i in output.reserve]))
             return rerank(output.items, reserve=output.reserve, count=count, catalog=ctx.serving.catalog,
                           stock=cache.stock_view(), rules=self.rules, exclude=ctx.exclude)
@@ -269,7 +271,8 @@ class Recommender:
             top = np.argsort(-scores, kind="stable")[: request.count * (1 + RESERVE_FACTOR)]
             ids = bundle.items.ids
             scored = tuple(ScoredItem(ids[r], s) for r, s in zip(cands.rows[top].tolist(), scores[top].tolist()))
-            return TierOutput(items=scored[: request.count], reserve=scored[request.count:])
+            ctx.ensured = TierOutput(items=scored[: request.count], reserve=scored[request.count:])
+            return ctx.ensured
         return fetch
 
     def _cached(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
