@@ -43,8 +43,8 @@ from regions.processes import ManagedProcess, free_port, spawn, start_redis, wai
 from regions.topology import REPO_ROOT, load_topology  # noqa: E402
 from bench.serving_peers import haproxy_binary, rss_mb, start_edge, start_haproxy  # noqa: E402
 from serving.benchmarking import (  # noqa: E402
-    LatencyStats, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ticks_of_stat, others_share,
-    overhead_ms, percentile, ratio, summarize,
+    LatencyStats, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ns_of_schedstat,
+    cpu_ticks_of_stat, others_share, overhead_ms, percentile, ratio, summarize,
 )
 
 TRANSPORTS = ("http", "grpc")
@@ -83,6 +83,11 @@ class ServingBenchSettings:
     def __post_init__(self) -> None:
         if self.requests < 10:
             raise InputError("requests", f"must be >= 10 so a p99 means something, got {self.requests}")
+        from serving.marketplace import SIZES
+
+        for size in self.rss_sizes:
+            if size not in SIZES:
+                raise InputError("rss_sizes", f"unknown size {size!r}; allowed: {', '.join(SIZES)}")
         if self.calibrate_from not in TRANSPORTS:
             raise InputError("calibrate_from", f"must be one of {', '.join(TRANSPORTS)}, got {self.calibrate_from!r}")
 
@@ -103,6 +108,17 @@ def machine_description(cell_cpus: set[int]) -> str:
 
 def cpu_ticks(pid: int) -> int:
     return cpu_ticks_of_stat(Path(f"/proc/{pid}/stat").read_text())
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every live thread of `pid`, in ns (schedstat: finer than the 10 ms ticks of stat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += cpu_ns_of_schedstat((task / "schedstat").read_text())
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total
 
 
 def core_ticks(cpus: set[int]) -> tuple[int, int]:
@@ -385,7 +401,7 @@ def run_phase(stack: BenchStack, call: Call, *, transport: str, tier: str, reque
     cell: list[float] = []
     served: dict[str, int] = {}
     errors = 0
-    ticks0, (busy0, total0) = cpu_ticks(stack.cell.pid), core_ticks(stack.cell_cpus)
+    ticks0, (busy0, total0), ns0 = cpu_ticks(stack.cell.pid), core_ticks(stack.cell_cpus), cpu_ns(stack.cell.pid)
     began = time.perf_counter()
     for n in range(requests):
         t0 = time.perf_counter()
@@ -399,11 +415,12 @@ def run_phase(stack: BenchStack, call: Call, *, transport: str, tier: str, reque
         served[got] = served.get(got, 0) + 1
     wall = time.perf_counter() - began
     ticks = cpu_ticks(stack.cell.pid) - ticks0
+    used_ns = max(cpu_ns(stack.cell.pid) - ns0, 0)
     busy1, total1 = core_ticks(stack.cell_cpus)
     if not latencies:
         raise TemporaryError(f"every {transport} request of tier {tier} failed; see the cell log:\n{stack.cell.log_tail()}")
     return Phase(transport=transport, tier=tier, stats=summarize(latencies, wall_s=wall), cell_p99_ms=percentile(cell, 99),
-                 cpu_ms=cpu_ms_per_request(ticks=ticks, clock_ticks_per_s=os.sysconf("SC_CLK_TCK"), requests=len(latencies) + errors),
+                 cpu_ms=cpu_ms_per_request(ticks=used_ns, clock_ticks_per_s=10**9, requests=len(latencies) + errors),
                  served=served, errors=errors,
                  others_share=others_share(core_busy_ticks=busy1 - busy0, core_total_ticks=max(total1 - total0, 1), own_ticks=ticks))
 
@@ -448,7 +465,7 @@ def run_proxy_phase(stack: BenchStack, calls: dict[str, Call], *, requests: int,
     users = list(stack.users)
     latencies: dict[str, list[float]] = {p: [] for p in paths}
     errors = dict.fromkeys(paths, 0)
-    ticks0 = {p: cpu_ticks(procs[p].pid) for p in proxies}  # type: ignore[union-attr]
+    ns0 = {p: cpu_ns(procs[p].pid) for p in proxies}  # type: ignore[union-attr]
     began = time.perf_counter()
     for n in range(requests):
         user = users[n % len(users)]
@@ -462,15 +479,14 @@ def run_proxy_phase(stack: BenchStack, calls: dict[str, Call], *, requests: int,
                 continue
             latencies[path].append((time.perf_counter() - t0) * 1000.0)
     wall = time.perf_counter() - began
-    hz = os.sysconf("SC_CLK_TCK")
     rows = []
     for proxy in proxies:
-        ticks = cpu_ticks(procs[proxy].pid) - ticks0[proxy]  # type: ignore[union-attr]
+        used_ns = cpu_ns(procs[proxy].pid) - ns0[proxy]  # type: ignore[union-attr]
         if not latencies[proxy] or not latencies[PROXIES[proxy]]:
             raise TemporaryError(f"every request through {proxy} (or its direct path) failed")
         rows.append(ProxyRow(proxy=proxy, wraps=PROXIES[proxy], stats=summarize(latencies[proxy], wall_s=wall),
                              direct=summarize(latencies[PROXIES[proxy]], wall_s=wall),
-                             cpu_ms=cpu_ms_per_request(ticks=ticks, clock_ticks_per_s=hz, requests=requests),
+                             cpu_ms=cpu_ms_per_request(ticks=used_ns, clock_ticks_per_s=10**9, requests=requests),
                              errors=errors[proxy]))
     return tuple(rows)
 
@@ -742,9 +758,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=ServingBenchSettings.requests, help="requests per tier and transport")
     ap.add_argument("--json", action="store_true", help="print serving.json instead of tables")
+    ap.add_argument("--rss-sizes", default="demo,bench", help="bundle sizes to read the cell's RSS with")
     args = ap.parse_args(argv)
     err = Console(stderr=True)
-    report = run_serving_bench(ServingBenchSettings(requests=args.requests), log=lambda m: err.print(f"[dim]{m}[/dim]"))
+    settings = ServingBenchSettings(requests=args.requests, rss_sizes=tuple(s for s in args.rss_sizes.split(",") if s))
+    report = run_serving_bench(settings, log=lambda m: err.print(f"[dim]{m}[/dim]"))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return

@@ -10,6 +10,7 @@ summarises and decides.
     calibration_from(costs, machine=, measured_at=, cores=, saturation_qps=)   -> capacity Calibration
     LoadStep / saturation_of(steps, slo_ms=)    the throughput plateau of an open-loop load ramp
     error_pct(measured, predicted)              signed relative error in %
+    rss_of_status(text) / overhead_ms(via, direct) / cpu_ns_of_schedstat(text)   memory, proxy overhead, CPU ns
 """
 from __future__ import annotations
 
@@ -258,3 +259,12 @@ def rss_of_status(text: str) -> float:
 def overhead_ms(via: LatencyStats, direct: LatencyStats) -> tuple[float, float]:
     """(p50, p99) a proxy adds: latency through it minus the direct call it wraps, same run."""
     return via.p50_ms - direct.p50_ms, via.p99_ms - direct.p99_ms
+
+
+def cpu_ns_of_schedstat(text: str) -> int:
+    """Time on CPU in ns from a /proc/<pid>/task/<tid>/schedstat line ("run_ns wait_ns slices"):
+    nanosecond resolution, where /proc/<pid>/stat counts 10 ms ticks."""
+    parts = text.split()
+    if len(parts) < 3 or not all(p.isdigit() for p in parts[:3]):
+        raise InputError("schedstat", f"expected three integers, got {text.strip()[:80]!r}")
+    return int(parts[0])

@@ -112,6 +112,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
 
     @app.get("/metrics")
     def metrics() -> Response:
+        runtime.flush_observed()
         body, content_type = runtime.metrics.render()
         return Response(content=body, media_type=content_type)
 
