@@ -411,34 +411,55 @@ class Phase:
                 "errors": self.errors, "others_share": round(self.others_share, 3)}
 
 
+class PhaseMeter:
+    """Closed-loop requests of one transport and tier, measured in one or more chunks (so that the
+    floor can run between them and both see the same stretch of machine noise)."""
+
+    def __init__(self, stack: BenchStack, call: Call, *, transport: str, tier: str) -> None:
+        self.stack, self.call, self.transport, self.tier = stack, call, transport, tier
+        self.users = list(stack.users)
+        self.latencies: list[float] = []
+        self.cell: list[float] = []
+        self.served: dict[str, int] = {}
+        self.errors = self.done = self.ticks = self.ns = self.busy = self.total = 0
+        self.wall = 0.0
+
+    def run(self, requests: int) -> None:
+        stack = self.stack
+        ticks0, (busy0, total0), ns0 = cpu_ticks(stack.cell.pid), core_ticks(stack.cell_cpus), cpu_ns(stack.cell.pid)
+        began = time.perf_counter()
+        for n in range(self.done, self.done + requests):
+            t0 = time.perf_counter()
+            try:
+                got, cell_ms = self.call(self.users[n % len(self.users)], self.tier)
+            except Exception:  # an error is counted, never a latency sample
+                self.errors += 1
+                continue
+            self.latencies.append((time.perf_counter() - t0) * 1000.0)
+            self.cell.append(cell_ms)
+            self.served[got] = self.served.get(got, 0) + 1
+        self.wall += time.perf_counter() - began
+        self.done += requests
+        self.ticks += cpu_ticks(stack.cell.pid) - ticks0
+        self.ns += max(cpu_ns(stack.cell.pid) - ns0, 0)
+        busy1, total1 = core_ticks(stack.cell_cpus)
+        self.busy, self.total = self.busy + busy1 - busy0, self.total + total1 - total0
+
+    def result(self) -> Phase:
+        if not self.latencies:
+            raise TemporaryError(f"every {self.transport} request of tier {self.tier} failed; see the cell log:\n"
+                                 f"{self.stack.cell.log_tail()}")
+        return Phase(transport=self.transport, tier=self.tier, stats=summarize(self.latencies, wall_s=self.wall),
+                     cell_p99_ms=percentile(self.cell, 99),
+                     cpu_ms=cpu_ms_per_request(ticks=self.ns, clock_ticks_per_s=10**9, requests=self.done),
+                     served=self.served, errors=self.errors,
+                     others_share=others_share(core_busy_ticks=self.busy, core_total_ticks=max(self.total, 1), own_ticks=self.ticks))
+
+
 def run_phase(stack: BenchStack, call: Call, *, transport: str, tier: str, requests: int) -> Phase:
-    users = list(stack.users)
-    latencies: list[float] = []
-    cell: list[float] = []
-    served: dict[str, int] = {}
-    errors = 0
-    ticks0, (busy0, total0), ns0 = cpu_ticks(stack.cell.pid), core_ticks(stack.cell_cpus), cpu_ns(stack.cell.pid)
-    began = time.perf_counter()
-    for n in range(requests):
-        t0 = time.perf_counter()
-        try:
-            got, cell_ms = call(users[n % len(users)], tier)
-        except Exception:  # an error is counted, never a latency sample
-            errors += 1
-            continue
-        latencies.append((time.perf_counter() - t0) * 1000.0)
-        cell.append(cell_ms)
-        served[got] = served.get(got, 0) + 1
-    wall = time.perf_counter() - began
-    ticks = cpu_ticks(stack.cell.pid) - ticks0
-    used_ns = max(cpu_ns(stack.cell.pid) - ns0, 0)
-    busy1, total1 = core_ticks(stack.cell_cpus)
-    if not latencies:
-        raise TemporaryError(f"every {transport} request of tier {tier} failed; see the cell log:\n{stack.cell.log_tail()}")
-    return Phase(transport=transport, tier=tier, stats=summarize(latencies, wall_s=wall), cell_p99_ms=percentile(cell, 99),
-                 cpu_ms=cpu_ms_per_request(ticks=used_ns, clock_ticks_per_s=10**9, requests=len(latencies) + errors),
-                 served=served, errors=errors,
-                 others_share=others_share(core_busy_ticks=busy1 - busy0, core_total_ticks=max(total1 - total0, 1), own_ticks=ticks))
+    meter = PhaseMeter(stack, call, transport=transport, tier=tier)
+    meter.run(requests)
+    return meter.result()
 
 
 # -- the edge and its peer -------------------------------------------------------------------------
@@ -558,56 +579,75 @@ class Floor:
                 "candidates": {"p5": p5, "p50": p50, "p95": p95}}
 
 
+class FloorMeter:
+    """The floor, measured in chunks on the cell's core while the cell is idle (between chunks of
+    the full-ranking phases: `run_serving_bench` interleaves them)."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        import faiss
+
+        from serving.bundle import LoadedBundle
+
+        faiss.omp_set_num_threads(1)
+        self.stack = stack
+        self.bundle = LoadedBundle.load(stack.bundle_dir)
+        self.users = list(stack.users)
+        self.parts: dict[str, list[float]] = {"total": [], "candidates": [], "features": [], "predict": []}
+        self.counts: list[float] = []
+        self.cpu_s = 0.0
+        self.done = 0
+        self.run(len(self.users), keep=False)  # the first pass over the users warms caches and is not kept
+
+    def run(self, requests: int, *, keep: bool = True) -> None:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.stack.cell_cpus)  # the cell is idle now: measure on the very core it runs on
+        try:
+            self._loop(requests, keep=keep)
+        finally:
+            os.sched_setaffinity(0, before)
+
+    def _loop(self, requests: int, *, keep: bool) -> None:
+        import numpy as np
+
+        from regions.geo import home_geography_of
+
+        bundle, stack = self.bundle, self.stack
+        for n in range(self.done, self.done + requests):
+            user_id = self.users[n % len(self.users)]
+            state = stack.users[user_id]
+            now = time.time()
+            c0 = time.thread_time()
+            t0 = time.perf_counter()
+            vector = bundle.user_embedding(user_id, state)
+            segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": home_geography_of(user_id, stack.topology)})
+            cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
+            t1 = time.perf_counter()
+            X = bundle.features(state=state, user_vector=vector, candidates=cands, now=now)
+            t2 = time.perf_counter()
+            np.asarray(bundle.ranker.predict(X, num_threads=1))
+            t3 = time.perf_counter()
+            c1 = time.thread_time()
+            if not keep:
+                continue
+            self.cpu_s += c1 - c0
+            for key, value in (("total", t3 - t0), ("candidates", t1 - t0), ("features", t2 - t1), ("predict", t3 - t2)):
+                self.parts[key].append(value * 1000.0)
+            self.counts.append(float(len(cands)))
+        self.done += requests
+
+    def result(self) -> Floor:
+        parts, counts = self.parts, self.counts
+        wall = sum(parts["total"]) / 1000.0
+        return Floor(total=summarize(parts["total"], wall_s=wall), candidates_p50_ms=percentile(parts["candidates"], 50),
+                     features_p50_ms=percentile(parts["features"], 50), predict_p50_ms=percentile(parts["predict"], 50),
+                     candidate_counts=(percentile(counts, 5), percentile(counts, 50), percentile(counts, 95)),
+                     cpu_ms=self.cpu_s * 1000.0 / len(parts["total"]))
+
+
 def measure_floor(stack: BenchStack, *, requests: int) -> Floor:
-    import faiss
-
-    from serving.bundle import LoadedBundle
-
-    faiss.omp_set_num_threads(1)
-    bundle = LoadedBundle.load(stack.bundle_dir)
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, stack.cell_cpus)  # the cell is idle now: measure on the very core it ran on
-    try:
-        return _floor_loop(stack, bundle, requests=requests)
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-def _floor_loop(stack: BenchStack, bundle: Any, *, requests: int) -> Floor:
-    import numpy as np
-
-    from regions.geo import home_geography_of
-
-    users = list(stack.users)
-    parts: dict[str, list[float]] = {"total": [], "candidates": [], "features": [], "predict": []}
-    counts: list[float] = []
-    cpu_s = 0.0
-    for n in range(requests + len(users)):  # the first pass over the users warms caches and is not kept
-        user_id = users[n % len(users)]
-        state = stack.users[user_id]
-        now = time.time()
-        c0 = time.thread_time()
-        t0 = time.perf_counter()
-        vector = bundle.user_embedding(user_id, state)
-        segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": home_geography_of(user_id, stack.topology)})
-        cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
-        t1 = time.perf_counter()
-        X = bundle.features(state=state, user_vector=vector, candidates=cands, now=now)
-        t2 = time.perf_counter()
-        np.asarray(bundle.ranker.predict(X, num_threads=1))
-        t3 = time.perf_counter()
-        c1 = time.thread_time()
-        if n < len(users):
-            continue
-        cpu_s += c1 - c0
-        for key, value in (("total", t3 - t0), ("candidates", t1 - t0), ("features", t2 - t1), ("predict", t3 - t2)):
-            parts[key].append(value * 1000.0)
-        counts.append(float(len(cands)))
-    wall = sum(parts["total"]) / 1000.0
-    return Floor(total=summarize(parts["total"], wall_s=wall), candidates_p50_ms=percentile(parts["candidates"], 50),
-                 features_p50_ms=percentile(parts["features"], 50), predict_p50_ms=percentile(parts["predict"], 50),
-                 candidate_counts=(percentile(counts, 5), percentile(counts, 50), percentile(counts, 95)),
-                 cpu_ms=cpu_s * 1000.0 / requests)
+    meter = FloorMeter(stack)
+    meter.run(requests)
+    return meter.result()
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -686,6 +726,15 @@ class ServingReport:
         }
 
 
+FLOOR_CHUNKS = 10
+"""Each full-ranking phase runs in 10 chunks with a chunk of the floor after each."""
+
+
+def _chunks(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [n for n in (base + (1 if k < extra else 0) for k in range(parts)) if n > 0]
+
+
 def run_serving_bench(settings: ServingBenchSettings = ServingBenchSettings(), *, write: bool = True,
                       log: Callable[[str], None] = lambda _m: None) -> ServingReport:
     """Run the whole benchmark; with `write`, also var/bench/serving.json and the calibration."""
@@ -695,14 +744,22 @@ def run_serving_bench(settings: ServingBenchSettings = ServingBenchSettings(), *
             for user_id in stack.users:
                 calls[transport](user_id, "full")
         phases = []
+        floor_meter = FloorMeter(stack)
         for transport in TRANSPORTS:
             for tier in TIER_NAMES:
-                log(f"{transport} {tier}: {settings.requests} sequential requests")
-                phases.append(run_phase(stack, calls[transport], transport=transport, tier=tier, requests=settings.requests))
+                meter = PhaseMeter(stack, calls[transport], transport=transport, tier=tier)
+                if tier != "full":
+                    log(f"{transport} {tier}: {settings.requests} sequential requests")
+                    meter.run(settings.requests)
+                else:  # full ranking and the floor in alternating chunks: their ratio sees the same noise
+                    log(f"{transport} {tier}: {settings.requests} sequential requests, the floor's in between")
+                    for chunk in _chunks(settings.requests, FLOOR_CHUNKS):
+                        meter.run(chunk)
+                        floor_meter.run(chunk)
+                phases.append(meter.result())
         log(f"proxies: {settings.requests} interleaved rounds (direct gRPC, edge, direct HTTP, haproxy)")
         proxies = run_proxy_phase(stack, calls, requests=settings.requests)
-        log(f"floor: {settings.requests} in-process candidates + features + predict")
-        floor = measure_floor(stack, requests=settings.requests)
+        floor = floor_meter.result()
         machine, version, notes = stack.machine, stack.bundle_version, tuple(stack.notes)
         rss = cell_rss(stack, settings, calls, log=log)
     costs = {p.tier: MeasuredCost(cpu_ms=p.cpu_ms, p99_ms=p.stats.p99_ms) for p in phases if p.transport == settings.calibrate_from}
