@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	@command -v haproxy >/dev/null 2>&1 || { \
 	  echo "installing haproxy (apt-get; the peer row of make bench)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+	@command -v etcd >/dev/null 2>&1 || { \
+	  echo "installing etcd-server (apt-get)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,dev]'
@@ -22,6 +25,7 @@ demo: setup
 	$(PY) -m regionctl.main demo
 
 test: setup
+	.venv/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup

@@ -31,7 +31,7 @@ from chaos.context import (
     HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, context_from, local_store, population,
 )
 from regions import stack
-from regions.cas_retry import LOST, CasRetry
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import ShopNowError
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "publish_corrupt_bundle", "restore_good_bundle", "freeze_index", "unfreeze_index",
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
     "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
+    "kill_etcd_leader", "kill_etcd_quorum", "restore_etcd",
 ]
 
 SETTLE_TIMEOUT_S = 10.0
@@ -172,6 +173,49 @@ def restore_controllers(ready_timeout_s: float = READY_TIMEOUT_S, configuration:
                     ready_timeout_s=ready_timeout_s)
 
 
+# -- the etcd control store (a stack started with `regionctl up --control-store etcd`) -------------
+def _etcd_leader(ctx: StackContext, what: str) -> str:
+    from regions.etcd_cluster import leader_of
+    from regions.stack_etcd import load_members
+
+    members = load_members(ctx.state_dir)
+    if not members:
+        raise ActivityFailed(f"{what}: the stack in {ctx.state_dir} does not run on etcd; start it with "
+                             "`regionctl up --control-store etcd`")
+    running = set(_running_pids(ctx, kinds=("etcd",)))
+    return leader_of([m for m in members if m.name in running], timeout_s=SETTLE_TIMEOUT_S).name
+
+
+def kill_etcd_leader(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the etcd member that leads the cluster: the others elect a new leader (about 1-2 s)."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("kill_etcd_leader"):
+        leader = _etcd_leader(ctx, "kill_etcd_leader")
+        result = _kill(ctx, "kill_etcd_leader", names=(leader,))
+    return {**result, "etcd_leader": leader}
+
+
+def kill_etcd_quorum(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGKILL the etcd leader and one more member: 1 of 3 is left, no quorum. The controller must
+    stop writing and say so; the edge keeps its last table; cells keep serving."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("kill_etcd_quorum"):
+        leader = _etcd_leader(ctx, "kill_etcd_quorum")
+        others = sorted(n for n in _running_pids(ctx, kinds=("etcd",)) if n != leader)
+        result = _kill(ctx, "kill_etcd_quorum", names=(leader, *others[:1]))
+    return {**result, "etcd_leader": leader, "left": others[1:]}
+
+
+def restore_etcd(ready_timeout_s: float = READY_TIMEOUT_S, configuration: Configuration = None,
+                 secrets: Secrets = None) -> dict[str, Any]:
+    """Start again every etcd member of the stack that is not running (each on its own data)."""
+    ctx = context_from(configuration)
+    result = _restart(ctx, "restore_etcd", kinds=("etcd",), ready_timeout_s=ready_timeout_s)
+    with _failing_as_activity("restore_etcd"):
+        stack._wait_etcd_healthy(ctx.state_dir, timeout=ready_timeout_s)
+    return result
+
+
 def _partitions(store: Any) -> list[str]:
     current = store.get(PARTITIONS_KEY)
     if current is None:
@@ -188,7 +232,7 @@ def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]
     from failover.control_stores import store_from_url
 
     with store_from_url(ctx.control_store_url) as store:
-        def try_once() -> tuple[list[str], float] | object:
+        def try_once() -> tuple[list[str], float] | Lost:
             current = store.get(PARTITIONS_KEY)
             regions = update(_partitions(store))
             if regions:
@@ -197,7 +241,7 @@ def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]
                 ok = current is None or store.delete(PARTITIONS_KEY, cas=current.version)
             return (sorted(set(regions)), time.time()) if ok else LOST
 
-        return PARTITIONS_RETRY.run(try_once)  # type: ignore[return-value]
+        return PARTITIONS_RETRY.run(try_once)
 
 
 def partition_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from chaoslib.types import Configuration
 from regions import stack
 from regions.errors import InputError, ShopNowError
 from regions.topology import Topology, load_topology
+from replication.artifact_store import LocalArtifactStore
 
 REGION_KINDS = ("redis", "cell", "replicator", "feature-updater")
 """What a region loss takes down: everything of that region, as a lost data centre would."""
@@ -65,26 +66,41 @@ def context_from(configuration: Configuration | None) -> StackContext:
 
 
 def population(ctx: StackContext) -> tuple[list[str], list[str]]:
-    """User ids and item ids of the current bundle (users.json, items.json)."""
-    from replication.artifact_store import LocalArtifactStore, store_from_url
-
-    store = store_from_url(ctx.artifacts_url)
-    version = store.current()
-    if version is None:
-        raise InputError("artifacts", f"{ctx.artifacts_url} has no current bundle; train and promote one first")
-    with tempfile.TemporaryDirectory(prefix="gameday-bundle-") as tmp:
-        root = store.root / "bundles" / version if isinstance(store, LocalArtifactStore) else store.fetch(version, Path(tmp))
-        users = [u["user_id"] if isinstance(u, dict) else str(u) for u in json.loads((root / "users.json").read_text())]
-        items = [i["item_id"] if isinstance(i, dict) else str(i) for i in json.loads((root / "items.json").read_text())]
+    """User ids and item ids of every geography's current bundle (users.json, items.json)."""
+    users: list[str] = []
+    items: dict[str, None] = {}
+    versions = []
+    for geo in sorted(ctx.topology.geographies):
+        store = geo_store(ctx, geo)
+        version = store.current()
+        if version is None:
+            continue
+        versions.append(f"{geo}: {version}")
+        with tempfile.TemporaryDirectory(prefix="gameday-bundle-") as tmp:
+            root = store.root / "bundles" / version if isinstance(store, LocalArtifactStore) else store.fetch(version, Path(tmp))
+            users += [u["user_id"] if isinstance(u, dict) else str(u) for u in json.loads((root / "users.json").read_text())]
+            items.update((i["item_id"] if isinstance(i, dict) else str(i), None) for i in json.loads((root / "items.json").read_text()))
+    if not versions:
+        raise InputError("artifacts", f"{ctx.artifacts_url} has no current bundle in any geography; train and promote one first")
     if not users or not items:
-        raise InputError("artifacts", f"bundle {version} has no users or no items; the load needs both")
-    return [str(u) for u in users], [str(i) for i in items]
+        raise InputError("artifacts", f"bundles {', '.join(versions)} have no users or no items; the load needs both")
+    return [str(u) for u in users], list(items)
 
 
-def local_store(ctx: StackContext, what: str) -> Any:
-    from replication.artifact_store import LocalArtifactStore, store_from_url
+def default_geography(ctx: StackContext) -> str:
+    """The geography of the topology's first region: the one a bundle fault is injected into."""
+    return ctx.topology.region(next(iter(ctx.topology.regions))).geography
 
-    store = store_from_url(ctx.artifacts_url)
+
+def geo_store(ctx: StackContext, geography: str) -> Any:
+    from replication.geo_artifacts import open_geo_store
+
+    return open_geo_store(ctx.artifacts_url, geography, topology=ctx.topology)
+
+
+def local_store(ctx: StackContext, what: str, geography: str = "") -> Any:
+    """The file:// store of `geography` (default: default_geography) inside the stack's store."""
+    store = geo_store(ctx, geography or default_geography(ctx))
     if not isinstance(store, LocalArtifactStore):
         raise ActivityFailed(f"{what} works on file:// artifact stores only, got {ctx.artifacts_url}")
     return store

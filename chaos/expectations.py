@@ -27,11 +27,12 @@ from chaoslib.types import Configuration, Secrets
 
 from chaos.actions import fault_ledger
 from chaos.context import HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_from, local_store, population
+from chaos.redis_io import answers_ping
 from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
 from regions import stack
 
 __all__ = ["feature_store_fallback", "bundle_guarded", "index_freeze_contained", "feature_freshness_reported",
-           "ranking_deadline_holds", "leader_in_office", "routed_around"]
+           "ranking_deadline_holds", "leader_in_office", "routed_around", "control_store_quorum"]
 
 DEGRADED_TIERS = ("segment", "popularity")
 """What a cell can serve without its Redis: both lists ship in the bundle (cached results live in Redis)."""
@@ -101,21 +102,6 @@ def _running(ctx: StackContext, *, region: str = "", kinds: tuple[str, ...]) -> 
     return {p.name: stack.is_running(p) for p in stack.select(state, region=region, kinds=kinds)}
 
 
-def _redis_answers(ctx: StackContext, region: str) -> bool:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    client = redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
-                         socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 def _store_json(ctx: StackContext, key: str) -> Any:
     from failover.control_stores import store_from_url
 
@@ -130,7 +116,7 @@ def feature_store_fallback(region: str, requests: int = 20, configuration: Confi
     """Without its Redis the cell answers every request from segment/popularity and says redis_ok
     false; with it, redis_ok is true. Non-empty answers either way."""
     ctx = context_from(configuration)
-    fault = not _redis_answers(ctx, region)
+    fault = not answers_ping(ctx, region)
     answers = ask_cell(ctx, region, requests=requests)
     ready = _readyz(ctx, region)
     problems = _answer_problems(answers, region)
@@ -147,23 +133,27 @@ def feature_store_fallback(region: str, requests: int = 20, configuration: Confi
 
 # -- corrupted artifact -------------------------------------------------------------------------
 def bundle_guarded(requests: int = 5, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """When the store's current bundle fails its checksums, every cell reports it refused and keeps
-    serving another (the last good) bundle; otherwise every cell serves the current bundle."""
+    """When a geography's current bundle fails its checksums, every cell of that geography reports it
+    refused and keeps serving another (the last good) bundle; every other cell serves its
+    geography's current bundle."""
     from replication.verifying import BundleRejected, verify_integrity
     from regions.errors import ShopNowError
 
 
     ctx = context_from(configuration)
-    store = local_store(ctx, "bundle_guarded")
-    current = store.current()
-    try:
-        verify_integrity(store.root / "bundles" / str(current))
-        fault = False
-    except (BundleRejected, ShopNowError):
-        fault = True
+    state: dict[str, tuple[str | None, bool]] = {}
+    for geo in sorted(ctx.topology.geographies):  # each geography's store, current pointer and fault
+        store = local_store(ctx, "bundle_guarded", geography=geo)
+        current_of_geo = store.current()
+        try:
+            verify_integrity(store.root / "bundles" / str(current_of_geo))
+            state[geo] = (current_of_geo, False)
+        except (BundleRejected, ShopNowError):
+            state[geo] = (current_of_geo, True)
     problems: list[str] = []
     serving: dict[str, Any] = {}
     for region in sorted(ctx.topology.regions):
+        current, fault = state[ctx.topology.region(region).geography]
         ready = _readyz(ctx, region)
         serving[region] = ready.get("bundle_version")
         problems += _answer_problems(ask_cell(ctx, region, requests=requests), region)
@@ -175,7 +165,8 @@ def bundle_guarded(requests: int = 5, configuration: Configuration = None, secre
                 problems.append(f"{region} does not report {current} refused (bundle_refused={refused or None})")
         elif ready.get("bundle_version") != current:
             problems.append(f"{region} serves {ready.get('bundle_version')}, not the current bundle {current}")
-    return _verdict(problems, fault=fault, current=current, serving=serving)
+    return _verdict(problems, fault=any(f for _, f in state.values()),
+                    current={geo: c for geo, (c, _) in state.items()}, serving=serving)
 
 
 # -- stale ANN index ----------------------------------------------------------------------------
@@ -302,3 +293,62 @@ def routed_around(region: str, configuration: Configuration = None, secrets: Sec
     if partitioned and not lost:
         problems += _answer_problems(ask_cell(ctx, region, requests=5), region)
     return _verdict(problems, fault=True, lost=lost, partitioned=partitioned, state=state, weights=weights)
+
+
+# -- the etcd control store (a stack started with `regionctl up --control-store etcd`) ------------
+def quorum_problems(*, members: int, running: int, store: Mapping[str, Any] | None, leader: str | None,
+                    running_controllers: Sequence[str], edge_table_version: int | None) -> tuple[bool, list[str]]:
+    """Pure: (fault, problems). With a quorum of members running, a running controller holds the
+    lease and the controller reports the store reachable; without one, the controller must report
+    the store unreachable and itself not writing, and the edge must still route by a table."""
+    fault = running <= members // 2
+    problems = []
+    if store is None:
+        problems.append("the controller's status did not answer")
+    elif fault and (store.get("reachable") or store.get("writing")):
+        problems.append(f"quorum lost ({running}/{members} members) but the controller says reachable="
+                        f"{store.get('reachable')} writing={store.get('writing')}")
+    elif not fault and not store.get("reachable"):
+        problems.append(f"{running}/{members} members run, yet the controller cannot reach the store: {store.get('error')}")
+    if not fault and leader not in running_controllers:
+        problems.append(f"the lease is held by {leader or 'nobody'}, not a running controller {list(running_controllers)}")
+    if edge_table_version is None or edge_table_version <= 0:
+        problems.append(f"the edge routes by no controller table (version {edge_table_version})")
+    return fault, problems
+
+
+def control_store_quorum(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Ground truth: how many of the stack's etcd members run (stack.json). Then `quorum_problems`
+    on the controller's /v1/status (store section), the lease holder and the edge's /readyz."""
+    from chaos.actions import chaos_token
+    from failover.control_stores import store_from_url
+    from regions.errors import ShopNowError
+    from regions.stack_etcd import load_members
+
+    ctx = context_from(configuration)
+    members = load_members(ctx.state_dir)
+    if not members:
+        raise ActivityFailed(f"the stack in {ctx.state_dir} does not run on etcd; start it with "
+                             "`regionctl up --control-store etcd`")
+    running = sum(_running(ctx, kinds=("etcd",)).values())
+    controllers = [n for n, up in _running(ctx, kinds=("controller",)).items() if up]
+    try:
+        status = httpx.get(f"{ctx.controller_url}/v1/status", timeout=HTTP_TIMEOUT_S * 3,
+                           headers={"Authorization": f"Bearer {chaos_token(ctx.state_dir)}"}).json()
+    except (httpx.HTTPError, ValueError):
+        status = {}
+    leader = None
+    if running > len(members) // 2:
+        try:
+            with store_from_url(ctx.control_store_url) as store:
+                lease = store.lease_holder(LEADER_LEASE)
+            leader = lease.holder if lease else None
+        except ShopNowError:
+            leader = None
+    try:
+        edge_version = httpx.get(f"{ctx.edge_url}/readyz", timeout=HTTP_TIMEOUT_S).json().get("table_version")
+    except (httpx.HTTPError, ValueError):
+        edge_version = None
+    fault, problems = quorum_problems(members=len(members), running=running, store=status.get("store"), leader=leader,
+                                      running_controllers=controllers, edge_table_version=edge_version)
+    return _verdict(problems, fault=fault, members_running=running, leader=leader, edge_table_version=edge_version)

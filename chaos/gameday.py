@@ -27,7 +27,8 @@ from chaos import gameday_io as io
 from chaos.context import StackContext, context_from
 from chaos.load import LoadSpec, read_records, run_load_async, validate
 from chaos.measurement import Rpo, compute_rpo, compute_rto, first_rollback_at
-from chaos.report import build_report, hypothesis_of, summary_lines, to_requests, write_report
+from chaos.report import Targets, build_report, hypothesis_of, summary_lines, to_requests, write_report
+from chaos.residency_verdict import with_residency
 from chaos.sampling import Sampler, stack_reader
 from regions.errors import InputError
 
@@ -215,12 +216,26 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     (out_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
     report = build_report(experiment=name, title=experiment["title"], records=records, fault_at=fault_at, rto=rto,
                           rpo=rpo, status=str(journal.get("status")), samples=samples, notes=notes,
-                          hypothesis=hypothesis_of(journal), fault_end=first_rollback_at(journal))
+                          hypothesis=hypothesis_of(journal), fault_end=first_rollback_at(journal),
+                          targets=Targets.of(ctx.topology.settings))
+    report = with_residency(report, _residency(ctx, progress))
     paths = write_report(report, out_dir)
     for line in summary_lines(report):
         progress(line)
     progress(f"report: {paths['md']} ({paths['png'].name}, {paths['json'].name}), journal: {out_dir / 'journal.json'}")
     return report
+
+
+def _residency(ctx: StackContext, progress: Progress) -> dict[str, Any]:
+    """The game day's last look: the residency audit of the whole stack."""
+    from chaos.probes import residency_audit
+
+    try:
+        audit = residency_audit({"state_dir": str(ctx.state_dir), "topology": ""})
+    except Exception as exc:  # the audit is reported, never the reason a report is lost
+        return {"error": f"residency audit failed: {exc}"}
+    progress(f"residency audit: {'clean' if audit['clean'] else str(audit['total_findings']) + ' findings'}")
+    return audit
 
 
 def _on_sigterm(cancel: Callable[[], None]) -> Any:

@@ -18,13 +18,15 @@ from typing import Any, Callable, Iterable, Mapping
 
 from chaoslib.run import RunEventHandler
 
-from chaos.context import REGION_KINDS, StackContext, population
+from chaos.context import REGION_KINDS, StackContext, default_geography, population
+from chaos.redis_io import region_client
 from contracts.store_keys import PARTITIONS_KEY
 from chaos.measurement import AckedEvent, first_rollback_at
 from regions import stack
 from regions.errors import InputError
 from regions.geo import replication_peers
 from regions.redis_keys import EVENT_LOG, replica_log
+from replication.geo_artifacts import geo_store_url
 
 Progress = Callable[[str], None]
 _KINDS_OF = {
@@ -57,11 +59,12 @@ def targets_of(func: str, arguments: Mapping[str, Any], ctx: StackContext) -> li
     if func in ("partition_region", "heal_partition"):
         return [f"control store key {PARTITIONS_KEY} in {ctx.control_store_url} (region {region or 'all'})"]
     if func in ("publish_corrupt_bundle", "restore_good_bundle"):
+        geo = default_geography(ctx)
         current = None
-        pointer = Path(ctx.artifacts_url.removeprefix("file://")) / "pointer.json"
+        pointer = Path(geo_store_url(ctx.artifacts_url, geo).removeprefix("file://")) / "pointer.json"
         if ctx.artifacts_url.startswith("file://") and pointer.exists():
             current = json.loads(pointer.read_text()).get("current")
-        return [f"artifact store {ctx.artifacts_url} pointer (current bundle {current or 'unknown'})"]
+        return [f"artifact store {ctx.artifacts_url}, geography {geo}: pointer (current bundle {current or 'unknown'})"]
     return [f"unknown action {func}"]
 
 
@@ -134,13 +137,6 @@ def play_rollbacks(experiment: Mapping[str, Any], progress: Progress) -> list[di
 
 
 # -- RPO evidence -------------------------------------------------------------------------------
-def _redis(ctx: StackContext, region: str) -> Any:
-    import redis
-
-    return redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
-                       decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0)
-
-
 def stream_seqs(client: Any, key: str, *, since: float) -> set[int]:
     """`seq` fields of the stream's entries added at or after `since` (epoch seconds)."""
     seqs: set[int] = set()
@@ -173,7 +169,7 @@ class DurableSnapshot:
         self.taken = True
         for peer in replication_peers(self.ctx.topology, self.lost):
             try:
-                client = _redis(self.ctx, peer)
+                client = region_client(self.ctx, peer)
                 self.seqs |= stream_seqs(client, replica_log(self.lost), since=self.since)
                 self.own_log_seqs |= stream_seqs(client, EVENT_LOG, since=self.since)
                 client.close()
@@ -193,7 +189,7 @@ def acked_events(records: Iterable[Mapping[str, Any]], *, ctx: StackContext, los
     if any(r.get("region") for r in acked):
         return [AckedEvent(seq=int(s), acked_at=at(r), region=str(r.get("region"))) for r in acked for s in r["seqs"]], "load records"
     try:
-        client = _redis(ctx, lost_region)
+        client = region_client(ctx, lost_region)
         own = stream_seqs(client, EVENT_LOG, since=since)
         client.close()
         return [AckedEvent(seq=int(s), acked_at=at(r), region=lost_region if int(s) in own else "elsewhere")

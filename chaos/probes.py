@@ -23,7 +23,7 @@ from contracts.tiers import TIER_NAMES
 
 __all__ = [
     "homepage_non_empty", "success_rate", "p99_latency", "tier_mix", "replication_lag", "region_weight",
-    "bundle_refused",
+    "bundle_refused", "residency_audit",
 ]
 
 TIERS = (*TIER_NAMES, "error")
@@ -192,3 +192,22 @@ def bundle_refused(region: str, configuration: Configuration = None, secrets: Se
     if body is None:
         raise ActivityFailed(f"the cell of {region} did not answer /readyz; see `regionctl ps`")
     return body.get("bundle_refused") is not None
+
+
+def residency_audit(configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """The residency audit of the whole stack (replication.residency_audit: every region's Redis and
+    every cell's bundle cache); `{"clean": bool, "total_findings": n, "findings": [first 20], ...}`.
+    Game days end with it; a tolerance of `{"type": "jsonpath", "path": "$.clean", "expect": true}`
+    or a plain check of `clean` in the report makes a leak fail the game day."""
+    from replication.redis_io import connect_all
+    from replication.residency_audit import audit
+
+    ctx = context_from(configuration)
+    clients = connect_all(ctx.topology)
+    try:
+        doc = audit(ctx.topology, clients, state_dir=ctx.state_dir).to_json()
+    finally:
+        for client in clients.values():
+            client.close()
+    doc["findings"] = doc["findings"][:20]
+    return doc

@@ -14,22 +14,28 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from chaos.measurement import Request, Rpo, Rto, tier_mix
+from regions.topology import Settings as StackSettings
 
 PASS, FAIL, NOT_MEASURED, NOT_APPLICABLE = "pass", "fail", "not measured", "not applicable"
 
 
 @dataclass(frozen=True)
 class Targets:
-    requirement_rto_s: float = 600.0
-    """Product requirement: RTO < 10 min for a regional outage."""
-    requirement_rpo_s: float = 300.0
-    """Product requirement: RPO < 5 min for interaction logs."""
+    requirement_rto_s: float = StackSettings.rto_budget_s
+    """Product requirement: RTO < 10 min for a regional outage (topology.toml `rto_budget_s`)."""
+    requirement_rpo_s: float = StackSettings.rpo_budget_s
+    """Product requirement: RPO < 5 min for interaction logs (topology.toml `rpo_budget_s`)."""
     target_rto_s: float = 15.0
     """Our target: the controller steers away within seconds."""
     target_rpo_s: float = 2.0
     """Our target: replication lag of about a second."""
     target_empty_slates: int = 0
     """Promise: the homepage always returns something useful."""
+
+    @classmethod
+    def of(cls, settings: StackSettings) -> Targets:
+        """The requirements as the topology states them (`rto_budget_s`, `rpo_budget_s`)."""
+        return cls(requirement_rto_s=settings.rto_budget_s, requirement_rpo_s=settings.rpo_budget_s)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ from regions.errors import InputError
 PREFIX = "REGIONCTL_"
 TOPOLOGY_ENV = "REGIONCTL_TOPOLOGY"
 CALIBRATION_ENV = "REGIONCTL_CALIBRATION"
+RETENTION_KEY_ENV = "REGIONCTL_RETENTION_KEY"
+"""The retention key: pseudonymises archived events (replication.retention) and finds a deleted
+user's archive entries again (replication.deletion)."""
 
 _S = TypeVar("_S")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -126,3 +129,8 @@ def calibration_path(environ: Mapping[str, str], explicit: str | Path | None = N
     if explicit:
         return Path(explicit)
     return Path(environ[CALIBRATION_ENV]) if environ.get(CALIBRATION_ENV) else None
+
+
+def retention_key(environ: Mapping[str, str]) -> bytes | None:
+    """REGIONCTL_RETENTION_KEY as bytes, else None (no key: pseudonymise refused, archive reported as remaining)."""
+    return environ.get(RETENTION_KEY_ENV, "").encode() or None

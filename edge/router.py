@@ -202,6 +202,7 @@ class Edge:
         return ready, {"ready": ready, "table_version": state.table.version, "table_source": state.source,
                        "table_first_seen_at": state.first_seen_at, "table_updated_at": state.table.updated_at,
                        "fail_static": state.table.fail_static, "table_error": state.error, "polls": state.polls,
+                       "table_follow": state.follow,
                        "last_resort": {"source": self.last_resort.source, "items": len(self.last_resort.items),
                                        "note": self.last_resort.note}}
 
@@ -225,7 +226,9 @@ def create_app(*, topology: Topology, store: ControlStore | None, last_resort: L
             for client in edge.clients.values():
                 await client.close()
 
-    app = FastAPI(title="ShopNow edge router", lifespan=lifespan)
+    # No generated OpenAPI/docs: the read routes are served by edge.fast_reads, outside FastAPI's
+    # routing, so a generated schema would leave them out; docs/interfaces.md describes the API.
+    app = FastAPI(title="ShopNow edge router", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.edge = edge
 
     install_error_handlers(app)

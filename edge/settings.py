@@ -54,6 +54,8 @@ class EdgeSettings:
             raise InputError("first_attempt_share", f"must be in (0, 1], got {self.first_attempt_share!r}")
         if self.transport not in ("grpc", "http"):
             raise InputError("transport", f"{self.transport!r} is not a transport; use grpc or http")
+        if self.max_count > MAX_COUNT:
+            raise InputError("max_count", f"must not exceed the cell API's MAX_COUNT ({MAX_COUNT}), got {self.max_count}")
         if self.default_count > self.max_count:
             raise InputError("default_count", f"must not exceed max_count ({self.max_count}), got {self.default_count}")
 

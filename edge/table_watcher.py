@@ -1,4 +1,6 @@
-"""The edge's view of the routing table: a thread polling `routing/table` in the control store.
+"""The edge's view of the routing table: a thread following `routing/table` in the control store
+(failover.control_store.wait_for_change: the store's watch where it has one, etcd; else a poll
+every interval).
 
 A malformed table or an unreachable store keeps the last good table (fail-static at the edge).
 """
@@ -12,8 +14,9 @@ from typing import Callable
 
 from contracts.routing_table import RoutingTable, default_table, parse_table
 from contracts.store_keys import TABLE_KEY
-from failover.control_store import ControlStore
+from failover.control_store import POLL, WATCH_TIMEOUT_S, ControlStore, log_mode_change, wait_for_change
 from regions.errors import ShopNowError
+from regions.following_thread import FollowingThread
 from regions.topology import Topology
 
 log = logging.getLogger("shopnow.edge")
@@ -32,22 +35,31 @@ class WatchState:
     polls: int = 0
     error: str = ""
     """The last problem reading or parsing the table ("" when the last poll was fine)."""
+    follow: str = POLL
+    """How the watcher waits for the next table: "watch" (the store's watch, etcd) or "poll"
+    (every interval_s: a store without a watch, or while the watch is broken)."""
 
 
-class TableWatcher:
-    """Polls `routing/table` every `interval_s` in a daemon thread; `state` is swapped atomically.
+class TableWatcher(FollowingThread):
+    """Reads `routing/table` in a daemon thread after each change (the store's watch where it has
+    one, else every `interval_s`); `state` is swapped atomically.
 
     A malformed table or an unreachable store keeps the last good table (fail-static at the edge).
     """
 
     def __init__(self, store: ControlStore | None, topology: Topology, *, interval_s: float,
                  clock: Callable[[], float] = time.time,
-                 on_change: Callable[[WatchState], None] | None = None) -> None:
+                 on_change: Callable[[WatchState], None] | None = None,
+                 watch_timeout_s: float = WATCH_TIMEOUT_S) -> None:
         self._store, self._topology, self._interval = store, topology, interval_s
         self._clock, self._on_change = clock, on_change
+        self._watch_timeout = watch_timeout_s
+        self._read_version = 0
+        """The version last read, parsed or not: the watch waits for the next one."""
         self.state = WatchState(table=default_table(topology), source="default", first_seen_at=None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_name = "routing-table-watcher"
 
     def poll_once(self) -> WatchState:
         state = self.state
@@ -56,12 +68,13 @@ class TableWatcher:
             return state
         try:
             found = self._store.get(TABLE_KEY)
+            self._read_version = found.version if found else 0
             if found is None or found.version == state.store_version:
                 new = replace(state, polls=state.polls + 1, error="")
             else:
                 table = parse_table(found.value, self._topology)
                 new = WatchState(table=table, source="store", first_seen_at=self._clock(),
-                                 store_version=found.version, polls=state.polls + 1)
+                                 store_version=found.version, polls=state.polls + 1, follow=state.follow)
         except ShopNowError as exc:
             log.warning("routing table not updated, keeping version %s: %s", state.table.version, exc)
             new = replace(state, polls=state.polls + 1, error=str(exc))
@@ -76,17 +89,9 @@ class TableWatcher:
                 self.poll_once()
             except Exception:  # a bug must not stop the watcher: log it and keep the last table
                 log.exception("routing table watcher failed; keeping the last table")
-            self._stop.wait(self._interval)
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="routing-table-watcher", daemon=True)
-            self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            follow, why = wait_for_change(self._store, TABLE_KEY, after_version=self._read_version,
+                                          watch_timeout_s=self._watch_timeout, poll_interval_s=self._interval,
+                                          stop=self._stop)
+            log_mode_change(TABLE_KEY, self.state.follow, follow, why)
+            if follow != self.state.follow:
+                self.state = replace(self.state, follow=follow)

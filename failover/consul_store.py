@@ -40,7 +40,7 @@ from failover.control_store import (
     LOOPBACK_HOSTS, ControlStore, Fence, FenceRejected, Lease, Versioned, check_cas, check_key, check_ttl,
     encode_value,
 )
-from regions.cas_retry import LOST, CasRetry
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import InputError, PermanentError, TemporaryError
 
 MIN_SESSION_TTL_S = 10
@@ -136,7 +136,7 @@ class ConsulStore(ControlStore):
         with self._mapped("delete"):
             if cas is not None:
                 return bool(self._client.kv.delete(full, cas=cas))
-            def try_once() -> bool | object:  # Consul answers true for an absent key: delete at the version seen
+            def try_once() -> bool | Lost:  # Consul answers true for an absent key: delete at the version seen
                 _, item = self._client.kv.get(full)
                 if item is None:
                     return False

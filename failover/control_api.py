@@ -8,6 +8,7 @@
     POST   /v1/drills                      director, chaos   {region, dry_run, hold, reason} -> plan | drill id
     GET    /v1/drills/{id}                 viewer+
     GET    /v1/journal?limit=              viewer+
+    GET    /metrics                        (no token) Prometheus: store reachable, writing, leader, DNS publishing
 
 Answers: 401 without or with an unknown token; 403 for a role without the permission; 422 with
 {"error": {"field", "message"}} for bad input (nothing changes); 409 when a drill cannot start;
@@ -24,9 +25,12 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import httpx
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel
 
+from contracts.http_errors import error_response as _error
+from contracts.http_errors import install_error_handlers
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
 from failover.controller import Controller
 from failover.effects import health_document
@@ -90,14 +94,15 @@ class DrillBody(BaseModel):
     reason: str = ""
 
 
-def _error(status: int, field: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"field": field, "message": message}, **extra})
-
-
 def status_document(controller: Controller) -> dict[str, Any]:
     """What GET /v1/status answers: this process's view plus the store's table and the leader."""
     last = controller.last
-    table = controller.read_table()
+    try:
+        table, leader = controller.read_table(), controller.leader_info()
+    except TemporaryError as exc:  # the store is down: answer with what this process last saw
+        table = controller.followed_table()
+        leader = {"holder": None, "term": None, "api_url": None, "self": controller.holder,
+                  "is_self": controller.leadership.is_leader, "error": str(exc)}
     regions: dict[str, Any] = {}
     lags: list[dict[str, Any]] = []
     for name in sorted(controller.topology.regions):
@@ -114,7 +119,8 @@ def status_document(controller: Controller) -> dict[str, Any]:
                          "lag_s": lag.lag_s, "lag_events": lag.lag_events})
     steering = last.steering if last else None
     return {
-        "controller": controller.holder, "leader": controller.leader_info(), "probed_at": last.now if last else None,
+        "controller": controller.holder, "leader": leader, "probed_at": last.now if last else None,
+        "store": controller.store_status(),
         "regions": regions, "replication": lags,
         "table": table, "fail_static": bool((table or {}).get("fail_static")),
         "decision": None if steering is None else {
@@ -123,10 +129,27 @@ def status_document(controller: Controller) -> dict[str, Any]:
             "problems": list(last.problems) if last else []},
         "overrides": last.snapshot.overrides.to_dict() if last else {},
         "failback": {r: p.to_dict() for r, p in steering.failback.items()} if steering else {},
+        "dns": controller.dns.status() if controller.dns else None,
     }
 
 
-def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner) -> FastAPI:
+def metrics_text(controller: Controller) -> bytes:
+    """The controller's Prometheus metrics: whether its control store answers and it writes, whether
+    it leads, and (when configured) Route 53 publishing (failover.dns_publish)."""
+    registry = CollectorRegistry()
+    store = controller.store_status()
+    Gauge("shopnow_controller_store_reachable", "1 while the control store answers the controller",
+          registry=registry).set(1 if store["reachable"] else 0)
+    Gauge("shopnow_controller_writing", "1 while this controller leads and can write", registry=registry).set(
+        1 if store["writing"] else 0)
+    Gauge("shopnow_controller_leader", "1 while this controller holds the leader lease (its own view)",
+          registry=registry).set(1 if controller.leadership.is_leader else 0)
+    text = generate_latest(registry)
+    return text + generate_latest(controller.dns.registry) if controller.dns else text
+
+
+def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner,
+               retention_key: bytes | None = None) -> FastAPI:
     app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None, openapi_url=None)
 
     def need(permission: Permission) -> Callable[..., Principal]:
@@ -148,9 +171,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     async def _conflict(_: Request, exc: DrillConflict) -> JSONResponse:
         return _error(409, exc.field, exc.reason)
 
-    @app.exception_handler(InputError)
-    async def _input(_: Request, exc: InputError) -> JSONResponse:
-        return _error(422, exc.field, exc.reason)
+    install_error_handlers(app)  # InputError and FastAPI's own validation errors: 422, one error body
 
     @app.exception_handler(NotLeader)
     async def _standby(_: Request, exc: NotLeader) -> JSONResponse:
@@ -177,6 +198,10 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     def status(_: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
         return status_document(controller)
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(metrics_text(controller), media_type=CONTENT_TYPE_LATEST)
+
     @app.post("/v1/regions/{region}/drain")
     def drain(region: str, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         ttl = parse_duration(body.ttl)
@@ -195,7 +220,8 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     def delete_user(user_id: str, body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
         report = erase_user(controller.topology, user_id, now=controller.clock(), reason=body.reason,
                             record=lambda why, inputs: controller.journal.append(
-                                actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs))
+                                actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs),
+                            pseudonym_key=retention_key)
         return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
     @app.post("/v1/steer")
@@ -327,7 +353,7 @@ class ControlClient:
 
 
 def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, host: str, port: int,
-          log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+          retention_key: bytes | None = None, log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
     """Run the controller loop in a thread and the API in this one until SIGTERM/SIGINT; then resign."""
     import uvicorn
 
@@ -339,7 +365,7 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
     loop = threading.Thread(target=controller.run, kwargs={"stop": stopping.is_set}, name="controller", daemon=True)
     loop.start()
     log(f"API id={controller.holder} url=http://{host}:{port}")
-    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills),
+    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills, retention_key=retention_key),
                                            host=host, port=port, log_level="warning", access_log=False))
     try:
         server.run()

@@ -7,6 +7,7 @@ interface, swappable like httpx transports:
     sqlite   failover.sqlite_store.SqliteStore   embedded default; one file shared by the
                                                  controller processes of one machine
     consul   failover.consul_store.ConsulStore   a Consul agent on loopback (py-consul)
+    etcd     failover.etcd_store.EtcdStore       an etcd cluster on loopback (v3 JSON gateway)
 
 Choices every backend keeps:
 
@@ -21,6 +22,12 @@ Choices every backend keeps:
   that only grows. `fenced_put` writes only while `Fence(lease, holder, term)` still holds the
   lease, atomically, so a deposed leader's late write is refused with `FenceRejected`.
 
+Following a key (`wait_for_change`, `log_mode_change`): one wait between two reads of a key, by
+the store's watch where it has one (etcd), else the poll interval's sleep; the controller's
+failover.key_watch.KeyFollower and the edge's TableWatcher both wait with it. The read after each
+wake-up is what counts: a watch only says "read again", so a missed or spurious event costs one
+read, never a wrong value.
+
 Errors (see regions.errors): `TemporaryError` when the store is busy or unreachable,
 `PermanentError` when retrying cannot help, `InputError` for a bad URL, key or ttl.
 The environment is not read here: the edge (CLI, election_main) reads REGIONCTL_CONTROL_STORE
@@ -30,10 +37,12 @@ registry, kept out of this base so that the backends can import it without a cir
 from __future__ import annotations
 
 import abc
+import logging
+import threading
 from dataclasses import dataclass
 from types import TracebackType
 
-from regions.errors import InputError, PermanentError
+from regions.errors import InputError, PermanentError, ShopNowError
 
 ENV_VAR = "REGIONCTL_CONTROL_STORE"
 """The one environment variable naming the store; read by the CLI and the runnables only."""
@@ -164,6 +173,13 @@ class ControlStore(abc.ABC):
         """`put`, atomically conditional on `fence` still holding its lease.
         Raises FenceRejected when it does not; returns False when only the CAS failed."""
 
+    # -- watch -----------------------------------------------------------------------------
+    def watch(self, key: str, *, after_version: int, timeout_s: float) -> bool | None:
+        """Block until `key`'s version differs from `after_version` (True) or `timeout_s` passed
+        (False), where the backend can watch (etcd). None: it cannot, and the caller polls
+        (SQLite, Consul). TemporaryError while a watch cannot be opened: poll meanwhile."""
+        return None
+
     # -- service catalog -------------------------------------------------------------------
     def register_service(
         self, name: str, *, port: int, http_check_url: str | None = None,
@@ -188,3 +204,36 @@ class ControlStore(abc.ABC):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+# -- following a key ------------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+WATCH_TIMEOUT_S = 1.0
+"""How long one watch waits before the key is read again anyway: bounds how long a watch that
+broke silently (a member that hangs) can hide a change, and how long `stop()` takes."""
+
+WATCH = "watch"
+POLL = "poll"
+
+
+def wait_for_change(store: ControlStore | None, key: str, *, after_version: int, watch_timeout_s: float,
+                    poll_interval_s: float, stop: threading.Event) -> tuple[str, str]:
+    """Wait once; returns (WATCH, "") when a watch was waited on, (POLL, why) when it slept
+    `poll_interval_s` instead (why: "" when the store cannot watch, else the watch's error)."""
+    why = ""
+    if store is not None and not stop.is_set():
+        try:
+            if store.watch(key, after_version=after_version, timeout_s=watch_timeout_s) is not None:
+                return WATCH, ""
+        except ShopNowError as exc:
+            why = str(exc)
+    stop.wait(poll_interval_s)
+    return POLL, why
+
+
+def log_mode_change(key: str, old: str, new: str, why: str) -> None:
+    """One log line when following `key` switches between watch and poll (not one per wait)."""
+    if new != old and (new == WATCH or why):
+        log.warning("following %s by %s%s", key, new, f" (watch broken: {why})" if why else "")

@@ -5,10 +5,11 @@ failover.control_store.ControlStore.
     sqlite://var/control.db         path relative to the working directory
     sqlite://:memory:               one process only (tests)
     consul://127.0.0.1:8500         a Consul agent on loopback; `?prefix=shopnow/` (default)
+    etcd://127.0.0.1:2379,...       an etcd cluster's members on loopback; `?prefix=shopnow/` (default)
 
 A new backend adds an opener with `register(scheme, opener)`; `store_from_url` lists the
 registered schemes when it meets an unknown one. The backends are imported by their opener only,
-so opening a SQLite store never imports py-consul.
+so opening a SQLite store never imports py-consul or the etcd client.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def store_from_url(url: str, *, clock: Clock | None = None) -> ControlStore:
     """Open a store from a URL (see the module docstring). `clock` (seconds) is used where the
     backend computes expiry itself (SQLite)."""
     if not isinstance(url, str) or "://" not in url:
-        raise InputError("store", f"{url!r} is not a store URL; use sqlite:///path/to/control.db "
-                                  "or consul://127.0.0.1:8500")
+        raise InputError("store", f"{url!r} is not a store URL; use sqlite:///path/to/control.db, "
+                                  "consul://127.0.0.1:8500 or etcd://127.0.0.1:2379,...")
     scheme, _, rest = url.partition("://")
     opener = _OPENERS.get(scheme)
     if opener is None:
@@ -73,5 +74,12 @@ def _open_consul(url: str, rest: str, clock: Clock | None) -> ControlStore:
     return ConsulStore(host="127.0.0.1", port=port, prefix=prefix)
 
 
+def _open_etcd(url: str, rest: str, clock: Clock | None) -> ControlStore:
+    from failover.etcd_store import etcd_store_from_url
+
+    return etcd_store_from_url(url)
+
+
 register("sqlite", _open_sqlite)
 register("consul", _open_consul)
+register("etcd", _open_etcd)

@@ -18,6 +18,11 @@
 What to write is decided by failover.effects (pure: plan_take_over / plan_effects return a Plan
 of values); `apply_plan` below is the one function that makes a Plan's fenced writes and journal
 entries. A standby runs the same step (so its health is fresh when it takes over) and writes nothing.
+Every controller also follows routing/table between rounds (failover.key_watch: the store's watch
+on etcd, polling elsewhere), so a standby knows the newest table within milliseconds and can
+still answer `status` with it while the store is unreachable. When the store cannot be reached
+the controller writes nothing and says so: a STORE-UNAVAILABLE log line (STORE-BACK when it
+answers again) and `store` in its status.
 `change_overrides` is how the control API and drills change drains and steers: validated on a fresh
 snapshot by a failover.safety function, written with compare-and-set under the leader's fence,
 journaled with the caller as actor. Decision logic stays in the pure modules; this module is I/O.
@@ -33,16 +38,18 @@ from typing import Any, Callable, Mapping
 from capacity.calibration import Calibration
 from contracts.store_keys import FAILBACK_KEY, LEADER_KEY, OVERRIDES_KEY, PARTITIONS_KEY, TABLE_KEY
 from failover.control_store import ControlStore, FenceRejected
+from failover.dns_publish import DnsPublisher
 from failover.effects import Entry, Plan, dump, health_votes, plan_effects, plan_take_over
 from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain
 from failover.journal import Action, Journal
+from failover.key_watch import Followed, KeyFollower
 from failover.leadership import Leadership, LeadershipSettings, NotLeader
 from failover.overrides import Overrides
 from failover.probing import CellReport
 from failover.safety import check_steering
 from failover.settings import ControllerSettings
 from failover.steering import FailbackProgress, Snapshot, Steering, decide
-from regions.cas_retry import LOST, CasRetry
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.topology import Topology
 
@@ -166,6 +173,14 @@ class StepResult:
     error: str = ""
 
 
+def _written_table(plan: Plan, wrote: list[str]) -> Mapping[str, Any] | None:
+    """The routing table `plan` wrote this round (None when it wrote none, or lost the CAS)."""
+    if TABLE_KEY not in wrote:
+        return None
+    value = next((w.value for w in plan.writes if w.key == TABLE_KEY), None)
+    return json.loads(value) if value is not None else None
+
+
 def apply_plan(plan: Plan, *, leadership: Leadership, journal: Journal, actor: str, now: float,
                log: Callable[[str], None], wrote: list[str], journaled: list[str]) -> None:
     """Make `plan`'s writes as the leader (fenced; a lost compare-and-set skips that write's `then`:
@@ -195,7 +210,7 @@ class Controller:
                  lease_ttl_s: float = LeadershipSettings.ttl_s, leadership: Leadership | None = None,
                  clock: Callable[[], float] = time.time, wait: Callable[[float], None] | None = None,
                  log: Callable[[str], None] = lambda line: print(line, flush=True),
-                 calibration: Calibration | None = None) -> None:
+                 calibration: Calibration | None = None, dns: DnsPublisher | None = None) -> None:
         self.topology, self.store, self.holder, self.settings = topology, store, holder, settings
         self.calibration = calibration
         """The capacity model's calibration; drill pre-checks ask capacity.absorb with it."""
@@ -213,6 +228,12 @@ class Controller:
         self._written_health: dict[str, tuple[str, str]] = {}
         self._last_problems: tuple[str, ...] = ()
         self.last: StepResult | None = None
+        self.store_error = ""
+        """The last round's control-store error ("" when the store answered)."""
+        self.dns = dns
+        """Route 53 publishing (failover.dns_publish), when configured: the leader offers its table every round."""
+        self.table_follower = KeyFollower(store, TABLE_KEY, poll_interval_s=settings.interval_s,
+                                          on_change=self._table_followed)
 
     # -- the round -------------------------------------------------------------------------------
     def step(self, now: float) -> StepResult:
@@ -225,6 +246,7 @@ class Controller:
             store_error = str(exc)
         else:
             store_error = "; ".join(stored.problems)
+        unreachable = None if stored is not None else store_error
         base = stored or Stored(overrides=self.last.snapshot.overrides if self.last else Overrides())
         health = {}
         for region, previous in self._health.items():
@@ -260,11 +282,16 @@ class Controller:
                     failback_raw=stored.failback_raw, took_over=took_over, written_health=self._written_health,
                     last_problems=self._last_problems)
                 self._apply(plan, now, wrote, journaled)
+                if self.dns is not None:  # idempotent: an unchanged table makes no Route 53 call
+                    self.dns.offer(_written_table(plan, wrote) or stored.table)
             except (FenceRejected, NotLeader) as exc:
                 error, leading, settled = f"deposed: {exc}", False, False
                 self._log(f"DEPOSED id={self.holder} error={exc}")
             except (TemporaryError, PermanentError) as exc:
                 error = f"store: {exc}"
+                if isinstance(exc, TemporaryError):  # read, then could not write: as unreachable
+                    unreachable = str(exc)
+        self._note_store(unreachable)
         if self._leading and not leading:
             self._log(f"STANDBY id={self.holder} leader={self.leadership.state.leader}")
         self._leading = settled
@@ -273,6 +300,35 @@ class Controller:
                             error=error)
         self.last = result
         return result
+
+    def _note_store(self, error: str | None) -> None:
+        """Log when the store stops or starts answering (so an operator sees why nothing is written)."""
+        if error is not None and not self.store_error:
+            self._log(f"STORE-UNAVAILABLE id={self.holder} writing=no error={error}")
+        elif error is None and self.store_error:
+            self._log(f"STORE-BACK id={self.holder} writing={'yes' if self.leadership.is_leader else 'no (standby)'}")
+        self.store_error = error or ""
+
+    def _table_followed(self, followed: Followed) -> None:
+        if not self._leading and followed.value is not None:
+            self._log(f"FOLLOW id={self.holder} table_store_version={followed.value.version} mode={followed.mode or 'read'}")
+
+    def followed_table(self) -> Mapping[str, Any] | None:
+        """The newest routing table the follower read (None before the first read or if unreadable)."""
+        found = self.table_follower.state.value
+        try:
+            table = json.loads(found.value) if found else None
+        except ValueError:
+            return None
+        return table if isinstance(table, Mapping) else None
+
+    def store_status(self) -> dict[str, Any]:
+        """Whether the store answers and whether this controller writes, for `status`."""
+        followed = self.table_follower.state
+        writing = bool(self.last and self.last.leader and not self.store_error)
+        return {"reachable": not self.store_error, "error": self.store_error, "writing": writing,
+                "table_follow": {"mode": followed.mode, "store_version": followed.value.version if followed.value else 0,
+                                 "seen_at": followed.seen_at}}
 
     def _take_over(self, now: float, wrote: list[str], journaled: list[str]) -> None:
         state = self.leadership.state
@@ -302,6 +358,9 @@ class Controller:
 
     def run(self, *, stop: Callable[[], bool]) -> None:
         """Step every interval until stop(); an unexpected error is logged and the loop goes on."""
+        self.table_follower.start()
+        if self.dns is not None:
+            self.dns.start()
         try:
             while not stop():
                 started = self._clock()
@@ -311,6 +370,9 @@ class Controller:
                     self._log(f"STEP-FAILED id={self.holder} error={type(exc).__name__}: {exc}")
                 self._wait(max(0.0, self.settings.interval_s - (self._clock() - started)))
         finally:
+            self.table_follower.stop()
+            if self.dns is not None:
+                self.dns.stop()
             self.leadership.resign()
 
     # -- operator changes ------------------------------------------------------------------------
@@ -333,7 +395,7 @@ class Controller:
         if not reason.strip():
             raise InputError("reason", "must say why (a non-empty reason is journaled with every change)")
 
-        def try_once() -> Overrides | object:
+        def try_once() -> Overrides | Lost:
             fence = self.leadership.fence()
             current = self.store.get(OVERRIDES_KEY)
             snapshot = self.snapshot_now()
@@ -347,7 +409,7 @@ class Controller:
             self.poke()
             return new
 
-        return OVERRIDES_RETRY.run(try_once)  # type: ignore[return-value]
+        return OVERRIDES_RETRY.run(try_once)
 
     def read_table(self) -> Mapping[str, Any] | None:
         return read_stored(self.store).table

@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any, Callable, Mapping, Sequence
 
 from failover.control_store import ControlStore, Fence
-from regions.cas_retry import LOST, CasRetry
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import InputError, PermanentError
 
 GENESIS = "0" * 64
@@ -218,7 +218,7 @@ class Journal:
     def _advance_head(self, entry: JournalEntry) -> None:
         text = canonical_json({"index": entry.index, "hash": entry.hash})
 
-        def try_once() -> object:
+        def try_once() -> None | Lost:
             head, version = self._head()
             if head is not None and head.index >= entry.index:
                 return None  # a later writer already moved the head past us
@@ -230,7 +230,7 @@ class Journal:
                at: float | None = None, fence: Fence | None = None) -> JournalEntry:
         """Add an entry at the end. With `fence`, the write is refused (FenceRejected) once the
         fence's holder has lost its lease."""
-        def try_once() -> JournalEntry | object:
+        def try_once() -> JournalEntry | Lost:
             last = self._last()
             entry = make_entry(
                 index=last.index + 1 if last else 0, prev_hash=last.hash if last else GENESIS,
@@ -242,7 +242,7 @@ class Journal:
                        else self.store.put(key, entry.to_json(), cas=0))
             return entry if written else LOST
 
-        entry: JournalEntry = APPEND_RETRY.run(try_once)  # type: ignore[assignment]
+        entry = APPEND_RETRY.run(try_once)
         self._advance_head(entry)
         return entry
 

@@ -36,9 +36,7 @@ class ControllerSettings:
     """A degraded region keeps half of its fair share: warm and serving, but healthier peers take more."""
     max_utilization: float = 0.9
     """Plan regions to 90 % of their full-ranking capacity: the last 10 % is where p99 breaks."""
-    tier_costs: tuple[tuple[str, float], ...] = (
-        ("full", 1.0), ("cached", 0.2), ("segment", 0.05), ("popularity", 0.02),
-    )
+    tier_costs: tuple[tuple[str, float], ...] = tuple(zip(TIER_NAMES, (1.0, 0.2, 0.05, 0.02)))
     """CPU cost of a request per tier relative to full ranking; the capacity calibration refines these."""
     failback_stages: tuple[int, ...] = (10, 50, 100)
     """A returning region gets 10 %, then 50 %, then all of its fair share: cold caches warm up gradually."""

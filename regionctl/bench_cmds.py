@@ -1,10 +1,8 @@
 """`regionctl bench serving` and `regionctl bench saturation`: the benchmarks that calibrate and check the
-capacity model (library code in bench/serving_bench.py and bench/saturation_bench.py; docs/benchmarks.md)."""
+capacity model (the installed package `benchmarks`: serving_bench and saturation_bench; docs/benchmarks.md)."""
 from __future__ import annotations
 
 import importlib
-import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Optional
@@ -12,14 +10,11 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from regions.topology import REPO_ROOT
 
 
 def _bench(name: str) -> ModuleType:
-    """bench/<name>.py: the bench folder is not an installed package, so the repository root joins sys.path."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    return importlib.import_module(f"bench.{name}")
+    """benchmarks.<name>, imported when its command runs (it pulls in the serving stack)."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def register(app: typer.Typer) -> None:
@@ -60,11 +55,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _print(report: object, mod: ModuleType, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))  # type: ignore[attr-defined]
-        return
-    console = Console()
-    for renderable in mod.render(report):
-        console.print(renderable)
-    for line in mod.summary_lines(report):
-        console.print(line)
+    from benchmarks.printing import print_report
+
+    print_report(report, render=mod.render, summary_lines=mod.summary_lines, as_json=as_json)

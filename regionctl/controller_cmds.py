@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts.environment import calibration_path, topology_path
+from contracts.environment import calibration_path, retention_key, topology_path
 from failover.auth import TOKEN_ENV, Permission, TokenBook, tokens_path
 from regions.tokens import ensure_tokens_file
 from failover.control_api import ControlClient, parse_duration
@@ -75,6 +75,13 @@ def status_tables(doc: Mapping[str, Any]) -> list[Table]:
                         "-" if r.get("qps") is None else f"{r['qps']:.1f}", str(r.get("bundle_version") or "-"),
                         r.get("reason", ""))
     out = [regions]
+    store = doc.get("store")
+    if store and not store.get("reachable", True):  # say plainly that nothing is being written
+        down = Table(title="[red]control store unreachable: this controller writes nothing[/red]")
+        for col in ("writing", "table shown", "error"):
+            down.add_column(col, overflow="fold")
+        down.add_row("no", f"v{table.get('version', '-')} (last seen by this controller)", store.get("error", ""))
+        out.append(down)
     if doc.get("replication"):
         lag = Table(title="replication lag")
         for col in ("from", "to", "lag s", "lag events", "reported by"):
@@ -149,12 +156,17 @@ def register(app: typer.Typer) -> None:
         prober = Prober(topology=topo, timeout_s=settings.probe_timeout_s)
         from capacity.calibration import load_calibration
 
+        from failover.dns_publish import DnsPublisher, dns_settings_from_env
+
+        dns_settings = dns_settings_from_env(os.environ, topo)
         ctl = Controller(topology=topo, store=control, holder=ident, prober=prober.probe_all, settings=settings,
-                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl, calibration=load_calibration(calibration_path(os.environ)))
+                         api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl,
+                         calibration=load_calibration(calibration_path(os.environ)),
+                         dns=DnsPublisher(dns_settings, topo) if dns_settings else None)
         drills = DrillRunner(ctl, reports_dir=reports_dir(os.environ),
                              edge_url=edge_url or f"http://{host}:{topo.settings.edge_port}")
         try:
-            serve(controller=ctl, tokens=book, drills=drills, host=host, port=port)
+            serve(controller=ctl, tokens=book, drills=drills, host=host, port=port, retention_key=retention_key(os.environ))
         finally:
             prober.close()
             control.close()

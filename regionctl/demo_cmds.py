@@ -11,6 +11,7 @@ from rich.console import Console
 
 from contracts.environment import topology_path
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.topology import REPO_ROOT, default_topology_path, load_topology
 
 console = Console()
@@ -29,38 +30,39 @@ def register(app: typer.Typer) -> None:
         from chaos.report import summary_lines
         from regionctl.stack_cmds import ensure_bundle
         from regionctl.train_cmds import train
-        from replication.artifact_stores import store_from_url
-        from replication.promotion import promote_verified
-        from serving.bundle_checks import SEMANTIC_CHECKS
-        from serving.features import SCHEMA_VERSION
+        from chaos.probes import residency_audit
+        from regionctl.geo_bundles import publish_geographies
 
         started = time.monotonic()
         topo_path = topology_path(os.environ) or default_topology_path()
         topo = load_topology(topo_path)
         state = stack.default_state_dir().resolve()
         urls = stack.stack_urls(state)
-        store = store_from_url(urls.artifacts)
         if train_first:
-            console.rule("1. train and evaluate the demo bundle")
+            console.rule("1. train and evaluate one demo bundle per geography")
             out = REPO_ROOT / "var" / "bundles" / f"demo-{int(time.time())}"
-            train(size="demo", seed=7, data="synthetic", out=out, topology=topo_path)
-            version = store.publish(out)
-            promote_verified(store, version, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
-            console.print(f"published and promoted {version} to {urls.artifacts}")
+            bundles = train(size="demo", seed=7, data="synthetic", max_users=None, out=out, topology=topo_path, geo=None,
+                            tombstones=True)
+            versions = publish_geographies(urls.artifacts, topo, bundles)
+            console.print(f"published and promoted {', '.join(f'{g}: {v}' for g, v in versions.items())} to {urls.artifacts} (one store per geography)")
         else:
-            ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()},
-                          progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+            ensure_bundle(urls.artifacts, topology=topo, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.rule("2. start the local stack")
         try:
-            stack.up(topo, topology_path=topo_path, state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+            stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_path, state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
             ControlClient(f"http://{topo.settings.host}:{topo.settings.controller_port}",
                           stack.token_for(state, "viewer")).wait_until_healthy()
             console.rule("3. region-loss game day (Chaos Toolkit)")
             out_dir = REPO_ROOT / "var" / "gamedays" / f"demo-region-loss-{time.strftime('%Y%m%dT%H%M%S')}"
             report = run_gameday("region-loss", state_dir=state, topology=topo_path, load_rate=load_rate,
                                  duration_s=duration, out_dir=out_dir, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+            console.rule("4. residency audit (every region's Redis, every cell's bundle cache)")
+            residency = residency_audit({"state_dir": str(state), "topology": str(topo_path)})
+            verdict = "[green]clean[/]" if residency["clean"] else f"[red]{residency['total_findings']} violations[/] {residency['findings'][:5]}"
+            scanned = ", ".join(f"{r}: {c['keys']} keys" for r, c in sorted(residency["scanned"].items()))
+            console.print(f"residency audit: {verdict} ({scanned}); `regionctl residency audit` for the details")
         finally:
-            console.rule("4. stop the stack")
+            console.rule("5. stop the stack")
             stack.down(state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.rule("game day report")
         load, rto, rpo = report["load"], report["rto"], report["rpo"]
@@ -73,5 +75,5 @@ def register(app: typer.Typer) -> None:
             console.print(line)
         console.print(f"report: {out_dir / 'report.md'} (+ report.png, report.json, journal.json)")
         console.print(f"demo finished in {time.monotonic() - started:.0f} s")
-        if report["verdict"] != "pass":
+        if report["verdict"] != "pass" or not residency["clean"]:
             raise typer.Exit(1)

@@ -22,6 +22,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.chaos_cmds",
     "regionctl.demo_cmds",
     "regionctl.bench_cmds",
+    "regionctl.dns_cmds",
+    "regionctl.residency_cmds",
 )
 
 

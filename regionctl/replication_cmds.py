@@ -14,15 +14,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts.environment import topology_path
-from regions.errors import InputError
-from regions.topology import load_topology
+from contracts.environment import retention_key, topology_path
+from regions.errors import InputError, ShopNowError
+from regions.topology import REPO_ROOT, load_topology
 
 replication_app = typer.Typer(no_args_is_help=True, help="Interaction-log replication: status and lag (live RPO).")
 users_app = typer.Typer(no_args_is_help=True, help="User data: deletion across the user's geography.")
 retention_app = typer.Typer(no_args_is_help=True, help="Retention of identifiable interaction events.")
 
 TOPOLOGY = typer.Option(None, "--topology", help="topology.toml (default: REGIONCTL_TOPOLOGY or the repo's).")
+ARTIFACTS = typer.Option((REPO_ROOT / "var" / "artifacts").as_uri(), "--store", envvar="REGIONCTL_ARTIFACTS",
+                         help="Artifact store (file:///path or s3://bucket/prefix): whose bundles may still hold the user.")
+S3_ENDPOINT = typer.Option(None, "--s3-endpoint", envvar="REGIONCTL_S3_ENDPOINT", help="S3-compatible endpoint URL.")
 
 
 def _topology_arg(path: Optional[Path]) -> Optional[str]:
@@ -63,7 +66,7 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the pairs as JSON."),
 ) -> None:
     """Lag (events) and live RPO (seconds) of every replication pair; geographies without a copy."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.metrics import replication_status, unreplicated_geographies
 
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
@@ -100,21 +103,41 @@ def status_cmd(
 def delete_cmd(
     user_id: str = typer.Argument(..., help="Id of the user to delete, e.g. eu-123."),
     topology: Optional[Path] = TOPOLOGY,
+    artifacts: str = ARTIFACTS, s3_endpoint: Optional[str] = S3_ENDPOINT,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Delete a user's features, cached results and log entries in every region of their geography."""
+    """Delete a user's features, cached results and log entries (archive too) in every region of their
+    geography; say per region what was removed and what remains, with the deadline."""
     from replication.deletion import delete_user
-    from replication.interaction_log import connect_all
+    from replication.erasure_deadline import bundle_remains
+    from replication.geo_artifacts import current_bundle, open_geo_store
+    from replication.redis_io import connect_all
 
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
-    report = delete_user(topo, connect_all(topo), user_id, time.time())
+    report = delete_user(topo, connect_all(topo), user_id, time.time(), pseudonym_key=retention_key(os.environ))
+    try:
+        version, metrics = current_bundle(open_geo_store(artifacts, report.geography, topology=topo, endpoint_url=s3_endpoint))
+        bundle_note = bundle_remains(report.geography, version=version, bundle_metrics=metrics, deleted_at=report.deleted_at)
+    except ShopNowError as exc:
+        bundle_note = f"the {report.geography} bundle could not be checked ({exc}): treat it as holding the user until the next bundle"
+    if as_json:
+        from replication.user_erasure import region_rows
+
+        rows = region_rows(report)
+        for row in rows:
+            row["remains"] += [bundle_note] if bundle_note else []
+        typer.echo(json.dumps({"user_id": report.user_id, "geography": report.geography, "complete": report.complete,
+                               "deleted_at": report.deleted_at, "regions": rows}, indent=2))
+        raise typer.Exit(0 if report.complete else 1)
     table = Table(title=f"Deletion of {report.user_id} (geography {report.geography})")
-    for col in ("region", "tombstone", "features", "cached results", "log entries", "error"):
+    for col in ("region", "tombstone", "features", "cached results", "log entries", "remains", "error"):
         table.add_column(col)
     for r in report.regions:
         logs = ", ".join(f"{s}: {n}" for s, n in sorted(r.log_entries_removed.items())) or "0"
+        remains = list(r.remains) + ([bundle_note] if bundle_note else [])
         table.add_row(r.region, "yes" if r.tombstoned else "no", str(r.features_removed), str(r.cached_results_removed),
-                      logs, r.error or "")
-    Console().print(table)
+                      logs, "; ".join(remains) or "nothing", r.error or "")
+    Console(width=200).print(table)
     if not report.complete:
         typer.secho("Deletion incomplete: run the same command again once every region is reachable.", fg="red", err=True)
         raise typer.Exit(1)
@@ -127,15 +150,15 @@ def retention_cmd(
     max_age_days: float = typer.Option(30.0, "--max-age-days", help="Events older than this are no longer identifiable."),
 ) -> None:
     """Trim or pseudonymise identifiable events older than the retention period, in every region."""
-    from replication.interaction_log import connect_all
+    from replication.redis_io import connect_all
     from replication.retention import RetentionSettings, run_retention
 
-    key_text = os.environ.get("REGIONCTL_RETENTION_KEY", "")
+    key = retention_key(os.environ)
     settings = RetentionSettings(max_age_days=max_age_days, mode=mode)
-    if mode == "pseudonymise" and not key_text:
+    if mode == "pseudonymise" and not key:
         raise InputError("REGIONCTL_RETENTION_KEY", "pseudonymise mode needs a secret key in this environment variable")
     topo = load_topology(topology_path(os.environ, _topology_arg(topology)))
-    report = run_retention(topo, connect_all(topo), time.time(), settings=settings, key=key_text.encode() or None)
+    report = run_retention(topo, connect_all(topo), time.time(), settings=settings, key=key)
     table = Table(title=f"Retention ({report.mode}, entries before {report.cutoff_id})")
     for col in ("region", "stream", "removed", "archived"):
         table.add_column(col)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -11,36 +12,35 @@ from rich.table import Table
 
 from contracts.environment import topology_path
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.topology import default_topology_path, load_topology
 
 console = Console()
 
 
-def ensure_bundle(artifacts_url: str, *, geographies: dict[str, float], progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
-    """The store's current bundle; when there is none, train the demo bundle, publish and promote it."""
-    from replication.artifact_stores import store_from_url
+def ensure_bundle(artifacts_url: str, *, topology, progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
+    """Every geography's current bundle; for geographies without one, train the demo bundles of
+    those geographies (from their own users' events), publish and promote them."""
+    from regionctl.geo_bundles import publish_geographies, train_geographies
+    from replication.geo_artifacts import open_geo_store
     from replication.manifest import new_bundle_version
-    from replication.promotion import promote_verified
-    from serving.bundle_checks import SEMANTIC_CHECKS
-    from serving.features import SCHEMA_VERSION
     from serving.marketplace import generate_named
-    from serving.training import train_bundle
+    from serving.datasets.synthetic import SyntheticAdapter
     from regions.topology import REPO_ROOT
 
-    store = store_from_url(artifacts_url)
-    current = store.current()
-    if current is not None:
-        return current
-    progress("no bundle in the artifact store: training the demo bundle (about 20 s)")
-    dataset = generate_named("demo", seed=7, geographies=geographies)
-    now = time.time()
-    version = new_bundle_version(now)
-    result = train_bundle(dataset, out_dir=REPO_ROOT / "var" / "bundles" / version, now=now, bundle_version=version,
-                          progress=progress)
-    published = store.publish(result.bundle_dir)
-    promote_verified(store, published, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
-    progress(f"bundle {published} published and promoted")
-    return published
+    current = {g: open_geo_store(artifacts_url, g, topology=topology).current() for g in sorted(topology.geographies)}
+    missing = tuple(g for g, v in current.items() if v is None)
+    if missing:
+        progress(f"no bundle for {', '.join(missing)} in the artifact store: training the demo bundles (about 20 s)")
+        dataset = generate_named("demo", seed=7, geographies={g.name: g.peak_share for g in topology.geographies.values()})
+        now = time.time()
+        version = new_bundle_version(now)
+        results = train_geographies(dataset, topology, out_root=REPO_ROOT / "var" / "bundles" / version, now=now,
+                                    bundle_version=version, geographies=missing, seen_policy=SyntheticAdapter().seen_policy,
+                                    progress=progress)
+        current.update(publish_geographies(artifacts_url, topology, {g: r.bundle_dir for g, r in results.items()}))
+        progress(f"bundles {', '.join(f'{g}={v}' for g, v in sorted(current.items()))} published and promoted")
+    return ", ".join(f"{g}: {v}" for g, v in sorted(current.items()))
 
 
 def register(app: typer.Typer) -> None:
@@ -48,15 +48,23 @@ def register(app: typer.Typer) -> None:
     def up(
         topology: Path = typer.Option(None, help="Topology file (default: REGIONCTL_TOPOLOGY or topology.toml)."),
         state_dir: Path = typer.Option(None, help="Where the stack keeps its state (default: var/stack)."),
+        control_store: Optional[str] = typer.Option(
+            None, "--control-store", help="sqlite (the default: one file in the state dir) or etcd (a 3-member "
+                                          "etcd cluster on loopback, started with the stack); default: what the "
+                                          "state dir already uses."),
     ) -> None:
-        """Start the local stack: per region redis + cell + replicator + feature updater; controllers; edge."""
+        """Start the local stack: [etcd cluster]; per region redis + cell + replicator + feature updater; the retention worker; controllers; edge."""
+        from regions.stack_etcd import choose_store
+
         topo = load_topology(topology_path(os.environ, topology))
         state = (state_dir or stack.default_state_dir()).resolve()
+        choose_store(state, control_store)
         urls = stack.stack_urls(state)
         started = time.monotonic()
-        version = ensure_bundle(urls.artifacts, geographies={g.name: g.peak_share for g in topo.geographies.values()}, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
-        console.print(f"bundle {version}")
-        stack.up(topo, topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, urls=urls, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        version = ensure_bundle(urls.artifacts, topology=topo, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        console.print(f"bundles {version}")
+        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        console.print(f"control store {urls.control_store}")
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 

@@ -2,6 +2,7 @@
 
     python -m regionctl.worker_main replicate --region us-east [--topology FILE] [--metrics-port N]
     python -m regionctl.worker_main feature-updater --region us-east [--topology FILE] [--metrics-port N]
+    python -m regionctl.worker_main retention [--interval-s S] [--mode trim|pseudonymise] [--topology FILE] [--metrics-port N]
 
 Both run until SIGTERM or SIGINT, finishing the batch in hand. Settings come from flags, else from
 the environment (REGIONCTL_TOPOLOGY, REGIONCTL_REPLICATION_BATCH, REGIONCTL_METRICS_PORT), else
@@ -18,11 +19,12 @@ from typing import Sequence
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from regions.errors import ShopNowError
+from regions.errors import InputError, ShopNowError
 from regions.processes import LOOPBACK
+from contracts.environment import parse_value, retention_key
 from contracts.environment import topology_path as env_topology_path
 from regions.topology import load_topology
-from replication.interaction_log import connect, connect_all
+from replication.redis_io import connect, connect_all
 from replication.metrics import ReplicationMetrics
 from replication.replicating import Replicator, ReplicatorSettings
 
@@ -32,9 +34,9 @@ def _env_int(name: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+        return int(parse_value(name, raw, 0))
+    except InputError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--topology", default=None, help="topology file (default: REGIONCTL_TOPOLOGY or topology.toml)")
         p.add_argument("--batch", type=int, default=None, help="entries per batch (default: REGIONCTL_REPLICATION_BATCH or 500)")
         p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    r = sub.add_parser("retention")
+    r.add_argument("--topology", default=None, help="topology file (default: REGIONCTL_TOPOLOGY or topology.toml)")
+    r.add_argument("--interval-s", type=float, default=None, help="seconds between runs (default: REGIONCTL_RETENTION_INTERVAL_S or 3600)")
+    r.add_argument("--mode", default=None, help="trim or pseudonymise (default: REGIONCTL_RETENTION_MODE or trim)")
+    r.add_argument("--artifacts", default=None, help="artifact store, for the erasure deadline (default: REGIONCTL_ARTIFACTS)")
+    r.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
     return parser
 
 
@@ -90,11 +98,37 @@ def run_feature_updater(region: str, *, topology_path: str | None, batch: int | 
     updater.run(stop)
 
 
+def run_retention_worker(args: argparse.Namespace, *, metrics_port: int | None, stop: _StopFlag) -> None:
+    from replication.retention import RetentionSettings
+    from replication.retention_worker import RetentionWorker, RetentionWorkerSettings
+
+    topology = load_topology(env_topology_path(os.environ, args.topology))
+    interval = args.interval_s if args.interval_s is not None else float(os.environ.get("REGIONCTL_RETENTION_INTERVAL_S") or 3600.0)
+    mode = args.mode or os.environ.get("REGIONCTL_RETENTION_MODE") or "trim"
+    registry = CollectorRegistry()
+    worker = RetentionWorker(topology=topology, clients=connect_all(topology),
+                             artifacts_url=args.artifacts or os.environ.get("REGIONCTL_ARTIFACTS") or None,
+                             retention=RetentionSettings(mode=mode), settings=RetentionWorkerSettings(interval_s=interval),
+                             key=retention_key(os.environ), registry=registry)
+    if metrics_port:
+        start_http_server(metrics_port, addr=LOOPBACK, registry=registry)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print(f"retention worker: {mode} every {interval:g} s over {', '.join(sorted(topology.regions))}", flush=True)
+    worker.run(stop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     stop = _StopFlag()
     signal.signal(signal.SIGTERM, stop.set)
     signal.signal(signal.SIGINT, stop.set)
+    if args.command == "retention":
+        try:
+            run_retention_worker(args, metrics_port=args.metrics_port or _env_int("REGIONCTL_METRICS_PORT"), stop=stop)
+        except ShopNowError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        return 0
     batch = args.batch or _env_int("REGIONCTL_REPLICATION_BATCH")
     metrics_port = args.metrics_port or _env_int("REGIONCTL_METRICS_PORT")
     runner = run_replicator if args.command == "replicate" else run_feature_updater

@@ -11,7 +11,7 @@ raises propagates at once: only a lost race is retried. After `attempts` lost ra
 `min(max_backoff_s, backoff_s * multiplier**(k-1))` (0 when backoff_s is 0).
 
 Every CAS loop in the tree (the controller's overrides, the journal's append and head, chaos's
-partitions, the S3 pointer, Consul's unconditional delete) runs under a policy of this shape.
+partitions, the S3 pointer, Consul's unconditional delete, the tombstone-checked event append) runs under a policy of this shape.
 """
 from __future__ import annotations
 
@@ -24,15 +24,15 @@ from regions.errors import InputError
 T = TypeVar("T")
 
 
-class _Lost:
+class Lost:
     __slots__ = ()
 
     def __repr__(self) -> str:
         return "LOST"
 
 
-LOST: Final = _Lost()
-"""What one try returns when its compare-and-set lost the race."""
+LOST: Final = Lost()
+"""What one try returns when its compare-and-set lost the race (the one value of `Lost`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,12 +60,12 @@ class CasRetry:
             return 0.0
         return min(self.max_backoff_s, self.backoff_s * self.multiplier ** (attempt - 2))
 
-    def run(self, try_once: Callable[[], T | _Lost]) -> T:
+    def run(self, try_once: Callable[[], T | Lost]) -> T:
         for attempt in range(1, self.attempts + 1):
             wait = self.wait_before(attempt)
             if wait:
                 self.sleep(wait)
             result = try_once()
-            if result is not LOST:
-                return result  # type: ignore[return-value]
+            if not isinstance(result, Lost):
+                return result
         raise self.exhausted(self.attempts)

@@ -34,6 +34,16 @@ def item_features(item_id: str) -> str:
     return f"if:{item_id}"
 
 
+def seen_items(user_id: str) -> str:
+    """Sorted set "<event type>:<item_id>" -> ts of the latest such event: the user's compact seen set
+    (serving.seen_items), trimmed to the newest SEEN_ITEMS_CAP members. Personal data."""
+    return f"seen:{user_id}"
+
+
+SEEN_ITEMS_CAP = 2000
+"""Members kept per user in seen_items(user): months of purchases, bounded memory."""
+
+
 def cached_result(user_id: str) -> str:
     """The user's last full-ranking slate (JSON string with a TTL)."""
     return f"cache:{user_id}"

@@ -1,7 +1,10 @@
 """The local multi-region stack: which processes run, started and stopped by PID.
 
-`up` starts, per region, a redis-server (AOF on), the cell (HTTP + gRPC), the replicator and the
-feature updater; then the controllers (leader + standby) and the edge. Every process is recorded in
+`up(specs, ...)` starts the processes it is handed, in order (regionctl.stack_specs says which:
+with `--control-store etcd` first a 3-member etcd cluster (regions/stack_etcd.py), which then holds
+the control state; per region a redis-server, the cell, the replicator and the feature updater;
+the retention worker;
+then the controllers and the edge); this ground floor names no program of its own. Every process is recorded in
 <state_dir>/stack.json with its PID and command line; `down` stops exactly those PIDs (checking that
 the PID still runs the recorded command, so a recycled PID is never signalled) and nothing else.
 """
@@ -10,15 +13,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from regions.errors import InputError, TemporaryError
 from regions.tokens import TOKENS_FILE, ensure_tokens_file, read_roles
-from regions.processes import port_open, redis_argv, wait_until
+from regions.processes import port_open, wait_until
 from regions.topology import REPO_ROOT, Topology
 
 STACK_FILE = "stack.json"
@@ -49,7 +51,7 @@ class ProcessSpec:
 
     name: str
     kind: str
-    """redis | cell | replicator | feature-updater | controller | edge"""
+    """etcd | redis | cell | replicator | feature-updater | retention | controller | edge"""
     argv: tuple[str, ...]
     region: str = ""
     port: int = 0
@@ -91,47 +93,6 @@ class StackState:
         tmp.write_text(json.dumps({"topology_path": self.topology_path,
                                    "processes": [asdict(p) for p in self.processes.values()]}, indent=2))
         tmp.replace(state_dir / STACK_FILE)
-
-
-def _py(module: str, *args: str) -> tuple[str, ...]:
-    return (sys.executable, "-m", module, *args)
-
-
-def process_specs(topology: Topology, *, state_dir: Path, artifacts_url: str, control_store_url: str) -> list[ProcessSpec]:
-    """Everything `up` starts, in start order."""
-    host = topology.settings.host
-    specs: list[ProcessSpec] = []
-    for region in topology.regions.values():
-        data = state_dir / "redis" / region.name
-        specs.append(ProcessSpec(
-            name=f"redis-{region.name}", kind="redis", region=region.name, port=region.redis_port,
-            argv=tuple(redis_argv(port=region.redis_port, data_dir=data, host=host)),
-        ))
-    for region in topology.regions.values():
-        specs.append(ProcessSpec(
-            name=f"cell-{region.name}", kind="cell", region=region.name, port=region.http_port,
-            argv=_py("regionctl.main", "cell", "--region", region.name, "--artifacts", artifacts_url),
-        ))
-        specs.append(ProcessSpec(
-            name=f"replicator-{region.name}", kind="replicator", region=region.name,
-            argv=_py("regionctl.worker_main", "replicate", "--region", region.name),
-        ))
-        specs.append(ProcessSpec(
-            name=f"feature-updater-{region.name}", kind="feature-updater", region=region.name,
-            argv=_py("regionctl.worker_main", "feature-updater", "--region", region.name),
-        ))
-    for ident in ("a", "b"):
-        port = topology.settings.controller_port if ident == "a" else 0
-        specs.append(ProcessSpec(
-            name=f"controller-{ident}", kind="controller", port=port,
-            argv=_py("regionctl.main", "controller", "--id", f"controller-{ident}", "--store", control_store_url,
-                     *(("--api-port", str(topology.settings.controller_port)) if ident == "a" else ("--api-port", "0"))),
-        ))
-    specs.append(ProcessSpec(
-        name="edge", kind="edge", port=topology.settings.edge_port,
-        argv=_py("regionctl.main", "edge", "--store", control_store_url),
-    ))
-    return specs
 
 
 def _proc_start(pid: int) -> int | None:
@@ -243,21 +204,26 @@ def stack_urls(state_dir: Path) -> StackUrls:
     var/artifacts with `regionctl train`/`artifacts`; any other state dir keeps its own."""
     root = state_dir.resolve()
     artifacts = REPO_ROOT / "var" / "artifacts" if root == default_state_dir().resolve() else root / "artifacts"
-    return StackUrls(artifacts=f"file://{artifacts}", control_store=f"sqlite:///{root / 'control.db'}")
+    from regions.stack_etcd import control_store_url, load_members
+
+    members = load_members(root)
+    control = control_store_url(members) if members else f"sqlite:///{root / 'control.db'}"
+    return StackUrls(artifacts=f"file://{artifacts}", control_store=control)
 
 
 def up(
-    topology: Topology, *, topology_path: Path, state_dir: Path, urls: StackUrls, progress: ProgressFn = lambda _m: None,
+    specs: Sequence[ProcessSpec], *, topology_path: Path, state_dir: Path, progress: ProgressFn = lambda _m: None,
     ready_timeout_s: float = 60.0, kinds: Iterable[str] | None = None,
 ) -> StackState:
-    """Start every process of the stack that is not already running; wait until each is ready."""
+    """Start every process of `specs` (in order; the caller says what runs, e.g.
+    regionctl.stack_specs) that is not already running; wait until each is ready."""
     state = StackState.load(state_dir)
     state.topology_path = str(topology_path.resolve())
     ensure_tokens(state_dir)
     wanted = set(kinds) if kinds is not None else None
-    specs = process_specs(topology, state_dir=state_dir, artifacts_url=urls.artifacts, control_store_url=urls.control_store)
     env = _env(state.topology_path, state_dir)
     started: list[RunningProcess] = []
+    etcd_healthy = False
     try:
         for spec in specs:
             if wanted is not None and spec.kind not in wanted:
@@ -268,6 +234,8 @@ def up(
             if spec.port and port_open(spec.port):
                 raise InputError("port", f"{spec.name} needs port {spec.port}, which something else already uses; "
                                  "stop it or change topology.toml")
+            if spec.kind != "etcd" and not etcd_healthy and any(p.kind == "etcd" for p in started):
+                etcd_healthy = _wait_etcd_healthy(state_dir, timeout=ready_timeout_s)
             if spec.kind in ("controller", "edge"):
                 for earlier in started:  # controllers judge cells: start them once every cell answers
                     wait_ready(earlier, timeout=ready_timeout_s)
@@ -276,14 +244,27 @@ def up(
             state.save(state_dir)
             started.append(proc)
             progress(f"started {spec.name} (pid {proc.pid})")
-            if spec.kind in ("redis", "controller", "edge"):
+            if spec.kind in ("etcd", "redis", "controller", "edge"):
                 wait_ready(proc, timeout=ready_timeout_s)
         for proc in started:
             wait_ready(proc, timeout=ready_timeout_s)
+        if not etcd_healthy and any(p.kind == "etcd" for p in started):
+            _wait_etcd_healthy(state_dir, timeout=ready_timeout_s)
     except Exception:
         state.save(state_dir)
         raise
     return state
+
+
+def _wait_etcd_healthy(state_dir: Path, *, timeout: float) -> bool:
+    """Once the etcd members run, wait until each answers healthy (the cluster has a leader)."""
+    from regions.etcd_cluster import member_healthy
+    from regions.stack_etcd import load_members
+
+    for member in load_members(state_dir) or ():
+        wait_until(lambda m=member: member_healthy(m), timeout=timeout, interval=0.1,  # type: ignore[misc]
+                   what=f"etcd member {member.name} healthy")
+    return True
 
 
 def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
@@ -299,7 +280,7 @@ def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
 def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
     """Stop exactly the processes `up` recorded, edge first and Redis last."""
     state = StackState.load(state_dir)
-    order = ["edge", "controller", "cell", "replicator", "feature-updater", "redis"]
+    order = ["edge", "controller", "cell", "replicator", "feature-updater", "retention", "redis", "etcd"]
     stopped: list[str] = []
     for kind in order:
         names = stop_processes([p for p in state.processes.values() if p.kind == kind])
@@ -332,7 +313,7 @@ def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), r
     state = StackState.load(state_dir)
     chosen = select(state, names=names, region=region, kinds=kinds)
     env = _env(state.topology_path, state_dir)
-    order = {"redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5}
+    order = {"etcd": -1, "redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5}
     restarted = []
     for old in sorted(chosen, key=lambda p: order.get(p.kind, 9)):
         if is_running(old):

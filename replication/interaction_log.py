@@ -26,46 +26,20 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from regions import redis_keys
 from regions.errors import InputError, TemporaryError
 from regions.geo import home_geography_of, may_hold_personal_data
 from regions.topology import Topology
 from contracts.events import EVENT_WEIGHTS, MAX_BATCH, Event, parse_event
+from regions.cas_retry import LOST, CasRetry, Lost
+from replication.redis_io import Redis, RedisError, ResponseError, WatchError, text
+from replication.tombstones import first_deleted
 
+TOMBSTONE_WATCH_ATTEMPTS = 5
+"""Deletions are rare (a handful a minute at most); losing the WATCH race five times in a row means
+something is rewriting the tombstone hash in a loop: the caller retries later."""
 
-@dataclass(frozen=True)
-class ClientSettings:
-    """How the log's adapters talk to a region's Redis."""
-
-    connect_timeout_s: float = 1.0
-    """Loopback connects take microseconds; a second means the server is down."""
-    socket_timeout_s: float = 5.0
-    """Longer than any XREAD BLOCK we issue (<= 1 s), short enough to notice a hung server."""
-    retries: int = 1
-    """One quick retry rides over a dropped connection; longer outages are the callers' loops' business."""
-
-
-def connect(topology: Topology, region: str, *, settings: ClientSettings = ClientSettings()) -> redis.Redis:
-    """A client (bytes replies) for `region`'s Redis on the topology's loopback host."""
-    port = topology.region(region).redis_port
-    return redis.Redis(
-        host=topology.settings.host, port=port, socket_connect_timeout=settings.connect_timeout_s,
-        socket_timeout=settings.socket_timeout_s,
-        retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), settings.retries),
-    )
-
-
-def connect_all(topology: Topology, *, settings: ClientSettings = ClientSettings()) -> dict[str, redis.Redis]:
-    """One client per region of the topology."""
-    return {name: connect(topology, name, settings=settings) for name in topology.regions}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def require_resident(topology: Topology, *, region: str, event: Event) -> None:
@@ -85,11 +59,12 @@ def require_resident(topology: Topology, *, region: str, event: Event) -> None:
         )
 
 
-def append_events(client: redis.Redis, events: Sequence[Event], *, topology: Topology, region: str) -> list[str]:
+def append_events(client: Redis, events: Sequence[Event], *, topology: Topology, region: str) -> list[str]:
     """Append a batch to the region's log; return the stream ids (the acknowledgement).
 
-    Refuses the whole batch (InputError, nothing written) when it is larger than MAX_BATCH or an
-    event's user lives in another geography. Raises TemporaryError when Redis is unavailable.
+    Refuses the whole batch (InputError, nothing written) when it is larger than MAX_BATCH, an
+    event's user lives in another geography, or an event's user is tombstoned (UserDeleted, checked
+    atomically with the append). Raises TemporaryError when Redis is unavailable.
     """
     if len(events) > MAX_BATCH:
         raise InputError("events", f"at most {MAX_BATCH} events per batch, got {len(events)}; split the batch")
@@ -97,14 +72,30 @@ def append_events(client: redis.Redis, events: Sequence[Event], *, topology: Top
         require_resident(topology, region=region, event=event)
     if not events:
         return []
-    try:
-        with client.pipeline(transaction=True) as pipe:
+    users = [e.user_id for e in events]
+
+    def try_once(pipe: Any) -> list[Any] | Lost:
+        """WATCH the tombstones, check, append: a deletion between the check and the XADD aborts the EXEC."""
+        try:
+            pipe.watch(redis_keys.TOMBSTONES)
+            deleted = first_deleted(users, pipe.hmget(redis_keys.TOMBSTONES, users))
+            if deleted is not None:
+                raise deleted
+            pipe.multi()
             for event in events:
                 pipe.xadd(redis_keys.EVENT_LOG, event.to_fields())  # type: ignore[arg-type]
-            ids = pipe.execute()
-    except redis.RedisError as exc:
+            return pipe.execute()
+        except WatchError:
+            return LOST
+
+    retry = CasRetry(attempts=TOMBSTONE_WATCH_ATTEMPTS, exhausted=lambda n: TemporaryError(
+        f"region {region!r}: {n} deletions changed {redis_keys.TOMBSTONES} while appending; retry the batch", delay=0.1))
+    try:
+        with client.pipeline(transaction=True) as pipe:
+            ids = retry.run(lambda: try_once(pipe))
+    except RedisError as exc:
         raise TemporaryError(f"region {region!r}: could not append to {redis_keys.EVENT_LOG}: {exc}", delay=0.5) from exc
-    return [_text(i) for i in ids]
+    return [text(i) for i in ids]
 
 
 @dataclass(frozen=True)
@@ -156,43 +147,43 @@ class LogEntry:
 
 
 def read_events(
-    client: redis.Redis, *, topology: Topology, region: str, stream: str = redis_keys.EVENT_LOG,
+    client: Redis, *, topology: Topology, region: str, stream: str = redis_keys.EVENT_LOG,
     after: str = "0-0", count: int = MAX_BATCH,
 ) -> list[LogEntry]:
     """Up to `count` entries of `stream` with ids greater than `after`, decoded."""
     try:
         raw = client.xrange(stream, min=f"({after}" if after != "0-0" else "-", count=count)
-    except redis.RedisError as exc:
+    except RedisError as exc:
         raise TemporaryError(f"region {region!r}: could not read {stream}: {exc}", delay=0.5) from exc
     out: list[LogEntry] = []
     for entry_id, fields in raw:
         try:
-            out.append(LogEntry(entry_id=_text(entry_id), event=decode_entry(fields, topology=topology, region=region)))
+            out.append(LogEntry(entry_id=text(entry_id), event=decode_entry(fields, topology=topology, region=region)))
         except InputError as exc:
-            out.append(LogEntry(entry_id=_text(entry_id), event=None, error=str(exc)))
+            out.append(LogEntry(entry_id=text(entry_id), event=None, error=str(exc)))
     return out
 
 
 def dead_letter_fields(*, stream: str, entry_id: str, fields: Mapping[Any, Any], reason: str, consumer: str) -> dict[str, str]:
     """The `log:dead` entry for a poison event: where it was, who gave up on it, why, and the raw fields."""
-    raw = ";".join(f"{_text(k)}={_text(v)}" for k, v in fields.items())
+    raw = ";".join(f"{text(k)}={text(v)}" for k, v in fields.items())
     return {"stream": stream, "entry_id": entry_id, "consumer": consumer, "reason": reason, "raw": raw[:4096]}
 
 
-def stream_last_id(client: redis.Redis, stream: str) -> str:
+def stream_last_id(client: Redis, stream: str) -> str:
     """The stream's last generated id ('0-0' when the stream does not exist).
 
     Unlike the id of the last entry, this never moves back when entries are deleted or trimmed.
     """
     try:
         info = client.xinfo_stream(stream)
-    except redis.ResponseError as exc:
+    except ResponseError as exc:
         if "no such key" in str(exc).lower():
             return "0-0"
         raise TemporaryError(f"could not read {stream}: {exc}") from exc
-    except redis.RedisError as exc:
+    except RedisError as exc:
         raise TemporaryError(f"could not read {stream}: {exc}", delay=0.5) from exc
-    return _text(info["last-generated-id"])
+    return text(info["last-generated-id"])
 
 
 _READ_SCRIPT = """
@@ -234,7 +225,7 @@ class StreamReader:
     not UTF-8 (poison) makes the JSON unreadable: that batch is read again the ordinary way.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Redis) -> None:
         self.client = client
         self._script = client.register_script(_READ_SCRIPT)
 

@@ -10,9 +10,8 @@ in another region, so its RPO under the loss of that region is unbounded
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
-import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from regions import redis_keys
@@ -21,6 +20,7 @@ from regions.geo import replication_peers
 from regions.topology import Topology
 from replication.interaction_log import stream_last_id
 from replication.lag import PairLag, PairStatus, StreamId, pair_lag, parse_stream_id
+from replication.redis_io import Redis, RedisError, text
 
 PENDING_COUNT_CAP = 1000
 """Pending entries are counted up to this many (one bounded XRANGE); beyond it the count is a lower bound."""
@@ -58,12 +58,9 @@ class ReplicationMetrics:
                 self.lag_seconds.labels(source=pair.source, destination=pair.destination).set(pair.lag_seconds)
                 self.lag_events.labels(source=pair.source, destination=pair.destination).set(pair.lag_events)
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 def stream_lag(
-    client: redis.Redis, *, stream: str, position: StreamId, now: float, cap: int = PENDING_COUNT_CAP,
+    client: Redis, *, stream: str, position: StreamId, now: float, cap: int = PENDING_COUNT_CAP,
 ) -> tuple[str, PairLag]:
     """Lag of a consumer at `position` of `stream` (in `client`): (the stream's last id, the lag)."""
     last = stream_last_id(client, stream)
@@ -73,15 +70,15 @@ def stream_lag(
                               pending_count=0, count_cap=cap, now=now)
     try:
         pending = client.xrange(stream, min=f"({position}", count=cap)
-    except redis.RedisError as exc:
+    except RedisError as exc:
         raise TemporaryError(f"could not read {stream}: {exc}", delay=0.5) from exc
-    first = parse_stream_id(_text(pending[0][0])) if pending else None
+    first = parse_stream_id(text(pending[0][0])) if pending else None
     return last, pair_lag(source_last=source_last, destination_position=position, first_pending=first,
                           pending_count=len(pending), count_cap=cap, now=now)
 
 
 def collect_pairs(
-    topology: Topology, clients: Mapping[str, redis.Redis], *, sources: Iterable[str], now: float,
+    topology: Topology, clients: Mapping[str, Redis], *, sources: Iterable[str], now: float,
     cap: int = PENDING_COUNT_CAP,
 ) -> list[PairStatus]:
     """PairStatus of every (source, same-geography peer) pair for the given sources."""
@@ -93,7 +90,7 @@ def collect_pairs(
             src_last: str | None = None
             try:
                 dest_last = stream_last_id(clients[destination], redis_keys.replica_log(source))
-            except (TemporaryError, redis.RedisError) as exc:
+            except (TemporaryError, RedisError) as exc:
                 out.append(PairStatus(source=source, destination=destination, geography=geography, source_last_id=None,
                                       destination_last_id=None, lag_seconds=None, lag_events=None,
                                       error=f"destination {destination} unreachable: {exc}"))
@@ -101,7 +98,7 @@ def collect_pairs(
             try:
                 src_last, lag = stream_lag(clients[source], stream=redis_keys.EVENT_LOG,
                                            position=parse_stream_id(dest_last), now=now, cap=cap)
-            except (TemporaryError, redis.RedisError) as exc:
+            except (TemporaryError, RedisError) as exc:
                 out.append(PairStatus(source=source, destination=destination, geography=geography, source_last_id=None,
                                       destination_last_id=dest_last, lag_seconds=None, lag_events=None,
                                       error=f"source {source} unreachable: {exc}"))
@@ -112,7 +109,7 @@ def collect_pairs(
     return out
 
 
-def replication_status(topology: Topology, clients: Mapping[str, redis.Redis], now: float) -> list[PairStatus]:
+def replication_status(topology: Topology, clients: Mapping[str, Redis], now: float) -> list[PairStatus]:
     """Every replication pair of the topology, with its live RPO (seconds) and lag (events)."""
     return collect_pairs(topology, clients, sources=sorted(topology.regions), now=now)
 

@@ -40,7 +40,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import redis
 
 from regions import redis_keys
 from regions.errors import InputError, TemporaryError
@@ -50,6 +49,7 @@ from contracts.events import EVENT_WEIGHTS, Event
 from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry, stream_last_id
 from replication.lag import StreamId, parse_stream_id
 from replication.metrics import ReplicationMetrics, collect_pairs
+from replication.redis_io import Redis, RedisError, text
 
 _log = logging.getLogger(__name__)
 
@@ -168,15 +168,12 @@ class _Target:
 _Entry = tuple[StreamId, str, dict[str, str]]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 class Replicator:
     """Copies `source`'s log to its peers, one bounded batch per `step()`."""
 
     def __init__(
-        self, *, topology: Topology, source: str, clients: Mapping[str, redis.Redis],
+        self, *, topology: Topology, source: str, clients: Mapping[str, Redis],
         settings: ReplicatorSettings = ReplicatorSettings(), metrics: ReplicationMetrics | None = None,
         clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -207,9 +204,9 @@ class Replicator:
             if target.copy:
                 target.position = parse_stream_id(stream_last_id(client, redis_keys.replica_log(self.source)))
             raw = client.get(popularity_checkpoint(self.source))
-            target.popularity_position = _text(raw) if raw is not None else "0-0"
+            target.popularity_position = text(raw) if raw is not None else "0-0"
             return True
-        except (TemporaryError, redis.RedisError):
+        except (TemporaryError, RedisError):
             self._down(target, now)
             return False
 
@@ -237,13 +234,13 @@ class Replicator:
         start = str(min(starts))
         try:
             batch = self._reader.read(redis_keys.EVENT_LOG, after=start, count=self.settings.batch_size, tombstones=True)
-        except redis.RedisError as exc:
+        except RedisError as exc:
             raise TemporaryError(f"source region {self.source!r} unreachable: {exc}", delay=self.settings.retry_s) from exc
         if not batch.entries:
             self._flush_all(live, force=True)
             try:
                 self._reader.wait({redis_keys.EVENT_LOG: start}, block_ms=self.settings.block_ms)
-            except redis.RedisError as exc:
+            except RedisError as exc:
                 raise TemporaryError(f"source region {self.source!r} unreachable: {exc}", delay=self.settings.retry_s) from exc
             return result
         entries = [(parse_stream_id(i), i, f) for i, f in batch.entries]
@@ -259,7 +256,7 @@ class Replicator:
                     result.copied[target.region] = copied
                     result.skipped_tombstoned += skipped
                 self._add_popularity(target, entries, good)
-            except redis.RedisError:
+            except RedisError:
                 self._down(target, self._clock())
                 result.unreachable.append(target.region)
         self._flush_all(live, force=False)
@@ -273,7 +270,7 @@ class Replicator:
             try:
                 self._flush_popularity(target)
                 target.flush_at = now + self.settings.popularity_flush_s
-            except redis.RedisError:
+            except RedisError:
                 self._down(target, now)
 
     def _classify(self, entries: list[_Entry]) -> tuple[dict[str, Event], dict[str, str]]:
@@ -302,7 +299,7 @@ class Replicator:
                         if self.metrics:
                             self.metrics.dead_letters.labels(region=self.source, consumer="replicator").inc()
                 pipe.execute()
-        except redis.RedisError as exc:
+        except RedisError as exc:
             raise TemporaryError(f"source region {self.source!r} unreachable: {exc}", delay=self.settings.retry_s) from exc
 
     def _copy_to(self, target: _Target, entries: list[_Entry], good: Mapping[str, Event], tombstoned: frozenset[str]) -> tuple[int, int]:
@@ -326,7 +323,7 @@ class Replicator:
         added, skipped_there, new_last = self._copy[target.region](
             keys=[redis_keys.replica_log(self.source), redis_keys.TOMBSTONES], args=[str(last), json.dumps(payload)],
             client=self._clients[target.region])
-        target.position = parse_stream_id(_text(new_last))
+        target.position = parse_stream_id(text(new_last))
         if self.metrics and added:
             self.metrics.replicated.labels(source=self.source, destination=target.region).inc(int(added))
         return int(added), skipped + int(skipped_there)
@@ -355,7 +352,7 @@ class Replicator:
             args=[target.popularity_position, str(target.pending_upto),
                   json.dumps({k: repr(v) for k, v in target.pending.items()})],
             client=self._clients[target.region])
-        target.popularity_position = _text(current)
+        target.popularity_position = text(current)
         target.pending = {}
         target.pending_upto = None
 

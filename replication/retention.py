@@ -23,12 +23,12 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-import redis
 
 from regions import redis_keys
 from regions.errors import InputError
 from regions.topology import Topology
 from replication.lag import StreamId, stream_id_for_time
+from replication.redis_io import Redis, RedisError, text
 
 ARCHIVE_LOG = "log:archive"
 """Pseudonymised events past retention (stream; auto ids, the original id in field `source_id`)."""
@@ -96,11 +96,8 @@ class RetentionReport:
         return sum(s.removed for s in self.streams)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
-
-def _archive_stream(client: redis.Redis, stream: str, *, cutoff: StreamId, key: bytes, chunk: int) -> int:
+def _archive_stream(client: Redis, stream: str, *, cutoff: StreamId, key: bytes, chunk: int) -> int:
     moved = 0
     while True:
         entries = client.xrange(stream, min="-", max=f"({cutoff}", count=chunk)
@@ -109,14 +106,14 @@ def _archive_stream(client: redis.Redis, stream: str, *, cutoff: StreamId, key: 
         with client.pipeline(transaction=True) as pipe:
             for entry_id, fields in entries:
                 pipe.xadd(ARCHIVE_LOG, pseudonymise_fields(  # type: ignore[arg-type]
-                    fields, key=key, source_stream=stream, source_id=_text(entry_id)))
+                    fields, key=key, source_stream=stream, source_id=text(entry_id)))
             pipe.xdel(stream, *[entry_id for entry_id, _ in entries])
             pipe.execute()
         moved += len(entries)
 
 
 def run_retention(
-    topology: Topology, clients: Mapping[str, redis.Redis], now: float, *,
+    topology: Topology, clients: Mapping[str, Redis], now: float, *,
     settings: RetentionSettings = RetentionSettings(), key: bytes | None = None,
 ) -> RetentionReport:
     """Apply retention in every region; a region that cannot be reached is reported, not fatal."""
@@ -128,7 +125,7 @@ def run_retention(
     for region in sorted(topology.regions):
         client = clients[region]
         try:
-            replicas = sorted(_text(k) for k in client.scan_iter(match=redis_keys.replica_log("*"), count=1000))
+            replicas = sorted(text(k) for k in client.scan_iter(match=redis_keys.replica_log("*"), count=1000))
             for stream in [redis_keys.EVENT_LOG, *replicas]:
                 if settings.mode == "pseudonymise":
                     assert key is not None
@@ -138,6 +135,6 @@ def run_retention(
                     results.append(StreamRetention(region=region, stream=stream, removed=int(client.xtrim(stream, minid=str(cutoff), approximate=False))))
             results.append(StreamRetention(region=region, stream=redis_keys.DEAD_LETTER,
                                            removed=int(client.xtrim(redis_keys.DEAD_LETTER, minid=str(cutoff), approximate=False))))
-        except redis.RedisError as exc:
+        except RedisError as exc:
             errors.append(f"region {region}: retention not applied: {exc}; run it again when the region is back")
     return RetentionReport(cutoff_id=str(cutoff), mode=settings.mode, streams=tuple(results), errors=tuple(errors))

@@ -28,7 +28,7 @@ from botocore.exceptions import (
     NoCredentialsError, ReadTimeoutError,
 )
 
-from regions.cas_retry import LOST, CasRetry
+from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import PermanentError, TemporaryError
 from replication.artifact_store import BundleInfo, PointerState, UnknownBundle, install_tree, partial_dir
 from replication.manifest import MANIFEST_NAME, Manifest
@@ -265,7 +265,7 @@ class S3ArtifactStore:
 
     def _update_pointer(self, change: Callable[[PointerState], PointerState]) -> PointerState:
         """Read, change, write with If-Match/If-None-Match: a concurrent writer makes us re-read."""
-        def try_once() -> PointerState | object:
+        def try_once() -> PointerState | Lost:
             state, etag = self._pointer()
             new = change(state)
             condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
@@ -283,7 +283,7 @@ class S3ArtifactStore:
                           exhausted=lambda n: TemporaryError(
                               f"another promote or rollback changed the pointer {n} times while this one ran; retry",
                               delay=1.0))
-        return policy.run(try_once)  # type: ignore[return-value]
+        return policy.run(try_once)
 
     def promote(self, version: str) -> None:
         """Low level: move the pointer. Use promotion.promote_verified, which verifies first."""

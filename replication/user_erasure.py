@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from regions.errors import InputError
 from regions.topology import Topology
 from replication.deletion import DeletionReport, delete_user
-from replication.interaction_log import connect_all
+from replication.redis_io import connect_all
 
 Record = Callable[[str, Mapping[str, Any]], None]
 """record(reason, inputs): where the erasure is written down (the decision journal)."""
@@ -21,20 +21,22 @@ Record = Callable[[str, Mapping[str, Any]], None]
 def region_rows(report: DeletionReport) -> list[dict[str, Any]]:
     return [{"region": r.region, "tombstoned": r.tombstoned, "features_removed": r.features_removed,
              "cached_results_removed": r.cached_results_removed, "log_entries_removed": dict(r.log_entries_removed),
-             "error": r.error} for r in report.regions]
+             "error": r.error, "remains": list(r.remains)} for r in report.regions]
 
 
-def erase_user(topology: Topology, user_id: str, *, now: float, reason: str, record: Record) -> dict[str, Any]:
+def erase_user(topology: Topology, user_id: str, *, now: float, reason: str, record: Record,
+               pseudonym_key: bytes | None = None) -> dict[str, Any]:
     """Delete `user_id`'s personal data in every region of their geography, record it, and return
-    the answer ({user_id, geography, complete, deleted_at, regions}). InputError (nothing done)
-    for an empty reason or user id."""
+    the answer ({user_id, geography, complete, deleted_at, regions}). `pseudonym_key`: the
+    retention key, so the user's `log:archive` entries go too (without it they are reported under
+    `remains`). InputError (nothing done) for an empty reason or user id."""
     if not reason.strip():
         raise InputError("reason", "must say why (a non-empty reason is journaled with every change)")
     if not user_id.strip():
         raise InputError("user_id", "must not be empty")
     clients = connect_all(topology)
     try:
-        report = delete_user(topology, clients, user_id, now)
+        report = delete_user(topology, clients, user_id, now, pseudonym_key=pseudonym_key)
     finally:
         for client in clients.values():
             client.close()

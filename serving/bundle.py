@@ -20,16 +20,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from regions.errors import PermanentError
+from regions.errors import InputError, PermanentError
 from serving import indexing
 from serving.features import (
     SRC_ANN, SRC_CATEGORY, SRC_COPURCHASE, SRC_POPULAR, SRC_RECENT, SRC_SEGMENT,
     ANN_MISSING_RANK, Candidates, ItemTable, LiveItems, build_features,
 )
+from serving.seen_items import SeenPolicies, excluded
 from serving.user_state import UserState
 
 BUNDLE_FILES = ("items.json", "item_embeddings.npy", "users.json", "user_embeddings.npy", "faiss.index",
-                "ranker.txt", "feature_schema.json", "segments.json", "popularity.json", "copurchase.json", "golden.json")
+                "ranker.txt", "feature_schema.json", "segments.json", "popularity.json", "copurchase.json", "golden.json",
+                "seen_policy.json", "feature_stats.json")
 SEGMENT_ATTRS = ("geo", "device", "price_band")
 """A segment key is these attributes joined by '|'; coarser keys are the geography alone, then 'all'."""
 
@@ -92,6 +94,14 @@ class LoadedBundle:
     category_top: tuple[np.ndarray, ...]
     golden: Mapping[str, Any] | None = None
     settings: CandidateSettings = CandidateSettings()
+    seen_policy: SeenPolicies = SeenPolicies()
+    """What each surface may not show again (seen_policy.json; defaults when a bundle has none)."""
+    item_parent: Mapping[str, str] | None = None
+    """item_id -> parent category (the seen policy's repeatable parents)."""
+    item_rows: tuple[Mapping[str, Any], ...] | None = None
+    """items.json as loaded (serving.cold_start appends new items to it)."""
+    feature_stats: Mapping[str, Any] | None = None
+    """feature_stats.json: the training distribution of the features (serving.drift)."""
 
     @property
     def dim(self) -> int:
@@ -111,18 +121,18 @@ class LoadedBundle:
         if require_ranker or (bundle_dir / "ranker.txt").exists():
             ranker = load_ranker(bundle_dir / "ranker.txt")
         golden = _json(bundle_dir, "golden.json") if (bundle_dir / "golden.json").exists() else None
+        seen_policy = SeenPolicies()
+        if (bundle_dir / "seen_policy.json").exists():
+            try:
+                seen_policy = SeenPolicies.from_json(_json(bundle_dir, "seen_policy.json"))
+            except InputError as exc:
+                raise BundleCheckError(file="seen_policy.json", check="loads", message=str(exc)) from exc
         if version is None and (bundle_dir / "manifest.json").exists():
             version = str(json.loads((bundle_dir / "manifest.json").read_text()).get("bundle_version", ""))
         try:
             index = indexing.read_index(bundle_dir / "faiss.index")
         except Exception as exc:
             raise BundleCheckError(file="faiss.index", check="loads", message=str(exc)) from exc
-        order = np.argsort(-items.popularity, kind="stable")
-        per_cat: list[list[int]] = [[] for _ in items.categories]
-        for row in order:
-            bucket = per_cat[int(items.category[row])]
-            if len(bucket) < 50:
-                bucket.append(int(row))
         return cls(
             version=version or bundle_dir.name, items=items,
             user_ids=tuple(u["user_id"] for u in users), user_row={u["user_id"]: n for n, u in enumerate(users)},
@@ -131,7 +141,10 @@ class LoadedBundle:
             feature_names=tuple(schema.get("features", ())),
             segments={k: items.rows_of(v) for k, v in _json(bundle_dir, "segments.json").items()},
             popularity=items.rows_of(_json(bundle_dir, "popularity.json")),
-            category_top=tuple(np.array(b, dtype=np.int64) for b in per_cat), golden=golden, settings=settings,
+            category_top=category_top(items), golden=golden, settings=settings,
+            seen_policy=seen_policy, item_parent={str(r["item_id"]): str(r["parent_category"]) for r in rows},
+            item_rows=tuple(rows),
+            feature_stats=_json(bundle_dir, "feature_stats.json") if (bundle_dir / "feature_stats.json").exists() else None,
         )
 
     # --- the request path ----------------------------------------------------------------------
@@ -220,8 +233,24 @@ class LoadedBundle:
         order = np.argsort(-scores, kind="stable")[:k]
         return [(self.items.ids[int(cands.rows[i])], float(scores[i])) for i in order]
 
+    def not_again(self, seen: Mapping[str, float], *, now: float, surface: str = "home") -> frozenset[str]:
+        """Items of the user's seen set that `surface` may not show (serving.seen_items.excluded)."""
+        parents = self.item_parent or {}
+        return excluded(seen, now=now, policy=self.seen_policy.of(surface), parent_of=parents.get)
+
     def item_ids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         return [self.items.ids[int(r)] for r in rows]
+
+
+def category_top(items: ItemTable, per_category: int = 50) -> tuple[np.ndarray, ...]:
+    """Each category's most popular rows (the category candidate source), by category code."""
+    order = np.argsort(-items.popularity, kind="stable")
+    per_cat: list[list[int]] = [[] for _ in items.categories]
+    for row in order:
+        bucket = per_cat[int(items.category[row])]
+        if len(bucket) < per_category:
+            bucket.append(int(row))
+    return tuple(np.array(b, dtype=np.int64) for b in per_cat)
 
 
 def load_ranker(path: Path) -> Any:

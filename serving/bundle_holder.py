@@ -24,6 +24,7 @@ from typing import Callable
 
 from regions.errors import ShopNowError, TemporaryError
 from replication.artifact_store import ArtifactStore
+from replication.manifest import Manifest
 from replication.verifying import verify_bundle
 from serving.bundle import LoadedBundle
 from serving.bundle_checks import SEMANTIC_CHECKS
@@ -51,8 +52,11 @@ class BundleHolder:
 
     def __init__(self, *, store: ArtifactStore, cache_dir: Path, clock: Callable[[], float] = time.time,
                  on_swap: Callable[[LoadedBundle], None] = lambda _b: None,
-                 on_refuse: Callable[[Refusal], None] = lambda _r: None) -> None:
+                 on_refuse: Callable[[Refusal], None] = lambda _r: None,
+                 extra_checks: tuple[Callable[[Path, Manifest], None], ...] = ()) -> None:
         self.store = store
+        self.extra_checks = extra_checks
+        """Checks beyond SEMANTIC_CHECKS (the cell's: serving.bundle_residency for its geography)."""
         self.cache_dir = cache_dir
         self.clock = clock
         self.bundle: LoadedBundle | None = None
@@ -73,7 +77,8 @@ class BundleHolder:
         return bundle.version if bundle is not None else None
 
     def _verify_and_load(self, bundle_dir: Path, version: str) -> LoadedBundle:
-        verify_bundle(bundle_dir, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
+        verify_bundle(bundle_dir, supported_schema_versions={SCHEMA_VERSION},
+                      semantic_checks=(*SEMANTIC_CHECKS, *self.extra_checks))
         return LoadedBundle.load(bundle_dir, version=version)
 
     def _refuse(self, version: str, exc: BaseException) -> None:

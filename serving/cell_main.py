@@ -11,8 +11,9 @@ import uvicorn
 
 from fallback_tiers.settings import LadderSettings
 from regions.topology import Topology
-from replication.artifact_stores import store_from_url
+from replication.geo_artifacts import open_geo_store
 from serving.cell_runtime import CellRuntime, CellSettings
+from serving.drift_monitor import SamplerSettings
 from serving.feature_store import FeatureStore
 from serving.grpc_server import start_grpc
 from serving.http_app import create_app
@@ -23,9 +24,10 @@ def build_runtime(topology: Topology, *, region: str, artifacts_url: str, state_
     reg = topology.region(region)
     store = FeatureStore.from_url(reg.redis_url(topology.settings.host), region=region, topology=topology)
     return CellRuntime(
-        topology=topology, region=region, store=store, artifacts=store_from_url(artifacts_url),
+        topology=topology, region=region, store=store,
+        artifacts=open_geo_store(artifacts_url, reg.geography, topology=topology),  # its geography's bundles only
         cache_dir=state_dir / "cells" / region / "bundles", settings=CellSettings(tokens_file=tokens_file),
-        ladder_settings=LadderSettings.from_env(os.environ),
+        ladder_settings=LadderSettings.from_env(os.environ), sampler_settings=SamplerSettings.from_env(os.environ),
     )
 
 

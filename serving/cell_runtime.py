@@ -20,18 +20,22 @@ from regions.errors import InputError, ShopNowError
 from regions.tokens import read_roles
 from regions.topology import Topology
 from replication.artifact_store import ArtifactStore
-from replication.interaction_log import ClientSettings, append_events, connect, parse_batch
+from replication.interaction_log import append_events, parse_batch
+from replication.redis_io import ClientSettings, connect
 from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
+from serving.bundle_residency import residency_check
 from serving.feature_store import (
     FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
 )
 from serving.feature_updater import CONSUMER
+from serving.drift_monitor import FeatureSampler, SamplerSettings, cell_drift
 from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
 from serving.request_stats import RequestStats
+from serving.residency import TombstoneView
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,8 @@ OBSERVED_BACKLOG = 50_000
 class CellRuntime:
     def __init__(self, *, topology: Topology, region: str, store: FeatureStore, artifacts: ArtifactStore,
                  cache_dir: Path, settings: CellSettings = CellSettings(),
-                 ladder_settings: LadderSettings = LadderSettings()) -> None:
+                 ladder_settings: LadderSettings = LadderSettings(),
+                 sampler_settings: SamplerSettings = SamplerSettings()) -> None:
         self.topology = topology
         self.region = region
         self.settings = settings
@@ -65,13 +70,18 @@ class CellRuntime:
         self.stats = RequestStats()
         self._observed: deque[tuple[float, str, str, bool, float, Any]] = deque(maxlen=OBSERVED_BACKLOG)
         self._serving = Serving.of(None)
-        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse)
-        self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
-                                       ladder_settings=ladder_settings)
+        self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse,
+                                   extra_checks=(residency_check(topology, topology.region(region).geography),))
         quick = ClientSettings(connect_timeout_s=settings.readiness_redis_timeout_s,
                                socket_timeout_s=settings.readiness_redis_timeout_s, retries=0)
         self._peers = {name: connect(topology, name, settings=quick) for name, r in topology.regions.items()
                        if r.geography == topology.region(region).geography}
+        self.tombstones = TombstoneView(self._peers[region])
+        self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
+                                       ladder_settings=ladder_settings, tombstones=lambda: self.tombstones.users,
+                                       on_anonymous=lambda reason: self.metrics.anonymous_answers.labels(reason=reason).inc())
+        self.sampler = FeatureSampler(sampler_settings)
+        self.recommender.feature_sampler = self.sampler
         self._log_client = connect(topology, region, settings=ClientSettings(connect_timeout_s=0.2, socket_timeout_s=1.0, retries=1))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -80,6 +90,7 @@ class CellRuntime:
     # -- bundle ----------------------------------------------------------------------------
     def _on_swap(self, bundle: LoadedBundle) -> None:
         self._serving = Serving.of(bundle)
+        self.sampler.reset()
         self.metrics.set_bundle(bundle.version, loaded_at=time.time())
         self._seed_items(bundle)
 
@@ -104,6 +115,7 @@ class CellRuntime:
         watcher.start()
         sync = threading.Thread(target=self._catalog_sync, name="catalog-sync", daemon=True)
         sync.start()
+        self.tombstones.start()
         self._threads = [watcher, sync]
 
     def _catalog_sync(self) -> None:
@@ -120,6 +132,7 @@ class CellRuntime:
     def stop(self) -> None:
         self._stop.set()
         self.recommender.close()
+        self.tombstones.stop()
         for thread in self._threads:
             if isinstance(thread, BundleWatcher):
                 thread.stop()
@@ -192,6 +205,9 @@ class CellRuntime:
         self.metrics.observe_freshness(fresh)
         item_age = fresh.oldest_item_age_s
         refused = self.holder.refused
+        drift = cell_drift(bundle.feature_stats, self.sampler.sample(), bundle.feature_names) if bundle is not None else None
+        if drift is not None:
+            self.metrics.observe_drift(drift)
         body = {
             "ready": True, "region": self.region, "bundle_version": self._serving.version,
             "bundle_loaded_at": self.holder.loaded_at,
@@ -203,6 +219,7 @@ class CellRuntime:
             "tier_mix": summary.tier_mix, "replication": self._replication(now),
             "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
             "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
+            "drift": None if drift is None else {k: drift[k] for k in ("verdict", "rows", "max_psi", "drifted")},
         }
         return True, body
 

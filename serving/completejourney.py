@@ -16,20 +16,13 @@ Mapping (and what is derived, since the data has purchases only):
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Mapping
 
 import numpy as np
 
 from regions.errors import InputError
-from serving.marketplace import KIND_CODE, Dataset, EventTable, ItemRow, UserRow, _countries
-
-
-def _geo_of(household: int, geographies: Mapping[str, float]) -> str:
-    names = sorted(geographies)
-    shares = np.cumsum([geographies[g] for g in names])
-    u = int.from_bytes(hashlib.sha256(f"household-{household}".encode()).digest()[:8], "big") / 2**64
-    return names[int(min(np.searchsorted(shares / shares[-1], u, side="right"), len(names) - 1))]
+from serving.datasets.base import geo_of
+from serving.marketplace import KIND_CODE, Dataset, EventTable, ItemRow, UserRow, countries_of
 
 
 def _band(income: object) -> str:
@@ -79,8 +72,8 @@ def load_completejourney(*, geographies: Mapping[str, float], min_baskets: int =
     income = demo.set_index("household_id")["income"].to_dict()
     users = []
     for h in households:
-        geo = _geo_of(int(h), geographies)
-        users.append(UserRow(user_id=f"{geo}-{int(h)}", geo=geo, country=_countries(geo)[0], device="store",
+        geo = geo_of(f"household-{int(h)}", geographies)
+        users.append(UserRow(user_id=f"{geo}-{int(h)}", geo=geo, country=countries_of(geo)[0], device="store",
                              lifecycle="returning", price_band=_band(income.get(int(h)))))
 
     basket_codes = tx["basket_id"].astype("category").cat.codes.to_numpy()

@@ -5,8 +5,9 @@ Relevance of an item for a user in the evaluation period = the strongest interac
 
     NDCG@10     graded gain (the weight), log2 discount, normalised by the ideal ordering
     HR@10       share of users with at least one relevant item in the top 10
-    recall@100  share of a user's relevant items found in the top 100 (for the full pipeline:
-                of the ANN retrieval, the requirement's "recall@100 of retrieval")
+    recall@100  share of a user's relevant items found in the method's top 100 (for the full
+                pipeline: the ranked top 100; the ANN retrieval's own is the "ALS retrieval only"
+                row, the requirement's "recall@100 of retrieval"; serving.training.RECALL_STAGE)
     coverage    distinct items recommended in anyone's top 10 / catalog size
 """
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from regions.errors import InputError
+
+COHORTS = ("all", "warm", "cold")
+"""Users evaluated: all; warm = with an ALS embedding (interacted before the cutoff); cold = without."""
 
 
 def dcg(gains: Sequence[float]) -> float:
@@ -95,7 +99,9 @@ def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
-def metrics_rows(methods: Mapping[str, MethodMetrics]) -> list[list[str]]:
-    """Table rows (method, NDCG@10, HR@10, recall@100, coverage, users) for printing."""
-    return [[name, f"{m.ndcg_at_10:.4f}", f"{m.hr_at_10:.4f}", f"{m.recall_at_100:.4f}", f"{m.coverage:.4f}", str(m.users)]
-            for name, m in methods.items()]
+def metrics_rows(methods: Mapping[str, MethodMetrics], *, cohort: str = "all",
+                 baseline: str = "popularity") -> list[list[str]]:
+    """Table rows (method, cohort, NDCG@10, x baseline, HR@10, recall@100, coverage, users) for printing."""
+    base = methods[baseline].ndcg_at_10 if baseline in methods else 0.0
+    return [[name, cohort, f"{m.ndcg_at_10:.4f}", f"{ratio(m.ndcg_at_10, base):.2f}x", f"{m.hr_at_10:.4f}",
+             f"{m.recall_at_100:.4f}", f"{m.coverage:.4f}", str(m.users)] for name, m in methods.items()]

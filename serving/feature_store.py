@@ -208,6 +208,14 @@ return out
 """
 """HMGET ARGV of every key in KEYS, flattened; a missing field comes back as nil (Lua false)."""
 
+_PUT_SLATE_LUA = """
+if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+"""SET the slate unless the user is tombstoned: the check and the write are one atomic step in Redis,
+so a deletion that ran between a request's start and its cache write is never undone."""
+
 _TEMPORARY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ReadOnlyError,
               redis.exceptions.TryAgainError, redis.exceptions.BusyLoadingError)
 
@@ -221,6 +229,7 @@ class FeatureStore:
         topology.region(region)  # unknown region: TopologyError now, not at the first write
         self._redis = client
         self._hmget_many = client.register_script(_HMGET_MANY_LUA)
+        self._put_slate = client.register_script(_PUT_SLATE_LUA)
         self.region = region
         self._topology = topology
         self.settings = settings
@@ -275,12 +284,19 @@ class FeatureStore:
         """The user's stored session state, or None for a user without one."""
         with self._io("HGETALL user state"):
             raw = self._redis.hgetall(redis_keys.user_features(user_id))
-        if not raw:
-            return None
-        try:
-            return UserState.from_hash(raw)
-        except (ValueError, TypeError) as exc:
-            raise FeatureStoreDataError(f"{redis_keys.user_features(user_id)} holds a malformed user state: {exc}") from exc
+        return _decode_state(user_id, raw)
+
+    def get_user_context(self, user_id: str, *, kinds: Sequence[str]) -> tuple[UserState | None, dict[str, float]]:
+        """(the user's state or None, the seen set {item_id: latest ts} over events of `kinds`, serving.seen_items)
+        in ONE pipelined round trip: what a full ranking reads of the user."""
+        from serving.seen_items import from_members
+
+        with self._io("HGETALL user state + ZRANGE seen items"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(redis_keys.user_features(user_id))
+            pipe.zrange(redis_keys.seen_items(user_id), 0, -1, withscores=True)
+            raw, pairs = pipe.execute()
+        return _decode_state(user_id, raw), from_members(pairs, kinds=kinds)
 
     def put_user_state(self, user_id: str, state: UserState) -> None:
         """Store the state; InputError when this region may not hold the user's personal data."""
@@ -346,13 +362,16 @@ class FeatureStore:
         except InputError:
             return None  # a cache entry we cannot read is a miss: the ladder moves on to the next tier
 
-    def put_cached_slate(self, user_id: str, slate: CachedSlate, *, ttl_s: float | None = None) -> None:
-        """Store the slate with a TTL (default settings.cache_ttl_s); geo-checked like user state."""
-        self.put_cached_slates([(user_id, slate)], ttl_s=ttl_s)
+    def put_cached_slate(self, user_id: str, slate: CachedSlate, *, ttl_s: float | None = None) -> bool:
+        """Store the slate with a TTL (default settings.cache_ttl_s); geo-checked like user state.
+        False (nothing written) when the user is tombstoned: checked inside the same Redis script as the SET."""
+        return self.put_cached_slates([(user_id, slate)], ttl_s=ttl_s) == 1
 
-    def put_cached_slates(self, slates: Sequence[tuple[str, CachedSlate]], *, ttl_s: float | None = None) -> None:
-        """Store many (user, slate) pairs in one pipelined round trip; every user is geo-checked
-        first (InputError, nothing written, when one may not be held here)."""
+    def put_cached_slates(self, slates: Sequence[tuple[str, CachedSlate]], *, ttl_s: float | None = None) -> int:
+        """Store many (user, slate) pairs in one pipelined round trip; returns how many were written.
+        Every user is geo-checked first (InputError, nothing written, when one may not be held here).
+        Each write is its own run of the tombstone script (check and SET atomic per slate), so a
+        tombstoned user's slate is skipped and the others are written."""
         ttl = self.settings.cache_ttl_s if ttl_s is None else ttl_s
         if not math.isfinite(ttl) or ttl <= 0:
             raise InputError("ttl_s", f"must be a positive number of seconds, got {ttl!r}")
@@ -361,13 +380,23 @@ class FeatureStore:
         px = max(int(ttl * 1000), 1)
         with self._io("SET cached result"):
             if len(slates) == 1:
-                user_id, slate = slates[0]
-                self._redis.set(redis_keys.cached_result(user_id), slate.to_json(), px=px)
-                return
+                (user_id, slate), = slates
+                return int(self._put_slate(keys=[redis_keys.cached_result(user_id), redis_keys.TOMBSTONES],
+                                           args=[slate.to_json(), px, user_id]))
             pipe = self._redis.pipeline(transaction=False)
             for user_id, slate in slates:
-                pipe.set(redis_keys.cached_result(user_id), slate.to_json(), px=px)
-            pipe.execute()
+                self._put_slate(keys=[redis_keys.cached_result(user_id), redis_keys.TOMBSTONES],
+                                args=[slate.to_json(), px, user_id], client=pipe)
+            return sum(int(w) for w in pipe.execute())
+
+
+def _decode_state(user_id: str, raw: Mapping[str, str]) -> UserState | None:
+    if not raw:
+        return None
+    try:
+        return UserState.from_hash(raw)
+    except (ValueError, TypeError) as exc:
+        raise FeatureStoreDataError(f"{redis_keys.user_features(user_id)} holds a malformed user state: {exc}") from exc
 
 
 def _decode_item(item_id: str, fields: Mapping[str, str | None]) -> ItemFeatures:

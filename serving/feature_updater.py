@@ -19,9 +19,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
-import redis
 
 from regions import redis_keys
 from regions.errors import InputError, TemporaryError
@@ -31,11 +30,25 @@ from contracts.events import Event
 from replication.interaction_log import StreamReader, dead_letter_fields, decode_entry
 from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag
+from replication.redis_io import Redis, RedisError, text
 from serving.user_state import UserState, apply_event
 
 _log = logging.getLogger(__name__)
 
 CONSUMER = "feature-updater"
+
+_SEEN_SCRIPT = """
+-- KEYS: tombstones, one seen: key per user. ARGV[1]: JSON {"cap": n, "users": [[user_id, [ts, member, ...]], ...]}
+-- ZADD GT keeps the latest ts of each member: applying a batch twice changes nothing (idempotent).
+local batch = cjson.decode(ARGV[1])
+for u, entry in ipairs(batch.users) do
+  if redis.call('HEXISTS', KEYS[1], entry[1]) == 0 then
+    redis.call('ZADD', KEYS[1 + u], 'GT', unpack(entry[2]))
+    redis.call('ZREMRANGEBYRANK', KEYS[1 + u], 0, -(batch.cap + 1))
+  end
+end
+return 1
+"""
 
 _COMMIT_SCRIPT = """
 -- KEYS: tombstones, dead letters, one checkpoint per stream, one uf: key per user.
@@ -88,15 +101,12 @@ class UpdateResult:
     conflict: bool = False
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 class FeatureUpdater:
     """Applies a region's log streams to its users' features, one bounded batch per `step()`."""
 
     def __init__(
-        self, *, topology: Topology, region: str, client: redis.Redis,
+        self, *, topology: Topology, region: str, client: Redis,
         category_of: Mapping[str, str] | None = None, settings: UpdaterSettings = UpdaterSettings(),
         metrics: ReplicationMetrics | None = None, clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -113,6 +123,7 @@ class FeatureUpdater:
         self._sleep = sleep
         self._positions: dict[str, str] | None = None
         self._commit = client.register_script(_COMMIT_SCRIPT)
+        self._record_seen = client.register_script(_SEEN_SCRIPT)
         self._reader = StreamReader(client)
         self._next_metrics = 0.0
 
@@ -122,7 +133,7 @@ class FeatureUpdater:
     def _load_positions(self) -> dict[str, str]:
         if self._positions is None:
             raw = self.client.mget([self.checkpoint_key(s) for s in self.streams])
-            self._positions = {s: (_text(v) if v is not None else "0-0") for s, v in zip(self.streams, raw)}
+            self._positions = {s: (text(v) if v is not None else "0-0") for s, v in zip(self.streams, raw)}
         return self._positions
 
     def step(self) -> UpdateResult:
@@ -131,7 +142,7 @@ class FeatureUpdater:
         Raises TemporaryError when the region's Redis is unreachable."""
         try:
             return self._step()
-        except redis.RedisError as exc:
+        except RedisError as exc:
             self._positions = None
             raise TemporaryError(f"region {self.region!r}: feature updater cannot reach Redis: {exc}", delay=0.5) from exc
 
@@ -177,6 +188,7 @@ class FeatureUpdater:
             states[event.user_id] = apply_event(states[event.user_id], event_type=event.type, item_id=event.item_id,
                                                 ts=event.ts, category_of=category_of, price=event.price)
             applied_per_stream[stream] = applied_per_stream.get(stream, 0) + 1
+        self._write_seen([e for _, e in events if e.user_id not in tombstoned])
         keys = [redis_keys.TOMBSTONES, redis_keys.DEAD_LETTER, *(self.checkpoint_key(s) for s in self.streams),
                 *(redis_keys.user_features(u) for u in users)]
         payload = {
@@ -201,6 +213,24 @@ class FeatureUpdater:
                 self.metrics.dead_letters.labels(region=self.region, consumer=CONSUMER).inc(len(dead))
         return result
 
+    def _write_seen(self, events: list[Event]) -> None:
+        """Consumed items into each user's seen set (regions.redis_keys.seen_items), before the
+        checkpoint moves: a crash in between re-applies them, which ZADD GT makes harmless."""
+        from serving.seen_items import ONLINE_KINDS, member
+
+        per_user: dict[str, dict[str, float]] = {}
+        for e in events:
+            if e.type in ONLINE_KINDS:
+                m = member(e.type, e.item_id)
+                seen = per_user.setdefault(e.user_id, {})
+                seen[m] = max(e.ts, seen.get(m, e.ts))
+        if not per_user:
+            return
+        users = sorted(per_user)
+        payload = {"cap": redis_keys.SEEN_ITEMS_CAP,
+                   "users": [[u, [x for m, ts in per_user[u].items() for x in (repr(ts), m)]] for u in users]}
+        self._record_seen(keys=[redis_keys.TOMBSTONES, *(redis_keys.seen_items(u) for u in users)], args=[json.dumps(payload)])
+
     def _read_users(self, users: list[str]) -> dict[str, UserState]:
         if not users:
             return {}
@@ -220,7 +250,7 @@ class FeatureUpdater:
                     for item in missing:
                         pipe.hget(redis_keys.item_features(item), "category")
                     for item, raw in zip(missing, pipe.execute()):
-                        self._categories[item] = _text(raw) if raw is not None else None
+                        self._categories[item] = text(raw) if raw is not None else None
         categories = self._categories
         return lambda item: categories.get(item)
 

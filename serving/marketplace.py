@@ -20,7 +20,7 @@ completejourney loader produces the same ones.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -138,6 +138,18 @@ class Dataset:
     price_changes: tuple[tuple[int, float, float], ...] = field(default=())
     """(item row, ts, new price): the price before ts is `initial_prices[row]`."""
     initial_prices: tuple[float, ...] = field(default=())
+    notes: Mapping[str, int] = field(default_factory=dict)
+    """Odd rows the adapter repaired or dropped, by kind (serving.datasets.base.build_dataset)."""
+
+    def only_users(self, keep: Sequence[int], *, name: str) -> "Dataset":
+        """The users at rows `keep` (in that order) and their events only, user indices renumbered;
+        every item of the catalog. Pure."""
+        new_index = np.full(len(self.users), -1, dtype=np.int64)
+        new_index[list(keep)] = np.arange(len(keep))
+        ev = self.events.select(new_index[self.events.user] >= 0)
+        events = EventTable(user=new_index[ev.user].astype(np.int32), item=ev.item, kind=ev.kind, ts=ev.ts,
+                            price=ev.price, session=ev.session)
+        return replace(self, name=name, users=tuple(self.users[n] for n in keep), events=events)
 
     def prices_at(self, ts: float) -> np.ndarray:
         """Every item's price at time `ts`."""
@@ -159,7 +171,7 @@ class Dataset:
             )
 
 
-def _countries(geo: str) -> tuple[str, ...]:
+def countries_of(geo: str) -> tuple[str, ...]:
     return _COUNTRIES.get(geo, (geo.upper(),))
 
 
@@ -175,7 +187,7 @@ def _draw_users(rng: np.random.Generator, n: int, geographies: Mapping[str, floa
     for u in range(n):
         geo = names[int(geo_idx[u])]
         counters[geo] += 1
-        countries = _countries(geo)
+        countries = countries_of(geo)
         users.append(UserRow(
             user_id=f"{geo}-{counters[geo]}", geo=geo, country=countries[int(rng.integers(len(countries)))],
             device=DEVICES[int(device[u])], lifecycle="new" if new[u] else "returning",

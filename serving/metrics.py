@@ -16,11 +16,12 @@ Metric names (prefix `shopnow_cell_`):
     feature_age_seconds{kind}                   age of the oldest feature at the last check (user|item)
     events_accepted_total                       interaction events appended to the log
     events_refused_total{reason}                interaction events refused, by reason
+    anonymous_answers_total{reason}             requests naming a user answered anonymously (foreign_user, deleted_user)
 `render()` gives the body and content type of GET /metrics.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -60,8 +61,19 @@ class CellMetrics:
                                        namespace=NAMESPACE, registry=r)
         self.events_refused = Counter("events_refused", "Interaction events refused, by reason.", ["reason"],
                                       namespace=NAMESPACE, registry=r)
+        self.feature_psi = Gauge("feature_psi", "PSI of each feature: scored sample vs the bundle's training distribution.",
+                                 ["feature"], namespace=NAMESPACE, registry=r)
+        self.feature_drift = Gauge("feature_drift_features", "Features whose PSI is above the alert threshold (0.25).",
+                                   namespace=NAMESPACE, registry=r)
+        self.feature_drift_rows = Gauge("feature_drift_sample_rows", "Scored feature vectors in the drift sample.",
+                                        namespace=NAMESPACE, registry=r)
+        self.anonymous_answers = Counter(
+            "anonymous_answers", "Requests naming a user answered anonymously instead (serving.residency reasons).",
+            ["reason"], namespace=NAMESPACE, registry=r)
         for tier in TIER_NAMES:
             self.tier_choices.labels(tier=tier)
+        for reason in ("foreign_user", "deleted_user"):
+            self.anonymous_answers.labels(reason=reason)
         for kind in ("user", "item"):
             self.stale_features.labels(kind=kind).set(0)
             self.feature_age.labels(kind=kind).set(0)
@@ -97,6 +109,13 @@ class CellMetrics:
         self.stale_features.labels(kind="item").set(len(freshness.stale_items))
         self.feature_age.labels(kind="user").set(freshness.user_age_s or 0.0)
         self.feature_age.labels(kind="item").set(freshness.oldest_item_age_s or 0.0)
+
+    def observe_drift(self, report: Mapping[str, Any]) -> None:
+        """Record a serving.drift.drift_report (only a sample large enough sets the drift count)."""
+        for feature, value in report["psi"].items():
+            self.feature_psi.labels(feature=feature).set(value)
+        self.feature_drift.set(len(report["drifted"]) if report["verdict"] != "too few samples" else 0)
+        self.feature_drift_rows.set(report["rows"])
 
     def accept_events(self, count: int) -> None:
         self.events_accepted.inc(count)

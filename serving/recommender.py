@@ -12,7 +12,7 @@ Each request holds one reference to the serving bundle, so a swap mid-request is
 Off the request path (one background thread, `_bookkeeping`): live item features are kept in
 arrays (serving.live_items) and re-read in the background, and full slates are cached for the
 cached tier in batches (serving.slate_writer). A full ranking makes one Redis round trip in steady
-state: the user's state.
+state: the user's state and seen set, pipelined (FeatureStore.get_user_context).
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from serving.bundle import LoadedBundle
 from serving.feature_store import CachedSlate, FeatureStore, FeatureStoreUnavailable, ItemFeatures
 from serving.live_items import LiveItemCache
 from serving.reranking import ItemMeta, RerankRules, rerank
+from serving.residency import personalisation_refusal
 from serving.slate_writer import SlateWriter
 from serving.user_state import UserState
 
@@ -139,10 +140,17 @@ class Recommender:
         ladder_settings: LadderSettings = LadderSettings(), rules: RerankRules = RerankRules(),
         cache_ttl_s: float | None = None, clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        tombstones: Callable[[], frozenset[str]] = frozenset, on_anonymous: Callable[[str], None] = lambda _reason: None,
     ) -> None:
         self.region = region
+        self.tombstones = tombstones
+        """The region's deleted users (serving.residency.TombstoneView.users); never personalised."""
+        self.on_anonymous = on_anonymous
+        """Called with the reason when a request naming a user is answered anonymously."""
         self.topology = topology
         self.store = store
+        self.feature_sampler: Any = None
+        """serving.drift_monitor.FeatureSampler of the cell (None: no drift sampling)."""
         self.serving = serving
         self.ladder_settings = ladder_settings
         self.rules = rules
@@ -251,8 +259,9 @@ class Recommender:
             bundle = ctx.serving.bundle
             assert bundle is not None
             now = self.clock()
-            state = self._in_tier(lambda: self.store.get_user_state(user_id)) or UserState()
-            ctx.exclude = frozenset(state.cart)
+            stored, seen = self._in_tier(lambda: self.store.get_user_context(user_id, kinds=bundle.seen_policy.home.kinds))
+            state = stored or UserState()
+            ctx.exclude = frozenset(state.cart) | bundle.not_again(seen, now=now, surface="home")
             vector = bundle.user_embedding(user_id, state)
             segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
             cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
@@ -266,6 +275,9 @@ class Recommender:
                     raise DependencyFailed("ranker", f"ranker slower than the {budget_s * 1000:.0f} ms stage budget (injected)")
             try:
                 scores = bundle.rank(state, cands, now, user_vector=vector, live=live)
+                if self.feature_sampler is not None:
+                    self.feature_sampler.maybe(lambda: bundle.features(state=state, user_vector=vector, candidates=cands,
+                                                                       now=now, live=live))
             except (ShopNowError, ValueError) as exc:
                 raise DependencyFailed("ranker", f"ranking failed: {exc}") from exc
             top = np.argsort(-scores, kind="stable")[: request.count * (1 + RESERVE_FACTOR)]
@@ -288,7 +300,7 @@ class Recommender:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
             bundle = ctx.serving.bundle
             assert bundle is not None
-            key = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
+            key = (bundle.user_segment.get(user_id) if user_id else None) or bundle.segment_of({"geo": geo})
             rows = bundle.segment_list(key)[: request.count * (1 + RESERVE_FACTOR)]
             return TierOutput.from_ids(bundle.item_ids(rows), count=request.count)
         return fetch
@@ -308,8 +320,16 @@ class Recommender:
         ctx = _Request(serving=serving)
         request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)
         specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx))]
-        if user_id is not None and serving.bundle is not None:
+        if user_id is not None:
             geo = self.topology.geography(geography).name if geography else home_geography_of(user_id, self.topology)
+            refusal = personalisation_refusal(self.topology, region=self.region, user_id=user_id, geography=geo,
+                                              tombstones=self.tombstones())
+            if refusal:  # anonymous: the serving geography's segment, then popularity; nothing of the user's is read
+                self.on_anonymous(refusal)
+                user_id = None
+                if serving.bundle is not None:
+                    specs = [TierSpec(Tier.SEGMENT, self._segment(ctx, "", self.topology.region(self.region).geography)), *specs]
+        if user_id is not None and serving.bundle is not None:
             specs = [
                 TierSpec(Tier.FULL, self._full(ctx, user_id, geo), frozenset({"redis", "ranker"})),
                 TierSpec(Tier.CACHED, self._cached(ctx, user_id), frozenset({"redis"})),

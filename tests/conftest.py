@@ -45,3 +45,11 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.stack_helpers import train_tiny_bundle
 
     return train_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_geo_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One real tiny bundle per geography (us, eu), each trained on its own users' events only."""
+    from tests.stack_helpers import train_tiny_geo_bundles
+
+    return train_tiny_geo_bundles(tmp_path_factory.mktemp("geo-bundles"))

@@ -38,6 +38,26 @@ def train_tiny_bundle(out_dir: Path, *, seed: int = 1) -> Path:
     return out_dir
 
 
+def train_tiny_geo_bundles(out_root: Path, *, seed: int = 1) -> dict[str, Path]:
+    """One tiny bundle per geography (us, eu), each from its own users' events (regionctl.geo_bundles)."""
+    from regionctl.geo_bundles import train_geographies
+    from regions.topology import load_topology
+    from serving import marketplace
+
+    dataset = marketplace.generate_named("tiny", seed=seed, geographies={"us": 0.6, "eu": 0.4})
+    results = train_geographies(dataset, load_topology(), out_root=out_root, now=dataset.end,
+                                bundle_version=f"tiny-{seed}", read_tombstones=False)
+    return {geo: r.bundle_dir for geo, r in results.items()}
+
+
+def publish_geo_bundles(bundles: dict[str, Path], store_root: Path) -> dict[str, str]:
+    """Publish and promote each geography's bundle into its own store under `store_root`."""
+    from regionctl.geo_bundles import publish_geographies
+    from regions.topology import load_topology
+
+    return publish_geographies(store_root.resolve().as_uri(), load_topology(), bundles)
+
+
 def publish_and_promote(bundle_dir: Path, store_root: Path) -> str:
     from replication.artifact_store import LocalArtifactStore
     from replication.promotion import promote_verified
@@ -78,4 +98,4 @@ def stop_all(procs: Iterable[ManagedProcess]) -> None:
         proc.kill()
 
 
-__all__ = ["write_topology", "train_tiny_bundle", "publish_and_promote", "start_cell", "stop_all", "os"]
+__all__ = ["write_topology", "train_tiny_bundle", "train_tiny_geo_bundles", "publish_geo_bundles", "publish_and_promote", "start_cell", "stop_all", "os"]

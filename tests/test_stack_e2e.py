@@ -8,6 +8,7 @@ geography, replication copies acknowledged events to the peer, `down` stops exac
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,9 +19,10 @@ import redis
 
 from failover.control_api import ControlClient
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from regions.processes import wait_until
 from regions.topology import Topology, load_topology
-from tests.stack_helpers import publish_and_promote, write_topology
+from tests.stack_helpers import publish_geo_bundles, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -50,15 +52,15 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[Stack]:
+def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     topo_file = write_topology(root / "topology.toml")
     topo = load_topology(topo_file)
     s = Stack(root, topo_file, topo)
     urls = stack.stack_urls(s.state)
-    publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
+    publish_geo_bundles(tiny_geo_bundles, Path(urls.artifacts.removeprefix("file://")))
     try:
-        stack.up(topo, topology_path=topo_file, state_dir=s.state, urls=urls)
+        stack.up(stack_specs(topo, state_dir=s.state, urls=urls), topology_path=topo_file, state_dir=s.state)
         ControlClient(s.api, stack.token_for(s.state, "viewer")).wait_until_healthy()
         yield s
     finally:
@@ -67,7 +69,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> 
 
 def test_every_process_runs_and_the_edge_answers_both_geographies(local_stack: Stack) -> None:
     listed = stack.ps(state_dir=local_stack.state)
-    assert len(listed) == 15 and all(running for _, running in listed)
+    assert len(listed) == 16 and all(running for _, running in listed)
     for user, geo in (("us-1", "us"), ("eu-2", "eu")):
         body = local_stack.homepage(user)
         assert len(body["items"]) == 8 and body["tier"] == "full"
@@ -129,6 +131,106 @@ def test_region_loss_is_detected_steered_around_and_never_empties_the_homepage(l
                what="us-west healthy again")
 
 
+def _audit(s: Stack) -> Any:
+    from replication.redis_io import connect_all
+    from replication.residency_audit import audit
+
+    clients = connect_all(s.topo)
+    try:
+        return audit(s.topo, clients, state_dir=s.state)
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def _lose_region(s: Stack, region: str, *, during: Any) -> None:
+    """Kill every process of `region`, run `during()` until the controller steered around it (and at
+    least once after), then restore it and wait until it is healthy again."""
+    geo = s.topo.region(region).geography
+    stack.kill(s.state, region=region)
+    wait_until(lambda: (during() or True) and s.status()["regions"][region]["state"] == "unhealthy",
+               timeout=30, interval=0.1, what=f"{region} unhealthy")
+    wait_until(lambda: (during() or True) and s.status()["table"]["geos"][geo]["regions"].get(region, 0) == 0,
+               timeout=15, interval=0.1, what=f"a routing table without {region}")
+    time.sleep(0.5)  # the edge follows the table within ~0.2 s
+    during()
+    stack.restart(s.topo, s.state, region=region)
+    wait_until(lambda: s.status()["regions"][region]["state"] == "healthy", timeout=60, interval=0.3,
+               what=f"{region} healthy again")
+
+
+def test_personal_data_stays_home_through_a_us_east_loss_and_an_eu_west_loss(local_stack: Stack) -> None:
+    """Both geographies' users through the edge while us-east and then eu-west are lost (EU users
+    then answered anonymously from the US); the residency audit stays clean."""
+    s = local_stack
+    seen: list[tuple[str, str, str]] = []
+    sequence = iter(range(20_000, 30_000))
+
+    def traffic() -> None:
+        for user in ("us-11", "us-12", "eu-11", "eu-12"):
+            body = s.homepage(user)
+            assert len(body["items"]) == 8
+            seen.append((user, body["region"], body["tier"]))
+            httpx.post(s.edge + "/v1/events", timeout=5, json={"events": [
+                {"user_id": user, "item_id": "sku-000001", "type": "view", "seq": next(sequence)}]})
+
+    _lose_region(s, "us-east", during=traffic)
+    assert not any(region == "us-east" for _, region, _ in seen[-4:])
+    _lose_region(s, "eu-west", during=traffic)
+    anonymous = [(region, tier) for user, region, tier in seen if user.startswith("eu-") and region != "eu-west"]
+    assert anonymous and all(s.topo.region(r).geography == "us" and t in ("segment", "popularity") for r, t in anonymous)
+    traffic()
+    report = _audit(s)
+    assert report.clean, report.to_json()
+    assert report.scanned["eu-west"]["stream_entries"] > 0 and report.scanned["us-east"]["bundle_files"] > 0
+
+
+def test_a_deleted_user_leaves_nothing_behind_and_nothing_new_is_written(local_stack: Stack) -> None:
+    import subprocess
+    import sys
+
+    from regions.topology import REPO_ROOT
+
+    s, user = local_stack, "us-77"
+    events = lambda seq: {"events": [{"user_id": user, "item_id": "sku-000002", "type": "cart", "seq": seq}]}  # noqa: E731
+    for seq in range(3):
+        assert httpx.post(s.edge + "/v1/events", json=events(seq), timeout=5).status_code == 200
+    regions = [r.name for r in s.topo.regions_in("us")]
+
+    def holds(region: str) -> list[str]:
+        c = s.redis(region)
+        found = [k for k in c.scan_iter("*") if user in k]
+        for key in c.scan_iter("log:*"):
+            found += [f"{key} {i}" for i, f in c.xrange(key) if f.get("user_id") == user]
+        return found
+
+    wait_until(lambda: all(any(k.startswith("log:") for k in holds(r)) for r in regions), timeout=15,
+               what="the user's events in both us regions (own log and replica)")
+    wait_until(lambda: s.homepage(user)["tier"] == "full" and any(f"cache:{user}" in holds(r) for r in regions),
+               timeout=15, what="a cached slate of the user")
+    argv = [sys.executable, "-m", "regionctl.main", "users", "delete", user, "--json", "--topology", str(s.topo_file),
+            "--store", stack.stack_urls(s.state).artifacts]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["complete"] and sorted(r["region"] for r in report["regions"]) == sorted(regions)
+    removed = {r["region"]: r for r in report["regions"]}
+    assert sum(r["cached_results_removed"] for r in removed.values()) >= 1
+    assert all(sum(r["log_entries_removed"].values()) >= 3 for r in removed.values())  # own log + the peer's replica
+    assert all(any("excluded from the next bundle, due by" in m for m in r["remains"]) for r in removed.values())
+    assert all(holds(r) == [] for r in regions), {r: holds(r) for r in regions}
+    # The cells' tombstone view refreshes every 2 s; until then a full answer is possible, but never cached.
+    wait_until(lambda: s.homepage(user)["tier"] != "full", timeout=5, interval=0.2, what="anonymous answers")
+    for seq in range(3, 13):  # the user keeps coming back
+        assert s.homepage(user)["tier"] in ("segment", "popularity")
+        refused = httpx.post(s.edge + "/v1/events", json=events(seq), timeout=5)
+        assert refused.status_code == 422 and "was deleted" in refused.text, refused.text
+        time.sleep(0.3)
+    time.sleep(1.0)  # let replicators, feature updaters and the slate writer catch up
+    assert all(holds(r) == [] for r in regions), {r: holds(r) for r in regions}
+    assert all(s.redis(r).hexists("users:deleted", user) for r in regions)
+
+
 def test_down_stops_exactly_what_up_started(local_stack: Stack) -> None:
     """Runs last in this module: `down` ends every recorded process and touches nothing else."""
     import subprocess
@@ -136,7 +238,7 @@ def test_down_stops_exactly_what_up_started(local_stack: Stack) -> None:
     outsider = subprocess.Popen(["sleep", "300"])
     try:
         recorded = list(stack.StackState.load(local_stack.state).processes.values())
-        assert len(recorded) == 15 and all(stack.is_running(p) for p in recorded)
+        assert len(recorded) == 16 and all(stack.is_running(p) for p in recorded)
         stopped = stack.down(state_dir=local_stack.state)
         assert sorted(stopped) == sorted(p.name for p in recorded)
         assert not any(stack.is_running(p) for p in recorded)

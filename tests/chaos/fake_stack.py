@@ -83,8 +83,10 @@ def tiny_bundle(root: Path, version: str) -> Path:
     return bundle
 
 
-def store_with_bundle(state_dir: Path, tmp: Path, version: str = "20260101T000000Z-good0001") -> LocalArtifactStore:
-    store = LocalArtifactStore(state_dir / "artifacts")
+def store_with_bundle(state_dir: Path, tmp: Path, version: str = "20260101T000000Z-good0001",
+                      geography: str = "us") -> LocalArtifactStore:
+    """The geography's store inside the stack's artifact store (replication.geo_artifacts), with a bundle current."""
+    store = LocalArtifactStore(state_dir / "artifacts" / "geo" / geography)
     store.publish(tiny_bundle(tmp / "build", version))
     store.promote(version)
     return store

@@ -20,6 +20,7 @@ RESTORES = {
     "publish_corrupt_bundle": "restore_good_bundle", "freeze_index": "unfreeze_index",
     "stop_feature_updater": "restore_feature_updater", "inject_ranking_latency": "clear_ranking_latency",
     "kill_controller_leader": "restore_controllers", "partition_region": "heal_partition",
+    "kill_etcd_leader": "restore_etcd", "kill_etcd_quorum": "restore_etcd",
 }
 FILES = sorted(EXPERIMENTS_DIR.glob("*.json"))
 

@@ -14,21 +14,22 @@ import pytest
 
 from chaos.gameday import run_gameday
 from regions import stack
+from regionctl.stack_specs import stack_specs
 from failover.control_api import ControlClient
 from regions.topology import load_topology
-from tests.stack_helpers import publish_and_promote, write_topology
+from tests.stack_helpers import publish_geo_bundles, write_topology
 
 pytestmark = pytest.mark.slow
 
 
-def test_region_loss_game_day_meets_rto_rpo_and_never_empties_the_homepage(tmp_path: Path, tiny_bundle: Path) -> None:
+def test_region_loss_game_day_meets_rto_rpo_and_never_empties_the_homepage(tmp_path: Path, tiny_geo_bundles: dict[str, Path]) -> None:
     topo_file = write_topology(tmp_path / "topology.toml")
     topo = load_topology(topo_file)
     state = tmp_path / "stack"
     urls = stack.stack_urls(state)
-    publish_and_promote(tiny_bundle, Path(urls.artifacts.removeprefix("file://")))
+    publish_geo_bundles(tiny_geo_bundles, Path(urls.artifacts.removeprefix("file://")))
     try:
-        stack.up(topo, topology_path=topo_file, state_dir=state, urls=urls)
+        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_file, state_dir=state)
         ControlClient(f"http://127.0.0.1:{topo.settings.controller_port}", stack.token_for(state, "viewer")).wait_until_healthy()
         report = run_gameday("region-loss", state_dir=state, topology=topo_file, load_rate=40, duration_s=70,
                              out_dir=tmp_path / "gameday", progress=lambda m: None, warmup_s=15)

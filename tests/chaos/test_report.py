@@ -114,3 +114,14 @@ def test_markdown_says_when_rpo_does_not_apply() -> None:
     report = build_report(experiment="stale-features", title="t", records=recs, fault_at=T0 + 1, rto=rto_of(recs, 1),
                           rpo=None, status="completed")
     assert "RPO: not applicable" in render_markdown(report) and report["verdict"] == PASS
+
+
+def test_the_requirements_are_the_topologys_budgets() -> None:
+    from regions.topology import Settings
+
+    tight = Targets.of(Settings(rto_budget_s=30.0, rpo_budget_s=1.0))
+    assert (tight.requirement_rto_s, tight.requirement_rpo_s) == (30.0, 1.0)
+    rto, rpo = Rto(True, 45.0, None, ""), Rpo(0.5, 0, 0, None)
+    by_default = {(v.name, v.kind): v.status for v in verdicts(rto=rto, rpo=rpo, empty_slates=0)}
+    by_topology = {(v.name, v.kind): v.status for v in verdicts(rto=rto, rpo=rpo, empty_slates=0, targets=tight)}
+    assert by_default[("RTO", "requirement")] == PASS and by_topology[("RTO", "requirement")] == FAIL

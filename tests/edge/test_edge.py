@@ -72,7 +72,7 @@ def test_homepage_goes_to_the_users_region_with_deadline_and_user(edge: TestClie
     assert [t["region"] for t in answer["tried"]] == [expected] and answer["routing_version"] == 0
     assert answer["edge_ms"] >= 0
     sent = stack.cells[expected].requests[-1]
-    assert (sent.user_id, sent.anonymous, sent.count) == ("us-42", False, 7)
+    assert (sent.user_id, sent.anonymous, sent.count, sent.geography) == ("us-42", False, 7, "us")
     assert 0 < sent.deadline_ms <= stack.topology.settings.request_deadline_ms
 
 
@@ -100,7 +100,7 @@ def test_when_the_geography_fails_another_one_is_asked_without_the_user_id(edge:
     answer = edge.get("/v1/recommendations/homepage", params={"user_id": "us-77"}).json()
     assert answer["region"] == "eu-west" and answer["tried"][-1]["anonymous"] is True
     (sent,) = stack.cells["eu-west"].requests
-    assert (sent.user_id, sent.anonymous) == ("", True)
+    assert (sent.user_id, sent.anonymous, sent.geography) == ("", True, "")
     assert 'shopnow_edge_cross_geo_anonymous_total{geo="us",region="eu-west"} 1.0' in edge.get("/metrics").text
 
 
@@ -112,7 +112,7 @@ def test_an_anonymous_route_from_the_table_never_sends_the_user_id(edge: TestCli
         answer = edge.get("/v1/recommendations/homepage", params={"user_id": f"eu-{n}"}).json()
         assert answer["region"] in ("us-east", "us-west")
     received = stack.cells["us-east"].requests + stack.cells["us-west"].requests
-    assert len(received) == 20 and all(r.user_id == "" and r.anonymous for r in received)
+    assert len(received) == 20 and all(r.user_id == "" and r.anonymous and not r.geography for r in received)
     assert stack.cells["eu-west"].requests == []
 
 
@@ -180,7 +180,10 @@ def test_a_malformed_table_keeps_the_last_good_one(edge: TestClient, store: Any)
 ])
 def test_reads_are_validated_like_a_cell(edge: TestClient, path: str, params: dict[str, Any],
                                          headers: dict[str, str], status: int) -> None:
-    assert edge.get(path, params=params, headers=headers).status_code == status
+    resp = edge.get(path, params=params, headers=headers)
+    assert resp.status_code == status
+    if status != 200:  # the cell's error body: {"error": {"field", "message"}}, FastAPI's validation included
+        assert set(resp.json()) == {"error"} and set(resp.json()["error"]) == {"field", "message"}
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
@@ -210,6 +213,8 @@ def test_events_go_to_each_users_geography_only(edge: TestClient, stack: StandIn
     us = stack.cells["us-east"].event_users() + stack.cells["us-west"].event_users()
     assert sorted(us) == ["us-1", "us-1", "us-2"]
     assert set(resp.json()["stream_ids"]) == {f"e{n}" for n in range(5)}
+    carried = [(e.user_id, e.geo, e.HasField("ts")) for b in stack.cells["eu-west"].batches for e in b.events]
+    assert carried == [("eu-1", "eu", True), ("eu-2", "eu", True)]  # the geography and ts travel with the event
 
 
 def test_events_no_region_of_the_geography_stores_them_503(edge: TestClient, stack: StandInStack) -> None:

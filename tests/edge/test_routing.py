@@ -1,96 +1,29 @@
 """The edge's pure routing: table parsing, rendezvous choice, fallback order, residency."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any, Mapping
 
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from contracts.routing_table import RoutingTable, RoutingTableError, default_table, parse_table
+from contracts.routing_table import RoutingTable, default_table, parse_table
 from edge.routing import attempt_budget_ms, cell_call, plan_events, plan_request, rendezvous_order, tier_for
 from edge.settings import EdgeSettings, settings_from_env
 from regions.errors import InputError
 from regions.geo import home_geography_of
-from regions.topology import Topology, parse_topology
+from regions.topology import Topology
+from tests.contracts.topologies import DOC_TABLE, make_topology
 
 SETTINGS = EdgeSettings()
 IDS = [f"us-{n}" for n in range(10_000)]
 """A fixed set of synthetic user ids: the proportions below are deterministic, not random."""
 
 
-def make_topology(layout: Mapping[str, list[str]]) -> Topology:
-    regions, port = {}, 30000
-    for geo, names in layout.items():
-        for name in names:
-            regions[name] = {"geography": geo, "capacity_qps": 100, "http_port": port, "grpc_port": port + 1,
-                             "redis_port": port + 2}
-            port += 3
-    share = 1.0 / len(layout)
-    geos = {g: {"peak_share": share} for g in layout}
-    geos[list(layout)[-1]]["peak_share"] = 1.0 - share * (len(layout) - 1)
-    return parse_topology({"geographies": geos, "regions": regions})
-
-
 TOPO = make_topology({"us": ["us-east", "us-west"], "eu": ["eu-west"]})
 WIDE = make_topology({"us": ["us-east", "us-west", "us-central"], "eu": ["eu-west", "eu-north"], "ap": ["ap-south"]})
-DOC_TABLE = {"version": 12, "updated_at": 1764000000.0, "fail_static": False,
-             "geos": {"us": {"regions": {"us-east": 50, "us-west": 50}, "anonymous": False},
-                      "eu": {"regions": {"us-east": 50, "us-west": 50}, "anonymous": True}},
-             "max_tier": {"us-east": "full", "us-west": "full", "eu-west": "full"}}
-
-
 def table(geos: Mapping[str, Any], **extra: Any) -> RoutingTable:
     return parse_table({"version": 1, "geos": geos, **extra}, TOPO)
-
-
-# -- parsing ----------------------------------------------------------------------------------------
-
-def test_the_documented_example_parses() -> None:
-    t = parse_table(json.dumps(DOC_TABLE).encode(), TOPO)
-    assert (t.version, t.updated_at, t.fail_static) == (12, 1764000000.0, False)
-    assert dict(t.route("us").regions) == {"us-east": 50, "us-west": 50} and not t.route("us").anonymous
-    assert t.route("eu").anonymous and dict(t.route("eu").regions) == {"us-east": 50, "us-west": 50}
-    assert {r: lim.tier for r, lim in t.max_tier.items()} == {"us-east": "full", "us-west": "full", "eu-west": "full"}
-
-
-def test_a_geography_left_out_gets_equal_weights_over_its_own_regions() -> None:
-    t = table({"us": {"regions": {"us-east": 100, "us-west": 0}}})
-    assert dict(t.route("eu").regions) == {"eu-west": 1} and not t.route("eu").anonymous
-    assert dict(default_table(TOPO).route("us").regions) == {"us-east": 1, "us-west": 1}
-
-
-@pytest.mark.parametrize(("raw", "field"), [
-    (b"{not json", "routing/table"),
-    ([], "routing/table"),
-    ({"geos": {}}, "version"),
-    ({"version": -1}, "version"),
-    ({"version": True}, "version"),
-    ({"version": 1, "updated_at": "yesterday"}, "updated_at"),
-    ({"version": 1, "fail_static": "no"}, "fail_static"),
-    ({"version": 1, "geos": []}, "geos"),
-    ({"version": 1, "geos": {"mars": {"regions": {}}}}, "geos.mars"),
-    ({"version": 1, "geos": {"us": {"regions": {"us-nowhere": 5}}}}, "geos.us.regions.us-nowhere"),
-    ({"version": 1, "geos": {"us": {"regions": {"us-east": -5}}}}, "geos.us.regions.us-east"),
-    ({"version": 1, "geos": {"us": {"regions": {"us-east": 2.5}}}}, "geos.us.regions.us-east"),
-    ({"version": 1, "geos": {"us": {"regions": {"us-east": 50}, "anonymous": "yes"}}}, "geos.us.anonymous"),
-    # residency: a personal route may not leave its geography
-    ({"version": 1, "geos": {"eu": {"regions": {"us-east": 100}, "anonymous": False}}}, "geos.eu.regions.us-east"),
-    ({"version": 1, "max_tier": {"us-east": "best"}}, "max_tier.us-east"),
-    ({"version": 1, "max_tier": {"us-moon": "full"}}, "max_tier.us-moon"),
-    ({"version": 1, "max_tier": {"us-east": {"tier": "segment", "fraction": 1.5}}}, "max_tier.us-east.fraction"),
-    ({"version": 1, "max_tier": {"us-east": 3}}, "max_tier.us-east"),
-])
-def test_a_bad_table_is_refused_naming_the_field(raw: Any, field: str) -> None:
-    with pytest.raises(RoutingTableError) as info:
-        parse_table(raw, TOPO)
-    assert info.value.field == field
-
-
-def test_max_tier_accepts_a_fraction_object() -> None:
-    t = table({}, max_tier={"us-east": {"tier": "segment", "fraction": 0.25}})
-    assert (t.max_tier["us-east"].tier, t.max_tier["us-east"].fraction) == ("segment", 0.25)
 
 
 # -- rendezvous: weights respected, stable, drained never chosen ------------------------------------
@@ -246,6 +179,7 @@ def test_settings_from_env() -> None:
     ({"REGIONCTL_EDGE_PERSONAL_TRIES": "two"}, "REGIONCTL_EDGE_PERSONAL_TRIES"),
     ({"REGIONCTL_EDGE_FIRST_ATTEMPT_SHARE": "1.5"}, "REGIONCTL_EDGE_FIRST_ATTEMPT_SHARE"),
     ({"REGIONCTL_EDGE_TRANSPORT": "smoke"}, "REGIONCTL_EDGE_TRANSPORT"),
+    ({"REGIONCTL_EDGE_MAX_COUNT": "500"}, "REGIONCTL_EDGE_MAX_COUNT"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], field: str) -> None:
     with pytest.raises(InputError) as info:

@@ -129,6 +129,10 @@ BAD_INPUT = [
     ("POST", "/v1/steer", {"geography": "us", "weights": {"us-east": 100}, "reason": "x", "ttl": "-1h"}, "ttl"),
     ("DELETE", "/v1/steer/us", None, "geography"),
     ("POST", "/v1/drills", {"region": "atlantis", "dry_run": True}, "region"),
+    # FastAPI's own validation of the bodies answers with the same {"error": {field, message}} body
+    ("POST", "/v1/steer", {"weights": {"us-east": 100}, "reason": "x"}, "geography"),
+    ("POST", "/v1/steer", {"geography": "us", "weights": {"us-east": "lots"}, "reason": "x"}, "weights.us-east"),
+    ("POST", "/v1/drills", {"dry_run": True}, "region"),
 ]
 
 

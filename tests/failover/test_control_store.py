@@ -1,6 +1,8 @@
 """Contract tests of the control store, the SAME for every backend.
 
-The sqlite param runs everywhere (a real SQLite file, a controlled clock). The consul param
+The sqlite param runs everywhere (a real SQLite file, a controlled clock). The etcd param runs
+everywhere too, against a real 3-member etcd cluster started once per session (tests/failover/
+conftest.py), each test on its own key prefix. The consul param
 runs when CONSUL_HTTP_ADDR names a Consul agent and is skipped otherwise: no Consul binary can
 be installed on the development machines. The consul-fake param runs the Consul backend and the
 real py-consul client against tests/failover/consul_fake.py, an HTTP stand-in for the agent
@@ -76,10 +78,19 @@ def _consul_harness(addr: str | None) -> Iterator[Harness]:
     store.close()
 
 
-@pytest.fixture(params=["sqlite", "consul", "consul-fake"])
+def _etcd_harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    from tests.failover.etcd_harness import etcd_store, revoke_lease
+
+    for store, url in etcd_store(request.getfixturevalue("etcd_cluster")):
+        yield Harness(store=store, url=url, expire=lambda name, holder: revoke_lease(store, name))
+
+
+@pytest.fixture(params=["sqlite", "etcd", "consul", "consul-fake"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "sqlite":
         yield from _sqlite_harness(tmp_path)
+    elif request.param == "etcd":
+        yield from _etcd_harness(request)
     elif request.param == "consul":
         yield from _consul_harness(os.environ.get("CONSUL_HTTP_ADDR"))
     else:  # the HTTP stand-in of tests/failover/consul_fake.py: real py-consul, not a real agent

@@ -2,17 +2,16 @@
 through moto's Route 53 in server mode (ThreadedMotoServer on a free loopback port)."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from failover.route53 import PublishResult, publish_weights, read_weights, weighted_changes
 from contracts.routing_table import parse_table
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.processes import LOOPBACK, free_port
 from regions.topology import parse_topology
+from tests.failover.conftest import route53_test_client
 
 TOPO = parse_topology({
     "geographies": {"us": {"peak_share": 0.7}, "eu": {"peak_share": 0.3}},
@@ -69,24 +68,8 @@ def test_weights_above_what_route53_allows_are_refused() -> None:
 
 # -- moto's Route 53 server ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        server.stop()
-
-
 def _client(url: str) -> Any:
-    # moto accepts any credentials: these fake ones never leave loopback
-    return boto3.client("route53", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing",
-                        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5))
+    return route53_test_client(url)
 
 
 @pytest.fixture

@@ -56,3 +56,43 @@ def test_delete_user_everywhere_in_the_geography(api: Api, redis_factory: Callab
     assert "us-77" not in text.replace(hashlib.sha256(b"us-77").hexdigest(), "")
     assert hashlib.sha256(b"us-77").hexdigest() in text
     assert time.time() - body["deleted_at"] < 60
+
+
+def test_delete_user_removes_archive_entries_with_the_retention_key(
+        api: Api, redis_factory: Callable[..., tuple[ManagedProcess, int]], tmp_path: Path) -> None:  # noqa: F811
+    """The control API given the retention key finds the user's pseudonymised `log:archive` entries;
+    the same API without it leaves them and says so under `remains`."""
+    from fastapi.testclient import TestClient
+
+    from failover.auth import TokenBook, parse_tokens
+    from failover.control_api import create_app
+    from failover.drill_runner import DrillRunner
+    from replication.retention import ARCHIVE_LOG, RetentionSettings, run_retention
+    from tests.failover.test_control_api import BEARER, TOKENS
+
+    key = b"control-api-retention-key"
+    topo = api.controller.topology
+    clients = {}
+    for name, region in topo.regions.items():
+        redis_factory(name, port=region.redis_port)
+        clients[name] = redis.Redis(port=region.redis_port)
+    us_regions = [r.name for r in topo.regions_in("us")]
+    for name in us_regions:
+        _seed(clients[name], "us-77")
+        _seed(clients[name], "us-78")
+    run_retention(topo, clients, 4_000_000_000.0, settings=RetentionSettings(mode="pseudonymise"), key=key)
+    assert all(clients[n].xlen(ARCHIVE_LOG) == 2 for n in us_regions)
+    director = {"Authorization": f"Bearer {BEARER['director']}"}
+
+    without = api.call("POST", "/v1/users/us-77/delete", json={"reason": "GDPR request 2"}).json()
+    assert all(any("pseudonymised entries could not be searched" in m for m in r["remains"]) for r in without["regions"])
+    assert all(clients[n].xlen(ARCHIVE_LOG) == 2 for n in us_regions)
+
+    app = create_app(controller=api.controller, tokens=TokenBook(parse_tokens(TOKENS)),
+                     drills=DrillRunner(api.controller, reports_dir=tmp_path / "drills"), retention_key=key)
+    with TestClient(app) as client:
+        resp = client.post("/v1/users/us-77/delete", headers=director, json={"reason": "GDPR request 2"})
+    assert resp.status_code == 200, resp.text
+    for row in resp.json()["regions"]:
+        assert row["log_entries_removed"] == {ARCHIVE_LOG: 1} and row["remains"] == []
+    assert all(clients[n].xlen(ARCHIVE_LOG) == 1 for n in us_regions)  # us-78's entry stays

@@ -136,3 +136,39 @@ def test_a_trained_bundle_passes_servings_checks_and_becomes_current(tmp_path: P
     assert code == 0, err
     assert "check_model_loads" in out and "check_golden_scores" in out
     assert LocalArtifactStore(tmp_path / "store").current() == version
+
+
+def test_promote_and_rollback_are_journaled_in_the_control_store(tmp_path: Path, store_url: str) -> None:
+    from failover.control_stores import store_from_url
+    from failover.journal import Journal
+
+    control = f"sqlite:///{tmp_path / 'control.db'}"
+    for version, seed in (("va", 1), ("vb", 2)):
+        run("publish", str(make_bundle(tmp_path / "src", version=version, seed=seed)), "--store", store_url)
+        code, out, err = run("promote", version, "--store", store_url, "--control-store", control, *INTEGRITY)
+        assert code == 0 and f"({'bundle_promote'})" in out, err
+    code, out, _ = run("rollback", "--store", store_url, env={"REGIONCTL_CONTROL_STORE": control})
+    assert code == 0 and "(bundle_rollback)" in out
+    with store_from_url(control) as cs:
+        journal = Journal(cs)
+        entries = journal.entries()
+        assert journal.verify().ok
+    assert [(e.action, e.inputs["version"], e.inputs["previous"]) for e in entries] == [
+        ("bundle_promote", "va", None), ("bundle_promote", "vb", "va"), ("bundle_rollback", "va", "vb")]
+    assert all(e.actor.startswith("regionctl:") for e in entries)
+
+
+def test_an_unreachable_control_store_is_reported_and_the_promote_stands(tmp_path: Path, store_url: str) -> None:
+    run("publish", str(make_bundle(tmp_path / "src", version="va", seed=1)), "--store", store_url)
+    (tmp_path / "a-file").write_text("not a directory")
+    code, out, err = run("promote", "va", "--store", store_url, "--control-store", f"sqlite:///{tmp_path}/a-file/c.db",
+                         *INTEGRITY)
+    assert code == 0 and "va is current" in out
+    assert "was not journaled" in err
+    assert LocalArtifactStore(tmp_path / "store").current() == "va"
+
+
+def test_without_a_control_store_nothing_is_journaled(tmp_path: Path, store_url: str) -> None:
+    run("publish", str(make_bundle(tmp_path / "src", version="va", seed=1)), "--store", store_url)
+    code, out, _ = run("promote", "va", "--store", store_url, *INTEGRITY)
+    assert code == 0 and "not journaled: no control store" in out

@@ -10,8 +10,9 @@ from regions import redis_keys
 from regions.errors import InputError, TemporaryError
 from contracts.events import MAX_BATCH
 from replication.interaction_log import (
-    append_events, connect, decode_entry, parse_batch, read_events, require_resident, stream_last_id,
+    append_events, decode_entry, parse_batch, read_events, require_resident, stream_last_id,
 )
+from replication.redis_io import connect
 from tests.replication.helpers import US_EU, Stack, event, paper_topology, stack_factory, stream_ids  # noqa: F401
 
 NOW = 1_700_000_000.0

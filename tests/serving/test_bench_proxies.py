@@ -1,4 +1,4 @@
-"""bench/serving_bench's proxy phase and CPU readings, on a deliberately slow and a deliberately busy
+"""benchmarks.serving_bench's proxy phase and CPU readings, on a deliberately slow and a deliberately busy
 "proxy": the measurements must show what was built into them (lower bounds only: no speed target here)."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Iterator
 
 import pytest
 
-from bench.serving_bench import cpu_ns, run_proxy_phase
-from bench.serving_peers import haproxy_config, rss_mb
+from benchmarks.serving_bench import cpu_ns, run_proxy_phase
+from benchmarks.serving_peers import haproxy_config, rss_mb
 from regions.errors import InputError
 
 

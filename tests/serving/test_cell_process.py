@@ -6,6 +6,7 @@ published while serving -> refused, the old bundle keeps serving.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -23,7 +24,7 @@ from regions.topology import Topology, load_topology
 from replication.artifact_store import LocalArtifactStore
 from contracts.proto import recommend_pb2 as pb
 from contracts.proto import recommend_pb2_grpc as pb_grpc
-from tests.stack_helpers import publish_and_promote, start_cell, write_topology
+from tests.stack_helpers import publish_geo_bundles, start_cell, write_topology
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,11 @@ class Cell:
         self.base = f"http://127.0.0.1:{self.region.http_port}"
         self.redis: ManagedProcess | None = None
         self.proc: ManagedProcess | None = None
+
+    @property
+    def bundle_dir(self) -> Path:
+        """The promoted us bundle, as the us geography's store holds it."""
+        return self.root / "artifacts" / "geo" / "us" / "bundles" / self.version
 
     def start_redis(self) -> None:
         self.redis = start_redis(port=self.region.redis_port, data_dir=self.root / "redis", name="redis-us-east")
@@ -48,24 +54,33 @@ class Cell:
         return resp.json()
 
 
-@pytest.fixture(scope="module")
-def cell(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[Cell]:
-    root = tmp_path_factory.mktemp("cell")
+@contextlib.contextmanager
+def running_cell(root: Path, bundles: dict[str, Path], *, env: dict[str, str] | None = None) -> Iterator[Cell]:
+    """A us-east cell and its redis-server under `root`, serving the us bundle of `bundles`."""
     topo_file = write_topology(root / "topology.toml")
     topo = load_topology(topo_file)
-    version = publish_and_promote(tiny_bundle, root / "artifacts")
+    version = publish_geo_bundles(bundles, root / "artifacts")["us"]
     c = Cell(topo, topo_file, root, version)
     c.start_redis()
-    c.proc = start_cell(region="us-east", topology_file=topo_file, artifacts_root=root / "artifacts",
-                        state_dir=root / "state", http_port=c.region.http_port)
-    yield c
-    c.proc.kill()
-    if c.redis:
-        c.redis.kill()
+    try:
+        c.proc = start_cell(region="us-east", topology_file=topo_file, artifacts_root=root / "artifacts",
+                            state_dir=root / "state", http_port=c.region.http_port, env=env)
+        yield c
+    finally:
+        if c.proc:
+            c.proc.kill()
+        if c.redis:
+            c.redis.kill()
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Cell]:
+    with running_cell(tmp_path_factory.mktemp("cell"), tiny_geo_bundles) as c:
+        yield c
 
 
 def _users(cell: Cell) -> list[str]:
-    users = json.loads((cell.root / "artifacts" / "bundles" / cell.version / "users.json").read_text())
+    users = json.loads((cell.bundle_dir / "users.json").read_text())
     return [u["user_id"] for u in users if u["user_id"].startswith("us-")][:20]
 
 
@@ -103,7 +118,7 @@ def test_bad_reads_get_clear_errors(cell: Cell, path: str, params: dict[str, Any
 
 
 def test_similar_and_cart(cell: Cell) -> None:
-    items = json.loads((cell.root / "artifacts" / "bundles" / cell.version / "popularity.json").read_text())
+    items = json.loads((cell.bundle_dir / "popularity.json").read_text())
     similar = cell.get("/v1/recommendations/similar", product_id=items[0], count=5).json()
     assert len(similar["items"]) == 5 and items[0] not in {i["item_id"] for i in similar["items"]}
     cart = cell.get("/v1/recommendations/cart", cart_items=f"{items[0]},{items[1]}", count=4).json()
@@ -145,6 +160,16 @@ def test_bad_events_change_nothing(cell: Cell, body: Any, status: int, field: st
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["field"] == field
     assert client.xlen("log:events") == before
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"user_id": "us-1", "count": "many"}, "count"), ({"user_id": "us-1", "count": 101}, "count"),
+    ({"user_id": "u" * 129}, "user_id"), ({"user_id": "us-1", "max_tier": "gold"}, "max_tier"),
+    ({"user_id": "us-1", "geography": "mars"}, "geography"),
+])
+def test_bad_reads_answer_the_one_error_body(cell: Cell, params: dict[str, Any], field: str) -> None:
+    resp = httpx.get(cell.base + "/v1/recommendations/homepage", params=params, timeout=5)
+    assert resp.status_code == 422 and resp.json() == {"error": {"field": field, "message": resp.json()["error"]["message"]}}
 
 
 def test_grpc_recommend_log_events_and_health(cell: Cell) -> None:
@@ -212,10 +237,10 @@ def test_redis_killed_mid_stream_then_restarted(cell: Cell) -> None:
 
 
 def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(cell: Cell) -> None:
-    store = LocalArtifactStore(cell.root / "artifacts")
-    good = cell.root / "artifacts" / "bundles" / cell.version
+    store = LocalArtifactStore(cell.root / "artifacts" / "geo" / "us")
+    good = cell.bundle_dir
     bad_version = cell.version + "-corrupt"
-    bad = cell.root / "artifacts" / "bundles" / bad_version
+    bad = cell.root / "artifacts" / "geo" / "us" / "bundles" / bad_version
     shutil.copytree(good, bad)
     manifest = json.loads((bad / "manifest.json").read_text())
     manifest["bundle_version"] = bad_version
@@ -254,3 +279,32 @@ def test_a_cell_without_any_usable_bundle_serves_the_packaged_popularity_list(ce
         assert ready["bundle_version"] == "packaged-popularity" and ready["redis_ok"] is False
     finally:
         proc.kill()
+
+
+def test_a_user_of_another_geography_is_answered_anonymously_and_counted(cell: Cell) -> None:
+    client = redis.Redis(port=cell.region.redis_port, decode_responses=True)
+    body = cell.homepage("eu-3")
+    assert body["tier"] == "segment" and len(body["items"]) == 8
+    assert client.exists("cache:eu-3") == 0 and client.exists("uf:eu-3") == 0
+    assert 'shopnow_cell_anonymous_answers_total{reason="foreign_user"}' in cell.get("/metrics").text
+
+
+def test_a_bundle_holding_users_of_another_geography_is_refused_by_the_residency_check(cell: Cell, tiny_bundle: Path) -> None:
+    """The global bundle (every geography's users) moved into the us store without verification."""
+    store = LocalArtifactStore(cell.root / "artifacts" / "geo" / "us")
+    version = "global-" + cell.version
+    target = cell.root / "artifacts" / "geo" / "us" / "bundles" / version
+    shutil.copytree(tiny_bundle, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["bundle_version"] = version
+    manifest["metrics"]["geography"] = "us"  # claims to be a us bundle: the user ids give it away
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    store.promote(version)
+    try:
+        wait_until(lambda: (cell.get("/readyz").json().get("bundle_refused") or {}).get("version") == version,
+                   timeout=30, interval=0.5, what="the global bundle to be refused")
+        refused = cell.get("/readyz").json()["bundle_refused"]
+        assert refused["check"] == "residency" and "check_residency" in refused["message"]
+        assert cell.get("/readyz").json()["bundle_version"] == cell.version
+    finally:
+        store.rollback()

@@ -102,8 +102,8 @@ def test_two_updaters_racing_on_the_same_batch_count_it_once(stack_factory: Call
 def test_tombstoned_users_are_skipped_and_poison_is_dead_lettered(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory(US_EU)
     c, topo = stack.clients, stack.topology
-    c["us-east"].hset(redis_keys.TOMBSTONES, "us-gone", "1.0")
     append_events(c["us-east"], _events("us-gone", 4) + _events("us-stay", 3), topology=topo, region="us-east")
+    c["us-east"].hset(redis_keys.TOMBSTONES, "us-gone", "1.0")  # deleted after acknowledging, before applying
     bad = c["us-east"].xadd(redis_keys.EVENT_LOG, {"user_id": "us-x"}).decode()
     registry = CollectorRegistry()
     updater = FeatureUpdater(topology=topo, region="us-east", client=c["us-east"], category_of=CATEGORIES,

@@ -6,7 +6,8 @@ import pytest
 
 from regions.errors import InputError
 from contracts.events import EVENT_TYPES, Event, parse_event
-from serving.completejourney import _band, _geo_of
+from serving.completejourney import _band
+from serving.datasets.base import geo_of
 from serving.marketplace import SIZES, MarketplaceSize, generate, generate_named
 
 GEOS = {"us": 0.7, "eu": 0.3}
@@ -115,6 +116,6 @@ def test_completejourney_price_band(income, band):
 
 
 def test_completejourney_geography_is_stable_and_weighted():
-    geos = [_geo_of(h, GEOS) for h in range(4000)]
-    assert geos == [_geo_of(h, GEOS) for h in range(4000)]
+    geos = [geo_of(f"household-{h}", GEOS) for h in range(4000)]
+    assert geos == [geo_of(f"household-{h}", GEOS) for h in range(4000)]
     assert 0.65 < geos.count("us") / len(geos) < 0.75

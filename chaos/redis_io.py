@@ -1,0 +1,28 @@
+"""Chaos's one Redis boundary: how a game day or an expectation probe reaches a region's Redis
+(loopback host and port from the topology; short timeouts, because a fault is what it looks for).
+"""
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from chaos.context import StackContext
+
+
+def region_client(ctx: StackContext, region: str) -> redis.Redis:
+    """A text (decoded) client for reading the region's logs: 2 s timeouts."""
+    return redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
+                       decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+
+def answers_ping(ctx: StackContext, region: str) -> bool:
+    """Whether the region's Redis answers PING within a second, without retrying."""
+    client = redis.Redis(host=ctx.topology.settings.host, port=ctx.topology.region(region).redis_port,
+                         socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
