@@ -1,8 +1,11 @@
 """ShopNow's Chaos Toolkit extension: actions, probes, experiments, game days and their reports.
 
 Kept import-light: `import chaos` pulls in nothing heavy; chaoslib is imported by `discover()` only.
-`chaos discover chaos --no-install` lists the activities of `chaos.actions`, `chaos.probes` and
-`chaos.expectations` (the fault-aware steady-state probes).
+`chaos discover chaostoolkit-shopnow --no-install` lists the activities of `chaos.actions`,
+`chaos.probes` and `chaos.expectations` (the fault-aware steady-state probes): the distribution
+chaostoolkit-shopnow (extensions/chaostoolkit-shopnow, installed by `make setup`) holds the one
+package `chaosshopnow` that chaoslib can map to (shopnow-regions has eight top-level packages).
+Leave out `--no-install` and chaos would try to install chaostoolkit-shopnow from the registry.
 """
 from __future__ import annotations
 

@@ -8,7 +8,9 @@ Both carry the user's home geography (`CellCall.geography`), so the cell does no
 
 Library errors are mapped here: a cell that fails or is slow raises `CellFailed` (a
 TemporaryError, `kind` "timeout" or "error"); a cell refusing the input raises `CellRefused`
-(an InputError: another region would refuse it too). Loopback only.
+(an InputError: another region would refuse it too), and `CellNotFound` (a CellRefused) when it
+does not know the product asked about (gRPC NOT_FOUND, HTTP 404): a client's mistake, not a cell
+failure. Loopback only.
 """
 from __future__ import annotations
 
@@ -43,6 +45,13 @@ class CellRefused(InputError):
     """A cell refused the request as invalid; every region would."""
 
 
+class CellNotFound(CellRefused):
+    """A cell does not know an id the request names (an unknown product); every region would say so.
+    The edge passes it on as a 404 with the one error body (contracts.http_errors)."""
+
+    http_status = 404
+
+
 class CellClient(Protocol):
     region: str
 
@@ -74,6 +83,8 @@ class GrpcCellClient:
         code = exc.code()
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return CellRefused("request", f"cell {self.region} refused it: {exc.details()}")
+        if code == grpc.StatusCode.NOT_FOUND:
+            return CellNotFound("product_id", f"cell {self.region}: {exc.details()}")
         kind = "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else "error"
         return CellFailed(self.region, kind=kind, detail=f"{code.name}: {exc.details()}")
 
@@ -122,6 +133,8 @@ class HttpCellClient:
             resp = await self._client.request(method, url, timeout=timeout_s, **kwargs)
         except httpx.HTTPError as exc:
             raise self._failed(exc) from exc
+        if resp.status_code == 404:
+            raise CellNotFound("product_id", f"cell {self.region}: {resp.text[:300]}")
         if resp.status_code in (400, 413, 422):
             raise CellRefused("request", f"cell {self.region} refused it ({resp.status_code}): {resp.text[:300]}")
         if resp.status_code != 200:

@@ -8,7 +8,10 @@
 A read goes where `edge.routing.plan_request` says (home geography -> rendezvous on the user
 id -> one retry in the geography -> one anonymous ask to another geography), each attempt with
 its share of the remaining deadline; if nothing answers, the edge serves its own popularity list
-(tier "edge-popularity", region "edge"): the homepage is never empty. The answer adds `edge_ms`,
+(tier "edge-popularity", region "edge"): the homepage is never empty. A cell that refuses the
+request (an unknown product: 404; invalid input: 422) is the client's mistake, which every region
+would repeat: the edge passes it on at once, counts it in shopnow_edge_client_errors_total (not as
+a cell failure) and never answers it from the last-resort list. The answer adds `edge_ms`,
 `tried` and `routing_version`.
 
 Events are grouped by the user's geography (and chosen region) and sent only to regions of that
@@ -30,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from contracts.events import Event, parse_event
 from contracts.events_body import events_of_body
 from contracts.http_errors import error_body, install_error_handlers
-from edge.cell_clients import CellClient, CellFailed, CellRefused, cell_clients
+from edge.cell_clients import CellClient, CellFailed, CellNotFound, CellRefused, cell_clients
 from edge.fast_reads import FastReads
 from edge.last_resort import LastResort, last_resort_answer
 from edge.routing import attempt_budget_ms, cell_call, plan_events, plan_request
@@ -50,6 +53,7 @@ class EdgeMetrics:
     cross_geo: Counter
     last_resort: Counter
     events: Counter
+    client_errors: Counter
     table_version: Gauge
     latency: Histogram
 
@@ -70,6 +74,9 @@ class EdgeMetrics:
                                 ["surface"], registry=registry),
             events=Counter(f"{p}_events_total", "Events by home geography and outcome (stored, not_stored).",
                            ["geo", "outcome"], registry=registry),
+            client_errors=Counter(f"{p}_client_errors_total", "Reads refused because of the request (not_found: "
+                                  "unknown product; invalid), passed on to the client; not cell failures.",
+                                  ["surface", "reason"], registry=registry),
             table_version=Gauge(f"{p}_routing_table_version", "Version of the routing table in use (0: default).",
                                 registry=registry),
             latency=Histogram(f"{p}_request_seconds", "Edge time per read.", ["surface"], registry=registry,
@@ -109,8 +116,11 @@ class Edge:
                 result = "ok" if got.get("items") else "empty"
             except CellFailed as exc:
                 result, got = exc.kind, None
-            except CellRefused:
-                result, got = "refused", None
+            except CellRefused as exc:
+                reason = "not_found" if isinstance(exc, CellNotFound) else "invalid"
+                self.metrics.attempts.labels(region=attempt.region, result="refused").inc()
+                self.metrics.client_errors.labels(surface=surface, reason=reason).inc()
+                raise
             self.metrics.attempts.labels(region=attempt.region, result=result).inc()
             tried.append({"region": attempt.region, "role": attempt.role, "anonymous": call.anonymous,
                           "max_tier": attempt.max_tier or "full", "result": result,

@@ -3,8 +3,9 @@
 Roles and what they may do:
 
     viewer     read: status, journal, drills
-    director   read, plus drain / undrain / steer, plus drills
-    chaos      read, plus drills (game days measure RTO/RPO through drills and fault injection)
+    director   read, plus drain / undrain / steer, plus drills (a drill moves traffic: only a
+               director may start one, or ask for its plan)
+    chaos      read (game days inject faults in the cells with this role; they start no drill)
 
 Tokens live in a JSON file `{token: role}` (or `{token: {"role": r, "name": n}}` to give a token a
 name for the journal); its path comes from `--tokens`, else REGIONCTL_TOKENS_FILE, else
@@ -53,7 +54,7 @@ class Permission(StrEnum):
 GRANTS: Mapping[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
     Role.DIRECTOR: frozenset({Permission.READ, Permission.DIRECT, Permission.DRILL}),
-    Role.CHAOS: frozenset({Permission.READ, Permission.DRILL}),
+    Role.CHAOS: frozenset({Permission.READ}),
 }
 
 

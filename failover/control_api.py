@@ -1,14 +1,18 @@
 """The control API of a controller process (FastAPI, 127.0.0.1 only), its client, and `serve`.
 
-    GET    /v1/status                      viewer+   regions, state, weights, tier mix, lag, bundles, leader
+    GET    /v1/status                      viewer+   regions, state, weights, tier mix, lag, bundles, leader,
+                                                     drains (actor, expiry), failback stages, running drills
     POST   /v1/regions/{r}/drain           director  {reason, force, ttl}
     POST   /v1/regions/{r}/undrain         director  {reason}
     POST   /v1/steer                       director  {geography, weights{region:int}, ttl, reason}
     DELETE /v1/steer/{geo}?reason=         director
-    POST   /v1/drills                      director, chaos   {region, dry_run, hold, reason} -> plan | drill id
+    POST   /v1/drills                      director          {region, dry_run, hold, reason} -> plan | drill id
     GET    /v1/drills/{id}                 viewer+
     GET    /v1/journal?limit=              viewer+
-    GET    /metrics                        (no token) Prometheus: store reachable, writing, leader, DNS publishing
+    GET    /metrics, /healthz, /readyz     no token (failover.controller_metrics: round, decision, store
+                                           reachable / writing, leader, Route 53 publishing)
+    GET    /ui                             the live dashboard (failover.dashboard; its calls carry the token)
+    GET    /v1/gamedays[/{name}/report.png] viewer+  game-day reports and their plots
 
 Answers: 401 without or with an unknown token; 403 for a role without the permission; 422 with
 {"error": {"field", "message"}} for bad input (nothing changes); 409 when a drill cannot start;
@@ -20,17 +24,18 @@ from __future__ import annotations
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
 import httpx
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from contracts.http_errors import error_response as _error
 from contracts.http_errors import install_error_handlers
+from failover import controller_metrics, dashboard, status_view
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
 from failover.controller import Controller
 from failover.effects import health_document
@@ -133,29 +138,37 @@ def status_document(controller: Controller) -> dict[str, Any]:
     }
 
 
-def metrics_text(controller: Controller) -> bytes:
-    """The controller's Prometheus metrics: whether its control store answers and it writes, whether
-    it leads, and (when configured) Route 53 publishing (failover.dns_publish)."""
-    registry = CollectorRegistry()
-    store = controller.store_status()
-    Gauge("shopnow_controller_store_reachable", "1 while the control store answers the controller",
-          registry=registry).set(1 if store["reachable"] else 0)
-    Gauge("shopnow_controller_writing", "1 while this controller leads and can write", registry=registry).set(
-        1 if store["writing"] else 0)
-    Gauge("shopnow_controller_leader", "1 while this controller holds the leader lease (its own view)",
-          registry=registry).set(1 if controller.leadership.is_leader else 0)
-    text = generate_latest(registry)
-    return text + generate_latest(controller.dns.registry) if controller.dns else text
+def operator_views(controller: Controller, drills: DrillRunner) -> dict[str, Any]:
+    """Drains (with actor and expiry), failback stages and running drills (failover.status_view).
+    Answers while the control store is unreachable (the journal is then not read)."""
+    now = time.time()
+    last = controller.last
+    overrides = last.snapshot.overrides.to_dict() if last else {}
+    failback = {r: p.to_dict() for r, p in last.steering.failback.items()} if last else {}
+    entries: list[Any] = []
+    if overrides.get("drains"):  # who drained: the journal; while the store is unreachable, "unknown"
+        try:
+            entries = controller.journal.entries(limit=status_view.JOURNAL_LOOKBACK)
+        except TemporaryError:
+            pass
+    return {"drains": status_view.drains_view(overrides, entries, now=now),
+            "failback_stages": status_view.failback_view(failback, controller.settings, now=now),
+            "failback_holds_s": list(controller.settings.failback_hold_s),
+            "drills": status_view.drills_view(r.document() for r in drills.records())}
 
 
 def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner,
-               retention_key: bytes | None = None) -> FastAPI:
+               retention_key: bytes | None = None, gamedays: Path | None = None) -> FastAPI:
     app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None, openapi_url=None)
+    controller_metrics.mount(app, controller)
 
     def need(permission: Permission) -> Callable[..., Principal]:
         def check(authorization: Optional[str] = Header(default=None)) -> Principal:
             return tokens.authorize(authorization, permission)
         return check
+
+    dashboard.mount(app, gamedays_dir=gamedays if gamedays is not None else gamedays_dir({}),
+                    reader=need(Permission.READ))
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -196,11 +209,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.get("/v1/status")
     def status(_: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
-        return status_document(controller)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(metrics_text(controller), media_type=CONTENT_TYPE_LATEST)
+        return {**status_document(controller), **operator_views(controller, drills)}
 
     @app.post("/v1/regions/{region}/drain")
     def drain(region: str, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
@@ -353,7 +362,8 @@ class ControlClient:
 
 
 def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, host: str, port: int,
-          retention_key: bytes | None = None, log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+          retention_key: bytes | None = None, gamedays: Path | None = None,
+          log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
     """Run the controller loop in a thread and the API in this one until SIGTERM/SIGINT; then resign."""
     import uvicorn
 
@@ -365,7 +375,8 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
     loop = threading.Thread(target=controller.run, kwargs={"stop": stopping.is_set}, name="controller", daemon=True)
     loop.start()
     log(f"API id={controller.holder} url=http://{host}:{port}")
-    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills, retention_key=retention_key),
+    server = uvicorn.Server(uvicorn.Config(create_app(controller=controller, tokens=tokens, drills=drills,
+                                                      retention_key=retention_key, gamedays=gamedays),
                                            host=host, port=port, log_level="warning", access_log=False))
     try:
         server.run()
@@ -376,9 +387,19 @@ def serve(*, controller: Controller, tokens: TokenBook, drills: DrillRunner, hos
         log(f"STOPPED id={controller.holder}")
 
 
-def reports_dir(environ: Mapping[str, str]) -> Path:
-    """Where drill reports go: <REGIONCTL_STATE_DIR>/../drills, else var/drills."""
+def _beside_state(environ: Mapping[str, str], name: str) -> Path:
+    """<REGIONCTL_STATE_DIR>/../<name>, else var/<name> of the repository."""
     from regions.topology import REPO_ROOT
 
     state = environ.get("REGIONCTL_STATE_DIR")
-    return (Path(state).parent / "drills") if state else REPO_ROOT / "var" / "drills"
+    return (Path(state).parent / name) if state else REPO_ROOT / "var" / name
+
+
+def reports_dir(environ: Mapping[str, str]) -> Path:
+    """Where drill reports go: <REGIONCTL_STATE_DIR>/../drills, else var/drills."""
+    return _beside_state(environ, "drills")
+
+
+def gamedays_dir(environ: Mapping[str, str]) -> Path:
+    """Where game days write their reports (regionctl gameday): <REGIONCTL_STATE_DIR>/../gamedays, else var/gamedays."""
+    return _beside_state(environ, "gamedays")

@@ -32,11 +32,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from capacity.calibration import Calibration
-from contracts.store_keys import FAILBACK_KEY, LEADER_KEY, OVERRIDES_KEY, PARTITIONS_KEY, TABLE_KEY
+from contracts.store_keys import LEADER_KEY, OVERRIDES_KEY, PARTITIONS_KEY, TABLE_KEY
 from failover.control_store import ControlStore, FenceRejected
 from failover.dns_publish import DnsPublisher
 from failover.effects import Entry, Plan, dump, health_votes, plan_effects, plan_take_over
@@ -48,7 +48,8 @@ from failover.overrides import Overrides
 from failover.probing import CellReport
 from failover.safety import check_steering
 from failover.settings import ControllerSettings
-from failover.steering import FailbackProgress, Snapshot, Steering, decide
+from failover.steering import Snapshot, Steering, decide
+from failover.stored_state import Stored, read_stored
 from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import InputError, PermanentError, TemporaryError
 from regions.topology import Topology
@@ -108,56 +109,6 @@ def with_drains(health: RegionHealth, overrides: Overrides, *, now: float) -> Re
     return undrain(health, now=now) if health.state is HealthState.DRAINED else health
 
 
-# -- what the store holds ---------------------------------------------------------------------------
-
-@dataclass(frozen=True, kw_only=True)
-class Stored:
-    table: Mapping[str, Any] | None = None
-    table_version: int = 0
-    overrides: Overrides = field(default_factory=Overrides)
-    overrides_version: int = 0
-    failback: Mapping[str, FailbackProgress] = field(default_factory=dict)
-    failback_raw: Mapping[str, Any] = field(default_factory=dict)
-    problems: tuple[str, ...] = ()
-    partitions: tuple[str, ...] = ()
-    """Regions the chaos/partitions fault cuts off from this controller (empty outside game days)."""
-
-
-def read_stored(store: ControlStore) -> Stored:
-    """The controller's shared state; a malformed document is reported and read as empty."""
-    problems: list[str] = []
-
-    def load(key: str) -> tuple[Any, int]:
-        found = store.get(key)
-        if found is None:
-            return None, 0
-        try:
-            return json.loads(found.value), found.version
-        except ValueError as exc:
-            problems.append(f"{key} is not JSON ({exc})")
-            return None, found.version
-
-    table, table_v = load(TABLE_KEY)
-    raw_over, over_v = load(OVERRIDES_KEY)
-    raw_fb, fb_v = load(FAILBACK_KEY)
-    partitions, _ = load(PARTITIONS_KEY)
-    try:
-        overrides = Overrides.from_dict(raw_over or {})
-    except InputError as exc:
-        problems.append(str(exc))
-        overrides = Overrides()
-    failback: dict[str, FailbackProgress] = {}
-    for region, body in (raw_fb or {}).items() if isinstance(raw_fb, Mapping) else ():
-        try:
-            failback[region] = FailbackProgress.from_dict(body)
-        except (KeyError, TypeError, ValueError) as exc:
-            problems.append(f"{FAILBACK_KEY} entry {region} is malformed ({exc!r})")
-    return Stored(table=table if isinstance(table, Mapping) else None, table_version=table_v,
-                  overrides=overrides, overrides_version=over_v, failback=failback,
-                  failback_raw=raw_fb if isinstance(raw_fb, Mapping) else {}, problems=tuple(problems),
-                  partitions=tuple(str(r) for r in partitions) if isinstance(partitions, list) else ())
-
-
 @dataclass(frozen=True, kw_only=True)
 class StepResult:
     now: float
@@ -171,6 +122,8 @@ class StepResult:
     wrote: tuple[str, ...] = ()
     journaled: tuple[str, ...] = ()
     error: str = ""
+    decide_s: float = 0.0
+    """Wall time of decide() plus check_steering() this round (the controller_metrics histogram)."""
 
 
 def _written_table(plan: Plan, wrote: list[str]) -> Mapping[str, Any] | None:
@@ -234,6 +187,8 @@ class Controller:
         """Route 53 publishing (failover.dns_publish), when configured: the leader offers its table every round."""
         self.table_follower = KeyFollower(store, TABLE_KEY, poll_interval_s=settings.interval_s,
                                           on_change=self._table_followed)
+        self.on_step: list[Callable[[StepResult], None]] = []
+        """Called with every round's result (failover.controller_metrics observes latencies)."""
 
     # -- the round -------------------------------------------------------------------------------
     def step(self, now: float) -> StepResult:
@@ -259,8 +214,10 @@ class Controller:
                             demand_qps=demand_by_geography(self.topology, reports),
                             current_weights=weights_of(base.table), overrides=base.overrides,
                             failback=base.failback, replication_lag_s=lags_of(reports), calibration=self.calibration)
+        decide_started = time.perf_counter()
         steering = decide(snapshot)
         problems = check_steering(snapshot, steering)
+        decide_s = time.perf_counter() - decide_started
         leading = self.leadership.tick()
         took_over = leading and not self._leading
         wrote: list[str] = []
@@ -297,8 +254,10 @@ class Controller:
         self._leading = settled
         result = StepResult(now=now, leader=leading, health=health, reports=reports, snapshot=snapshot,
                             steering=steering, problems=problems, wrote=tuple(wrote), journaled=tuple(journaled),
-                            error=error)
+                            error=error, decide_s=decide_s)
         self.last = result
+        for observe in self.on_step:
+            observe(result)
         return result
 
     def _note_store(self, error: str | None) -> None:

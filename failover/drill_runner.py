@@ -28,7 +28,7 @@ from typing import Any, Callable
 import httpx
 
 from failover.controller import Controller
-from failover.drill_plan import DrillPlan, DrillStep, StepKind, evaluate_gates, plan_drill
+from failover.drill_plan import Check, DrillPlan, DrillStep, StepKind, evaluate_gates, plan_drill
 from failover.drill_report import plan_document, write_report
 from failover.journal import Action
 from failover.overrides import Overrides
@@ -117,7 +117,11 @@ class DrillRunner:
             if hold_s < 0:
                 raise InputError("hold", f"must be 0 or more seconds, got {hold_s:g}")
             snapshot = replace(snapshot, settings=replace(snapshot.settings, drill_hold_s=float(hold_s)))
-        return plan_drill(snapshot, region=region)
+        plan = plan_drill(snapshot, region=region)
+        running = self._running
+        alone = Check(name="no-other-drill", passed=running is None,
+                      message=f"drill {running} is running; wait for it to finish" if running else "no other drill runs")
+        return replace(plan, checks=(*plan.checks, alone))
 
     def start(self, region: str, *, hold_s: float | None, actor: str, reason: str,
               background: bool = True) -> DrillRecord:
@@ -144,6 +148,10 @@ class DrillRunner:
         else:
             self._execute(record, plan)
         return record
+
+    def records(self) -> list[DrillRecord]:
+        """Every drill this controller process ran or runs, oldest first."""
+        return sorted(self._drills.values(), key=lambda r: r.started_at)
 
     def get(self, drill_id: str) -> DrillRecord:
         found = self._drills.get(drill_id)

@@ -15,6 +15,7 @@ from contracts.environment import calibration_path, topology_path
 from capacity.calibration import ASSUMED, load_calibration
 from capacity.planner import Plan, plan_capacity, plan_to_dict, region_headroom
 from capacity.settings import settings_from_env
+from regionctl import output
 from regions.topology import load_topology
 
 capacity_app = typer.Typer(no_args_is_help=True, help="Capacity planning: N-1 instances per region and cost per request.")
@@ -39,7 +40,9 @@ def plan_cmd(
     if as_json:
         typer.echo(json.dumps(plan_to_dict(plan), indent=2))
     else:
-        render_plan(plan, Console())
+        render_plan(plan, output.console())
+    if not plan.feasible:
+        raise typer.Exit(code=1)  # scripts: an infeasible plan is a "no" (regionctl.output's exit codes)
 
 
 def render_plan(plan: Plan, console: Console) -> None:

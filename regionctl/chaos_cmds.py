@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-out = Console()
+from regionctl import output
+
+out = output.console()
 
 STATE_DIR = typer.Option(None, "--state-dir", envvar="REGIONCTL_STATE_DIR",
                          help="The stack's state directory (default: var/stack).")
@@ -89,6 +90,7 @@ def register(app: typer.Typer) -> None:
                                                                        "(default: var/gamedays/NAME-TIME)."),
         state_dir: Optional[Path] = STATE_DIR,
         topology: Optional[Path] = TOPOLOGY,
+        as_json: bool = typer.Option(False, "--json", help="`gameday list`: print the experiments as JSON."),
     ) -> None:
         """Run a game day (experiment + load + RTO/RPO report), list the experiments, or abort one."""
         from chaos import gameday as gd
@@ -96,12 +98,18 @@ def register(app: typer.Typer) -> None:
         sdir = _state_dir(state_dir)
         if name == "list":
             table = Table("name", "title", "tags", "fault")
+            listed = []
             for exp_name in gd.experiment_names():
                 exp = gd.load_experiment(exp_name)
-                faults = ", ".join(a["provider"]["func"] for a in exp["method"] if a["type"] == "action")
-                table.add_row(exp_name, exp["title"], ", ".join(exp.get("tags", [])), faults)
-            out.print(table)
+                faults = [a["provider"]["func"] for a in exp["method"] if a["type"] == "action"]
+                listed.append({"name": exp_name, "title": exp["title"], "tags": list(exp.get("tags", [])),
+                               "faults": faults})
+                table.add_row(exp_name, exp["title"], ", ".join(exp.get("tags", [])), ", ".join(faults))
             running = gd.gameday_running(sdir)
+            if as_json:
+                output.print_json({"experiments": listed, "running": running or None})
+                return
+            out.print(table)
             if running:
                 out.print(f"running now: {running['experiment']} (pid {running['pid']})")
             return

@@ -1,8 +1,9 @@
 """`regionctl controller | status | drain | undrain | steer | drill evacuate`.
 
 `controller` runs one controller process (probing, decide-then-act, leadership, control API).
-The others are thin clients of the control API at http://127.0.0.1:<controller_port> (or
---api / REGIONCTL_API_URL); the token comes from REGIONCTL_TOKEN, else the stack's tokens file.
+The others are thin clients of the control API at --api / REGIONCTL_API_URL, else the controller
+port of the topology the running stack recorded (regionctl.stack_context); the token comes from
+REGIONCTL_TOKEN, else the stack's tokens file. Read commands take --json.
 """
 from __future__ import annotations
 
@@ -12,18 +13,19 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from contracts.environment import calibration_path, retention_key, topology_path
 from failover.auth import TOKEN_ENV, Permission, TokenBook, tokens_path
 from regions.tokens import ensure_tokens_file
 from failover.control_api import ControlClient, parse_duration
-from failover.control_store import DEFAULT_STORE_URL, ENV_VAR
+from failover.control_store import ENV_VAR
+from regionctl import output
+from regionctl.stack_context import controller_url, store_url
 from regions.errors import InputError
 
 API_ENV = "REGIONCTL_API_URL"
-console = Console()
+console = output.console()
 
 
 def parse_weights(text: str) -> dict[str, int]:
@@ -40,11 +42,7 @@ def parse_weights(text: str) -> dict[str, int]:
 
 
 def _client(api: Optional[str], topology: Optional[Path], permission: Permission) -> ControlClient:
-    from regions.topology import load_topology
-
-    if not api:
-        topo = load_topology(topology_path(os.environ, topology))
-        api = f"http://{topo.settings.host}:{topo.settings.controller_port}"
+    api = controller_url(api, topology)
     token = os.environ.get(TOKEN_ENV)
     if not token:
         path = tokens_path(os.environ)
@@ -91,15 +89,35 @@ def status_tables(doc: Mapping[str, Any]) -> list[Table]:
                         item["reported_by"])
         out.append(lag)
     overrides = doc.get("overrides") or {}
-    if overrides.get("drains") or overrides.get("steer"):
+    drains = doc.get("drains") or [{"region": r, "actor": "unknown", "expires_in_s": None, **d}
+                                   for r, d in (overrides.get("drains") or {}).items()]
+    if drains or overrides.get("steer"):
         over = Table(title="operator overrides")
-        for col in ("kind", "subject", "detail", "expires (epoch s)", "reason"):
+        for col in ("kind", "subject", "detail", "by", "expires", "in", "reason"):
             over.add_column(col, overflow="fold")
-        for region, d in overrides.get("drains", {}).items():
-            over.add_row("drain", region, "forced" if d.get("forced") else "", f"{d['expires_at']:.0f}", d.get("reason", ""))
+        for d in drains:
+            over.add_row("drain", d["region"], "forced" if d.get("forced") else "", d.get("actor", "unknown"),
+                         output.when(d.get("expires_at")), output.in_words(d.get("expires_in_s")), d.get("reason", ""))
         for geo, s in overrides.get("steer", {}).items():
-            over.add_row("steer", geo, str(s.get("weights")), f"{s['expires_at']:.0f}", s.get("reason", ""))
+            over.add_row("steer", geo, str(s.get("weights")), "", output.when(s.get("expires_at")), "", s.get("reason", ""))
         out.append(over)
+    if doc.get("failback_stages"):
+        back = Table(title=f"failback (stage holds {', '.join(f'{h:g} s' for h in doc.get('failback_holds_s', []))}; "
+                           "REGIONCTL_CONTROLLER_FAILBACK_HOLD_S)")
+        for col in ("region", "stage", "share %", "since", "next stage in"):
+            back.add_column(col)
+        for f in doc["failback_stages"]:
+            back.add_row(f["region"], f"{f['stage']} of {f['of']}", str(f["percent"]), output.when(f["since"]),
+                         "last stage" if f["next_stage_in_s"] is None else output.in_words(f["next_stage_in_s"]))
+        out.append(back)
+    if doc.get("drills"):
+        drills = Table(title="drills in progress")
+        for col in ("id", "region", "by", "started", "stage", "message"):
+            drills.add_column(col, overflow="fold")
+        for d in doc["drills"]:
+            drills.add_row(d["id"], d["region"], d.get("actor", ""), output.when(d.get("started_at")), d["stage"],
+                           d.get("message", ""))
+        out.append(drills)
     return out
 
 
@@ -118,6 +136,15 @@ def plan_tables(plan: Mapping[str, Any]) -> list[Table]:
     return [checks, steps]
 
 
+def plan_duration_note(plan: Mapping[str, Any]) -> str:
+    """Said before a drill starts: how long its holds take, and where each hold comes from."""
+    drill_s = sum(s["hold_s"] for s in plan["steps"] if s["kind"] != "failback")
+    failback = [s["hold_s"] for s in plan["steps"] if s["kind"] == "failback"]
+    return (f"holds: {drill_s:g} s for the drill stages (--hold, else REGIONCTL_CONTROLLER_DRILL_HOLD_S), then "
+            f"{sum(failback):g} s of failback holds ({' + '.join(f'{h:g}' for h in failback)} s; a setting: "
+            f"REGIONCTL_CONTROLLER_FAILBACK_HOLD_S); at least {drill_s + sum(failback):g} s in all")
+
+
 _API = typer.Option(None, "--api", envvar=API_ENV, help="Control API URL (default: the topology's controller_port).")
 _TOPO = typer.Option(None, "--topology", help="topology.toml (default: REGIONCTL_TOPOLOGY or the repo's).")
 
@@ -126,7 +153,8 @@ def register(app: typer.Typer) -> None:
     @app.command("controller")
     def controller(
         ident: str = typer.Option(..., "--id", help="This controller's id, unique among controllers."),
-        store: str = typer.Option(DEFAULT_STORE_URL, "--store", envvar=ENV_VAR, help="Control store URL."),
+        store: Optional[str] = typer.Option(None, "--store", envvar=ENV_VAR,
+                                            help="Control store URL (default: the stack's, <state dir>/control.db)."),
         api_port: int = typer.Option(0, "--api-port", min=0, max=65535, help="Control API port (0: a free port)."),
         topology: Optional[Path] = _TOPO,
         tokens: Optional[Path] = typer.Option(None, "--tokens", help="Tokens file (default: REGIONCTL_TOKENS_FILE "
@@ -136,7 +164,7 @@ def register(app: typer.Typer) -> None:
                                                                     "uses a table (default: the topology's edge)."),
     ) -> None:
         """Run a controller: probe cells, decide, and (as the leader) write the routing table."""
-        from failover.control_api import reports_dir, serve
+        from failover.control_api import gamedays_dir, reports_dir, serve
         from failover.control_stores import store_from_url
         from failover.controller import Controller
         from failover.drill_runner import DrillRunner
@@ -152,7 +180,7 @@ def register(app: typer.Typer) -> None:
         book = TokenBook.load(path)
         port = api_port or free_port()
         host = topo.settings.host
-        control = store_from_url(store)
+        control = store_from_url(store_url(store))
         prober = Prober(topology=topo, timeout_s=settings.probe_timeout_s)
         from capacity.calibration import load_calibration
 
@@ -166,15 +194,21 @@ def register(app: typer.Typer) -> None:
         drills = DrillRunner(ctl, reports_dir=reports_dir(os.environ),
                              edge_url=edge_url or f"http://{host}:{topo.settings.edge_port}")
         try:
-            serve(controller=ctl, tokens=book, drills=drills, host=host, port=port, retention_key=retention_key(os.environ))
+            serve(controller=ctl, tokens=book, drills=drills, host=host, port=port,
+                  retention_key=retention_key(os.environ), gamedays=gamedays_dir(os.environ))
         finally:
             prober.close()
             control.close()
 
     @app.command("status")
-    def status(api: Optional[str] = _API, topology: Optional[Path] = _TOPO) -> None:
-        """Regions, health, weights, tier mix, replication lag, bundles and the leader."""
-        for table in status_tables(_client(api, topology, Permission.READ).status()):
+    def status(api: Optional[str] = _API, topology: Optional[Path] = _TOPO,
+               as_json: bool = typer.Option(False, "--json", help="Print the control API's status document.")) -> None:
+        """Regions, health, weights, tier mix, replication lag, bundles, leader, drains, failback, drills."""
+        doc = _client(api, topology, Permission.READ).status()
+        if as_json:
+            output.print_json(doc)
+            return
+        for table in status_tables(doc):
             console.print(table)
 
     @app.command("drain")
@@ -217,25 +251,42 @@ def register(app: typer.Typer) -> None:
     def evacuate(region: str = typer.Argument(...), dry_run: bool = typer.Option(False, "--dry-run"),
                  hold: Optional[str] = typer.Option(None, "--hold", help="Hold of each drill stage (e.g. 30s)."),
                  reason: Optional[str] = typer.Option(None, "--reason"),
+                 as_json: bool = typer.Option(False, "--json", help="Print the plan (and, without --dry-run, the "
+                                              "finished drill's document) as JSON."),
                  api: Optional[str] = _API, topology: Optional[Path] = _TOPO) -> None:
-        """Evacuate a region in stages, hold, undrain and fail back; report time to evacuate and data at risk."""
+        """Evacuate a region in stages, hold, undrain and fail back; report time to evacuate and data at risk.
+
+        Exit 0 when the plan passes (--dry-run) or the drill succeeded; 1 when a pre-check fails or the
+        drill failed; 2 when the controller refused it (another drill, a standby, bad input)."""
         parse_duration(hold, field="--hold")
         client = _client(api, topology, Permission.DRILL)
         answer = client.drill(region, dry_run=dry_run, hold=hold, reason=reason or f"drill: evacuate {region}")
-        for table in plan_tables(answer["plan"]):
-            console.print(table)
+        if as_json and dry_run:
+            output.print_json(answer)
+        elif not as_json:
+            for table in plan_tables(answer["plan"]):
+                console.print(table)
+            console.print(plan_duration_note(answer["plan"]))
         if dry_run:
+            if not answer["plan"]["ok"]:
+                raise typer.Exit(code=1)
             return
         drill_id, shown = answer["id"], 0
-        console.print(f"drill {drill_id} started")
+        if not as_json:
+            console.print(f"drill {drill_id} started")
         while True:
             doc = client.drill_status(drill_id)
-            for event in doc["events"][shown:]:
+            for event in doc["events"][shown:] if not as_json else ():
                 console.print(f"  +{event['elapsed_s']:7.2f} s  {event['step']:<9} {event['message']}")
             shown = len(doc["events"])
             if doc["status"] != "running":
                 break
             time.sleep(0.5)
+        if as_json:
+            output.print_json(doc)
+            if doc["status"] != "succeeded":
+                raise typer.Exit(code=1)
+            return
         m = doc["measurements"]
         console.print(f"drill {doc['status']}" + (f": {doc['error']}" if doc["error"] else ""))
         console.print(f"time to evacuate (table): {m.get('evacuate_table_s')} s; (edge): "

@@ -9,15 +9,17 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from failover.control_store import DEFAULT_STORE_URL, ENV_VAR
+from failover.control_store import ENV_VAR
 from failover.control_stores import store_from_url
+from regionctl.stack_context import store_url
 
 
 def register(app: typer.Typer) -> None:
     @app.command("edge")
     def edge(
-        store: str = typer.Option(DEFAULT_STORE_URL, "--store", envvar=ENV_VAR,
-                                  help="Control store URL holding routing/table: sqlite:///path.db or consul://127.0.0.1:8500."),
+        store: Optional[str] = typer.Option(None, "--store", envvar=ENV_VAR,
+                                            help="Control store URL holding routing/table: sqlite:///path.db or "
+                                                 "consul://127.0.0.1:8500 (default: the stack's, <state dir>/control.db)."),
         port: Optional[int] = typer.Option(None, "--port", min=1, max=65535,
                                            help="HTTP port (default: the topology's edge_port, 8080)."),
         topology: Optional[Path] = typer.Option(None, "--topology", help="topology.toml (default: REGIONCTL_TOPOLOGY or the repo's)."),
@@ -49,6 +51,7 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         console.print(f"edge: last-resort list of {len(fallback.items)} items from {fallback.source}"
                       + (f" [yellow]({fallback.note})[/yellow]" if fallback.note else ""))
+        store = store_url(store)
         control = store_from_url(store)
         app = create_app(topology=topo, store=control, last_resort=fallback, settings=settings)
         listen = port or topo.settings.edge_port

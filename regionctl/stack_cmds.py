@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from contracts.environment import topology_path
+from regionctl import output
 from regions import stack
-from regionctl.stack_specs import stack_specs
+from regionctl.stack_specs import prometheus_spec, stack_specs
 from regions.topology import default_topology_path, load_topology
 
-console = Console()
+console = output.console()
 
 
 def ensure_bundle(artifacts_url: str, *, topology, progress=lambda m: None) -> str:  # type: ignore[no-untyped-def]
@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
     def up(
         topology: Path = typer.Option(None, help="Topology file (default: REGIONCTL_TOPOLOGY or topology.toml)."),
         state_dir: Path = typer.Option(None, help="Where the stack keeps its state (default: var/stack)."),
+        observability: bool = typer.Option(False, "--observability", help="Also start a Prometheus scraping "
+                                           "every process, with the shipped recording and alerting rules."),
         control_store: Optional[str] = typer.Option(
             None, "--control-store", help="sqlite (the default: one file in the state dir) or etcd (a 3-member "
                                           "etcd cluster on loopback, started with the stack); default: what the "
@@ -63,15 +65,28 @@ def register(app: typer.Typer) -> None:
         started = time.monotonic()
         version = ensure_bundle(urls.artifacts, topology=topo, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundles {version}")
-        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topology_path(os.environ, topology) or default_topology_path(), state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        topo_file = topology_path(os.environ, topology) or default_topology_path()
+        stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_file, state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+        if observability:
+            from observability.prometheus_stack import start_prometheus, write_config
+
+            config = write_config(topo, state)
+            prom = start_prometheus(prometheus_spec(topo, state_dir=state, config=config), state, topology_path=topo_file)
+            console.print(f"prometheus http://{topo.settings.host}:{prom.port} (pid {prom.pid}), config {config}")
         console.print(f"control store {urls.control_store}")
         console.print(f"stack up in {time.monotonic() - started:.1f}s: edge http://{topo.settings.host}:{topo.settings.edge_port}, "
                       f"control API http://{topo.settings.host}:{topo.settings.controller_port}; tokens in {state / stack.TOKENS_FILE}")
 
     @app.command("ps")
-    def ps(state_dir: Path = typer.Option(None, help="The stack's state dir (default: var/stack).")) -> None:
+    def ps(state_dir: Path = typer.Option(None, help="The stack's state dir (default: var/stack)."),
+           as_json: bool = typer.Option(False, "--json", help="Print the processes as JSON.")) -> None:
         """List the stack's processes and whether each still runs."""
         state = (state_dir or stack.default_state_dir()).resolve()
+        if as_json:
+            output.print_json({"state_dir": str(state), "processes": [
+                {"name": p.name, "kind": p.kind, "region": p.region, "pid": p.pid, "port": p.port, "running": running,
+                 "started_at": p.started_at, "log": p.log} for p, running in stack.ps(state_dir=state)]})
+            return
         table = Table(title=f"local stack ({state})")
         for col in ("process", "kind", "region", "pid", "port", "running", "up for"):
             table.add_column(col)

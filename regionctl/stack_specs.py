@@ -3,15 +3,23 @@ entry points (regions.stack starts and stops whatever specs it is handed and nam
 
     first        the etcd members, when the stack runs on etcd (regions.stack_etcd: <state_dir>/etcd.json)
     per region   redis-server (AOF on), the cell (HTTP + gRPC), the replicator, the feature updater
-    one          the retention worker (every region, hourly: replication.retention_worker)
-    then         the controllers a (control API on the topology's port) and b (standby), the edge
+                 (each worker serving Prometheus metrics on a free loopback port, recorded as its `port`,
+                 which is also its readiness)
+    one          the retention worker (every region, hourly: replication.retention_worker; metrics on a
+                 free port too)
+    then         the controllers a (control API on the topology's port) and b (standby, control API on
+                 a free port, so that both are scraped), the edge
+
+`prometheus_spec` is the Prometheus of `regionctl up --observability` (observability.prometheus_stack
+writes its configuration from the processes recorded, and starts it).
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from regions.processes import redis_argv
+from observability.prometheus_stack import NAME as PROMETHEUS, prometheus_argv
+from regions.processes import free_port, redis_argv
 from regions.stack import ProcessSpec, StackUrls
 from regions.stack_etcd import load_members, member_commands
 from regions.topology import Topology
@@ -39,26 +47,33 @@ def stack_specs(topology: Topology, *, state_dir: Path, urls: StackUrls) -> list
             name=f"cell-{region.name}", kind="cell", region=region.name, port=region.http_port,
             argv=_py("regionctl.main", "cell", "--region", region.name, "--artifacts", artifacts_url),
         ))
-        specs.append(ProcessSpec(
-            name=f"replicator-{region.name}", kind="replicator", region=region.name,
-            argv=_py("regionctl.worker_main", "replicate", "--region", region.name),
-        ))
-        specs.append(ProcessSpec(
-            name=f"feature-updater-{region.name}", kind="feature-updater", region=region.name,
-            argv=_py("regionctl.worker_main", "feature-updater", "--region", region.name),
-        ))
+        for kind, command in (("replicator", "replicate"), ("feature-updater", "feature-updater")):
+            metrics_port = free_port()  # the worker's /metrics (live RPO, updater lag); also its readiness
+            specs.append(ProcessSpec(
+                name=f"{kind}-{region.name}", kind=kind, region=region.name, port=metrics_port,
+                argv=_py("regionctl.worker_main", command, "--region", region.name, "--metrics-port", str(metrics_port)),
+            ))
+    retention_port = free_port()
     specs.append(ProcessSpec(  # one for the stack: retention over every region, hourly (replication.retention_worker)
-        name="retention", kind="retention", argv=_py("regionctl.worker_main", "retention"),
+        name="retention", kind="retention", port=retention_port,
+        argv=_py("regionctl.worker_main", "retention", "--metrics-port", str(retention_port)),
     ))
     for ident in ("a", "b"):
-        port = topology.settings.controller_port if ident == "a" else 0
+        port = topology.settings.controller_port if ident == "a" else free_port()
         specs.append(ProcessSpec(
             name=f"controller-{ident}", kind="controller", port=port,
             argv=_py("regionctl.main", "controller", "--id", f"controller-{ident}", "--store", control_store_url,
-                     *(("--api-port", str(topology.settings.controller_port)) if ident == "a" else ("--api-port", "0"))),
+                     "--api-port", str(port)),
         ))
     specs.append(ProcessSpec(
         name="edge", kind="edge", port=topology.settings.edge_port,
         argv=_py("regionctl.main", "edge", "--store", control_store_url),
     ))
     return specs
+
+
+def prometheus_spec(topology: Topology, *, state_dir: Path, config: Path) -> ProcessSpec:
+    """The stack's Prometheus on a free loopback port, reading `config` (observability.prometheus_stack.write_config)."""
+    port = free_port()
+    return ProcessSpec(name=PROMETHEUS, kind=PROMETHEUS, port=port, argv=prometheus_argv(
+        config=config, data_dir=state_dir / PROMETHEUS / "data", host=topology.settings.host, port=port))

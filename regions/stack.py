@@ -3,8 +3,8 @@
 `up(specs, ...)` starts the processes it is handed, in order (regionctl.stack_specs says which:
 with `--control-store etcd` first a 3-member etcd cluster (regions/stack_etcd.py), which then holds
 the control state; per region a redis-server, the cell, the replicator and the feature updater;
-the retention worker;
-then the controllers and the edge); this ground floor names no program of its own. Every process is recorded in
+the retention worker; then the controllers and the edge; with `regionctl up --observability`, a
+Prometheus, kind "prometheus"); this ground floor names no program of its own. Every process is recorded in
 <state_dir>/stack.json with its PID and command line; `down` stops exactly those PIDs (checking that
 the PID still runs the recorded command, so a recycled PID is never signalled) and nothing else.
 """
@@ -51,7 +51,7 @@ class ProcessSpec:
 
     name: str
     kind: str
-    """etcd | redis | cell | replicator | feature-updater | retention | controller | edge"""
+    """etcd | redis | cell | replicator | feature-updater | retention | controller | edge | prometheus"""
     argv: tuple[str, ...]
     region: str = ""
     port: int = 0
@@ -280,7 +280,7 @@ def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
 def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
     """Stop exactly the processes `up` recorded, edge first and Redis last."""
     state = StackState.load(state_dir)
-    order = ["edge", "controller", "cell", "replicator", "feature-updater", "retention", "redis", "etcd"]
+    order = ["prometheus", "edge", "controller", "cell", "replicator", "feature-updater", "retention", "redis", "etcd"]
     stopped: list[str] = []
     for kind in order:
         names = stop_processes([p for p in state.processes.values() if p.kind == kind])
@@ -313,7 +313,8 @@ def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), r
     state = StackState.load(state_dir)
     chosen = select(state, names=names, region=region, kinds=kinds)
     env = _env(state.topology_path, state_dir)
-    order = {"etcd": -1, "redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "controller": 4, "edge": 5}
+    order = {"etcd": -1, "redis": 0, "cell": 1, "replicator": 2, "feature-updater": 3, "retention": 4, "controller": 5,
+             "edge": 6, "prometheus": 7}
     restarted = []
     for old in sorted(chosen, key=lambda p: order.get(p.kind, 9)):
         if is_running(old):

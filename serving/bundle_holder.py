@@ -65,6 +65,8 @@ class BundleHolder:
         self.frozen = False
         """Chaos fault `freeze_index`: keep serving the loaded bundle, ignore newer ones (a stale index)."""
         self.store_error: str | None = None
+        self.wanted: str | None = None
+        """The store's current pointer at the last poll (what this cell should serve)."""
         self._on_swap = on_swap
         self._on_refuse = on_refuse
         self._refused_versions: set[str] = set()
@@ -136,6 +138,7 @@ class BundleHolder:
         try:
             current = self.store.current()
             self.store_error = None
+            self.wanted = current
         except ShopNowError as exc:
             self.store_error = str(exc)
             if self.bundle is None:

@@ -27,6 +27,7 @@ from replication.metrics import collect_pairs, stream_lag
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
 from serving.bundle_residency import residency_check
+from serving.cell_gauges import CellGauges
 from serving.feature_store import (
     FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
 )
@@ -66,7 +67,7 @@ class CellRuntime:
         self.region = region
         self.settings = settings
         self.store = store
-        self.metrics = CellMetrics()
+        self.metrics = CellMetrics(region=region)
         self.stats = RequestStats()
         self._observed: deque[tuple[float, str, str, bool, float, Any]] = deque(maxlen=OBSERVED_BACKLOG)
         self._serving = Serving.of(None)
@@ -86,6 +87,7 @@ class CellRuntime:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._seeded_version: str | None = None
+        self.metrics.registry.register(CellGauges(self, redis_ok=self._redis_answers))
 
     # -- bundle ----------------------------------------------------------------------------
     def _on_swap(self, bundle: LoadedBundle) -> None:
@@ -179,15 +181,17 @@ class CellRuntime:
         return ids
 
     # -- readiness -------------------------------------------------------------------------
+    def _redis_answers(self) -> bool:
+        try:
+            return bool(self.store.ping())
+        except FeatureStoreUnavailable:
+            return False
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         self.flush_observed()
         now = time.time()
         summary = self.stats.summary(now)
-        redis_ok = False
-        try:
-            redis_ok = self.store.ping()
-        except FeatureStoreUnavailable:
-            redis_ok = False
+        redis_ok = self._redis_answers()
         user_age = self._updater_lag(now) if redis_ok else None
         bundle = self._serving.bundle
         sampled = list(bundle.items.ids[:50]) if bundle is not None else []

@@ -17,13 +17,18 @@ Metric names (prefix `shopnow_cell_`):
     events_accepted_total                       interaction events appended to the log
     events_refused_total{reason}                interaction events refused, by reason
     anonymous_answers_total{reason}             requests naming a user answered anonymously (foreign_user, deleted_user)
+Every series a cell exposes carries `region` (the cell's region, given to CellMetrics), added at
+render time to the series of every collector on the registry, so that those others add (breaker
+state, ...) carry it too; a series that already has a `region` label keeps its own.
 `render()` gives the body and content type of GET /metrics.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from contracts.tiers import TIER_NAMES
 from serving.feature_store import Freshness
@@ -33,11 +38,28 @@ LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.
 NAMESPACE = "shopnow_cell"
 
 
+class WithLabels(Collector):
+    """Every series of `inner` with `labels` added (a label the series already has wins)."""
+
+    def __init__(self, inner: CollectorRegistry, labels: Mapping[str, str]) -> None:
+        self._inner, self._labels = inner, dict(labels)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                out.add_sample(sample.name, {**self._labels, **sample.labels}, sample.value, sample.timestamp,
+                               sample.exemplar)
+            yield out
+
+
 class CellMetrics:
     """The metrics of one cell. Methods record; `render()` exposes."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, region: str = "") -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._exposed = CollectorRegistry(auto_describe=False)
+        self._exposed.register(WithLabels(self.registry, {"region": region} if region else {}))
         r = self.registry
         self.requests = Counter("requests", "Answered recommendation requests.",
                                 ["surface", "tier", "status"], namespace=NAMESPACE, registry=r)
@@ -126,4 +148,4 @@ class CellMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """Body and Content-Type for GET /metrics (Prometheus text format)."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self._exposed), CONTENT_TYPE_LATEST

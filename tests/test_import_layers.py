@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).with_name("lint-imports")
 PACKAGES = ("regions", "contracts", "capacity", "fallback_tiers", "replication", "serving", "edge", "failover",
-            "chaos", "benchmarks", "regionctl")
+            "chaos", "benchmarks", "observability", "regionctl")
 
 pytestmark = pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (pip install -e '.[test]')")
 
@@ -38,6 +38,7 @@ def test_the_contract_holds_on_the_tree() -> None:
     ("edge/routing.py", "import failover.steering", "Floors"),
     ("contracts/limits.py", "import serving", "Floors"),
     ("chaos/load.py", "import failover.controller", "Chaos drives the stack"),
+    ("observability/promtool.py", "import chaos", "Floors"),
     ("replication/deletion.py", "import redis", "replication talks to Redis"),
     ("regionctl/main.py", "import tests", "No module of the project imports the tests"),
 ])

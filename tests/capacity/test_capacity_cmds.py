@@ -54,7 +54,8 @@ def app() -> typer.Typer:
 
 def test_plan_prints_tables_and_the_broken_constraint(app: typer.Typer) -> None:
     result = CliRunner().invoke(app, ["capacity", "plan"], env=CLEAN_ENV)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # infeasible (eu-west has no peer): scripts see a "no"
+    assert CliRunner().invoke(app, ["capacity", "plan", "--json"], env=CLEAN_ENV).exit_code == 1
     for text in ("Instances per region", "us-east", "N-1 fleet", "personal-failover-in-geography"):
         assert text in result.output
 

@@ -24,7 +24,8 @@ from contracts.proto import recommend_pb2_grpc as pb_grpc
 
 @dataclass
 class StandInCell(pb_grpc.RecommenderServicer):
-    """A fake cell of `region`. `mode`: ok | fail | slow | empty | refuse."""
+    """A fake cell of `region`. `mode`: ok | fail | slow | empty | refuse (invalid input) | not_found
+    (an unknown product); `events_mode`: ok | fail | refuse."""
 
     region: str
     mode: str = "ok"
@@ -38,6 +39,10 @@ class StandInCell(pb_grpc.RecommenderServicer):
             self.requests.append(request)
         if self.mode == "fail":
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.region} is down (stand-in)")
+        if self.mode == "refuse":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "count: out of range (stand-in)")
+        if self.mode == "not_found":
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no product {request.product_id!r} (stand-in)")
         if self.mode == "slow":
             while context.is_active():  # far past any deadline; stops when the caller gives up
                 time.sleep(0.01)

@@ -132,6 +132,24 @@ def test_an_empty_answer_counts_as_a_failure(edge: TestClient, stack: StandInSta
     assert answer["items"] and answer["tier"] == "edge-popularity"
 
 
+@pytest.mark.parametrize(("mode", "status", "field", "reason"), [
+    ("not_found", 404, "product_id", "not_found"),
+    ("refuse", 422, "request", "invalid"),
+])
+def test_a_read_the_cell_refuses_is_passed_on_at_once(edge: TestClient, stack: StandInStack, mode: str, status: int,
+                                                      field: str, reason: str) -> None:
+    for cell in stack.cells.values():
+        cell.mode = mode
+    resp = edge.get("/v1/recommendations/similar", params={"product_id": "no-such-sku", "count": 4})
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"} and body["error"]["field"] == field and "stand-in" in body["error"]["message"]
+    assert sum(len(c.requests) for c in stack.cells.values()) == 1  # every region would say the same: none asked
+    metrics = edge.get("/metrics").text
+    assert f'shopnow_edge_client_errors_total{{reason="{reason}",surface="similar"}} 1.0' in metrics
+    assert "shopnow_edge_last_resort_total{" not in metrics  # a client's mistake is never answered from the list
+
+
 def test_similar_and_cart_reach_the_cell(edge: TestClient, stack: StandInStack) -> None:
     similar = edge.get("/v1/recommendations/similar", params={"product_id": "sku-1", "count": 3}).json()
     cart = edge.get("/v1/recommendations/cart", params={"cart_items": "sku-1, sku-2", "user_id": "eu-3"}).json()

@@ -23,7 +23,7 @@ TOKEN = "t" * 24
     (Role.VIEWER, Permission.READ, True), (Role.VIEWER, Permission.DIRECT, False), (Role.VIEWER, Permission.DRILL, False),
     (Role.DIRECTOR, Permission.READ, True), (Role.DIRECTOR, Permission.DIRECT, True),
     (Role.DIRECTOR, Permission.DRILL, True),
-    (Role.CHAOS, Permission.READ, True), (Role.CHAOS, Permission.DIRECT, False), (Role.CHAOS, Permission.DRILL, True),
+    (Role.CHAOS, Permission.READ, True), (Role.CHAOS, Permission.DIRECT, False), (Role.CHAOS, Permission.DRILL, False),
 ])
 def test_grants(role: Role, permission: Permission, allowed: bool) -> None:
     assert (permission in GRANTS[role]) is allowed
@@ -66,7 +66,7 @@ def test_actor_names_come_from_the_file_or_a_fingerprint() -> None:
 def test_token_for_prefers_the_least_powerful_role() -> None:
     book = TokenBook(parse_tokens({"d" * 20: "director", "v" * 20: "viewer", "c" * 20: "chaos"}))
     assert book.token_for(Permission.READ) == "v" * 20
-    assert book.token_for(Permission.DRILL) == "c" * 20
+    assert book.token_for(Permission.DRILL) == "d" * 20
     assert book.token_for(Permission.DIRECT) == "d" * 20
     assert TokenBook(parse_tokens({"v" * 20: "viewer"})).token_for(Permission.DIRECT) is None
 

@@ -70,7 +70,7 @@ ENDPOINTS = {
 ALLOWED = {
     "viewer": {"status", "journal", "drill-get"},
     "director": set(ENDPOINTS),
-    "chaos": {"status", "journal", "drill-get", "drill-plan"},
+    "chaos": {"status", "journal", "drill-get"},
 }
 
 
@@ -168,7 +168,7 @@ def test_a_standby_answers_changes_with_503_naming_the_leader(api: Api, tmp_path
 
 def test_drill_dry_run_shows_the_plan_and_verdicts_without_acting(api: Api) -> None:
     before = api.store.list("")
-    response = api.call("POST", "/v1/drills", "chaos", json={"region": "us-east", "dry_run": True, "hold": "5s"})
+    response = api.call("POST", "/v1/drills", "director", json={"region": "us-east", "dry_run": True, "hold": "5s"})
     assert response.status_code == 200, response.text
     plan = response.json()["plan"]
     assert plan["ok"], plan["checks"]
@@ -177,9 +177,9 @@ def test_drill_dry_run_shows_the_plan_and_verdicts_without_acting(api: Api) -> N
     assert api.store.list("") == before
     api.rig.cells["us-west"].bundle_version = "v2"
     api.step()
-    plan = api.call("POST", "/v1/drills", "chaos", json={"region": "us-east", "dry_run": True}).json()["plan"]
+    plan = api.call("POST", "/v1/drills", "director", json={"region": "us-east", "dry_run": True}).json()["plan"]
     assert not plan["ok"] and [c["name"] for c in plan["checks"] if not c["passed"]] == ["bundle"]
-    refused = api.call("POST", "/v1/drills", "chaos", json={"region": "us-east", "reason": "game day"})
+    refused = api.call("POST", "/v1/drills", "director", json={"region": "us-east", "reason": "game day"})
     assert refused.status_code == 409 and "bundle" in refused.json()["error"]["message"]
     assert api.store.get(TABLE_KEY) is not None and api.store.list("control/overrides") == {}
 

@@ -325,6 +325,8 @@ def _operator_cli(*, api_a: str, api_b: str, tokens: Path) -> None:
                                   "--api", api_a], env=env)
     assert isinstance(refused.exception, InputError) and "may only get 0" in str(refused.exception)
     plan = runner.invoke(app, ["drill", "evacuate", "us-east", "--dry-run", "--hold", "30s", "--api", api_a], env=env)
-    assert plan.exit_code == 0 and "pre-checks" in plan.output, plan.output
+    # us-west is drained: evacuating us-east would empty us, so the dry run says FAILING and exits 1
+    assert plan.exit_code == 1 and "pre-checks" in plan.output and "FAILING" in plan.output, plan.output
+    assert "REGIONCTL_CONTROLLER_FAILBACK_HOLD_S" in plan.output
     undrained = runner.invoke(app, ["undrain", "us-west", "--reason", "cli done", "--api", api_a], env=env)
     assert undrained.exit_code == 0, undrained.output

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from contracts.store_keys import TABLE_KEY
-from failover.control_api import metrics_text
+from failover.controller_metrics import ControllerMetrics
 from failover.dns_publish import DnsPublisher, DnsSettings, dns_settings_from_env, parse_targets
 from failover.settings import ControllerSettings
 from failover.sqlite_store import SqliteStore
@@ -168,8 +168,9 @@ def test_a_region_loss_changes_the_records(rig: Rig, zone: tuple[Any, str], tmp_
         table = json.loads(store.get(TABLE_KEY).value)  # type: ignore[union-attr]
         print(f"\nDNS-UPDATE: us-west lost -> Route 53 weight 0 after {took:.2f} s (probe 1 s, 3 failures; "
               f"Route 53 change calls {client.changes}, table v{table['version']})")
-        text = metrics_text(ctl).decode()
-        assert 'shopnow_dns_publish_total{outcome="published"}' in text and "shopnow_controller_writing 1.0" in text
+        text = ControllerMetrics(ctl).render()[0].decode()
+        assert 'shopnow_dns_publish_total{outcome="published"}' in text
+        assert f'shopnow_controller_writing{{controller="{ctl.holder}"}} 1.0' in text
     finally:
         stop.set()
         loop.join(timeout=10)

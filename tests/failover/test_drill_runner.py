@@ -18,6 +18,7 @@ import pytest
 from contracts.store_keys import OVERRIDES_KEY
 from failover.controller import Controller
 from failover.drill_report import report_markdown
+from failover.status_view import drills_view
 from failover.drill_runner import DrillConflict, DrillRunner, DrillSettings
 from contracts.store_keys import TABLE_KEY
 from failover.sqlite_store import SqliteStore
@@ -130,8 +131,16 @@ def test_a_second_drill_waits_for_the_first(running: Running) -> None:
     first = running.runner.start("us-east", hold_s=5.0, actor="director:dan", reason="one")
     with pytest.raises(DrillConflict, match=first.id):
         running.runner.start("us-west", hold_s=0.1, actor="director:dan", reason="two")
+    dry = running.runner.plan("us-west", hold_s=0.1)  # a dry run says so too, instead of "all pass"
+    assert not dry.ok and "no-other-drill" in [c.name for c in dry.failed_checks]
+    assert first.id in next(c.message for c in dry.failed_checks if c.name == "no-other-drill")
+    shown = drills_view(r.document() for r in running.runner.records())
+    assert [(d["id"], d["region"], d["actor"]) for d in shown] == [(first.id, "us-east", "director:dan")]
     running.rig.cells["us-west"].mode = "slo"  # end the first drill quickly (abort + rollback)
     wait_until(lambda: first.status != "running", timeout=20, what="the first drill to end")
+    after = running.runner.plan("us-west", hold_s=0.1)
+    assert next(c for c in after.checks if c.name == "no-other-drill").passed
+    assert drills_view(r.document() for r in running.runner.records()) == []
 
 
 def test_dry_run_plan_and_precheck_refusal_change_nothing(running: Running) -> None:

@@ -346,7 +346,8 @@ def test_quorum_lost_then_restored(day: Day) -> None:
     assert edge_versions == {version_before}, edge_versions  # the edge kept serving its last table
     assert failed == 0 and direct.status_code == 200
     assert status_doc["store"]["reachable"] is False and status_doc["store"]["writing"] is False
-    assert "shopnow_controller_store_reachable 0.0" in metrics and "shopnow_controller_writing 0.0" in metrics
+    assert f'shopnow_controller_store_reachable{{controller="{leader}"}} 0.0' in metrics
+    assert f'shopnow_controller_writing{{controller="{leader}"}} 0.0' in metrics
     assert status_doc["table"]["version"] == version_before  # from the follower, while etcd is down
     assert lost == []
     assert "STORE-BACK" in day.log_of(leader, since=logged[leader]) or day.observer.lease_holder("controller").holder != leader  # type: ignore[union-attr]

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from failover.control_api import metrics_text
+from failover.controller_metrics import ControllerMetrics
 from failover.overrides import Overrides, SteerOverride
 from failover.sqlite_store import SqliteStore
 from regions.errors import TemporaryError
@@ -48,7 +48,9 @@ def test_failing_writes_are_reported_and_recovery_too(rig: Rig, tmp_path: Path) 
     status = ctl.store_status()
     assert (status["reachable"], status["writing"]) == (False, False) and "no leader" in status["error"]
     assert any(line.startswith("STORE-UNAVAILABLE") for line in lines)
-    assert b"shopnow_controller_writing 0.0" in metrics_text(ctl)
+    text = ControllerMetrics(ctl).render()[0].decode()
+    assert f'shopnow_controller_writing{{controller="{ctl.holder}"}} 0.0' in text
+    assert f'shopnow_controller_store_reachable{{controller="{ctl.holder}"}} 0.0' in text
     store.failing = False
     ctl.step(time.time())
     assert ctl.store_status()["writing"] is True and any(line.startswith("STORE-BACK") for line in lines)

@@ -19,6 +19,9 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from observability.promtool import check_metrics
 from regions.processes import ManagedProcess, start_redis, wait_until
 from regions.topology import Topology, load_topology
 from replication.artifact_store import LocalArtifactStore
@@ -47,6 +50,11 @@ class Cell:
 
     def get(self, path: str, **params: Any) -> httpx.Response:
         return httpx.get(self.base + path, params=params, timeout=5.0)
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = self.get("/metrics").text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
 
     def homepage(self, user: str = "us-1", count: int = 8) -> dict[str, Any]:
         resp = self.get("/v1/recommendations/homepage", user_id=user, count=count)
@@ -211,8 +219,17 @@ def test_readyz_and_metrics(cell: Cell) -> None:
     assert ready["bundle_version"] == cell.version and ready["redis_ok"] is True
     assert {"error_rate", "p99_ms", "qps", "tier_mix", "freshness", "replication"} <= set(ready)
     assert ready["freshness"]["stale"] is False
-    metrics = cell.get("/metrics").text
-    assert 'shopnow_cell_tier_choices_total{tier="full"}' in metrics
+    text = cell.get("/metrics").text
+    assert 'shopnow_cell_tier_choices_total{region="us-east",tier="full"}' in text
+    assert check_metrics(text).ok, check_metrics(text).output
+    metrics = cell.metrics()
+    assert all(dict(labels).get("region") == "us-east" for _, labels in metrics)
+    region = ("region", "us-east")
+    assert metrics[("shopnow_cell_redis_ok", (region,))] == 1
+    assert metrics[("shopnow_cell_index_frozen", (region,))] == 0
+    assert metrics[("shopnow_cell_bundle_refused", (region,))] == 0
+    assert metrics[("shopnow_cell_breaker_state", (("breaker", "redis"), region, ("state", "closed")))] == 1
+    assert metrics[("shopnow_cell_injected_fault", (("fault", "ranking_latency"), region))] == 0
     assert cell.get("/healthz").json()["alive"] is True
 
 
@@ -232,6 +249,9 @@ def test_redis_killed_mid_stream_then_restarted(cell: Cell) -> None:
         tiers.append(body["tier"])
         assert elapsed_ms < 2000
     assert "segment" in tiers
+    metrics = cell.metrics()
+    assert metrics[("shopnow_cell_redis_ok", (("region", "us-east"),))] == 0
+    assert metrics[("shopnow_cell_breaker_state", (("breaker", "redis"), ("region", "us-east"), ("state", "closed")))] == 0
     cell.start_redis()  # same port, same AOF directory: the data comes back
     wait_until(lambda: cell.homepage(users[3])["tier"] == "full", timeout=30, interval=0.5, what="full ranking after Redis restart")
 
@@ -257,8 +277,13 @@ def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(cell: Cell) -> None
     assert ready["bundle_refused"]["check"] == "sha256"
     body = cell.homepage()
     assert body["bundle_version"] == cell.version and len(body["items"]) == 8
-    assert 'shopnow_cell_bundle_refusals_total{check="sha256"} 1.0' in cell.get("/metrics").text
+    refusals = ("shopnow_cell_bundle_refusals_total", (("check", "sha256"), ("region", "us-east")))
+    # the holder records the refusal (readyz) a moment before it counts it (metrics): wait for the count
+    wait_until(lambda: cell.metrics().get(refusals) == 1, timeout=10, interval=0.2, what="the refusal counted")
+    assert cell.metrics()[("shopnow_cell_bundle_refused", (("region", "us-east"),))] == 1
     store.rollback()
+    wait_until(lambda: cell.metrics()[("shopnow_cell_bundle_refused", (("region", "us-east"),))] == 0,
+               timeout=30, interval=0.5, what="the refused gauge to clear once the pointer is back on a good bundle")
 
 
 def test_a_cell_without_any_usable_bundle_serves_the_packaged_popularity_list(cell: Cell) -> None:
@@ -286,7 +311,7 @@ def test_a_user_of_another_geography_is_answered_anonymously_and_counted(cell: C
     body = cell.homepage("eu-3")
     assert body["tier"] == "segment" and len(body["items"]) == 8
     assert client.exists("cache:eu-3") == 0 and client.exists("uf:eu-3") == 0
-    assert 'shopnow_cell_anonymous_answers_total{reason="foreign_user"}' in cell.get("/metrics").text
+    assert 'shopnow_cell_anonymous_answers_total{reason="foreign_user",region="us-east"}' in cell.get("/metrics").text
 
 
 def test_a_bundle_holding_users_of_another_geography_is_refused_by_the_residency_check(cell: Cell, tiny_bundle: Path) -> None:

@@ -137,7 +137,8 @@ def test_drift_is_seen_when_prices_are_written_10x_and_not_before(cell: Cell) ->
     metrics = httpx.get(cell.base + "/metrics", timeout=5).text
     psi = {m.split('"')[1]: float(m.split()[-1]) for m in metrics.splitlines() if m.startswith("shopnow_cell_feature_psi{")}
     assert all(psi[f] > 0.25 for f in PRICE_FEATURES), psi
-    count = next(m for m in metrics.splitlines() if m.startswith("shopnow_cell_feature_drift_features "))
+    count = next(m for m in metrics.splitlines() if m.startswith("shopnow_cell_feature_drift_features{"))
+    assert 'region="' in count  # every cell series carries its region (serving.metrics)
     assert float(count.split()[-1]) >= len(PRICE_FEATURES)
     print(f"\nPSI log_price: clean {clean_psi(clean)} -> prices 10x {psi['log_price']:.2f}")
 

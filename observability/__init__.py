@@ -1,0 +1,1 @@
+"""Operating the stack: Prometheus configuration, rules and promtool, the controller's dashboard."""
