@@ -75,8 +75,8 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     ) -> Response:
         check_count(count)
         if rec.faults.homepage_status:  # chaos fault: a broken release answering errors
-            return JSONResponse(status_code=rec.faults.homepage_status,  # type: ignore[return-value]
-                                content={"detail": f"chaos fault homepage_status={rec.faults.homepage_status}"})
+            return _error(rec.faults.homepage_status, "homepage",
+                          f"chaos fault homepage_status={rec.faults.homepage_status}: a broken release answering errors")
         tier = Tier.parse(max_tier)
         budget = deadline_seconds(deadline, default_s=rec.ladder_settings.deadline_s, max_s=MAX_DEADLINE_S)
         user = None if anonymous or not user_id else user_id
