@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml extensions/chaostoolkit-shopnow/pyproject.toml $(wildca
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (apt-get)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  echo "installing haproxy (apt-get; the peer row of make bench)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing prometheus and promtool (apt-get)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
@@ -21,7 +24,7 @@ $(STAMP): pyproject.toml extensions/chaostoolkit-shopnow/pyproject.toml $(wildca
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,dev]'
 	$(PY) -m pip install -q ./extensions/chaostoolkit-shopnow
 	@touch $(STAMP)
 

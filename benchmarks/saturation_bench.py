@@ -251,7 +251,7 @@ def run_saturation_bench(settings: SaturationSettings = SaturationSettings(), *,
     log(f"predicted saturation on 1 core: {predicted:.1f} QPS ({calibration.source}); "
         f"{len(rates)} steps of {per_step:.1f} s")
     steps: list[LoadStep] = []
-    with bench_stack(ServingBenchSettings(count=settings.count), log=log) as stack:
+    with bench_stack(ServingBenchSettings(count=settings.count, with_edge=False, with_haproxy=False), log=log) as stack:
         asyncio.run(_step(stack, rate=max(predicted * 0.3, 1.0), duration_s=2.0, settings=settings))  # warm-up, not kept
         for rate in rates:
             step = asyncio.run(_step(stack, rate=rate, duration_s=per_step, settings=settings))

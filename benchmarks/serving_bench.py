@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -39,9 +39,10 @@ from regions.errors import InputError, TemporaryError
 from regions.processes import ManagedProcess, free_port, spawn, start_redis, wait_until
 from benchmarks.printing import print_report
 from regions.topology import REPO_ROOT, load_topology
+from benchmarks.serving_peers import haproxy_binary, rss_mb, start_edge, start_haproxy
 from serving.benchmarking import (
-    LatencyStats, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ticks_of_stat, others_share,
-    percentile, ratio, summarize,
+    LatencyStats, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ns_of_schedstat,
+    cpu_ticks_of_stat, others_share, overhead_ms, percentile, ratio, summarize,
 )
 
 TRANSPORTS = ("http", "grpc")
@@ -69,10 +70,22 @@ class ServingBenchSettings:
     """HTTP: the dearer transport (conservative for the planner) and the one the saturation benchmark drives."""
     timeout_s: float = 2.0
     """A request slower than 2 s is an error, not a latency sample."""
+    with_edge: bool = True
+    """The edge in front of the cell (HTTP in, gRPC to the cell): its overhead and CPU per request."""
+    with_haproxy: bool = True
+    """HAProxy in front of the same cell's HTTP port: the production-proxy peer row (skipped with a
+    note when haproxy is not installed)."""
+    rss_sizes: tuple[str, ...] = ("demo", "bench")
+    """The cell's RSS is read with a bundle of each size; "bench" (50k items) is trained once (minutes)."""
 
     def __post_init__(self) -> None:
         if self.requests < 10:
             raise InputError("requests", f"must be >= 10 so a p99 means something, got {self.requests}")
+        from serving.marketplace import SIZES
+
+        for size in self.rss_sizes:
+            if size not in SIZES:
+                raise InputError("rss_sizes", f"unknown size {size!r}; allowed: {', '.join(SIZES)}")
         if self.calibrate_from not in TRANSPORTS:
             raise InputError("calibrate_from", f"must be one of {', '.join(TRANSPORTS)}, got {self.calibrate_from!r}")
 
@@ -93,6 +106,17 @@ def machine_description(cell_cpus: set[int]) -> str:
 
 def cpu_ticks(pid: int) -> int:
     return cpu_ticks_of_stat(Path(f"/proc/{pid}/stat").read_text())
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of every live thread of `pid`, in ns (schedstat: finer than the 10 ms ticks of stat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += cpu_ns_of_schedstat((task / "schedstat").read_text())
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total
 
 
 def core_ticks(cpus: set[int]) -> tuple[int, int]:
@@ -175,6 +199,13 @@ class BenchStack:
     client_cpus: set[int]
     topology: Any
     machine: str = ""
+    edge: ManagedProcess | None = None
+    edge_port: int = 0
+    haproxy: ManagedProcess | None = None
+    haproxy_port: int = 0
+    notes: list[str] = field(default_factory=list)
+    restart_cell: Callable[[Path], tuple[ManagedProcess, str]] | None = None
+    """Replace the cell by one serving another bundle directory (same ports and Redis): (process, version)."""
 
     @property
     def base_url(self) -> str:
@@ -218,39 +249,70 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
         redis = start_redis(port=redis_port, data_dir=tmp / "redis", appendfsync="no")
         procs.append(redis)
         pin(redis.pid, client_cpus)
-        geo_store = open_geo_store((tmp / "artifacts").as_uri(), geo)  # the cell opens the same one
-        version = geo_store.publish(bundle_dir)
-        promote_verified(geo_store, version, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
         store = FeatureStore.from_url(topology.region(settings.region).redis_url(), region=settings.region, topology=topology)
         for user_id, state in users.items():
             store.put_user_state(user_id, state)
         store.close()
-        taskset = shutil.which("taskset")
-        prefix = [taskset, "-c", ",".join(map(str, sorted(cell_cpus)))] if taskset else []
-        argv = [*prefix, sys.executable, "-m", "regionctl.main", "cell", "--region", settings.region,
-                "--artifacts", f"file://{tmp / 'artifacts'}", "--state-dir", str(tmp / "state")]
-        cell = spawn(f"cell-{settings.region}", argv, log_dir=tmp / "logs", cwd=REPO_ROOT,
-                     env={"REGIONCTL_TOPOLOGY": str(topo_file)})
-        procs.append(cell)
-        pin(cell.pid, cell_cpus)
-        log(f"cell pid {cell.pid} on CPU {sorted(cell_cpus)}, client + redis on CPU {sorted(client_cpus)}")
+        starts = [0]
 
-        def ready() -> bool:
+        def start_cell(bundle: Path) -> tuple[ManagedProcess, str]:
+            starts[0] += 1
+            artifacts = tmp / f"artifacts-{starts[0]}"
+            geo_store = open_geo_store(artifacts.as_uri(), geo)  # the cell opens the same one
+            version = geo_store.publish(bundle)
+            promote_verified(geo_store, version, supported_schema_versions={SCHEMA_VERSION}, semantic_checks=SEMANTIC_CHECKS)
+            taskset = shutil.which("taskset")
+            prefix = [taskset, "-c", ",".join(map(str, sorted(cell_cpus)))] if taskset else []
+            argv = [*prefix, sys.executable, "-m", "regionctl.main", "cell", "--region", settings.region,
+                    "--artifacts", f"file://{artifacts}", "--state-dir", str(tmp / f"state-{starts[0]}")]
+            cell = spawn(f"cell-{settings.region}-{starts[0]}", argv, log_dir=tmp / "logs", cwd=REPO_ROOT,
+                         env={"REGIONCTL_TOPOLOGY": str(topo_file)})
+            procs.append(cell)
+            pin(cell.pid, cell_cpus)
+
+            def ready() -> bool:
+                if not cell.alive():
+                    return True
+                try:
+                    body = httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1.0).json()
+                except (httpx.HTTPError, ValueError):
+                    return False
+                return body.get("bundle_version") == version and body["freshness"]["oldest_item_age_s"] is not None
+
+            wait_until(ready, timeout=300, interval=0.2, what=f"cell {settings.region} serving {version}")
             if not cell.alive():
-                return True
-            try:
-                body = httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1.0).json()
-            except (httpx.HTTPError, ValueError):
-                return False
-            return body.get("bundle_version") == version and body["freshness"]["oldest_item_age_s"] is not None
+                raise TemporaryError(f"the cell exited at start:\n{cell.log_tail()}")
+            pin(cell.pid, cell_cpus)
+            return cell, version
 
-        wait_until(ready, timeout=90, interval=0.2, what=f"cell {settings.region} serving {version}")
-        if not cell.alive():
-            raise TemporaryError(f"the cell exited at start:\n{cell.log_tail()}")
-        pin(cell.pid, cell_cpus)
-        yield BenchStack(region=settings.region, http_port=http_port, grpc_port=grpc_port, cell=cell, redis=redis,
-                         bundle_dir=bundle_dir, bundle_version=version, users=users, cell_cpus=cell_cpus,
-                         client_cpus=client_cpus, topology=topology, machine=machine_description(cell_cpus))
+        cell, version = start_cell(bundle_dir)
+        log(f"cell pid {cell.pid} on CPU {sorted(cell_cpus)}, client + redis on CPU {sorted(client_cpus)}")
+        stack = BenchStack(region=settings.region, http_port=http_port, grpc_port=grpc_port, cell=cell, redis=redis,
+                           bundle_dir=bundle_dir, bundle_version=version, users=users, cell_cpus=cell_cpus,
+                           client_cpus=client_cpus, topology=topology, machine=machine_description(cell_cpus))
+
+        def restart_cell(bundle: Path) -> tuple[ManagedProcess, str]:
+            stack.cell.stop(timeout=5)
+            stack.cell, version = start_cell(bundle)
+            return stack.cell, version
+
+        stack.restart_cell = restart_cell
+        if settings.with_edge:
+            stack.edge_port = topology.settings.edge_port
+            stack.edge = start_edge(port=stack.edge_port, topology_file=topo_file, work_dir=tmp / "edge")
+            procs.append(stack.edge)
+            pin(stack.edge.pid, client_cpus)
+            log(f"edge pid {stack.edge.pid} on CPU {sorted(client_cpus)}, port {stack.edge_port}")
+        if settings.with_haproxy:
+            if haproxy_binary() is None:
+                stack.notes.append("haproxy is not installed (make setup installs it): no peer row")
+            else:
+                stack.haproxy_port = free_port()
+                stack.haproxy = start_haproxy(listen_port=stack.haproxy_port, backend_port=http_port, work_dir=tmp / "haproxy")
+                procs.append(stack.haproxy)
+                pin(stack.haproxy.pid, client_cpus)
+                log(f"haproxy pid {stack.haproxy.pid} on CPU {sorted(client_cpus)}, port {stack.haproxy_port}")
+        yield stack
     finally:
         for proc in reversed(procs):
             proc.stop(timeout=5)
@@ -285,11 +347,49 @@ def clients(stack: BenchStack, *, count: int, timeout_s: float) -> Iterator[dict
         answer = stub.Recommend(pb.RecommendRequest(user_id=user_id, count=count, max_tier=tier), timeout=timeout_s)
         return answer.tier, answer.latency_ms
 
+    calls: dict[str, Call] = {"http": over_http, "grpc": over_grpc}
+    proxies: list[httpx.Client] = []
+
+    def via(client: httpx.Client, *, tiered: bool) -> Call:
+        def call(user_id: str, tier: str) -> tuple[str, float]:
+            params: dict[str, Any] = {"user_id": user_id, "count": count}
+            if tiered:
+                params["max_tier"] = tier
+            r = client.get("/v1/recommendations/homepage", params=params)
+            r.raise_for_status()
+            body = r.json()
+            return str(body["tier"]), float(body["latency_ms"])
+        return call
+
+    if stack.edge is not None:  # the edge asks the cell for the full ladder (max_tier comes from the routing table)
+        proxies.append(httpx.Client(base_url=f"http://127.0.0.1:{stack.edge_port}", timeout=timeout_s, trust_env=False))
+        calls["edge"] = via(proxies[-1], tiered=False)
+    if stack.haproxy is not None:
+        proxies.append(httpx.Client(base_url=f"http://127.0.0.1:{stack.haproxy_port}", timeout=timeout_s, trust_env=False))
+        calls["haproxy"] = via(proxies[-1], tiered=True)
+
+    def similar_http(client: httpx.Client) -> Call:
+        def call(product_id: str, _tier: str) -> tuple[str, float]:
+            r = client.get("/v1/recommendations/similar", params={"product_id": product_id, "count": count})
+            r.raise_for_status()
+            body = r.json()
+            return str(body["tier"]), float(body["latency_ms"])
+        return call
+
+    def similar_grpc(product_id: str, _tier: str) -> tuple[str, float]:
+        answer = stub.Recommend(pb.RecommendRequest(surface=pb.SIMILAR, product_id=product_id, count=count), timeout=timeout_s)
+        return answer.tier, answer.latency_ms
+
+    calls["similar:grpc"], calls["similar:http"] = similar_grpc, similar_http(http)
+    for name, client in zip([p for p in ("edge", "haproxy") if p in calls], proxies):
+        calls[f"similar:{name}"] = similar_http(client)
     try:
-        yield {"http": over_http, "grpc": over_grpc}
+        yield calls
     finally:
         http.close()
         channel.close()
+        for client in proxies:
+            client.close()
 
 
 @dataclass(frozen=True)
@@ -311,33 +411,150 @@ class Phase:
                 "errors": self.errors, "others_share": round(self.others_share, 3)}
 
 
+class PhaseMeter:
+    """Closed-loop requests of one transport and tier, measured in one or more chunks (so that the
+    floor can run between them and both see the same stretch of machine noise)."""
+
+    def __init__(self, stack: BenchStack, call: Call, *, transport: str, tier: str) -> None:
+        self.stack, self.call, self.transport, self.tier = stack, call, transport, tier
+        self.users = list(stack.users)
+        self.latencies: list[float] = []
+        self.cell: list[float] = []
+        self.served: dict[str, int] = {}
+        self.errors = self.done = self.ticks = self.ns = self.busy = self.total = 0
+        self.wall = 0.0
+
+    def run(self, requests: int) -> None:
+        stack = self.stack
+        ticks0, (busy0, total0), ns0 = cpu_ticks(stack.cell.pid), core_ticks(stack.cell_cpus), cpu_ns(stack.cell.pid)
+        began = time.perf_counter()
+        for n in range(self.done, self.done + requests):
+            t0 = time.perf_counter()
+            try:
+                got, cell_ms = self.call(self.users[n % len(self.users)], self.tier)
+            except Exception:  # an error is counted, never a latency sample
+                self.errors += 1
+                continue
+            self.latencies.append((time.perf_counter() - t0) * 1000.0)
+            self.cell.append(cell_ms)
+            self.served[got] = self.served.get(got, 0) + 1
+        self.wall += time.perf_counter() - began
+        self.done += requests
+        self.ticks += cpu_ticks(stack.cell.pid) - ticks0
+        self.ns += max(cpu_ns(stack.cell.pid) - ns0, 0)
+        busy1, total1 = core_ticks(stack.cell_cpus)
+        self.busy, self.total = self.busy + busy1 - busy0, self.total + total1 - total0
+
+    def result(self) -> Phase:
+        if not self.latencies:
+            raise TemporaryError(f"every {self.transport} request of tier {self.tier} failed; see the cell log:\n"
+                                 f"{self.stack.cell.log_tail()}")
+        return Phase(transport=self.transport, tier=self.tier, stats=summarize(self.latencies, wall_s=self.wall),
+                     cell_p99_ms=percentile(self.cell, 99),
+                     cpu_ms=cpu_ms_per_request(ticks=self.ns, clock_ticks_per_s=10**9, requests=self.done),
+                     served=self.served, errors=self.errors,
+                     others_share=others_share(core_busy_ticks=self.busy, core_total_ticks=max(self.total, 1), own_ticks=self.ticks))
+
+
 def run_phase(stack: BenchStack, call: Call, *, transport: str, tier: str, requests: int) -> Phase:
-    users = list(stack.users)
-    latencies: list[float] = []
-    cell: list[float] = []
-    served: dict[str, int] = {}
-    errors = 0
-    ticks0, (busy0, total0) = cpu_ticks(stack.cell.pid), core_ticks(stack.cell_cpus)
+    meter = PhaseMeter(stack, call, transport=transport, tier=tier)
+    meter.run(requests)
+    return meter.result()
+
+
+# -- the edge and its peer -------------------------------------------------------------------------
+PROXIES = {"edge": "grpc", "haproxy": "http"}
+"""Each proxy, and the direct call to the cell it wraps: the edge calls the cell over gRPC, HAProxy
+forwards HTTP to the cell's HTTP port."""
+
+
+@dataclass(frozen=True)
+class ProxyRow:
+    """One proxy in front of the cell, against the direct call it wraps, interleaved in one phase."""
+
+    proxy: str
+    wraps: str
+    stats: LatencyStats
+    direct: LatencyStats
+    cpu_ms: float
+    """CPU of the proxy process (all threads) per request through it."""
+    errors: int
+
+    @property
+    def overhead(self) -> tuple[float, float]:
+        return overhead_ms(self.stats, self.direct)
+
+    def to_dict(self) -> dict[str, Any]:
+        p50, p99 = self.overhead
+        return {"proxy": self.proxy, "wraps": self.wraps, **self.stats.to_dict(), "direct": self.direct.to_dict(),
+                "overhead_p50_ms": round(p50, 4), "overhead_p99_ms": round(p99, 4), "cpu_ms": round(self.cpu_ms, 4),
+                "errors": self.errors}
+
+
+def run_proxy_phase(stack: BenchStack, calls: dict[str, Call], *, requests: int) -> tuple[ProxyRow, ...]:
+    """`requests` rounds; each round calls every path once (direct gRPC, edge, direct HTTP, HAProxy),
+    the order rotating, so that every path sees the same machine noise and the same cell state.
+
+    The surface is "similar" (one ANN search + rules, ~0.3 ms in the cell) rather than the homepage:
+    a proxy adds the same work whatever the cell computes, and a cheap, steady answer keeps the
+    cell's own variance (several ms for full ranking on a shared machine) out of a sub-millisecond
+    difference. The edge routes it like a homepage read (rendezvous on the key, deadline, one gRPC call)."""
+    proxies = [p for p in PROXIES if p in calls]
+    if not proxies:
+        return ()
+    paths = sorted({*proxies, *(PROXIES[p] for p in proxies)})
+    procs = {"edge": stack.edge, "haproxy": stack.haproxy}
+    users = popular_items(stack.bundle_dir, 200)
+    tier = ""
+    latencies: dict[str, list[float]] = {p: [] for p in paths}
+    errors = dict.fromkeys(paths, 0)
+    ns0 = {p: cpu_ns(procs[p].pid) for p in proxies}  # type: ignore[union-attr]
     began = time.perf_counter()
     for n in range(requests):
-        t0 = time.perf_counter()
-        try:
-            got, cell_ms = call(users[n % len(users)], tier)
-        except Exception:  # an error is counted, never a latency sample
-            errors += 1
-            continue
-        latencies.append((time.perf_counter() - t0) * 1000.0)
-        cell.append(cell_ms)
-        served[got] = served.get(got, 0) + 1
+        user = users[n % len(users)]
+        for k in range(len(paths)):
+            path = paths[(n + k) % len(paths)]
+            t0 = time.perf_counter()
+            try:
+                calls[f"similar:{path}"](user, tier)
+            except Exception:
+                errors[path] += 1
+                continue
+            latencies[path].append((time.perf_counter() - t0) * 1000.0)
     wall = time.perf_counter() - began
-    ticks = cpu_ticks(stack.cell.pid) - ticks0
-    busy1, total1 = core_ticks(stack.cell_cpus)
-    if not latencies:
-        raise TemporaryError(f"every {transport} request of tier {tier} failed; see the cell log:\n{stack.cell.log_tail()}")
-    return Phase(transport=transport, tier=tier, stats=summarize(latencies, wall_s=wall), cell_p99_ms=percentile(cell, 99),
-                 cpu_ms=cpu_ms_per_request(ticks=ticks, clock_ticks_per_s=os.sysconf("SC_CLK_TCK"), requests=len(latencies) + errors),
-                 served=served, errors=errors,
-                 others_share=others_share(core_busy_ticks=busy1 - busy0, core_total_ticks=max(total1 - total0, 1), own_ticks=ticks))
+    rows = []
+    for proxy in proxies:
+        used_ns = cpu_ns(procs[proxy].pid) - ns0[proxy]  # type: ignore[union-attr]
+        if not latencies[proxy] or not latencies[PROXIES[proxy]]:
+            raise TemporaryError(f"every request through {proxy} (or its direct path) failed")
+        rows.append(ProxyRow(proxy=proxy, wraps=PROXIES[proxy], stats=summarize(latencies[proxy], wall_s=wall),
+                             direct=summarize(latencies[PROXIES[proxy]], wall_s=wall),
+                             cpu_ms=cpu_ms_per_request(ticks=used_ns, clock_ticks_per_s=10**9, requests=requests),
+                             errors=errors[proxy]))
+    return tuple(rows)
+
+
+def popular_items(bundle_dir: Path, n: int) -> list[str]:
+    """The bundle's `n` most popular item ids (popularity.json): the products of the proxy phase."""
+    return list(json.loads((bundle_dir / "popularity.json").read_text()))[:n]
+
+
+def cell_rss(stack: BenchStack, settings: ServingBenchSettings, calls: dict[str, Call], *,
+             log: Callable[[str], None]) -> dict[str, float]:
+    """RSS of the cell (MiB) after serving each bundle size of `settings.rss_sizes`: the running demo
+    cell first, then a cell restarted on the bench-size bundle (same ports, same Redis) that answers
+    one full request per bench user first. Runs last: it replaces the benchmark's cell."""
+    out: dict[str, float] = {}
+    for size in settings.rss_sizes:
+        if size != settings.size:
+            bundle = ensure_bundle(replace(settings, size=size), {"us": 0.6, "eu": 0.4}, log)
+            assert stack.restart_cell is not None
+            log(f"RSS: restarting the cell on the {size} bundle ({bundle.name})")
+            stack.restart_cell(bundle)
+            for user in stack.users:
+                calls["grpc"](user, "full")
+        out[size] = rss_mb(stack.cell.pid)
+    return out
 
 
 # -- the floor -------------------------------------------------------------------------------------
@@ -362,56 +579,75 @@ class Floor:
                 "candidates": {"p5": p5, "p50": p50, "p95": p95}}
 
 
+class FloorMeter:
+    """The floor, measured in chunks on the cell's core while the cell is idle (between chunks of
+    the full-ranking phases: `run_serving_bench` interleaves them)."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        import faiss
+
+        from serving.bundle import LoadedBundle
+
+        faiss.omp_set_num_threads(1)
+        self.stack = stack
+        self.bundle = LoadedBundle.load(stack.bundle_dir)
+        self.users = list(stack.users)
+        self.parts: dict[str, list[float]] = {"total": [], "candidates": [], "features": [], "predict": []}
+        self.counts: list[float] = []
+        self.cpu_s = 0.0
+        self.done = 0
+        self.run(len(self.users), keep=False)  # the first pass over the users warms caches and is not kept
+
+    def run(self, requests: int, *, keep: bool = True) -> None:
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.stack.cell_cpus)  # the cell is idle now: measure on the very core it runs on
+        try:
+            self._loop(requests, keep=keep)
+        finally:
+            os.sched_setaffinity(0, before)
+
+    def _loop(self, requests: int, *, keep: bool) -> None:
+        import numpy as np
+
+        from regions.geo import home_geography_of
+
+        bundle, stack = self.bundle, self.stack
+        for n in range(self.done, self.done + requests):
+            user_id = self.users[n % len(self.users)]
+            state = stack.users[user_id]
+            now = time.time()
+            c0 = time.thread_time()
+            t0 = time.perf_counter()
+            vector = bundle.user_embedding(user_id, state)
+            segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": home_geography_of(user_id, stack.topology)})
+            cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
+            t1 = time.perf_counter()
+            X = bundle.features(state=state, user_vector=vector, candidates=cands, now=now)
+            t2 = time.perf_counter()
+            np.asarray(bundle.ranker.predict(X, num_threads=1))
+            t3 = time.perf_counter()
+            c1 = time.thread_time()
+            if not keep:
+                continue
+            self.cpu_s += c1 - c0
+            for key, value in (("total", t3 - t0), ("candidates", t1 - t0), ("features", t2 - t1), ("predict", t3 - t2)):
+                self.parts[key].append(value * 1000.0)
+            self.counts.append(float(len(cands)))
+        self.done += requests
+
+    def result(self) -> Floor:
+        parts, counts = self.parts, self.counts
+        wall = sum(parts["total"]) / 1000.0
+        return Floor(total=summarize(parts["total"], wall_s=wall), candidates_p50_ms=percentile(parts["candidates"], 50),
+                     features_p50_ms=percentile(parts["features"], 50), predict_p50_ms=percentile(parts["predict"], 50),
+                     candidate_counts=(percentile(counts, 5), percentile(counts, 50), percentile(counts, 95)),
+                     cpu_ms=self.cpu_s * 1000.0 / len(parts["total"]))
+
+
 def measure_floor(stack: BenchStack, *, requests: int) -> Floor:
-    import faiss
-
-    from serving.bundle import LoadedBundle
-
-    faiss.omp_set_num_threads(1)
-    bundle = LoadedBundle.load(stack.bundle_dir)
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, stack.cell_cpus)  # the cell is idle now: measure on the very core it ran on
-    try:
-        return _floor_loop(stack, bundle, requests=requests)
-    finally:
-        os.sched_setaffinity(0, before)
-
-
-def _floor_loop(stack: BenchStack, bundle: Any, *, requests: int) -> Floor:
-    import numpy as np
-
-    from regions.geo import home_geography_of
-
-    users = list(stack.users)
-    parts: dict[str, list[float]] = {"total": [], "candidates": [], "features": [], "predict": []}
-    counts: list[float] = []
-    cpu_s = 0.0
-    for n in range(requests + len(users)):  # the first pass over the users warms caches and is not kept
-        user_id = users[n % len(users)]
-        state = stack.users[user_id]
-        now = time.time()
-        c0 = time.thread_time()
-        t0 = time.perf_counter()
-        vector = bundle.user_embedding(user_id, state)
-        segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": home_geography_of(user_id, stack.topology)})
-        cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
-        t1 = time.perf_counter()
-        X = bundle.features(state=state, user_vector=vector, candidates=cands, now=now)
-        t2 = time.perf_counter()
-        np.asarray(bundle.ranker.predict(X, num_threads=1))
-        t3 = time.perf_counter()
-        c1 = time.thread_time()
-        if n < len(users):
-            continue
-        cpu_s += c1 - c0
-        for key, value in (("total", t3 - t0), ("candidates", t1 - t0), ("features", t2 - t1), ("predict", t3 - t2)):
-            parts[key].append(value * 1000.0)
-        counts.append(float(len(cands)))
-    wall = sum(parts["total"]) / 1000.0
-    return Floor(total=summarize(parts["total"], wall_s=wall), candidates_p50_ms=percentile(parts["candidates"], 50),
-                 features_p50_ms=percentile(parts["features"], 50), predict_p50_ms=percentile(parts["predict"], 50),
-                 candidate_counts=(percentile(counts, 5), percentile(counts, 50), percentile(counts, 95)),
-                 cpu_ms=cpu_s * 1000.0 / requests)
+    meter = FloorMeter(stack)
+    meter.run(requests)
+    return meter.result()
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -421,6 +657,14 @@ LOWER_P99_TARGET_MS = 3.0
 """Issue target: cached, segment and popularity tiers, p99 <= 3 ms."""
 RATIO_TARGET = 2.0
 """Issue target: end-to-end full ranking at most twice the in-process floor."""
+CPU_RATIO_TARGET = 1.5
+"""Issue 17: the cell's CPU per full ranking at most 1.5x the floor's."""
+P99_RATIO_TARGET = 2.0
+"""Issue 17: gRPC full-ranking p99 at most 2x the floor's p99."""
+EDGE_CPU_TARGET_MS = 0.3
+"""Issue 17: the edge's CPU per request."""
+EDGE_VS_PEER_TARGET = 2.0
+"""Issue 17: the edge's p50 overhead at most twice HAProxy's in front of the same cell."""
 
 
 @dataclass(frozen=True)
@@ -432,7 +676,13 @@ class ServingReport:
     phases: tuple[Phase, ...]
     floor: Floor
     calibration: Calibration
+    proxies: tuple[ProxyRow, ...] = ()
+    rss_mb: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
     outputs: dict[str, str] = field(default_factory=dict)
+
+    def proxy(self, name: str) -> ProxyRow | None:
+        return next((p for p in self.proxies if p.proxy == name), None)
 
     def phase(self, transport: str, tier: str) -> Phase:
         return next(p for p in self.phases if p.transport == transport and p.tier == tier)
@@ -451,7 +701,14 @@ class ServingReport:
                 p99 = self.phase(transport, tier).stats.p99_ms
                 rows.append((f"{transport} {tier} p99 ms", p99, f"<= {limit:g}", p99 <= limit))
             for which, value in self.ratios(transport).items():
-                rows.append((f"{transport} full / floor ({which})", value, f"<= {RATIO_TARGET:g}", value <= RATIO_TARGET))
+                limit = CPU_RATIO_TARGET if which == "cpu" else P99_RATIO_TARGET if which == "p99" else RATIO_TARGET
+                rows.append((f"{transport} full / floor ({which})", value, f"<= {limit:g}", value <= limit))
+        edge, peer = self.proxy("edge"), self.proxy("haproxy")
+        if edge is not None:
+            rows.append(("edge CPU ms per request", edge.cpu_ms, f"<= {EDGE_CPU_TARGET_MS:g}", edge.cpu_ms <= EDGE_CPU_TARGET_MS))
+        if edge is not None and peer is not None:
+            limit = EDGE_VS_PEER_TARGET * max(peer.overhead[0], 0.0)
+            rows.append(("edge p50 overhead ms (vs 2x haproxy's)", edge.overhead[0], f"<= {limit:.2f}", edge.overhead[0] <= limit))
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -463,8 +720,19 @@ class ServingReport:
             "phases": [p.to_dict() for p in self.phases], "floor": self.floor.to_dict(),
             "ratios": {t: {k: round(v, 3) for k, v in self.ratios(t).items()} for t in TRANSPORTS},
             "targets": [{"what": w, "measured": round(m, 3), "target": t, "met": ok} for w, m, t, ok in self.targets()],
+            "proxies": [p.to_dict() for p in self.proxies], "rss_mb": {k: round(v, 1) for k, v in self.rss_mb.items()},
+            "notes": list(self.notes),
             "calibration": calibration_to_dict(self.calibration), "outputs": self.outputs,
         }
+
+
+FLOOR_CHUNKS = 10
+"""Each full-ranking phase runs in 10 chunks with a chunk of the floor after each."""
+
+
+def _chunks(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [n for n in (base + (1 if k < extra else 0) for k in range(parts)) if n > 0]
 
 
 def run_serving_bench(settings: ServingBenchSettings = ServingBenchSettings(), *, write: bool = True,
@@ -476,18 +744,30 @@ def run_serving_bench(settings: ServingBenchSettings = ServingBenchSettings(), *
             for user_id in stack.users:
                 calls[transport](user_id, "full")
         phases = []
+        floor_meter = FloorMeter(stack)
         for transport in TRANSPORTS:
             for tier in TIER_NAMES:
-                log(f"{transport} {tier}: {settings.requests} sequential requests")
-                phases.append(run_phase(stack, calls[transport], transport=transport, tier=tier, requests=settings.requests))
-        log(f"floor: {settings.requests} in-process candidates + features + predict")
-        floor = measure_floor(stack, requests=settings.requests)
-        machine, version = stack.machine, stack.bundle_version
+                meter = PhaseMeter(stack, calls[transport], transport=transport, tier=tier)
+                if tier != "full":
+                    log(f"{transport} {tier}: {settings.requests} sequential requests")
+                    meter.run(settings.requests)
+                else:  # full ranking and the floor in alternating chunks: their ratio sees the same noise
+                    log(f"{transport} {tier}: {settings.requests} sequential requests, the floor's in between")
+                    for chunk in _chunks(settings.requests, FLOOR_CHUNKS):
+                        meter.run(chunk)
+                        floor_meter.run(chunk)
+                phases.append(meter.result())
+        log(f"proxies: {settings.requests} interleaved rounds (direct gRPC, edge, direct HTTP, haproxy)")
+        proxies = run_proxy_phase(stack, calls, requests=settings.requests)
+        floor = floor_meter.result()
+        machine, version, notes = stack.machine, stack.bundle_version, tuple(stack.notes)
+        rss = cell_rss(stack, settings, calls, log=log)
     costs = {p.tier: MeasuredCost(cpu_ms=p.cpu_ms, p99_ms=p.stats.p99_ms) for p in phases if p.transport == settings.calibrate_from}
     measured_at = time.time()
     calibration = calibration_from(costs, machine=machine, measured_at=measured_at, cores=1.0)
     report = ServingReport(machine=machine, measured_at=measured_at, settings=settings, bundle_version=version,
-                           phases=tuple(phases), floor=floor, calibration=calibration)
+                           phases=tuple(phases), floor=floor, calibration=calibration, proxies=proxies, rss_mb=rss,
+                           notes=notes)
     if write:
         json_path = settings.cache_dir / "serving.json"
         report.outputs.update({"serving_json": str(json_path), "calibration": str(settings.calibration_path)})
@@ -517,12 +797,30 @@ def render(report: ServingReport) -> list[Any]:
         floor.add_column(col, justify="right")
     floor.add_row(f"{f.total.p50_ms:.2f}", f"{f.total.p99_ms:.2f}", f"{f.cpu_ms:.2f}", f"{f.candidates_p50_ms:.2f}", f"{f.features_p50_ms:.2f}",
                   f"{f.predict_p50_ms:.2f}", "/".join(f"{c:.0f}" for c in f.candidate_counts))
+    proxies = Table(title="the edge and its peer in front of the same cell, interleaved (ms)",
+                    caption="overhead: p50/p99 through the proxy minus the direct call it wraps; CPU: the proxy's CPU ms per request")
+    for col in ("proxy", "wraps", "p50", "p99", "direct p50", "direct p99", "overhead p50", "overhead p99", "CPU", "err"):
+        proxies.add_column(col, justify="left" if col in ("proxy", "wraps") else "right")
+    for p in report.proxies:
+        o50, o99 = p.overhead
+        proxies.add_row(p.proxy, p.wraps, f"{p.stats.p50_ms:.2f}", f"{p.stats.p99_ms:.2f}", f"{p.direct.p50_ms:.2f}",
+                        f"{p.direct.p99_ms:.2f}", f"{o50:+.2f}", f"{o99:+.2f}", f"{p.cpu_ms:.3f}", str(p.errors))
     targets = Table(title="issue targets")
     for col in ("what", "measured", "target", "met"):
         targets.add_column(col, justify="left" if col == "what" else "right")
     for what, measured, target, ok in report.targets():
         targets.add_row(what, f"{measured:.2f}", target, "[green]yes[/green]" if ok else "[red]no[/red]")
-    return [main, floor, targets]
+    cpu = Table(title="CPU per full ranking and memory")
+    for col in ("what", "value"):
+        cpu.add_column(col, justify="left" if col == "what" else "right")
+    for transport in TRANSPORTS:
+        cpu.add_row(f"cell CPU ms per full ranking, {transport}", f"{report.phase(transport, 'full').cpu_ms:.2f}")
+    cpu.add_row("floor CPU ms per full ranking", f"{f.cpu_ms:.2f}")
+    for p in report.proxies:
+        cpu.add_row(f"{p.proxy} CPU ms per request", f"{p.cpu_ms:.3f}")
+    for size, mb in report.rss_mb.items():
+        cpu.add_row(f"cell RSS, {size} bundle", f"{mb:.0f} MiB")
+    return [main, floor, proxies, cpu, targets]
 
 
 def summary_lines(report: ServingReport) -> list[str]:
@@ -531,6 +829,7 @@ def summary_lines(report: ServingReport) -> list[str]:
              f"calibration ({report.settings.calibrate_from} costs): "
              + ", ".join(f"{t} {c.cpu_ms:.2f} ms CPU / p99 {c.p99_ms:.2f} ms" for t, c in cal.tiers.items())
              + f"; predicted saturation on 1 core, full ranking: {cal.saturation_qps:.0f} QPS"]
+    lines += [f"note: {n}" for n in report.notes]
     lines += [f"wrote {path}" for path in report.outputs.values()]
     return lines
 
@@ -543,9 +842,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=ServingBenchSettings.requests, help="requests per tier and transport")
     ap.add_argument("--json", action="store_true", help="print serving.json instead of tables")
+    ap.add_argument("--rss-sizes", default="demo,bench", help="bundle sizes to read the cell's RSS with")
     args = ap.parse_args(argv)
     err = Console(stderr=True)
-    report = run_serving_bench(ServingBenchSettings(requests=args.requests), log=lambda m: err.print(f"[dim]{m}[/dim]"))
+    settings = ServingBenchSettings(requests=args.requests, rss_sizes=tuple(s for s in args.rss_sizes.split(",") if s))
+    report = run_serving_bench(settings, log=lambda m: err.print(f"[dim]{m}[/dim]"))
     print_report(report, render=render, summary_lines=summary_lines, as_json=args.json)
 
 

@@ -27,15 +27,15 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Mapping
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from contracts.events import Event, parse_event
 from contracts.events_body import events_of_body
 from contracts.http_errors import error_body, install_error_handlers
-from contracts.limits import MAX_ID_LEN
 from edge.cell_clients import CellClient, CellFailed, CellNotFound, CellRefused, cell_clients
+from edge.fast_reads import FastReads
 from edge.last_resort import LastResort, last_resort_answer
 from edge.routing import attempt_budget_ms, cell_call, plan_events, plan_request
 from edge.settings import EdgeSettings
@@ -83,18 +83,6 @@ class EdgeMetrics:
             latency=Histogram(f"{p}_request_seconds", "Edge time per read.", ["surface"], registry=registry,
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.18, 0.25, 0.5, 1.0)),
         )
-
-
-def _budget_ms(default_ms: float, header: str | None) -> float:
-    if header is None:
-        return default_ms
-    try:
-        asked = float(header)
-    except ValueError:
-        raise InputError("X-Deadline-Ms", f"must be a number of milliseconds, got {header!r}") from None
-    if not asked > 0:
-        raise InputError("X-Deadline-Ms", f"must be greater than 0, got {header!r}")
-    return min(asked, default_ms)
 
 
 class Edge:
@@ -250,36 +238,15 @@ def create_app(*, topology: Topology, store: ControlStore | None, last_resort: L
             for client in edge.clients.values():
                 await client.close()
 
-    app = FastAPI(title="ShopNow edge router", lifespan=lifespan)
+    # No generated OpenAPI/docs: the read routes are served by edge.fast_reads, outside FastAPI's
+    # routing, so a generated schema would leave them out; docs/interfaces.md describes the API.
+    app = FastAPI(title="ShopNow edge router", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.edge = edge
 
     install_error_handlers(app)
 
-    count_q = Query(settings.default_count, ge=1, le=settings.max_count, description="Slate length, 1..max_count.")
-    id_rules: dict[str, Any] = {"min_length": 1, "max_length": MAX_ID_LEN}
-
-    @app.get("/v1/recommendations/homepage")
-    async def homepage(user_id: str = Query(..., **id_rules), count: int = count_q,
-                       x_deadline_ms: str | None = Header(None)) -> dict[str, Any]:
-        return await edge.recommend(surface="homepage", user_id=user_id, count=count,
-                                    budget_ms=_budget_ms(default_ms, x_deadline_ms))
-
-    @app.get("/v1/recommendations/similar")
-    async def similar(product_id: str = Query(..., **id_rules), count: int = count_q,
-                      user_id: str | None = Query(None, **id_rules),
-                      x_deadline_ms: str | None = Header(None)) -> dict[str, Any]:
-        return await edge.recommend(surface="similar", user_id=user_id, product_id=product_id, count=count,
-                                    budget_ms=_budget_ms(default_ms, x_deadline_ms))
-
-    @app.get("/v1/recommendations/cart")
-    async def cart(cart_items: str = Query(..., min_length=1, description="Comma-separated item ids."),
-                   count: int = count_q, user_id: str | None = Query(None, **id_rules),
-                   x_deadline_ms: str | None = Header(None)) -> dict[str, Any]:
-        items = tuple(i.strip() for i in cart_items.split(",") if i.strip())
-        if not items or any(len(i) > MAX_ID_LEN for i in items):
-            raise InputError("cart_items", f"must list 1 or more comma-separated item ids of at most {MAX_ID_LEN} characters")
-        return await edge.recommend(surface="cart", user_id=user_id, cart_items=items, count=count,
-                                    budget_ms=_budget_ms(default_ms, x_deadline_ms))
+    # The read routes (homepage, similar, cart) are served by the lean ASGI layer edge.fast_reads.
+    app.add_middleware(FastReads, edge=edge, default_ms=default_ms)
 
     @app.post("/v1/events")
     async def events(request: Request) -> JSONResponse:

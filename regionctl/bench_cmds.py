@@ -24,11 +24,16 @@ def register(app: typer.Typer) -> None:
     def serving(
         requests: int = typer.Option(1000, "--requests", help="Sequential requests per tier and transport."),
         as_json: bool = typer.Option(False, "--json", help="Print var/bench/serving.json instead of tables."),
+        rss_sizes: str = typer.Option("demo,bench", "--rss-sizes",
+                                      help="Bundle sizes to read the cell's RSS with (the bench size is trained once, minutes)."),
+        proxies: bool = typer.Option(True, "--proxies/--no-proxies", help="Measure the edge and HAProxy in front of the cell."),
     ) -> None:
-        """p50/p99 and requests/s per tier over HTTP and gRPC, the in-process floor, and var/calibration.json."""
+        """Per tier over HTTP and gRPC, the in-process floor, the edge vs HAProxy, RSS; writes var/calibration.json."""
         mod = _bench("serving_bench")
         err = Console(stderr=True)
-        report = mod.run_serving_bench(mod.ServingBenchSettings(requests=requests), log=lambda m: err.print(f"[dim]{m}[/dim]"))
+        sizes = tuple(s.strip() for s in rss_sizes.split(",") if s.strip())
+        settings = mod.ServingBenchSettings(requests=requests, rss_sizes=sizes, with_edge=proxies, with_haproxy=proxies)
+        report = mod.run_serving_bench(settings, log=lambda m: err.print(f"[dim]{m}[/dim]"))
         _print(report, mod, as_json)
 
     @bench.command("saturation")

@@ -10,6 +10,7 @@ summarises and decides.
     calibration_from(costs, machine=, measured_at=, cores=, saturation_qps=)   -> capacity Calibration
     LoadStep / saturation_of(steps, slo_ms=)    the throughput plateau of an open-loop load ramp
     error_pct(measured, predicted)              signed relative error in %
+    rss_of_status(text) / overhead_ms(via, direct) / cpu_ns_of_schedstat(text)   memory, proxy overhead, CPU ns
 """
 from __future__ import annotations
 
@@ -243,3 +244,27 @@ __all__ = [
     "LatencyStats", "LoadStep", "MeasuredCost", "Saturation", "calibration_from", "cpu_ms_per_request",
     "core_ticks_of_stat", "cpu_ticks_of_stat", "error_pct", "others_share", "percentile", "ramp", "ratio", "saturation_of", "summarize",
 ]
+
+
+def rss_of_status(text: str) -> float:
+    """VmRSS of a /proc/<pid>/status text, in MiB; InputError when the line is missing."""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                return int(parts[1]) / 1024.0
+    raise InputError("VmRSS", "not found in the process status text")
+
+
+def overhead_ms(via: LatencyStats, direct: LatencyStats) -> tuple[float, float]:
+    """(p50, p99) a proxy adds: latency through it minus the direct call it wraps, same run."""
+    return via.p50_ms - direct.p50_ms, via.p99_ms - direct.p99_ms
+
+
+def cpu_ns_of_schedstat(text: str) -> int:
+    """Time on CPU in ns from a /proc/<pid>/task/<tid>/schedstat line ("run_ns wait_ns slices"):
+    nanosecond resolution, where /proc/<pid>/stat counts 10 ms ticks."""
+    parts = text.split()
+    if len(parts) < 3 or not all(p.isdigit() for p in parts[:3]):
+        raise InputError("schedstat", f"expected three integers, got {text.strip()[:80]!r}")
+    return int(parts[0])

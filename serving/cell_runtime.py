@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -56,6 +57,10 @@ class CellSettings:
     """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
 
 
+OBSERVED_BACKLOG = 50_000
+"""Answered requests waiting to be counted (flushed every second, and before /readyz and /metrics)."""
+
+
 class CellRuntime:
     def __init__(self, *, topology: Topology, region: str, store: FeatureStore, artifacts: ArtifactStore,
                  cache_dir: Path, settings: CellSettings = CellSettings(),
@@ -67,6 +72,7 @@ class CellRuntime:
         self.store = store
         self.metrics = CellMetrics(region=region)
         self.stats = RequestStats()
+        self._observed: deque[tuple[float, str, str, bool, float, Any]] = deque(maxlen=OBSERVED_BACKLOG)
         self._serving = Serving.of(None)
         self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse,
                                    extra_checks=(residency_check(topology, topology.region(region).geography),))
@@ -120,6 +126,7 @@ class CellRuntime:
     def _catalog_sync(self) -> None:
         next_sync = time.monotonic() + self.settings.catalog_sync_s
         while not self._stop.wait(1.0):
+            self.flush_observed()
             bundle = self._serving.bundle
             if bundle is None:
                 continue
@@ -129,6 +136,7 @@ class CellRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.recommender.close()
         self.tombstones.stop()
         for thread in self._threads:
             if isinstance(thread, BundleWatcher):
@@ -136,9 +144,22 @@ class CellRuntime:
 
     # -- requests --------------------------------------------------------------------------
     def observe(self, *, surface: str, tier: str, ok: bool, latency_ms: float, skipped: Any = ()) -> None:
-        self.stats.record(at=time.time(), latency_ms=latency_ms, ok=ok, tier=tier)
-        if ok:
-            self.metrics.observe_request(surface=surface, tier=tier, status="ok", latency_ms=latency_ms, skipped=skipped)
+        """Count an answered request: queued here (an atomic append, no lock, no metric lookups on
+        the request path); `flush_observed` applies it to the request stats and the metrics."""
+        self._observed.append((time.time(), surface, tier, ok, latency_ms, skipped))
+
+    def flush_observed(self) -> None:
+        """Apply the queued observations (the catalog-sync thread does every second; /readyz and
+        /metrics do first, so what they show includes every answer given before them)."""
+        pending = self._observed
+        while pending:
+            try:
+                at, surface, tier, ok, latency_ms, skipped = pending.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            self.stats.record(at=at, latency_ms=latency_ms, ok=ok, tier=tier)
+            if ok:
+                self.metrics.observe_request(surface=surface, tier=tier, status="ok", latency_ms=latency_ms, skipped=skipped)
 
     def log_events(self, raw: list[Any]) -> list[str]:
         """Validate, then append to the region's log. Returns stream ids once durable in Redis.
@@ -170,6 +191,7 @@ class CellRuntime:
             return False
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        self.flush_observed()
         now = time.time()
         summary = self.stats.summary(now)
         redis_ok = self._redis_answers()

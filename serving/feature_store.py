@@ -21,12 +21,12 @@ this adapter decides what happens next.
 """
 from __future__ import annotations
 
-import json
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
+import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -119,16 +119,16 @@ class CachedSlate:
     created_at: float
 
     def to_json(self) -> str:
-        return json.dumps({
+        return orjson.dumps({
             "item_ids": list(self.item_ids), "scores": list(self.scores), "bundle_version": self.bundle_version,
             "tier": self.tier, "created_at": self.created_at,
-        }, separators=(",", ":"))
+        }).decode()
 
     @classmethod
     def from_json(cls, text: str) -> "CachedSlate":
         """Decode; raises InputError naming the field when the JSON is not a slate."""
         try:
-            raw = json.loads(text)
+            raw = orjson.loads(text)
         except ValueError as exc:
             raise InputError("cached_result", f"is not JSON: {exc}") from exc
         if not isinstance(raw, dict):
@@ -284,26 +284,25 @@ class FeatureStore:
         """The user's stored session state, or None for a user without one."""
         with self._io("HGETALL user state"):
             raw = self._redis.hgetall(redis_keys.user_features(user_id))
-        if not raw:
-            return None
-        try:
-            return UserState.from_hash(raw)
-        except (ValueError, TypeError) as exc:
-            raise FeatureStoreDataError(f"{redis_keys.user_features(user_id)} holds a malformed user state: {exc}") from exc
+        return _decode_state(user_id, raw)
+
+    def get_user_context(self, user_id: str, *, kinds: Sequence[str]) -> tuple[UserState | None, dict[str, float]]:
+        """(the user's state or None, the seen set {item_id: latest ts} over events of `kinds`, serving.seen_items)
+        in ONE pipelined round trip: what a full ranking reads of the user."""
+        from serving.seen_items import from_members
+
+        with self._io("HGETALL user state + ZRANGE seen items"):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(redis_keys.user_features(user_id))
+            pipe.zrange(redis_keys.seen_items(user_id), 0, -1, withscores=True)
+            raw, pairs = pipe.execute()
+        return _decode_state(user_id, raw), from_members(pairs, kinds=kinds)
 
     def put_user_state(self, user_id: str, state: UserState) -> None:
         """Store the state; InputError when this region may not hold the user's personal data."""
         self._require_resident(user_id)
         with self._io("HSET user state"):
             self._redis.hset(redis_keys.user_features(user_id), mapping=state.to_hash())
-
-    def get_seen_items(self, user_id: str, *, kinds: Sequence[str]) -> dict[str, float]:
-        """The user's seen set {item_id: latest ts} over events of `kinds` (serving.seen_items)."""
-        from serving.seen_items import from_members
-
-        with self._io("ZRANGE seen items"):
-            pairs = self._redis.zrange(redis_keys.seen_items(user_id), 0, -1, withscores=True)
-        return from_members(pairs, kinds=kinds)
 
     # item live features ------------------------------------------------------------------
 
@@ -366,14 +365,38 @@ class FeatureStore:
     def put_cached_slate(self, user_id: str, slate: CachedSlate, *, ttl_s: float | None = None) -> bool:
         """Store the slate with a TTL (default settings.cache_ttl_s); geo-checked like user state.
         False (nothing written) when the user is tombstoned: checked inside the same Redis script as the SET."""
+        return self.put_cached_slates([(user_id, slate)], ttl_s=ttl_s) == 1
+
+    def put_cached_slates(self, slates: Sequence[tuple[str, CachedSlate]], *, ttl_s: float | None = None) -> int:
+        """Store many (user, slate) pairs in one pipelined round trip; returns how many were written.
+        Every user is geo-checked first (InputError, nothing written, when one may not be held here).
+        Each write is its own run of the tombstone script (check and SET atomic per slate), so a
+        tombstoned user's slate is skipped and the others are written."""
         ttl = self.settings.cache_ttl_s if ttl_s is None else ttl_s
         if not math.isfinite(ttl) or ttl <= 0:
             raise InputError("ttl_s", f"must be a positive number of seconds, got {ttl!r}")
-        self._require_resident(user_id)
+        for user_id, _ in slates:
+            self._require_resident(user_id)
+        px = max(int(ttl * 1000), 1)
         with self._io("SET cached result"):
-            written = self._put_slate(keys=[redis_keys.cached_result(user_id), redis_keys.TOMBSTONES],
-                                      args=[slate.to_json(), max(int(ttl * 1000), 1), user_id])
-        return bool(written)
+            if len(slates) == 1:
+                (user_id, slate), = slates
+                return int(self._put_slate(keys=[redis_keys.cached_result(user_id), redis_keys.TOMBSTONES],
+                                           args=[slate.to_json(), px, user_id]))
+            pipe = self._redis.pipeline(transaction=False)
+            for user_id, slate in slates:
+                self._put_slate(keys=[redis_keys.cached_result(user_id), redis_keys.TOMBSTONES],
+                                args=[slate.to_json(), px, user_id], client=pipe)
+            return sum(int(w) for w in pipe.execute())
+
+
+def _decode_state(user_id: str, raw: Mapping[str, str]) -> UserState | None:
+    if not raw:
+        return None
+    try:
+        return UserState.from_hash(raw)
+    except (ValueError, TypeError) as exc:
+        raise FeatureStoreDataError(f"{redis_keys.user_features(user_id)} holds a malformed user state: {exc}") from exc
 
 
 def _decode_item(item_id: str, fields: Mapping[str, str | None]) -> ItemFeatures:

@@ -8,6 +8,11 @@ The homepage goes through fallback_tiers.Ladder with four tier callables:
 The re-ranking rules (serving.reranking) run on every tier's output with the freshest stock the
 cell can get: live item features from Redis when its breaker lets us, else the bundle's catalog.
 Each request holds one reference to the serving bundle, so a swap mid-request is harmless.
+
+Off the request path (one background thread, `_bookkeeping`): live item features are kept in
+arrays (serving.live_items) and re-read in the background, and full slates are cached for the
+cached tier in batches (serving.slate_writer). A full ranking makes one Redis round trip in steady
+state: the user's state and seen set, pipelined (FeatureStore.get_user_context).
 """
 from __future__ import annotations
 
@@ -15,8 +20,7 @@ import json
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
 
@@ -32,18 +36,18 @@ from regions.geo import home_geography_of
 from regions.topology import Topology
 from serving.bundle import LoadedBundle
 from serving.feature_store import CachedSlate, FeatureStore, FeatureStoreUnavailable, ItemFeatures
-from serving.features import LiveItems
+from serving.live_items import LiveItemCache
 from serving.reranking import ItemMeta, RerankRules, rerank
 from serving.residency import personalisation_refusal
+from serving.slate_writer import SlateWriter
 from serving.user_state import UserState
 
 log = logging.getLogger(__name__)
 
-ITEM_CACHE_TTL_S = 5.0
-"""Live item features are kept in process for 5 s: a stock change still shows within seconds
-(the requirement is 10 minutes) while most requests skip the Redis round trip and decoding."""
-MAX_PENDING_CACHE_WRITES = 1000
-"""Bounded queue of slate-cache writes: memory stays flat when Redis is slow."""
+SLATE_FLUSH_S = 0.05
+"""Pending slates are written to Redis every 50 ms, in one pipeline."""
+ITEM_REFRESH_S = 1.0
+"""Live item features used by requests and older than serving.live_items.TTL_S are re-read every second."""
 RESERVE_FACTOR = 4
 """Backfill reserve = 4x the slate: enough for stock and diversity drops, cheap for the rules."""
 PACKAGED_POPULARITY = "fallback_popularity.json"
@@ -81,20 +85,25 @@ class Serving:
     catalog: Mapping[str, ItemMeta]
     popularity: tuple[str, ...]
     version: str
+    live: LiveItemCache
+    """Live item features of this catalog (a new bundle starts a new cache)."""
 
     @classmethod
     def of(cls, bundle: LoadedBundle | None) -> "Serving":
         if bundle is None:
             rows = packaged_popularity()
+            ids = tuple(r["item_id"] for r in rows)
             return cls(bundle=None, catalog={r["item_id"]: ItemMeta(category=r["category"], brand=r["brand"]) for r in rows},
-                       popularity=tuple(r["item_id"] for r in rows), version="packaged-popularity")
+                       popularity=ids, version="packaged-popularity",
+                       live=LiveItemCache(ids, {i: n for n, i in enumerate(ids)}))
         items = bundle.items
         brands = _brand_names(bundle)
         catalog = {
             item_id: ItemMeta(category=items.categories[int(items.category[n])], brand=brands[n], stock=bool(items.stock[n] > 0))
             for n, item_id in enumerate(items.ids)
         }
-        return cls(bundle=bundle, catalog=catalog, popularity=tuple(bundle.item_ids(bundle.popularity)), version=bundle.version)
+        return cls(bundle=bundle, catalog=catalog, popularity=tuple(bundle.item_ids(bundle.popularity)), version=bundle.version,
+                   live=LiveItemCache(items.ids, items.row_of))
 
 
 def _brand_names(bundle: LoadedBundle) -> list[str]:
@@ -119,12 +128,13 @@ class Faults:
 
 @dataclass
 class _Request:
-    """What one request learns as it goes: live stock, exclusions, staleness."""
+    """What one request learns as it goes: exclusions, staleness."""
 
     serving: Serving
-    stock: dict[str, int] = field(default_factory=dict)
     exclude: frozenset[str] = frozenset()
     stale: bool = False
+    ensured: TierOutput | None = None
+    """The full tier's output, whose items' live features that tier already made usable."""
 
 
 class Recommender:
@@ -151,9 +161,9 @@ class Recommender:
         self.clock = clock
         self.sleep = sleep
         self.faults = Faults()
-        self._item_cache: dict[str, tuple[float, ItemFeatures]] = {}
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slate-cache")
-        self._write_slots = threading.BoundedSemaphore(MAX_PENDING_CACHE_WRITES)
+        self.slates = SlateWriter(self._write_slates)
+        self._stop = threading.Event()
+        self._background = threading.Thread(target=self._bookkeeping, name="cell-bookkeeping", daemon=True)
         self.features_stale = False
         """Set by the cell's freshness check (user features older than 5 min or item features
         older than 15 min); every answer carries it in `stale`."""
@@ -161,6 +171,36 @@ class Recommender:
             "redis": CircuitBreaker("redis", settings=ladder_settings.breaker),
             "ranker": CircuitBreaker("ranker", settings=ladder_settings.breaker),
         }
+        self._background.start()
+
+    def close(self) -> None:
+        """Stop the background thread (it writes the slates still pending first)."""
+        self._stop.set()
+        if self._background.is_alive():
+            self._background.join(timeout=2.0)
+
+    def _bookkeeping(self) -> None:
+        """Off the request path: cache pending slates every SLATE_FLUSH_S, re-read the live item
+        features requests marked every ITEM_REFRESH_S."""
+        next_refresh = 0.0
+        while not self._stop.wait(SLATE_FLUSH_S):
+            self.slates.flush()
+            now = time.monotonic()
+            if now >= next_refresh:
+                next_refresh = now + ITEM_REFRESH_S
+                self.refresh_items(now)
+        self.slates.flush()
+
+    def refresh_items(self, now: float) -> int:
+        """Re-read (up to a chunk of) the live item features requests marked; 0 when Redis's breaker is not closed."""
+        cache = self.serving().live
+        try:
+            return cache.refresh(lambda ids: self._outside_tier(lambda: self.store.get_item_features(ids)), now)
+        except DependencyFailed:
+            return 0
+        except Exception:  # the background thread must survive anything; the request path reads inline
+            log.exception("live item refresh failed")
+            return 0
 
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
@@ -184,42 +224,35 @@ class Recommender:
             raise DependencyFailed("redis", str(exc)) from exc
         return result
 
-    def _live_features(self, ctx: _Request, item_ids: Sequence[str], *, in_tier: bool = False) -> dict[str, ItemFeatures]:
-        """Live item features: from the 5 s in-process cache, the rest from Redis in one call."""
+    def _ensure_live(self, ctx: _Request, rows: np.ndarray, *, in_tier: bool = False) -> None:
+        """Make the live features of `rows` usable: those without a usable value are read from Redis
+        now, in one call (inside a tier a failure fails the tier; outside, the answer is stale and
+        the rules trust the catalog); those merely older than the TTL are left to the background."""
+        cache = ctx.serving.live
         now = time.monotonic()
-        feats: dict[str, ItemFeatures] = {}
-        missing: list[str] = []
-        cache = self._item_cache
-        for item_id in item_ids:
-            hit = cache.get(item_id)
-            if hit is not None and now - hit[0] < ITEM_CACHE_TTL_S:
-                feats[item_id] = hit[1]
-            else:
-                missing.append(item_id)
-        if missing:
-            call = lambda: self.store.get_item_features(missing)  # noqa: E731
+        missing = cache.unusable(rows, now)
+        if len(missing):
+            ids = [cache.ids[r] for r in missing.tolist()]
+            call = lambda: self.store.get_item_features(ids)  # noqa: E731
             try:
-                fetched: dict[str, ItemFeatures] = self._in_tier(call) if in_tier else self._outside_tier(call)
+                fetched: Mapping[str, ItemFeatures] = self._in_tier(call) if in_tier else self._outside_tier(call)
             except DependencyFailed:
                 ctx.stale = True
                 if in_tier:
                     raise
-                fetched = {}
-            for item_id, f in fetched.items():
-                cache[item_id] = (now, f)
-            feats.update(fetched)
-        for item_id, f in feats.items():
-            ctx.stock[item_id] = int(f.stock)
-        return feats
+            else:
+                cache.store(missing, fetched, now)
+        cache.mark(rows, now)
+        if cache.refresh_failed:
+            ctx.stale = True
 
     def _rules(self, ctx: _Request) -> Callable[[TierOutput, int], tuple[ScoredItem, ...]]:
         def apply(output: TierOutput, count: int) -> tuple[ScoredItem, ...]:
-            ids = [i.item_id for i in output.items] + [i.item_id for i in output.reserve]
-            missing = [i for i in ids if i not in ctx.stock]
-            if missing and not ctx.stale:
-                self._live_features(ctx, missing)
+            cache = ctx.serving.live
+            if not ctx.stale and output is not ctx.ensured:
+                self._ensure_live(ctx, cache.rows([i.item_id for i in output.items] + [i.item_id for i in output.reserve]))
             return rerank(output.items, reserve=output.reserve, count=count, catalog=ctx.serving.catalog,
-                          stock=ctx.stock, rules=self.rules, exclude=ctx.exclude)
+                          stock=cache.stock_view(), rules=self.rules, exclude=ctx.exclude)
         return apply
 
     # -- tiers -----------------------------------------------------------------------------
@@ -229,15 +262,14 @@ class Recommender:
             bundle = ctx.serving.bundle
             assert bundle is not None
             now = self.clock()
-            state = self._in_tier(lambda: self.store.get_user_state(user_id)) or UserState()
-            seen = self._in_tier(lambda: self.store.get_seen_items(user_id, kinds=bundle.seen_policy.home.kinds))
+            stored, seen = self._in_tier(lambda: self.store.get_user_context(user_id, kinds=bundle.seen_policy.home.kinds))
+            state = stored or UserState()
             ctx.exclude = frozenset(state.cart) | bundle.not_again(seen, now=now, surface="home")
             vector = bundle.user_embedding(user_id, state)
             segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
             cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
-            ids = bundle.item_ids(cands.rows)
-            feats = self._live_features(ctx, ids, in_tier=True)
-            live = _live_items(ids, feats)
+            self._ensure_live(ctx, cands.rows, in_tier=True)
+            live = ctx.serving.live.live(cands.rows)
             if self.faults.ranking_latency_ms > 0:
                 spent = time.monotonic() - began
                 delay_s = self.faults.ranking_latency_ms / 1000.0
@@ -251,10 +283,11 @@ class Recommender:
                                                                        now=now, live=live))
             except (ShopNowError, ValueError) as exc:
                 raise DependencyFailed("ranker", f"ranking failed: {exc}") from exc
-            order = np.argsort(-scores, kind="stable")
-            keep = request.count * (1 + RESERVE_FACTOR)
-            scored = tuple(ScoredItem(ids[int(i)], float(scores[int(i)])) for i in order[:keep])
-            return TierOutput(items=scored[: request.count], reserve=scored[request.count:])
+            top = np.argsort(-scores, kind="stable")[: request.count * (1 + RESERVE_FACTOR)]
+            ids = bundle.items.ids
+            scored = tuple(ScoredItem(ids[r], s) for r, s in zip(cands.rows[top].tolist(), scores[top].tolist()))
+            ctx.ensured = TierOutput(items=scored[: request.count], reserve=scored[request.count:])
+            return ctx.ensured
         return fetch
 
     def _cached(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
@@ -320,22 +353,24 @@ class Recommender:
         )
 
     def _remember(self, user_id: str, items: Sequence[ScoredItem], version: str) -> None:
-        """Cache the full slate for the cached tier, off the request path (a Redis write with an
-        fsync'ed AOF costs ~0.3 ms that the user need not wait for). When the writer falls behind,
+        """Cache the full slate for the cached tier, off the request path: queued here, written by
+        the background thread in batches (serving.slate_writer). When the writer falls behind,
         slates are dropped: it is a cache, the next full answer refreshes it."""
         slate = CachedSlate(item_ids=tuple(i.item_id for i in items), scores=tuple(i.score for i in items),
                             bundle_version=version, tier=Tier.FULL.value, created_at=self.clock())
-        if not self._write_slots.acquire(blocking=False):
-            return
-        self._writer.submit(self._write_slate, user_id, slate)
+        self.slates.offer(user_id, slate)
 
-    def _write_slate(self, user_id: str, slate: CachedSlate) -> None:
+    def _write_slates(self, slates: Sequence[tuple[str, CachedSlate]]) -> None:
         try:
-            self._outside_tier(lambda: self.store.put_cached_slate(user_id, slate, ttl_s=self.cache_ttl_s))
+            self._outside_tier(lambda: self.store.put_cached_slates(slates, ttl_s=self.cache_ttl_s))
         except DependencyFailed:
-            log.debug("could not cache the slate of %s", user_id)
-        finally:
-            self._write_slots.release()
+            log.debug("could not cache %d slates", len(slates))
+        except InputError:  # one user this region may not hold: refused alone, the others are cached
+            for one in slates:
+                try:
+                    self._outside_tier(lambda: self.store.put_cached_slates([one], ttl_s=self.cache_ttl_s))
+                except (DependencyFailed, InputError) as exc:
+                    log.debug("could not cache the slate of %s: %s", one[0], exc)
 
     def similar(self, *, product_id: str, count: int) -> Answer:
         started = time.perf_counter()
@@ -378,16 +413,6 @@ class Recommender:
 def _backfill(serving: Serving, count: int) -> tuple[ScoredItem, ...]:
     """Popularity behind a short similar/cart list, so that the slate keeps its length."""
     return TierOutput.from_ids(serving.popularity[: count * (1 + RESERVE_FACTOR)], count=0).reserve
-
-
-def _live_items(ids: Sequence[str], feats: Mapping[str, ItemFeatures]) -> LiveItems:
-    n = len(ids)
-    price, stock, rating, popularity = (np.full(n, np.nan) for _ in range(4))
-    for k, item_id in enumerate(ids):
-        f = feats.get(item_id)
-        if f is not None:
-            price[k], stock[k], rating[k], popularity[k] = f.price, f.stock, f.rating, f.popularity
-    return LiveItems(price=price, stock=stock, rating=rating, popularity=popularity)
 
 
 __all__ = ["Answer", "Recommender", "Serving", "UnknownProduct", "SkipReason", "packaged_popularity"]

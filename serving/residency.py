@@ -13,7 +13,7 @@ cell counts it (`shopnow_cell_anonymous_answers_total{reason}`):
 memory, refreshed every `refresh_s` by a background thread, so the check costs no Redis round trip
 on the request path; a deletion reaches the gate within `refresh_s`. The slate cache itself does
 not depend on that window: its write checks the tombstone inside Redis, in the same script as the
-SET (serving.feature_store.FeatureStore.put_cached_slate).
+SET, one run of the script per slate even in a batch (serving.feature_store.FeatureStore.put_cached_slates).
 """
 from __future__ import annotations
 

@@ -12,7 +12,9 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from statistics import median
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
+
+import orjson
 
 RECENT_ITEMS = 20
 """The requirement: last 20 items viewed."""
@@ -62,13 +64,21 @@ class UserState:
             return cls()
         d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
         return cls(
-            recent_items=tuple(json.loads(d.get("recent_items", "[]"))),
-            category_affinity=dict(json.loads(d.get("category_affinity", "{}"))),
-            cart=tuple(json.loads(d.get("cart", "[]"))),
-            purchase_prices=tuple(float(p) for p in json.loads(d.get("purchase_prices", "[]"))),
+            recent_items=tuple(_loads(d.get("recent_items", "[]"))),
+            category_affinity=dict(_loads(d.get("category_affinity", "{}"))),
+            cart=tuple(_loads(d.get("cart", "[]"))),
+            purchase_prices=tuple(float(p) for p in _loads(d.get("purchase_prices", "[]"))),
             updated_at=float(d.get("updated_at", 0.0)),
             events_seen=int(d.get("events_seen", 0)),
         )
+
+
+def _loads(text: str) -> Any:
+    """orjson on the request path; the standard parser for what orjson refuses (NaN, huge ints)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _decay(elapsed_s: float) -> float:

@@ -214,3 +214,19 @@ def test_ramp_is_sorted_and_scaled() -> None:
         ramp(0.0, (1.0,))
     with pytest.raises(InputError):
         ramp(100.0, ())
+
+
+# -- memory, proxy overhead, CPU ns ------------------------------------------------------------------
+def test_rss_schedstat_and_overhead_parse_what_proc_gives() -> None:
+    from serving.benchmarking import cpu_ns_of_schedstat, overhead_ms, rss_of_status
+
+    assert rss_of_status("Name:\tpython\nVmPeak:\t  900 kB\nVmRSS:\t  204800 kB\n") == pytest.approx(200.0)
+    with pytest.raises(InputError, match="VmRSS"):
+        rss_of_status("Name:\tpython\n")
+    assert cpu_ns_of_schedstat("123456789 42 7\n") == 123456789
+    with pytest.raises(InputError, match="schedstat"):
+        cpu_ns_of_schedstat("garbage")
+    direct = summarize([1.0, 2.0, 3.0], wall_s=1.0)
+    through = summarize([1.5, 2.5, 13.0], wall_s=1.0)
+    p50, p99 = overhead_ms(through, direct)
+    assert p50 == pytest.approx(0.5) and p99 == pytest.approx(through.p99_ms - direct.p99_ms)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pytest
 import redis
@@ -56,6 +56,14 @@ def test_no_slate_is_cached_for_a_tombstoned_user(client: redis.Redis) -> None:
     assert client.pttl(redis_keys.cached_result("us-1")) > 0
 
 
+def test_a_batch_of_slates_skips_the_tombstoned_user_and_writes_the_others(client: redis.Redis) -> None:
+    store = _store(client)
+    client.hset(redis_keys.TOMBSTONES, "us-5", "1")
+    users = ("us-4", "us-5", "us-6")
+    assert store.put_cached_slates([(u, SLATE) for u in users], ttl_s=60) == 2
+    assert [client.exists(redis_keys.cached_result(u)) for u in users] == [1, 0, 1]
+
+
 class _Spy(FeatureStore):
     """The real store, recording which users' personal keys were read or written."""
 
@@ -64,6 +72,10 @@ class _Spy(FeatureStore):
     def get_user_state(self, user_id: str) -> UserState | None:
         self.touched.append(user_id)
         return super().get_user_state(user_id)
+
+    def get_user_context(self, user_id: str, *, kinds: Sequence[str]) -> tuple[UserState | None, dict[str, float]]:
+        self.touched.append(user_id)
+        return super().get_user_context(user_id, kinds=kinds)
 
     def get_cached_slate(self, user_id: str) -> CachedSlate | None:
         self.touched.append(user_id)
@@ -98,5 +110,5 @@ def test_foreign_and_deleted_users_are_answered_anonymously_and_counted(client: 
     answer = rec.homepage(user_id=us_user, count=8, deadline_s=5.0)
     assert answer.tier == "segment" and us_user not in store.touched
     assert metrics.anonymous_answers.labels(reason=DELETED_USER)._value.get() == 1
-    rec._writer.shutdown(wait=True)
+    rec.close()  # writes the slates still pending
     assert client.exists(redis_keys.cached_result(us_user)) == 0

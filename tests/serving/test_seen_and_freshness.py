@@ -15,7 +15,9 @@ import pytest
 import redis
 
 from regions import redis_keys
+from serving import live_items
 from serving.feature_updater import FeatureUpdater
+from serving.recommender import ITEM_REFRESH_S
 from tests.serving.test_cell_process import Cell, running_cell
 
 pytestmark = pytest.mark.slow
@@ -124,7 +126,11 @@ def test_drift_is_seen_when_prices_are_written_10x_and_not_before(cell: Cell) ->
         for it in items:
             pipe.hset(redis_keys.item_features(it["item_id"]), mapping={"price": repr(it["price"] * 10), "updated_at": repr(time.time())})
         pipe.execute()
-    time.sleep(5.5)  # the cell's live-feature cache
+    # The cell's live item features are stale-while-revalidate (serving.live_items): a value older
+    # than TTL_S is re-read by the background thread (every ITEM_REFRESH_S) once a request used it.
+    time.sleep(live_items.TTL_S + 0.5)
+    traffic(10)  # these requests mark the rows they use; the background re-reads them
+    time.sleep(2 * ITEM_REFRESH_S + 0.5)
     traffic(10)  # half of the sample window is now repriced traffic
     drifted = httpx.get(cell.base + "/readyz", timeout=5).json()["drift"]
     assert drifted["verdict"] == "drift" and set(PRICE_FEATURES) <= set(drifted["drifted"]), drifted
