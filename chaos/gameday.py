@@ -212,6 +212,7 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     if warmup_s > 0:
         progress(f"steady load for {warmup_s:g} s before the experiment")
         load.wait(min(warmup_s, duration_s / 3))
+        _settle(ctx, timeout_s=min(SETTLE_S, duration_s / 4), progress=progress)
     try:
         journal = run_experiment(experiment, settings=ROLLBACKS_ALWAYS,
                                  event_handlers=[io.ProgressHandler(progress, before_rollbacks=snapshot.take)])
@@ -277,6 +278,38 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
         progress(line)
     progress(f"report: {paths['md']} ({paths['png'].name}, {paths['json'].name}), journal: {out_dir / 'journal.json'}")
     return report
+
+
+SETTLE_S = 20.0
+"""After the warm-up, how long the game day waits (load running) for the controller to report every
+region healthy: a cell's p99 covers its last 60 s, so the first answers of a cold cell can keep a
+region degraded for a while after the warm-up. The steady-state hypothesis is still checked after
+this wait; a stack that does not settle fails it and the game day is invalid."""
+
+
+def _settle(ctx: StackContext, *, timeout_s: float, progress: Progress) -> None:
+    """Wait, at most `timeout_s` and while the load runs, until the controller says every region is
+    healthy; say how long it took or that it did not settle (the hypothesis then decides)."""
+    import httpx
+
+    from chaos.actions import chaos_token
+
+    started = time.monotonic()
+    deadline = started + timeout_s
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        try:
+            regions = httpx.get(f"{ctx.controller_url}/v1/status", timeout=2.0,
+                                headers={"Authorization": f"Bearer {chaos_token(ctx.state_dir)}"}).json()["regions"]
+            states = {r: v.get("state", "?") for r, v in regions.items()}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+            states = {}
+        if states and all(v == "healthy" for v in states.values()):
+            if time.monotonic() - started > 1.0:
+                progress(f"every region healthy {time.monotonic() - started:.1f} s after the warm-up")
+            return
+        time.sleep(0.5)
+    progress(f"the stack did not settle within {timeout_s:g} s after the warm-up: {states or 'no status'}")
 
 
 def _stack_reader(ctx: StackContext, *, tries: int = 10) -> Any:
