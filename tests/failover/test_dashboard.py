@@ -37,8 +37,8 @@ def write_gameday(directory: Path) -> None:
     records = [{"t": t0 + i * 0.5, "ok": True, "latency_ms": 20.0 + (i % 7), "tier": "full", "region": "us-west",
                 "items": 8} for i in range(200)]
     report = build_report(experiment="region-loss", title="Region loss: us-east", records=records, fault_at=t0 + 30,
-                          rto=Rto(measured=True, seconds=3.25, recovered_at=t0 + 33.25, reason="test"),
-                          rpo=Rpo(seconds=0.0, lost=0, acknowledged=40, newest_durable_at=t0 + 30), status="completed")
+                          rto=Rto(status="met", seconds=3.25, recovered_at=t0 + 33.25, reason="test"),
+                          rpo=Rpo(status="measured", seconds=0.0, lost=0, acknowledged=40, newest_durable_at=t0 + 30), status="completed")
     write_report(report, directory / "region-loss-test")
 
 
