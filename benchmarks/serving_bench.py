@@ -91,57 +91,7 @@ class ServingBenchSettings:
 
 
 # -- machine and CPU -------------------------------------------------------------------------------
-def machine_description(cell_cpus: set[int]) -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{model}, {os.cpu_count()} vCPU, cell pinned to CPU {','.join(map(str, sorted(cell_cpus)))}, "
-            f"Linux {platform.release()}, Python {platform.python_version()}")
-
-
-def cpu_ticks(pid: int) -> int:
-    return cpu_ticks_of_stat(Path(f"/proc/{pid}/stat").read_text())
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time of every live thread of `pid`, in ns (schedstat: finer than the 10 ms ticks of stat)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += cpu_ns_of_schedstat((task / "schedstat").read_text())
-        except (FileNotFoundError, ProcessLookupError):
-            pass  # a thread that ended meanwhile
-    return total
-
-
-def core_ticks(cpus: set[int]) -> tuple[int, int]:
-    """(busy, total) ticks of the given CPUs, all processes together."""
-    text = Path("/proc/stat").read_text()
-    pairs = [core_ticks_of_stat(text, cpu) for cpu in sorted(cpus)]
-    return sum(b for b, _ in pairs), sum(t for _, t in pairs)
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Pin every thread of `pid` (threads started later inherit the mask)."""
-    tasks = Path(f"/proc/{pid}/task")
-    for tid in ([int(t.name) for t in tasks.iterdir()] if tasks.exists() else [pid]):
-        try:
-            os.sched_setaffinity(tid, cpus)
-        except ProcessLookupError:
-            pass
-
-
-def split_cpus() -> tuple[set[int], set[int]]:
-    """(cell cpus, client cpus): one core each when there are two, else both on the same one."""
-    available = sorted(os.sched_getaffinity(0))
-    if len(available) >= 2:
-        return {available[-1]}, {available[0]}
-    return {available[0]}, {available[0]}
+from benchmarks.cpu_accounting import core_ticks, cpu_ns, cpu_ticks, machine_description, pin, split_cpus  # noqa: E402
 
 
 # -- bundle and user states ------------------------------------------------------------------------
@@ -463,80 +413,7 @@ def run_phase(stack: BenchStack, call: Call, *, transport: str, tier: str, reque
 
 
 # -- the edge and its peer -------------------------------------------------------------------------
-PROXIES = {"edge": "grpc", "haproxy": "http"}
-"""Each proxy, and the direct call to the cell it wraps: the edge calls the cell over gRPC, HAProxy
-forwards HTTP to the cell's HTTP port."""
-
-
-@dataclass(frozen=True)
-class ProxyRow:
-    """One proxy in front of the cell, against the direct call it wraps, interleaved in one phase."""
-
-    proxy: str
-    wraps: str
-    stats: LatencyStats
-    direct: LatencyStats
-    cpu_ms: float
-    """CPU of the proxy process (all threads) per request through it."""
-    errors: int
-
-    @property
-    def overhead(self) -> tuple[float, float]:
-        return overhead_ms(self.stats, self.direct)
-
-    def to_dict(self) -> dict[str, Any]:
-        p50, p99 = self.overhead
-        return {"proxy": self.proxy, "wraps": self.wraps, **self.stats.to_dict(), "direct": self.direct.to_dict(),
-                "overhead_p50_ms": round(p50, 4), "overhead_p99_ms": round(p99, 4), "cpu_ms": round(self.cpu_ms, 4),
-                "errors": self.errors}
-
-
-def run_proxy_phase(stack: BenchStack, calls: dict[str, Call], *, requests: int) -> tuple[ProxyRow, ...]:
-    """`requests` rounds; each round calls every path once (direct gRPC, edge, direct HTTP, HAProxy),
-    the order rotating, so that every path sees the same machine noise and the same cell state.
-
-    The surface is "similar" (one ANN search + rules, ~0.3 ms in the cell) rather than the homepage:
-    a proxy adds the same work whatever the cell computes, and a cheap, steady answer keeps the
-    cell's own variance (several ms for full ranking on a shared machine) out of a sub-millisecond
-    difference. The edge routes it like a homepage read (rendezvous on the key, deadline, one gRPC call)."""
-    proxies = [p for p in PROXIES if p in calls]
-    if not proxies:
-        return ()
-    paths = sorted({*proxies, *(PROXIES[p] for p in proxies)})
-    procs = {"edge": stack.edge, "haproxy": stack.haproxy}
-    users = popular_items(stack.bundle_dir, 200)
-    tier = ""
-    latencies: dict[str, list[float]] = {p: [] for p in paths}
-    errors = dict.fromkeys(paths, 0)
-    ns0 = {p: cpu_ns(procs[p].pid) for p in proxies}  # type: ignore[union-attr]
-    began = time.perf_counter()
-    for n in range(requests):
-        user = users[n % len(users)]
-        for k in range(len(paths)):
-            path = paths[(n + k) % len(paths)]
-            t0 = time.perf_counter()
-            try:
-                calls[f"similar:{path}"](user, tier)
-            except Exception:
-                errors[path] += 1
-                continue
-            latencies[path].append((time.perf_counter() - t0) * 1000.0)
-    wall = time.perf_counter() - began
-    rows = []
-    for proxy in proxies:
-        used_ns = cpu_ns(procs[proxy].pid) - ns0[proxy]  # type: ignore[union-attr]
-        if not latencies[proxy] or not latencies[PROXIES[proxy]]:
-            raise TemporaryError(f"every request through {proxy} (or its direct path) failed")
-        rows.append(ProxyRow(proxy=proxy, wraps=PROXIES[proxy], stats=summarize(latencies[proxy], wall_s=wall),
-                             direct=summarize(latencies[PROXIES[proxy]], wall_s=wall),
-                             cpu_ms=cpu_ms_per_request(ticks=used_ns, clock_ticks_per_s=10**9, requests=requests),
-                             errors=errors[proxy]))
-    return tuple(rows)
-
-
-def popular_items(bundle_dir: Path, n: int) -> list[str]:
-    """The bundle's `n` most popular item ids (popularity.json): the products of the proxy phase."""
-    return list(json.loads((bundle_dir / "popularity.json").read_text()))[:n]
+from benchmarks.serving_proxy_phase import ProxyRow, popular_items, run_proxy_phase  # noqa: E402
 
 
 def cell_rss(stack: BenchStack, settings: ServingBenchSettings, calls: dict[str, Call], *,
@@ -558,96 +435,7 @@ def cell_rss(stack: BenchStack, settings: ServingBenchSettings, calls: dict[str,
 
 
 # -- the floor -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Floor:
-    """The same full-ranking work in this process, without Redis, servers or rules."""
-
-    total: LatencyStats
-    candidates_p50_ms: float
-    """FAISS search + the rule retrievers + merging."""
-    features_p50_ms: float
-    predict_p50_ms: float
-    candidate_counts: tuple[float, float, float]
-    """Candidates ranked per request: p5, p50, p95."""
-    cpu_ms: float
-    """Mean thread CPU time per request: unlike wall time, not inflated when other processes take the core."""
-
-    def to_dict(self) -> dict[str, Any]:
-        p5, p50, p95 = self.candidate_counts
-        return {**self.total.to_dict(), "cpu_ms": round(self.cpu_ms, 4), "candidates_p50_ms": round(self.candidates_p50_ms, 4),
-                "features_p50_ms": round(self.features_p50_ms, 4), "predict_p50_ms": round(self.predict_p50_ms, 4),
-                "candidates": {"p5": p5, "p50": p50, "p95": p95}}
-
-
-class FloorMeter:
-    """The floor, measured in chunks on the cell's core while the cell is idle (between chunks of
-    the full-ranking phases: `run_serving_bench` interleaves them)."""
-
-    def __init__(self, stack: BenchStack) -> None:
-        import faiss
-
-        from serving.bundle import LoadedBundle
-
-        faiss.omp_set_num_threads(1)
-        self.stack = stack
-        self.bundle = LoadedBundle.load(stack.bundle_dir)
-        self.users = list(stack.users)
-        self.parts: dict[str, list[float]] = {"total": [], "candidates": [], "features": [], "predict": []}
-        self.counts: list[float] = []
-        self.cpu_s = 0.0
-        self.done = 0
-        self.run(len(self.users), keep=False)  # the first pass over the users warms caches and is not kept
-
-    def run(self, requests: int, *, keep: bool = True) -> None:
-        before = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, self.stack.cell_cpus)  # the cell is idle now: measure on the very core it runs on
-        try:
-            self._loop(requests, keep=keep)
-        finally:
-            os.sched_setaffinity(0, before)
-
-    def _loop(self, requests: int, *, keep: bool) -> None:
-        import numpy as np
-
-        from regions.geo import home_geography_of
-
-        bundle, stack = self.bundle, self.stack
-        for n in range(self.done, self.done + requests):
-            user_id = self.users[n % len(self.users)]
-            state = stack.users[user_id]
-            now = time.time()
-            c0 = time.thread_time()
-            t0 = time.perf_counter()
-            vector = bundle.user_embedding(user_id, state)
-            segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": home_geography_of(user_id, stack.topology)})
-            cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
-            t1 = time.perf_counter()
-            X = bundle.features(state=state, user_vector=vector, candidates=cands, now=now)
-            t2 = time.perf_counter()
-            np.asarray(bundle.ranker.predict(X, num_threads=1))
-            t3 = time.perf_counter()
-            c1 = time.thread_time()
-            if not keep:
-                continue
-            self.cpu_s += c1 - c0
-            for key, value in (("total", t3 - t0), ("candidates", t1 - t0), ("features", t2 - t1), ("predict", t3 - t2)):
-                self.parts[key].append(value * 1000.0)
-            self.counts.append(float(len(cands)))
-        self.done += requests
-
-    def result(self) -> Floor:
-        parts, counts = self.parts, self.counts
-        wall = sum(parts["total"]) / 1000.0
-        return Floor(total=summarize(parts["total"], wall_s=wall), candidates_p50_ms=percentile(parts["candidates"], 50),
-                     features_p50_ms=percentile(parts["features"], 50), predict_p50_ms=percentile(parts["predict"], 50),
-                     candidate_counts=(percentile(counts, 5), percentile(counts, 50), percentile(counts, 95)),
-                     cpu_ms=self.cpu_s * 1000.0 / len(parts["total"]))
-
-
-def measure_floor(stack: BenchStack, *, requests: int) -> Floor:
-    meter = FloorMeter(stack)
-    meter.run(requests)
-    return meter.result()
+from benchmarks.serving_floor import Floor, FloorMeter, measure_floor  # noqa: E402  (measured beside the stack)
 
 
 # -- the run ---------------------------------------------------------------------------------------
