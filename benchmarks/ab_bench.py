@@ -297,12 +297,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--look-every", type=float, default=5.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    settings = AbSettings(size=args.size, rate=args.rate, duration_s=args.duration, look_every_s=args.look_every)
+    from serving.weak_bundle import MODES
+
+    modes = tuple(m.strip() for m in args.weaker.split(",") if m.strip())
+    try:
+        settings = AbSettings(size=args.size, rate=args.rate, duration_s=args.duration, look_every_s=args.look_every)
+        bad = [m for m in modes if m not in MODES]
+        if bad or not modes:
+            raise InputError("weaker", f"unknown mode {bad[0] if bad else ''!r}; allowed: {', '.join(MODES)}")
+    except InputError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     log = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
     bundle = ensure_bundle(replace(ServingBenchSettings(), size=settings.size, seed=settings.seed, rss_sizes=()), GEOGRAPHIES, log)
     work = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     try:
-        results = run_ab(bundle, settings=settings, work=work, log=log, modes=tuple(args.weaker.split(",")))
+        results = run_ab(bundle, settings=settings, work=work, log=log, modes=modes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=2) if args.json else "\n".join(render(results)))
