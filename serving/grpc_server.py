@@ -31,6 +31,7 @@ def answer_pb(answer: Answer) -> pb.RecommendResponse:
         items=[pb.Item(item_id=i.item_id, score=float(i.score)) for i in answer.items], tier=answer.tier,
         region=answer.region, bundle_version=answer.bundle_version,
         skipped=[pb.Skip(tier=t, reason=r) for t, r in answer.skipped], stale=answer.stale, latency_ms=answer.latency_ms,
+        experiment=answer.experiment, arm=answer.arm,
     )
 
 
