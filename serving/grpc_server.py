@@ -73,7 +73,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             self.runtime.observe(surface=surface, tier="error", ok=False, latency_ms=(time.perf_counter() - started) * 1000)
             log.exception("Recommend failed")
             context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
-        self.runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped)
+        self.runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped,
+                        version=answer.bundle_version, experiment=answer.experiment)
         return answer_pb(answer)
 
     def _events(self, request: pb.EventBatch) -> list[Event]:
