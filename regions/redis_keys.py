@@ -64,3 +64,14 @@ def event_applied(consumer: str, event_id: str) -> str:
 def consumer_checkpoint(consumer: str, stream: str) -> str:
     """Last stream id a consumer (e.g. the feature updater) has processed of `stream`."""
     return f"ckpt:{consumer}:{stream}"
+
+
+IMPRESSIONS = "log:impressions"
+"""What this region's cell showed known users (stream; fields: contracts.impressions.Impression).
+Personal data: only in regions of the user's home geography; capped at IMPRESSIONS_CAP entries
+(replication.impression_log); removed with the user (replication.deletion)."""
+
+IMPRESSIONS_CAP = 250_000
+"""Newest impressions kept per region (XADD MAXLEN ~): about 14 min of homepages at the 300 req/s
+the local stack is sized for, over an hour at 40 req/s; ~300 bytes each, so at most ~75 MB of the
+region's Redis. Attribution of an older slate is lost: read the totals more often than that."""

@@ -9,7 +9,7 @@ Order matters:
    bring the user back;
 2. then the user's data is removed in each region: features (`uf:<user>`), the cached slate
    (`cache:<user>`), and every identifiable log entry (XDEL of the entries of `log:events`,
-   `log:replica:*` and `log:dead` that name the user), and the user's pseudonymised entries of
+   `log:replica:*`, `log:dead` and `log:impressions` that name the user), and the user's pseudonymised entries of
    `log:archive` (found by their keyed pseudonym: needs the retention key; without it the archive
    is reported under `remains`).
 
@@ -85,7 +85,7 @@ def entry_names_user(fields: Mapping[Any, Any], user_id: str) -> bool:
 
 
 def _log_streams(client: Redis) -> list[str]:
-    streams = [redis_keys.EVENT_LOG, redis_keys.DEAD_LETTER]
+    streams = [redis_keys.EVENT_LOG, redis_keys.DEAD_LETTER, redis_keys.IMPRESSIONS]
     replicas = sorted(text(k) for k in client.scan_iter(match=redis_keys.replica_log("*"), count=1000))
     return streams + replicas
 

@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LINT = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("regions", "contracts", "capacity", "fallback_tiers", "replication", "serving", "edge", "failover",
+PACKAGES = ("regions", "contracts", "capacity", "fallback_tiers", "replication", "online_metrics", "serving", "edge", "failover",
             "chaos", "benchmarks", "observability", "regionctl")
 
 pytestmark = pytest.mark.skipif(not LINT.exists(), reason="import-linter is not installed (pip install -e '.[test]')")
@@ -40,6 +40,8 @@ def test_the_contract_holds_on_the_tree() -> None:
     ("chaos/load.py", "import failover.controller", "Chaos drives the stack"),
     ("observability/promtool.py", "import chaos", "Floors"),
     ("replication/deletion.py", "import redis", "replication talks to Redis"),
+    ("online_metrics/attribution.py", "import serving", "Floors"),
+    ("online_metrics/significance.py", "import redis", "online_metrics reads the logs through replication"),
     ("regionctl/main.py", "import tests", "No module of the project imports the tests"),
 ])
 def test_a_forbidden_import_breaks_the_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:

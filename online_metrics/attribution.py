@@ -1,0 +1,199 @@
+"""Attribution: outcome events -> the impression that showed the item -> totals per variant. Pure.
+
+Rule (last touch within a window). An outcome event (contracts.impressions.OUTCOME_OF_EVENT: a view
+is a click, a cart an add-to-cart, a purchase a purchase with its price) of user U on item I at
+time t is attributed to U's most recent impression that showed I and whose time lies in
+[t - window_s, t + skew_s]. `window_s` (default 30 min) bounds how long a slate can claim an
+outcome; `skew_s` (5 s) tolerates the client's clock running behind the cell's (event `ts` is
+client time, impression `ts` the cell's). An outcome no impression showed is not attributed (it
+came from search, another page, or a slate older than the window). Events are counted once per
+event id (an event may be in the region's log and, after a client retry to a peer, in a replica).
+
+Per impression the outcome is binary (clicked or not, carted or not, purchased or not) plus its
+revenue (the sum of attributed purchase prices), so that the rates are proportions of impressions
+and the chi-squared test of online_metrics.significance applies. Totals keep the sum of squares of
+revenue per impression, so totals from several regions merge (`VariantTotals.merge`) and the
+revenue test still has its variance.
+
+Variant: `by="bundle_version"` groups by the bundle that ranked the answer; `by="arm"` groups by
+"<experiment>/<arm>" (impressions in no experiment are left out; `experiment=` keeps one).
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
+
+from contracts.events import Event
+from contracts.impressions import OUTCOME_OF_EVENT, Impression
+from regions.errors import InputError
+
+__all__ = ["AttributionSettings", "VARIANT_KEYS", "VariantTotals", "attribute", "merge_totals", "variant_of"]
+
+VARIANT_KEYS = ("bundle_version", "arm")
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    window_s: float = 1800.0
+    """An outcome up to 30 min after the slate that showed the item is that slate's: a homepage
+    visit, its clicks and the purchase in the same session fit well inside; longer windows mostly
+    add outcomes the user would have had anyway."""
+    skew_s: float = 5.0
+    """Client clocks may be behind the cell's by a few seconds (contracts.events allows 300 s ahead,
+    but a click before its slate by more than 5 s is not a reaction to it)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.window_s <= 7 * 86400:
+            raise InputError("window_s", f"must be in (0, 604800] seconds, got {self.window_s!r}")
+        if not 0 <= self.skew_s <= 300:
+            raise InputError("skew_s", f"must be in [0, 300] seconds, got {self.skew_s!r}")
+
+
+@dataclass(frozen=True)
+class VariantTotals:
+    """What one variant's impressions led to. Rates are per impression."""
+
+    variant: str
+    impressions: int = 0
+    clicked: int = 0
+    """Impressions with at least one attributed click."""
+    carted: int = 0
+    purchased: int = 0
+    clicks: int = 0
+    """Attributed click events (several per impression possible)."""
+    revenue: float = 0.0
+    revenue_sq: float = 0.0
+    """Sum over impressions of (revenue of that impression)^2, for the revenue test's variance."""
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    """Times of the variant's first and last impression (0 when none)."""
+
+    @property
+    def ctr(self) -> float:
+        return self.clicked / self.impressions if self.impressions else 0.0
+
+    @property
+    def add_to_cart_rate(self) -> float:
+        return self.carted / self.impressions if self.impressions else 0.0
+
+    @property
+    def conversion_rate(self) -> float:
+        return self.purchased / self.impressions if self.impressions else 0.0
+
+    @property
+    def revenue_per_impression(self) -> float:
+        return self.revenue / self.impressions if self.impressions else 0.0
+
+    def count_of(self, metric: str) -> int:
+        """Impressions with the outcome of a proportion metric (ctr, add_to_cart, conversion)."""
+        return {"ctr": self.clicked, "add_to_cart": self.carted, "conversion": self.purchased}[metric]
+
+    def merge(self, other: "VariantTotals") -> "VariantTotals":
+        """The totals of both (e.g. the same variant in two regions)."""
+        if other.variant != self.variant:
+            raise InputError("variant", f"cannot merge totals of {self.variant!r} and {other.variant!r}")
+        firsts = [t for t in (self.first_ts, other.first_ts) if t > 0]
+        return replace(self, impressions=self.impressions + other.impressions, clicked=self.clicked + other.clicked,
+                       carted=self.carted + other.carted, purchased=self.purchased + other.purchased,
+                       clicks=self.clicks + other.clicks, revenue=self.revenue + other.revenue,
+                       revenue_sq=self.revenue_sq + other.revenue_sq, first_ts=min(firsts, default=0.0),
+                       last_ts=max(self.last_ts, other.last_ts))
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return {"variant": self.variant, "impressions": self.impressions, "clicked": self.clicked, "carted": self.carted,
+                "purchased": self.purchased, "clicks": self.clicks, "revenue": round(self.revenue, 2),
+                "ctr": round(self.ctr, 5), "add_to_cart_rate": round(self.add_to_cart_rate, 5),
+                "conversion_rate": round(self.conversion_rate, 5),
+                "revenue_per_impression": round(self.revenue_per_impression, 4),
+                "first_ts": self.first_ts, "last_ts": self.last_ts}
+
+
+def variant_of(impression: Impression, by: str) -> str | None:
+    """The impression's variant key, or None when it belongs to no variant of that kind."""
+    if by == "bundle_version":
+        return impression.bundle_version
+    if by == "arm":
+        return f"{impression.experiment}/{impression.arm}" if impression.experiment else None
+    raise InputError("by", f"unknown variant key {by!r}; allowed: {', '.join(VARIANT_KEYS)}")
+
+
+@dataclass
+class _Outcome:
+    clicks: int = 0
+    carted: bool = False
+    purchased: bool = False
+    revenue: float = 0.0
+
+
+def attribute(impressions: Iterable[Impression], events: Iterable[Event], *, by: str = "bundle_version",
+              experiment: str | None = None, settings: AttributionSettings = AttributionSettings()) -> dict[str, VariantTotals]:
+    """Totals per variant of `impressions`, with `events` attributed to them (see the module docstring).
+    Events of other types (impression) are ignored; `experiment` keeps only that experiment's impressions."""
+    if by not in VARIANT_KEYS:
+        raise InputError("by", f"unknown variant key {by!r}; allowed: {', '.join(VARIANT_KEYS)}")
+    kept: list[tuple[Impression, str]] = []
+    seen_ids: set[str] = set()
+    for imp in impressions:
+        key = variant_of(imp, by)
+        if key is None or (experiment is not None and imp.experiment != experiment) or imp.impression_id in seen_ids:
+            continue
+        seen_ids.add(imp.impression_id)
+        kept.append((imp, key))
+    kept.sort(key=lambda pair: pair[0].ts)
+    shown: dict[tuple[str, str], tuple[list[float], list[int]]] = {}
+    for n, (imp, _) in enumerate(kept):
+        for item in dict.fromkeys(imp.items):
+            times, rows = shown.setdefault((imp.user_id, item), ([], []))
+            times.append(imp.ts)
+            rows.append(n)
+    outcomes: dict[int, _Outcome] = {}
+    counted: set[str] = set()
+    for event in events:
+        outcome = OUTCOME_OF_EVENT.get(event.type)
+        if outcome is None or event.event_id in counted:
+            continue
+        times_rows = shown.get((event.user_id, event.item_id))
+        if times_rows is None:
+            continue
+        times, rows = times_rows
+        last = bisect.bisect_right(times, event.ts + settings.skew_s) - 1
+        if last < 0 or times[last] < event.ts - settings.window_s:
+            continue
+        counted.add(event.event_id)
+        got = outcomes.setdefault(rows[last], _Outcome())
+        if outcome == "click":
+            got.clicks += 1
+        elif outcome == "add_to_cart":
+            got.carted = True
+        else:
+            got.purchased = True
+            got.revenue += float(event.price)
+    acc: dict[str, dict[str, float]] = {}
+    for n, (imp, key) in enumerate(kept):
+        a = acc.setdefault(key, {"impressions": 0, "clicked": 0, "carted": 0, "purchased": 0, "clicks": 0, "revenue": 0.0,
+                                 "revenue_sq": 0.0, "first_ts": imp.ts, "last_ts": imp.ts})
+        a["impressions"] += 1
+        a["last_ts"] = imp.ts
+        got = outcomes.get(n)
+        if got is not None:
+            a["clicked"] += got.clicks > 0
+            a["clicks"] += got.clicks
+            a["carted"] += got.carted
+            a["purchased"] += got.purchased
+            a["revenue"] += got.revenue
+            a["revenue_sq"] += got.revenue ** 2
+    return {key: VariantTotals(variant=key, impressions=int(a["impressions"]), clicked=int(a["clicked"]),
+                               carted=int(a["carted"]), purchased=int(a["purchased"]), clicks=int(a["clicks"]),
+                               revenue=float(a["revenue"]), revenue_sq=float(a["revenue_sq"]),
+                               first_ts=float(a["first_ts"]), last_ts=float(a["last_ts"]))
+            for key, a in sorted(acc.items())}
+
+
+def merge_totals(parts: Iterable[Mapping[str, VariantTotals]]) -> dict[str, VariantTotals]:
+    """Per-variant totals of several regions (or time slices) added up."""
+    out: dict[str, VariantTotals] = {}
+    for part in parts:
+        for key, totals in part.items():
+            out[key] = out[key].merge(totals) if key in out else totals
+    return dict(sorted(out.items()))

@@ -1,0 +1,109 @@
+"""The verdict between two variants (online_metrics.significance), including that it can fail."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from online_metrics.attribution import VariantTotals
+from online_metrics.significance import DecisionPolicy, compare
+from regions.errors import InputError
+
+T0 = 1_800_000_000.0
+QUICK = DecisionPolicy(min_impressions=200, min_duration_s=0)
+
+
+def totals(name: str, n: int, clicked: int, *, carted: int = 0, purchased: int = 0, revenue: float = 0.0,
+           span_s: float = 7200.0) -> VariantTotals:
+    return VariantTotals(variant=name, impressions=n, clicked=clicked, carted=carted, purchased=purchased, clicks=clicked,
+                         revenue=revenue, revenue_sq=revenue * 20.0, first_ts=T0, last_ts=T0 + span_s)
+
+
+def test_a_clear_difference_names_the_better_variant_whichever_side_it_is_on() -> None:
+    good, weak = totals("good", 2000, 400), totals("weak", 2000, 250)
+    for a, b in ((good, weak), (weak, good)):
+        verdict = compare(a, b, policy=QUICK)
+        assert verdict.verdict == "winner" and verdict.winner == "good" and verdict.loser == "weak"
+        assert verdict.test_of("ctr").p_value < 1e-6 and verdict.test_of("ctr").test == "chi2"
+
+
+def test_equal_rates_are_no_difference() -> None:
+    verdict = compare(totals("a", 2000, 300), totals("b", 2000, 300), policy=QUICK)
+    assert verdict.verdict == "no_difference" and verdict.winner is None
+    assert "is not below" in verdict.reasons[0]
+
+
+def test_a_too_small_sample_is_insufficient_data_even_with_a_huge_effect() -> None:
+    verdict = compare(totals("a", 150, 140), totals("b", 150, 5), policy=QUICK)
+    assert verdict.verdict == "insufficient_data" and verdict.winner is None
+    assert verdict.test_of("ctr").p_value < 1e-10  # the test alone would have declared a winner
+    assert any("150 impressions" in r for r in verdict.reasons)
+
+
+def test_a_too_short_run_is_insufficient_data() -> None:
+    policy = DecisionPolicy(min_impressions=200, min_duration_s=3600)
+    verdict = compare(totals("a", 5000, 1000, span_s=600), totals("b", 5000, 500, span_s=600), policy=policy)
+    assert verdict.verdict == "insufficient_data" and any("span 600 s" in r for r in verdict.reasons)
+    assert compare(totals("a", 5000, 1000), totals("b", 5000, 500), policy=policy).verdict == "winner"
+
+
+def test_no_outcome_at_all_is_no_difference_not_an_error() -> None:
+    verdict = compare(totals("a", 500, 0), totals("b", 500, 0), policy=QUICK)
+    assert verdict.verdict == "no_difference" and verdict.test_of("ctr").test == "none"
+
+
+def test_revenue_uses_welch_and_another_primary_metric_decides() -> None:
+    a = VariantTotals("a", impressions=3000, purchased=300, revenue=3000 * 2.0, revenue_sq=300 * 20.0 ** 2, first_ts=T0, last_ts=T0 + 1)
+    b = VariantTotals("b", impressions=3000, purchased=150, revenue=3000 * 1.0, revenue_sq=150 * 20.0 ** 2, first_ts=T0, last_ts=T0 + 1)
+    verdict = compare(a, b, policy=DecisionPolicy(min_impressions=200, min_duration_s=0, primary="revenue_per_impression"))
+    assert verdict.test_of("revenue_per_impression").test == "welch_t"
+    assert verdict.verdict == "winner" and verdict.winner == "a"
+
+
+def _simulate(rng: np.random.Generator, n: int, p: float) -> int:
+    return int(rng.binomial(n, p))
+
+
+def test_equal_arms_declare_a_winner_at_about_alpha_over_many_seeded_trials() -> None:
+    """Must-fail check of the test itself: two arms with the SAME true CTR; the share of trials that
+    declare a winner is the false positive rate and must be near alpha (Yates' correction makes it
+    a little lower), not above it."""
+    rng = np.random.default_rng(20261202)
+    trials, n, p = 2000, 3000, 0.08
+    winners = sum(compare(totals("a", n, _simulate(rng, n, p)), totals("b", n, _simulate(rng, n, p)), policy=QUICK).verdict == "winner"
+                  for _ in range(trials))
+    rate = winners / trials
+    assert 0.02 <= rate <= 0.065, rate
+
+
+def test_peeking_inflates_false_positives_and_planned_looks_correct_it() -> None:
+    """Looking 10 times at a running equal-arm test and stopping at the first 'winner' declares one
+    far more often than alpha; with looks=10 in the policy it stays at or below alpha."""
+    rng = np.random.default_rng(7)
+    trials, per_look, looks, p = 600, 300, 10, 0.08
+
+    def false_positives(policy: DecisionPolicy) -> float:
+        hits = 0
+        for _ in range(trials):
+            ka = kb = 0
+            for look in range(1, looks + 1):
+                ka += _simulate(rng, per_look, p)
+                kb += _simulate(rng, per_look, p)
+                n = look * per_look
+                if compare(totals("a", n, ka), totals("b", n, kb), policy=policy).verdict == "winner":
+                    hits += 1
+                    break
+        return hits / trials
+
+    naive = false_positives(DecisionPolicy(min_impressions=300, min_duration_s=0, looks=1))
+    corrected = false_positives(DecisionPolicy(min_impressions=300, min_duration_s=0, looks=looks))
+    assert naive > 0.09, naive
+    assert corrected <= 0.05, corrected
+
+
+def test_bad_policy_and_input_name_the_field() -> None:
+    for kwargs, field in (({"alpha": 0.7}, "alpha"), ({"min_impressions": 0}, "min_impressions"),
+                          ({"looks": 0}, "looks"), ({"primary": "dwell"}, "primary"), ({"min_duration_s": -1}, "min_duration_s")):
+        with pytest.raises(InputError, match=f"^{field}:"):
+            DecisionPolicy(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="^variant:"):
+        compare(totals("a", 10, 1), totals("a", 10, 1))
