@@ -61,6 +61,8 @@ class CellSettings:
     """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
 
 
+SHADOW_COUNT = 40
+"""The candidate's shadow slate is this long, so the rank correlation sees where the serving items went."""
 OBSERVED_BACKLOG = 50_000
 """Answered requests waiting to be counted (flushed every second, and before /readyz and /metrics)."""
 
@@ -132,7 +134,7 @@ class CellRuntime:
         candidate = self._side.get(offer.candidate)
         if candidate is None:
             raise ShopNowError(f"candidate {offer.candidate} is no longer held")
-        answer = self.recommender.homepage(user_id=offer.user_id, count=offer.count, geography=offer.geography,
+        answer = self.recommender.homepage(user_id=offer.user_id, count=max(offer.count, SHADOW_COUNT), geography=offer.geography,
                                            routed=(Route(version=offer.candidate), candidate), remember=False)
         return tuple(i.item_id for i in answer.items), answer.latency_ms, answer.tier == "full"
 
