@@ -1,8 +1,10 @@
 """The gates between rollout stages: does the candidate behave as well as the serving bundle? Pure.
 
-    figures_of(readyz_bodies, candidate=..., baseline=...) -> StageFigures   (the cells' /readyz
-        "rollout" sections of one geography, added up: requests and error rates weighted by
-        requests, p99 the worst cell's, tier mix weighted, shadow comparisons weighted)
+    figures_of(views, candidate=..., baseline=..., revision=...) -> StageFigures   (the cells'
+        /readyz "rollout" sections of one geography, added up: requests and error rates weighted
+        by requests, p99 the worst cell's, tier mix weighted, shadow comparisons weighted; a cell
+        still on another serving-plan revision is left out: its figures are of another stage.
+        Cells start their per-version figures afresh at each revision)
     evaluate(stage, figures, quality, policy) -> failover.rollout_plan.GateResult
 
 Gates (each check: name, ok True/False/None, value, limit, why):
@@ -75,12 +77,14 @@ def _merge(rows: list[Mapping[str, Any]]) -> VersionFigures:
                           p99_ms=max(float(r.get("p99_ms", 0.0)) for r in rows))
 
 
-def figures_of(bodies: Iterable[Mapping[str, Any]], *, candidate: str, baseline: str | None) -> StageFigures:
+def figures_of(views: Iterable[Mapping[str, Any]], *, candidate: str, baseline: str | None,
+               revision: int | None = None) -> StageFigures:
     cand: list[Mapping[str, Any]] = []
     base: list[Mapping[str, Any]] = []
     shadows: list[Mapping[str, Any]] = []
-    for body in bodies:
-        view = body.get("rollout") or {}
+    for view in views:
+        if revision is not None and view.get("revision") != revision:
+            continue
         by_version = view.get("by_version") or {}
         if candidate in by_version:
             cand.append(by_version[candidate])

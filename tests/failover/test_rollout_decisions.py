@@ -107,12 +107,13 @@ def test_shadow_gates() -> None:
 
 
 def test_figures_add_the_cells_up() -> None:
-    cell = lambda n, p99, full: {"rollout": {"by_version": {  # noqa: E731
+    cell = lambda n, p99, full, rev=3: {"revision": rev, "by_version": {  # noqa: E731
         "v2": {"requests": n, "error_rate": 0.0, "p99_ms": p99, "tier_mix": {"full": full}},
         "v1": {"requests": 10 * n, "error_rate": 0.01, "p99_ms": 20.0, "tier_mix": {"full": 1.0}}},
         "shadow": {"candidate": "v2", "compared": n, "errors": 0, "rank_corr": 0.5, "overlap_at_8": 0.5,
-                   "serving_p99_ms": 10.0, "candidate_p99_ms": p99}}}
-    fig = figures_of([cell(10, 30.0, 1.0), cell(30, 50.0, 0.5)], candidate="v2", baseline="v1")
+                   "serving_p99_ms": 10.0, "candidate_p99_ms": p99}}
+    fig = figures_of([cell(10, 30.0, 1.0), cell(30, 50.0, 0.5), cell(99, 900.0, 0.0, rev=2)], candidate="v2",
+                     baseline="v1", revision=3)
     assert fig.candidate.requests == 40 and fig.candidate.p99_ms == 50.0
     assert fig.candidate.full_share == pytest.approx(0.625) and fig.serving.error_rate == pytest.approx(0.01)
     assert fig.shadow["compared"] == 40 and fig.shadow["rank_corr"] == pytest.approx(0.5)
