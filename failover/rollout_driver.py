@@ -17,6 +17,7 @@ A new leader starts from what the store says, so a rollout survives a leader cha
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping
@@ -27,7 +28,7 @@ from failover.journal import Action, Journal
 from failover.probing import CellReport
 from failover.rollout_gates import GatePolicy, evaluate, figures_of
 from failover.rollout_plan import GateResult, RolloutPlan, progress, serving_plan_of
-from failover.rollout_store import read_plan, rollout_key, running_experiment
+from failover.rollout_store import gate_key, read_plan, rollout_key, running_experiment
 from online_metrics.attribution import VariantTotals
 from regions.errors import ShopNowError
 from regions.topology import Topology
@@ -36,6 +37,8 @@ from replication.artifact_store import ArtifactStore
 QualityReader = Callable[[str, float], Mapping[str, VariantTotals] | None]
 """(geography, since_ts) -> attributed totals by bundle version, added over the geography's cells."""
 
+GATE_WRITE_S = 2.0
+"""The newest gate evaluation is written to rollout/<geo>/gate at most every 2 s (status reads it)."""
 _ACTIONS = {"advance": Action.ROLLOUT_STAGE, "complete": Action.ROLLOUT_COMPLETE, "rollback": Action.ROLLOUT_ROLLBACK}
 
 
@@ -53,6 +56,7 @@ class RolloutDriver:
         self.last_gates: dict[str, dict[str, Any]] = {}
         """The newest gate result per geography (status shows it)."""
         self.errors: dict[str, str] = {}
+        self._gate_written: dict[str, float] = {}
 
     def step(self, *, store: Any, fence: Fence, now: float, reports: Mapping[str, CellReport]) -> list[str]:
         """One round over every geography; returns what it did (for the round's log)."""
@@ -102,8 +106,12 @@ class RolloutDriver:
             if totals is not None:
                 quality = (totals.get(plan.version), totals.get(plan.baseline or ""))
         looks = sum(1 for s in plan.stages if not s.shadow)
-        gate: GateResult = evaluate(stage, figures, quality, replace(self.policy, looks=max(1, looks)))
+        policy = replace(self.policy, looks=max(1, looks), **dict(plan.gate))
+        gate: GateResult = evaluate(stage, figures, quality, policy)
         self.last_gates[geo] = {"at": now, "rollout": plan.id, "stage": stage.name, **gate.to_dict()}
+        if now - self._gate_written.get(geo, 0.0) >= GATE_WRITE_S:  # for `regionctl rollout status`
+            store.fenced_put(gate_key(geo), json.dumps(self.last_gates[geo], sort_keys=True), fence=fence)
+            self._gate_written[geo] = now
         step = progress(plan, gate, now)
         if step.kind == "hold":
             return None

@@ -87,6 +87,8 @@ class RolloutPlan:
     ended_at: float | None = None
     evidence: tuple[Mapping[str, Any], ...] = ()
     """The gate results that moved the plan, one per stage ended (newest last)."""
+    gate: Mapping[str, int] = field(default_factory=dict)
+    """Overrides of the gates' minimum samples (GATE_MINIMUMS) for this rollout."""
 
     @property
     def stage(self) -> Stage:
@@ -101,7 +103,7 @@ class RolloutPlan:
                 "stages": [s.name for s in self.stages], "hold_s": self.hold_s, "started_at": self.started_at,
                 "actor": self.actor, "stage_index": self.stage_index, "stage": self.stage.name,
                 "stage_started_at": self.stage_started_at, "state": self.state, "reason": self.reason,
-                "ended_at": self.ended_at, "evidence": list(self.evidence)}
+                "ended_at": self.ended_at, "evidence": list(self.evidence), "gate": dict(self.gate)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -115,7 +117,8 @@ def parse_plan(text: str | bytes) -> RolloutPlan:
             stages=parse_stages(",".join(raw["stages"])), hold_s=float(raw["hold_s"]), started_at=float(raw["started_at"]),
             actor=str(raw.get("actor", "")), stage_index=int(raw.get("stage_index", 0)),
             stage_started_at=float(raw.get("stage_started_at", raw["started_at"])), state=str(raw.get("state", "running")),
-            reason=str(raw.get("reason", "")), ended_at=raw.get("ended_at"), evidence=tuple(raw.get("evidence") or ()))
+            reason=str(raw.get("reason", "")), ended_at=raw.get("ended_at"), evidence=tuple(raw.get("evidence") or ()),
+            gate=check_gate(raw.get("gate") or {}))
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError("rollout", f"the stored rollout plan is malformed ({exc}); abort it with `regionctl rollout abort`") from exc
     if plan.state not in STATES:
@@ -123,15 +126,30 @@ def parse_plan(text: str | bytes) -> RolloutPlan:
     return plan
 
 
+GATE_MINIMUMS = ("min_requests", "min_shadow", "quality_min_impressions")
+"""The minimum samples a rollout may set for itself (failover.rollout_gates.GatePolicy fields)."""
+
+
+def check_gate(raw: Mapping[str, Any]) -> dict[str, int]:
+    out = {}
+    for key, value in raw.items():
+        if key not in GATE_MINIMUMS:
+            raise InputError(f"gate.{key}", f"unknown; allowed: {', '.join(GATE_MINIMUMS)}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"gate.{key}", f"{value!r} is not allowed; use an integer >= 1")
+        out[key] = value
+    return out
+
+
 def new_plan(*, geo: str, version: str, baseline: str | None, stages: str, hold_s: float, now: float,
-             actor: str) -> RolloutPlan:
+             actor: str, gate: Mapping[str, int] | None = None) -> RolloutPlan:
     if not hold_s > 0:
         raise InputError("hold", f"{hold_s!r} is not allowed; give a positive duration (e.g. 10m, 30s)")
     if version == baseline:
         raise InputError("version", f"{version} is already serving in {geo}; roll out another bundle")
     return RolloutPlan(id=f"{geo}:{version}:{int(now)}", geo=geo, version=version, baseline=baseline,
                        stages=parse_stages(stages), hold_s=float(hold_s), started_at=now, actor=actor,
-                       stage_started_at=now)
+                       stage_started_at=now, gate=check_gate(gate or {}))
 
 
 @dataclass(frozen=True)
@@ -207,5 +225,5 @@ def serving_plan_of(plan: RolloutPlan | None, experiment: Experiment | None, *, 
                        experiment=experiment)
 
 
-__all__ = ["DEFAULT_STAGES", "GateResult", "RolloutPlan", "Stage", "Step", "abort", "new_plan", "parse_plan",
+__all__ = ["DEFAULT_STAGES", "GATE_MINIMUMS", "check_gate", "GateResult", "RolloutPlan", "Stage", "Step", "abort", "new_plan", "parse_plan",
            "parse_stages", "progress", "serving_plan_of"]

@@ -1,6 +1,7 @@
 """Rollout plans and experiments in the control store: read, and write with compare-and-set.
 
     rollout/<geo>              failover.rollout_plan.RolloutPlan (the newest rollout of the geography)
+    rollout/<geo>/gate         the leader's newest gate evaluation of the running stage (status)
     experiments/<geo>/<id>     failover.experiments.ExperimentDoc
 
 `regionctl rollout|experiments` write here (compare-and-set, journaled with the operator as actor);
@@ -10,7 +11,8 @@ left it.
 """
 from __future__ import annotations
 
-from typing import Callable
+import json
+from typing import Any, Callable
 
 from contracts.store_keys import EXPERIMENTS_PREFIX, ROLLOUT_PREFIX
 from failover.control_store import ControlStore
@@ -22,6 +24,16 @@ from regions.errors import InputError, TemporaryError
 
 def rollout_key(geo: str) -> str:
     return f"{ROLLOUT_PREFIX}{geo}"
+
+
+def gate_key(geo: str) -> str:
+    """The leader's newest gate evaluation of the geography's running stage (what `rollout status` shows)."""
+    return f"{ROLLOUT_PREFIX}{geo}/gate"
+
+
+def read_gate(store: ControlStore, geo: str) -> dict[str, Any] | None:
+    got = store.get(gate_key(geo))
+    return json.loads(got.value) if got is not None else None
 
 
 def experiment_key(geo: str, ident: str) -> str:
@@ -67,5 +79,5 @@ def put_experiment(store: ControlStore, journal: Journal, doc: ExperimentDoc, *,
     return doc
 
 
-__all__ = ["change_plan", "experiment_key", "list_experiments", "put_experiment", "read_plan", "rollout_key",
+__all__ = ["change_plan", "experiment_key", "gate_key", "read_gate", "list_experiments", "put_experiment", "read_plan", "rollout_key",
            "running_experiment"]

@@ -83,6 +83,7 @@ class CellRuntime:
         """Homepage requests per bundle version that ranked them (the rollout's gates compare them)."""
         self._serving = Serving.of(None)
         self._side: dict[str, Serving] = {}
+        self._plan_revision = 0
         """Bundles held beside the serving one, by version (the serving plan's candidate and arms)."""
         self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse,
                                    on_plan=self._on_plan,
@@ -114,6 +115,10 @@ class CellRuntime:
         self._seed_items(bundle)
 
     def _on_plan(self, plan: ServingPlan, side: dict[str, LoadedBundle]) -> None:
+        if plan.revision != self._plan_revision:  # another stage: its figures start afresh
+            self._plan_revision = plan.revision
+            self.version_stats.clear()
+            self.shadow.reset()
         current = self._side
         self._side = {v: (current[v] if v in current and current[v].bundle is b else Serving.of(b)) for v, b in side.items()}
 

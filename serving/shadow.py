@@ -109,6 +109,11 @@ class ShadowScorer:
             self._rows.append(row)
             self._on_compare(row)
 
+    def reset(self) -> None:
+        """Start the comparisons afresh (a new serving-plan revision: another stage)."""
+        self._rows.clear()
+        self.dropped = 0
+
     def summary(self) -> dict[str, Any]:
         return summarize(self._candidate, list(self._rows), self.dropped)
 
