@@ -84,10 +84,10 @@ def parse_doc(text: str | bytes) -> ExperimentDoc:
 
 
 def new_experiment(*, geo: str, raw: Mapping[str, Any], policy: Mapping[str, Any], now: float, actor: str,
-                   running: list[ExperimentDoc]) -> ExperimentDoc:
+                   existing: list[ExperimentDoc]) -> ExperimentDoc:
     """A validated experiment; InputError when one already runs in the geography or the id is taken."""
     experiment = parse_experiment(raw)
-    for other in running:
+    for other in existing:
         if other.id == experiment.id:
             raise InputError("id", f"experiment {experiment.id} already exists in {geo}; choose another id")
         if other.status == "running":

@@ -49,7 +49,7 @@ def _same(a: ServingPlan, b: ServingPlan) -> bool:
 class RolloutDriver:
     def __init__(self, *, topology: Topology, journal: Journal, artifacts: Callable[[str], ArtifactStore],
                  quality: QualityReader | None = None, policy: GatePolicy = GatePolicy(),
-                 promote: Callable[[ArtifactStore, str], Any] | None = None, actor: str = "controller",
+                 promote: Callable[[str, str], Any] | None = None, actor: str = "controller",
                  log: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
         self.topology, self.journal, self.policy, self.actor = topology, journal, policy, actor
         self._artifacts, self._quality, self._promote, self._log = artifacts, quality, promote, log
@@ -122,7 +122,7 @@ class RolloutDriver:
                                     "evidence": dict(step.evidence)}, reason=step.reason)
         self._log(f"ROLLOUT geo={geo} version={plan.version} step={step.kind} reason={step.reason}")
         if step.kind == "complete" and self._promote is not None:
-            manifest = self._promote(self._artifacts(geo), plan.version)
+            manifest = self._promote(geo, plan.version)
             self.journal.append(actor=self.actor, action=Action.BUNDLE_PROMOTE, at=time.time(), fence=fence,
                                 inputs={"geo": geo, "version": plan.version, "rollout": plan.id,
                                         "manifest_version": getattr(manifest, "bundle_version", plan.version)},

@@ -57,7 +57,7 @@ class World:
         ctl.rollouts = RolloutDriver(
             topology=self.rig.topology, journal=ctl.journal, artifacts=lambda g: self.artifacts[g],
             quality=lambda geo, since: self.quality, policy=POLICY, actor=ctl.actor, log=lambda _l: None,
-            promote=lambda store, v: self.promoted.append((str(store.root.name), v)))
+            promote=lambda geo, v: self.promoted.append((geo, v)))
         return ctl
 
     def report(self, view: dict[str, Any]) -> None:
