@@ -13,6 +13,13 @@ any target that is not a loopback address, and caps rate and duration. `processe
 schedule over that many worker processes (request i goes to worker i mod N, same t0), each with
 its own event loop, for rates one core cannot send (bench/bench_load.py measures that).
 
+Reacting users (`reactions`, a chaos.reactions.ReactionTable; off by default): after a homepage
+answer, the user's clicks, carts and purchases of what it showed are drawn from the table and sent
+at once as one `POST /v1/events` batch. These follow-up requests are not on the schedule (a
+reaction follows its answer: closed loop by nature); there is at most one per answered homepage,
+so they never exceed the homepage rate, and their latency is measured from their own send time.
+Each is its own record, kind "events" with `reaction: true`.
+
 Each record (one JSON line): t (scheduled send, epoch s), sent, done (completion), lag_ms,
 latency_ms (done - t), kind (homepage|similar|events), user_id, geo, and the answer's meaning from
 chaos.load_records (status, ok, tier, region, slate_len, empty, attempts, retries, first_ok,
@@ -37,6 +44,7 @@ from urllib.parse import urlencode, urlparse
 import numpy as np
 
 from chaos.http_client import LeanClient
+from chaos.reactions import ReactionTable
 from chaos.load_records import classify_events, classify_read, failed
 from regions.errors import InputError
 
@@ -76,6 +84,8 @@ class LoadSpec:
     events_per_batch: int = 3
     processes: int = 1
     """Worker processes sharing the schedule (see the module docstring)."""
+    reactions: ReactionTable | None = None
+    """Users react to their homepages (see the module docstring); None: they do not."""
 
 
 def processes_for(rate: float) -> int:
@@ -117,11 +127,13 @@ def _request(spec: LoadSpec, rng: random.Random) -> tuple[str, str, str, bytes |
 
 
 async def _one(client: LeanClient, spec: LoadSpec, request: tuple[str, str, str, bytes | None, list[str]],
-               scheduled: float) -> dict[str, Any]:
+               scheduled: float, react_rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
+    """The request's record, and the record of the user's reaction to it when there was one."""
     kind, user, target, body, event_ids = request
     sent = time.time()
     rec: dict[str, Any] = {"t": scheduled, "sent": sent, "lag_ms": max(sent - scheduled, 0.0) * 1000, "kind": kind,
                            "user_id": user, "geo": user.split("-", 1)[0]}
+    decoded: Any = None
     try:
         status, ctype, raw = await asyncio.wait_for(client.request("POST" if body else "GET", target, body),
                                                     timeout=spec.timeout_s)
@@ -136,7 +148,17 @@ async def _one(client: LeanClient, spec: LoadSpec, request: tuple[str, str, str,
         rec["event_ids"] = event_ids
     rec["done"] = time.time()
     rec["latency_ms"] = (rec["done"] - scheduled) * 1000
-    return rec
+    if kind == "homepage" and rec.get("ok") and spec.reactions is not None and react_rng is not None:
+        shown = [i.get("item_id") for i in decoded.get("items", []) if isinstance(i, dict)]
+        reaction = spec.reactions.react(user, [i for i in shown if isinstance(i, str)], react_rng)
+        if reaction:
+            batch = json.dumps({"events": reaction}).encode()
+            ids = [e["event_id"] for e in reaction]
+            follow = await _one(client, spec, ("events", user, "/v1/events", batch, ids), time.time())
+            follow[0]["reaction"] = True
+            follow[0]["bundle_version"] = decoded.get("bundle_version")
+            return [rec, *follow]
+    return [rec]
 
 
 async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, of: int,
@@ -145,7 +167,8 @@ async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, 
     rng = random.Random(spec.seed * 1000 + index)
     total = int(spec.rate * spec.duration_s)
     host, port = urlparse(spec.base_url).hostname or "127.0.0.1", urlparse(spec.base_url).port or 80
-    in_flight: set[asyncio.Task[dict[str, Any]]] = set()
+    in_flight: set[asyncio.Task[list[dict[str, Any]]]] = set()
+    react_rng = np.random.default_rng(spec.seed * 1000 + index + 500) if spec.reactions is not None else None
     lags: list[float] = []
     sent = overload = failed_n = 0
     last_sent = epoch0
@@ -157,10 +180,11 @@ async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, 
             out.write(json.dumps(rec) + "\n")
             failed_n += 0 if rec.get("ok") else 1
 
-        def finished(task: asyncio.Task[dict[str, Any]]) -> None:
+        def finished(task: asyncio.Task[list[dict[str, Any]]]) -> None:
             in_flight.discard(task)
             if not task.cancelled():
-                write(task.result())
+                for rec in task.result():
+                    write(rec)
 
         async with LeanClient(host, port, max_connections=spec.max_in_flight) as client:
             try:
@@ -180,7 +204,7 @@ async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, 
                                **failed(request[0], "client-overload: max_in_flight requests already open")})
                         continue
                     sent += 1
-                    task = asyncio.create_task(_one(client, spec, request, scheduled))
+                    task = asyncio.create_task(_one(client, spec, request, scheduled, react_rng))
                     in_flight.add(task)
                     task.add_done_callback(finished)
                     if progress and i % max(int(spec.rate), 1) == 0:

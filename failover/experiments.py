@@ -46,7 +46,8 @@ class ExperimentDoc:
         p = self.policy
         return {"geo": self.geo, **self.experiment.to_dict(), "created_at": self.created_at, "actor": self.actor,
                 "status": self.status, "stopped_at": self.stopped_at, "reason": self.reason,
-                "policy": {"alpha": p.alpha, "min_impressions": p.min_impressions, "min_duration_s": p.min_duration_s,
+                "policy": {"alpha": p.alpha, "min_impressions": p.min_impressions, "min_users": p.min_users,
+                           "min_duration_s": p.min_duration_s,
                            "looks": p.looks, "primary": p.primary}}
 
     def to_json(self) -> str:
@@ -59,6 +60,7 @@ def _policy(raw: Mapping[str, Any]) -> DecisionPolicy:
         raise InputError("primary", f"{primary!r}; allowed: {', '.join(PRIMARY_METRICS)}")
     try:
         return DecisionPolicy(alpha=float(raw.get("alpha", 0.05)), min_impressions=int(raw.get("min_impressions", 1000)),
+                              min_users=int(raw.get("min_users", 100)),
                               min_duration_s=float(raw.get("min_duration_s", 3600.0)), looks=int(raw.get("looks", 1)),
                               primary=primary)
     except (TypeError, ValueError) as exc:

@@ -27,8 +27,6 @@ class CellQuality:
     def totals(self, geo: str, *, since_ts: float, by: str = "bundle_version",
                experiment: str | None = None) -> dict[str, VariantTotals] | None:
         """Totals added over the geography's cells; None when no cell answered."""
-        from online_metrics.wire import totals_from_json
-
         host = self.topology.settings.host
         params: dict[str, Any] = {"since_ts": since_ts, "by": by}
         if experiment:
@@ -39,9 +37,9 @@ class CellQuality:
             try:
                 resp = self._client.get(f"http://{host}:{port}{PATH}", params=params)
                 resp.raise_for_status()
-                parts.append(totals_from_json(resp.json()))
+                parts.append({k: VariantTotals.from_dict(v) for k, v in resp.json()["totals"].items()})
                 self.errors.pop(region, None)
-            except (httpx.HTTPError, ValueError) as exc:
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 self.errors[region] = f"{type(exc).__name__}: {exc}"
         return merge_totals(parts) if parts else None
 

@@ -45,6 +45,8 @@ class GatePolicy:
     min_overlap_at_8: float = 0.25
     max_shadow_error_rate: float = 0.05
     quality_min_impressions: int = 200
+    quality_min_users: int = 30
+    """Distinct users per bundle before the quality test runs (online_metrics: impressions of one user are correlated)."""
     alpha: float = 0.05
     looks: int = 1
     """Looks at the quality test over the rollout (Bonferroni, online_metrics.significance)."""
@@ -157,7 +159,7 @@ def quality_checks(candidate: VariantTotals | None, serving: VariantTotals | Non
         return [_check("quality_sample", None if policy.require_quality else True, 0, policy.quality_min_impressions,
                        "no attributed impressions yet")]
     verdict = compare(candidate, serving, policy=DecisionPolicy(alpha=policy.alpha, min_impressions=policy.quality_min_impressions,
-                                                                min_duration_s=0.0, looks=policy.looks, primary="ctr"))
+                                                                min_users=policy.quality_min_users, min_duration_s=0.0, looks=policy.looks, primary="ctr"))
     if verdict.verdict == "insufficient_data":
         return [_check("quality_sample", None if policy.require_quality else True,
                        {"candidate": candidate.impressions, "serving": serving.impressions},

@@ -126,7 +126,7 @@ def parse_plan(text: str | bytes) -> RolloutPlan:
     return plan
 
 
-GATE_MINIMUMS = ("min_requests", "min_shadow", "quality_min_impressions")
+GATE_MINIMUMS = ("min_requests", "min_shadow", "quality_min_impressions", "quality_min_users")
 """The minimum samples a rollout may set for itself (failover.rollout_gates.GatePolicy fields)."""
 
 

@@ -11,9 +11,9 @@ event id (an event may be in the region's log and, after a client retry to a pee
 
 Per impression the outcome is binary (clicked or not, carted or not, purchased or not) plus its
 revenue (the sum of attributed purchase prices), so that the rates are proportions of impressions
-and the chi-squared test of online_metrics.significance applies. Totals keep the sum of squares of
-revenue per impression, so totals from several regions merge (`VariantTotals.merge`) and the
-revenue test still has its variance.
+and the chi-squared test of online_metrics.significance applies. Totals also keep per-user sums
+(see VariantTotals) for the variance of rates whose impressions are clustered by user; they merge
+across regions (`VariantTotals.merge`).
 
 Variant: `by="bundle_version"` groups by the bundle that ranked the answer; `by="arm"` groups by
 "<experiment>/<arm>" (impressions in no experiment are left out; `experiment=` keeps one).
@@ -21,8 +21,9 @@ Variant: `by="bundle_version"` groups by the bundle that ranked the answer; `by=
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from contracts.events import Event
 from contracts.impressions import OUTCOME_OF_EVENT, Impression
@@ -50,9 +51,19 @@ class AttributionSettings:
             raise InputError("skew_s", f"must be in [0, 300] seconds, got {self.skew_s!r}")
 
 
+PER_USER = ("clicked", "carted", "purchased", "revenue")
+"""The outcomes whose per-user sums the totals keep (see VariantTotals)."""
+
+
 @dataclass(frozen=True)
 class VariantTotals:
-    """What one variant's impressions led to. Rates are per impression."""
+    """What one variant's impressions led to. Rates are per impression.
+
+    Impressions of one user are not independent trials (a user who likes what a variant shows
+    clicks on many of its slates), so the totals also keep sums over users u of n_u^2 and, for each
+    outcome x in PER_USER, of x_u^2 and x_u * n_u (n_u: the user's impressions, x_u: their
+    outcomes): the cluster-robust variance online_metrics.significance needs, and sums still add
+    up across regions and time slices."""
 
     variant: str
     impressions: int = 0
@@ -63,8 +74,17 @@ class VariantTotals:
     clicks: int = 0
     """Attributed click events (several per impression possible)."""
     revenue: float = 0.0
+    users: int = 0
+    """Distinct users (per region: a user seen by two regions counts in each)."""
+    n_sq: float = 0.0
+    clicked_sq: float = 0.0
+    clicked_x_n: float = 0.0
+    carted_sq: float = 0.0
+    carted_x_n: float = 0.0
+    purchased_sq: float = 0.0
+    purchased_x_n: float = 0.0
     revenue_sq: float = 0.0
-    """Sum over impressions of (revenue of that impression)^2, for the revenue test's variance."""
+    revenue_x_n: float = 0.0
     first_ts: float = 0.0
     last_ts: float = 0.0
     """Times of the variant's first and last impression (0 when none)."""
@@ -89,24 +109,46 @@ class VariantTotals:
         """Impressions with the outcome of a proportion metric (ctr, add_to_cart, conversion)."""
         return {"ctr": self.clicked, "add_to_cart": self.carted, "conversion": self.purchased}[metric]
 
+    def outcome_sums(self, outcome: str) -> tuple[float, float, float]:
+        """(sum of x_u, sum of x_u^2, sum of x_u * n_u) of an outcome in PER_USER."""
+        return float(getattr(self, outcome)), getattr(self, f"{outcome}_sq"), getattr(self, f"{outcome}_x_n")
+
     def merge(self, other: "VariantTotals") -> "VariantTotals":
         """The totals of both (e.g. the same variant in two regions)."""
         if other.variant != self.variant:
             raise InputError("variant", f"cannot merge totals of {self.variant!r} and {other.variant!r}")
         firsts = [t for t in (self.first_ts, other.first_ts) if t > 0]
-        return replace(self, impressions=self.impressions + other.impressions, clicked=self.clicked + other.clicked,
-                       carted=self.carted + other.carted, purchased=self.purchased + other.purchased,
-                       clicks=self.clicks + other.clicks, revenue=self.revenue + other.revenue,
-                       revenue_sq=self.revenue_sq + other.revenue_sq, first_ts=min(firsts, default=0.0),
-                       last_ts=max(self.last_ts, other.last_ts))
+        added = {name: getattr(self, name) + getattr(other, name) for name in _COUNTS + _SUMS}
+        return replace(self, **added, first_ts=min(firsts, default=0.0), last_ts=max(self.last_ts, other.last_ts))
 
     def to_dict(self) -> dict[str, float | int | str]:
-        return {"variant": self.variant, "impressions": self.impressions, "clicked": self.clicked, "carted": self.carted,
-                "purchased": self.purchased, "clicks": self.clicks, "revenue": round(self.revenue, 2),
+        """The counts and sums exactly (`from_dict` reads them back: the cell's /v1/online-metrics
+        answer) and the rates, rounded, for people."""
+        return {"variant": self.variant, **{name: getattr(self, name) for name in _COUNTS + _SUMS},
+                "first_ts": self.first_ts, "last_ts": self.last_ts,
                 "ctr": round(self.ctr, 5), "add_to_cart_rate": round(self.add_to_cart_rate, 5),
                 "conversion_rate": round(self.conversion_rate, 5),
-                "revenue_per_impression": round(self.revenue_per_impression, 4),
-                "first_ts": self.first_ts, "last_ts": self.last_ts}
+                "revenue_per_impression": round(self.revenue_per_impression, 4)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "VariantTotals":
+        """Totals from `to_dict`'s JSON; InputError naming the field when one is missing or not a
+        non-negative number."""
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("variant"), str) or not raw["variant"]:
+            raise InputError("variant", "each totals object needs a non-empty string `variant`")
+        values: dict[str, Any] = {}
+        for name in _COUNTS + _SUMS + ("first_ts", "last_ts"):
+            value = raw.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise InputError(name, f"must be a non-negative number, got {value!r}")
+            if name in _COUNTS and value != int(value):
+                raise InputError(name, f"must be a whole number, got {value!r}")
+            values[name] = int(value) if name in _COUNTS else float(value)
+        return cls(variant=raw["variant"], **values)
+
+
+_COUNTS = ("impressions", "clicked", "carted", "purchased", "clicks", "users")
+_SUMS = ("revenue", "n_sq", *(f"{o}_{k}" for o in PER_USER for k in ("sq", "x_n")))
 
 
 def variant_of(impression: Impression, by: str) -> str | None:
@@ -169,24 +211,33 @@ def attribute(impressions: Iterable[Impression], events: Iterable[Event], *, by:
         else:
             got.purchased = True
             got.revenue += float(event.price)
-    acc: dict[str, dict[str, float]] = {}
+    per_user: dict[tuple[str, str], list[float]] = {}
+    spans: dict[str, list[float]] = {}
+    clicks: dict[str, int] = {}
     for n, (imp, key) in enumerate(kept):
-        a = acc.setdefault(key, {"impressions": 0, "clicked": 0, "carted": 0, "purchased": 0, "clicks": 0, "revenue": 0.0,
-                                 "revenue_sq": 0.0, "first_ts": imp.ts, "last_ts": imp.ts})
-        a["impressions"] += 1
-        a["last_ts"] = imp.ts
-        got = outcomes.get(n)
-        if got is not None:
-            a["clicked"] += got.clicks > 0
-            a["clicks"] += got.clicks
-            a["carted"] += got.carted
-            a["purchased"] += got.purchased
-            a["revenue"] += got.revenue
-            a["revenue_sq"] += got.revenue ** 2
-    return {key: VariantTotals(variant=key, impressions=int(a["impressions"]), clicked=int(a["clicked"]),
-                               carted=int(a["carted"]), purchased=int(a["purchased"]), clicks=int(a["clicks"]),
-                               revenue=float(a["revenue"]), revenue_sq=float(a["revenue_sq"]),
-                               first_ts=float(a["first_ts"]), last_ts=float(a["last_ts"]))
+        got = outcomes.get(n) or _Outcome()
+        u = per_user.setdefault((key, imp.user_id), [0.0, 0.0, 0.0, 0.0, 0.0])  # n, clicked, carted, purchased, revenue
+        u[0] += 1
+        u[1] += got.clicks > 0
+        u[2] += got.carted
+        u[3] += got.purchased
+        u[4] += got.revenue
+        clicks[key] = clicks.get(key, 0) + got.clicks
+        span = spans.setdefault(key, [imp.ts, imp.ts])
+        span[1] = imp.ts
+    acc: dict[str, dict[str, float]] = {}
+    for (key, _), (n_u, *xs) in per_user.items():
+        a = acc.setdefault(key, {name: 0.0 for name in _COUNTS + _SUMS})
+        a["impressions"] += n_u
+        a["users"] += 1
+        a["n_sq"] += n_u * n_u
+        for outcome, x in zip(PER_USER, xs):
+            a[outcome] += x
+            a[f"{outcome}_sq"] += x * x
+            a[f"{outcome}_x_n"] += x * n_u
+    return {key: VariantTotals(variant=key, **{name: (int(round(a[name])) if name in _COUNTS else float(a[name]))
+                                               for name in _COUNTS + _SUMS if name != "clicks"},
+                               clicks=clicks[key], first_ts=spans[key][0], last_ts=spans[key][1])
             for key, a in sorted(acc.items())}
 
 

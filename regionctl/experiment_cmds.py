@@ -85,6 +85,7 @@ def create_cmd(
     arm_rules: list[str] = typer.Option([], "--arm-rules", help='NAME=JSON: re-rank rules, e.g. weak={"max_per_brand": 1}.'),
     arm_candidates: list[str] = typer.Option([], "--arm-candidates", help="NAME=N: ANN candidates retrieved."),
     min_impressions: int = typer.Option(1000, "--min-impressions", min=1),
+    min_users: int = typer.Option(100, "--min-users", min=1, help="Distinct users per arm before a winner."),
     min_duration: str = typer.Option("1h", "--min-duration"),
     alpha: float = typer.Option(0.05, "--alpha"),
     looks: int = typer.Option(1, "--looks", min=1),
@@ -106,7 +107,7 @@ def create_cmd(
         if a.get("bundle_version") and a["bundle_version"] not in published:
             refuse(f"--arm-bundle {a['name']}", f"{a['bundle_version']} is not published in {geo}'s store")
     duration = _run(lambda: parse_duration(min_duration, field="--min-duration"))
-    policy = {"min_impressions": min_impressions, "min_duration_s": duration, "alpha": alpha, "looks": looks, "primary": primary}
+    policy = {"min_impressions": min_impressions, "min_users": min_users, "min_duration_s": duration, "alpha": alpha, "looks": looks, "primary": primary}
     actor = f"regionctl:{_user()}"
     with control_store_from_url(control_url(control_store)) as cs:
         doc = _run(lambda: new_experiment(geo=geo, raw={"id": ident, "arms": arms}, policy=policy, now=time.time(),

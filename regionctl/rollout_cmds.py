@@ -66,6 +66,7 @@ def start_cmd(
     min_requests: Optional[int] = typer.Option(None, "--min-requests", min=1, help="Candidate requests before the SLO gates judge."),
     min_shadow: Optional[int] = typer.Option(None, "--min-shadow", min=1, help="Shadow comparisons before the shadow gates judge."),
     min_impressions: Optional[int] = typer.Option(None, "--min-impressions", min=1, help="Impressions per bundle before the quality gates judge."),
+    min_users: Optional[int] = typer.Option(None, "--min-users", min=1, help="Distinct users per bundle before the quality gates judge."),
     store: str = STORE, control_store: Optional[str] = CONTROL, topology: Optional[Path] = TOPOLOGY,
 ) -> None:
     """Start rolling VERSION out in a geography; the controller leader drives it stage by stage."""
@@ -82,7 +83,8 @@ def start_cmd(
                                    semantic_checks=(*checks.checks, residency_check(_topology(topology), geo))))
     baseline = _run(artifacts.current)
     gate = {k: v for k, v in (("min_requests", min_requests), ("min_shadow", min_shadow),
-                              ("quality_min_impressions", min_impressions)) if v is not None}
+                              ("quality_min_impressions", min_impressions), ("quality_min_users", min_users))
+            if v is not None}
 
     def begin(old: Any) -> Any:
         if old is not None and old.running:

@@ -106,9 +106,8 @@ def check_item_counts(bundle_dir: Path, manifest: Manifest) -> None:
                                message=f"{len(unknown)} item ids are not in items.json (first: {item!r})")
 
 
-def check_golden_scores(bundle_dir: Path, manifest: Manifest) -> None:
-
-    golden = _json(bundle_dir, "golden.json", "golden_scores")
+def golden_request_scores(bundle_dir: Path, golden: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(feature rows, scores) of the bundle's golden request (golden.json), as a cell computes them."""
     bundle = LoadedBundle.load(bundle_dir)
     try:
         cands = Candidates.from_json(golden["candidates"], bundle.items)
@@ -118,6 +117,13 @@ def check_golden_scores(bundle_dir: Path, manifest: Manifest) -> None:
         scores = bundle.rank(state, cands, float(golden["now"]), user_vector=vector)
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleCheckError(file="golden.json", check="golden_scores", message=f"malformed golden request: {exc!r}") from exc
+    return X, scores
+
+
+def check_golden_scores(bundle_dir: Path, manifest: Manifest) -> None:
+
+    golden = _json(bundle_dir, "golden.json", "golden_scores")
+    X, scores = golden_request_scores(bundle_dir, golden)
     if X.shape[0] != int(golden.get("expected_rows", -1)):
         raise BundleCheckError(file="golden.json", check="golden_scores",
                                message=f"{X.shape[0]} feature rows, expected {golden.get('expected_rows')}")

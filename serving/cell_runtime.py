@@ -4,6 +4,7 @@ metrics, request statistics, readiness and chaos faults. The HTTP and gRPC serve
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import threading
@@ -15,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from contracts.bearer import bearer_token
 from contracts.events import Event
+from contracts.impressions import Impression
 from contracts.serving_plan import ServingPlan
 from fallback_tiers.settings import LadderSettings
 from regions import redis_keys
@@ -22,6 +24,8 @@ from regions.errors import InputError, ShopNowError
 from regions.tokens import read_roles
 from regions.topology import Topology
 from replication.artifact_store import ArtifactStore
+from online_metrics.from_logs import measure_region
+from replication.impression_log import append_impressions
 from replication.interaction_log import append_events, parse_batch
 from replication.redis_io import ClientSettings, connect
 from replication.lag import parse_stream_id
@@ -95,7 +99,8 @@ class CellRuntime:
         self.tombstones = TombstoneView(self._peers[region])
         self.recommender = Recommender(region=region, topology=topology, store=store, serving=lambda: self._serving,
                                        ladder_settings=ladder_settings, tombstones=lambda: self.tombstones.users,
-                                       on_anonymous=lambda reason: self.metrics.anonymous_answers.labels(reason=reason).inc())
+                                       on_anonymous=lambda reason: self.metrics.anonymous_answers.labels(reason=reason).inc(),
+                                       record_impressions=self._record_impressions)
         self.recommender.router = self._route
         self.recommender.on_answer = self._maybe_shadow
         self.shadow = ShadowScorer(self._shadow_score, on_compare=self._shadow_compared)
@@ -259,6 +264,24 @@ class CellRuntime:
             raise
         self.metrics.accept_events(len(ids))
         return ids
+
+    def _record_impressions(self, impressions: Sequence[Impression]) -> None:
+        append_impressions(self._log_client, impressions, topology=self.topology, region=self.region)
+
+    def online_metrics(self, *, since_ts: float, until_ts: float | None, by: str, experiment: str | None) -> dict[str, Any]:
+        """Per-variant totals of what this cell showed (online_metrics.from_logs): counts and sums
+        only, no user id, so a controller anywhere may read them. InputError names a bad parameter."""
+        if not math.isfinite(since_ts) or since_ts < 0:
+            raise InputError("since_ts", f"must be epoch seconds >= 0, got {since_ts!r}")
+        if until_ts is not None and (not math.isfinite(until_ts) or until_ts < since_ts):
+            raise InputError("until_ts", f"must be epoch seconds >= since_ts, got {until_ts!r}")
+        self.recommender.impressions.flush()
+        got = measure_region(self._log_client, topology=self.topology, region=self.region, since_ts=since_ts,
+                             until_ts=until_ts, by=by, experiment=experiment)
+        return {"region": self.region, "by": by, "experiment": experiment, "since_ts": since_ts, "until_ts": until_ts,
+                "totals": {k: t.to_dict() for k, t in got.totals.items()}, "impressions_read": got.impressions_read,
+                "events_read": got.events_read, "malformed": got.malformed,
+                "impressions_dropped": self.recommender.impressions.dropped}
 
     # -- readiness -------------------------------------------------------------------------
     def _redis_answers(self) -> bool:

@@ -4,6 +4,8 @@
     GET  /v1/recommendations/similar?product_id=&count=
     GET  /v1/recommendations/cart?cart_items=a,b&count=
     POST /v1/events            {"events": [...]}  -> 200 acknowledged (in the region's log) | 413 | 422 | 503
+    GET  /v1/online-metrics?since_ts=&until_ts=&by=bundle_version|arm&experiment=
+                               per-variant totals of what this cell showed (no user ids)
     GET  /healthz              liveness
     GET  /readyz               bundle, Redis, freshness, error rate, p99, qps, tier mix, replication lag
     GET  /metrics              Prometheus
@@ -105,6 +107,14 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         except TemporaryError as exc:
             return _error(503, "events", f"not acknowledged: {exc}; retry with the same event ids")
         return JSONResponse({"accepted": len(ids), "stream_ids": ids, "region": runtime.region})
+
+    @app.get("/v1/online-metrics")
+    def online_metrics(since_ts: float = 0.0, until_ts: float | None = None, by: str = "bundle_version",
+                       experiment: str | None = Query(default=None, max_length=MAX_ID_LEN)) -> JSONResponse:
+        try:
+            return JSONResponse(runtime.online_metrics(since_ts=since_ts, until_ts=until_ts, by=by, experiment=experiment))
+        except TemporaryError as exc:
+            return _error(503, "online_metrics", f"could not read this region's logs: {exc}")
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

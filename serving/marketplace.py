@@ -21,7 +21,7 @@ completejourney loader produces the same ones.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -140,6 +140,8 @@ class Dataset:
     initial_prices: tuple[float, ...] = field(default=())
     notes: Mapping[str, int] = field(default_factory=dict)
     """Odd rows the adapter repaired or dropped, by kind (serving.datasets.base.build_dataset)."""
+    latent: "LatentPreferences | None" = None
+    """The synthetic marketplace's hidden truth (None for real data sets): what its users like."""
 
     def only_users(self, keep: Sequence[int], *, name: str) -> "Dataset":
         """The users at rows `keep` (in that order) and their events only, user indices renumbered;
@@ -149,7 +151,9 @@ class Dataset:
         ev = self.events.select(new_index[self.events.user] >= 0)
         events = EventTable(user=new_index[ev.user].astype(np.int32), item=ev.item, kind=ev.kind, ts=ev.ts,
                             price=ev.price, session=ev.session)
-        return replace(self, name=name, users=tuple(self.users[n] for n in keep), events=events)
+        latent = self.latent and replace(self.latent, taste=self.latent.taste[list(keep)],
+                                         sensitivity=self.latent.sensitivity[list(keep)])
+        return replace(self, name=name, users=tuple(self.users[n] for n in keep), events=events, latent=latent)
 
     def prices_at(self, ts: float) -> np.ndarray:
         """Every item's price at time `ts`."""
@@ -169,6 +173,82 @@ class Dataset:
                 type=EVENT_TYPES[int(table.kind[n])], ts=float(table.ts[n]), geo=user.geo,
                 session_id=f"s{int(table.session[n])}", seq=n, price=float(table.price[n]),
             )
+
+
+PRICE_SENSITIVITY = {"low": 1.5, "mid": 0.6, "high": 0.0}
+"""How strongly a price band's users avoid items dear for their category."""
+CLICK_Z0 = 3.0
+"""A shown item is clicked with probability sigmoid(interest - 3) at the top slot, `interest` the
+logit the generator picks the user's views by, standardised per user: a typical item (0) 5 %, one
+of the user's favourites (2.5 and above) 38 % and more. Lower slots are examined less (chaos.reactions)."""
+
+
+def price_acceptance(sensitivity: float, price: np.ndarray | float, parent_price: np.ndarray | float) -> np.ndarray:
+    """1 for a price at or below the category's usual one, falling with the overprice for sensitive users."""
+    return np.exp(-sensitivity * np.maximum(np.log(np.asarray(price) / (np.asarray(parent_price) + 0.49)), 0.0))
+
+
+def cart_probability(z: np.ndarray | float, price_ok: np.ndarray | float) -> np.ndarray:
+    """P(cart | viewed): rising with the user's affinity z, falling with price (for the sensitive)."""
+    return np.asarray(price_ok) / (1.0 + np.exp(-(np.asarray(z) - 3.0)))
+
+
+def purchase_probability(price_ok: np.ndarray | float) -> np.ndarray:
+    """P(purchase | carted)."""
+    return 0.35 + 0.4 * np.asarray(price_ok)
+
+
+@dataclass(frozen=True, eq=False)
+class LatentPreferences:
+    """What each user of a synthetic marketplace likes, as the generator drew it. `interest` is the
+    logit the generator picks a user's views by (affinity = item latent . taste, plus popularity,
+    minus price for the price-sensitive), standardised per user; `z` is the standardised affinity
+    alone, which the generator's cart model uses."""
+
+    item_latent: np.ndarray
+    """items x dim."""
+    taste: np.ndarray
+    """users x dim."""
+    sensitivity: np.ndarray
+    """Per user (PRICE_SENSITIVITY of the price band)."""
+    log_popularity: np.ndarray
+    log_relative_price: np.ndarray
+    parent_price: np.ndarray
+    """Per item: popularity (log), price relative to its category (log), its parent category's usual price."""
+
+    def z(self, user: int) -> np.ndarray:
+        affinity = self.item_latent @ self.taste[user]
+        return (affinity - affinity.mean()) / (affinity.std() + 1e-9)
+
+    def interest(self, user: int) -> np.ndarray:
+        logits = self.item_latent @ self.taste[user] + 0.6 * self.log_popularity - self.sensitivity[user] * self.log_relative_price
+        return (logits - logits.mean()) / (logits.std() + 1e-9)
+
+    def reaction_probabilities(self, user: int, prices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For every item: P(click | shown at the top slot), P(cart | click), P(purchase | cart)."""
+        ok = price_acceptance(float(self.sensitivity[user]), prices, self.parent_price)
+        click = 1.0 / (1.0 + np.exp(-(self.interest(user) - CLICK_Z0)))
+        return click, cart_probability(self.z(user), ok), np.broadcast_to(purchase_probability(ok), ok.shape)
+
+
+def reaction_arrays(dataset: Dataset, user_ids: Sequence[str]) -> dict[str, Any]:
+    """The reacting load's table (chaos.reactions.ReactionTable's fields) for `user_ids`: per user
+    and item P(click | top slot), P(cart | click), P(purchase | cart), and the items' prices.
+    InputError when the data set has no latent preferences or a user is not in it."""
+    from regions.errors import InputError
+
+    if dataset.latent is None:
+        raise InputError("data", f"{dataset.name} has no latent preferences (only the synthetic marketplace has)")
+    row = {u.user_id: n for n, u in enumerate(dataset.users)}
+    missing = [u for u in user_ids if u not in row]
+    if missing:
+        raise InputError("users", f"{len(missing)} users are not in {dataset.name} (first: {missing[0]!r})")
+    prices = np.array([i.price for i in dataset.items], dtype=np.float64)
+    tables = [dataset.latent.reaction_probabilities(row[u], prices) for u in user_ids]
+    return {"user_ids": tuple(user_ids), "item_ids": tuple(i.item_id for i in dataset.items),
+            "click": np.array([t[0] for t in tables], dtype=np.float32),
+            "cart": np.array([t[1] for t in tables], dtype=np.float32),
+            "purchase": np.array([t[2] for t in tables], dtype=np.float32), "price": prices}
 
 
 def countries_of(geo: str) -> tuple[str, ...]:
@@ -245,7 +325,8 @@ def generate(size: MarketplaceSize, *, seed: int, geographies: Mapping[str, floa
     )
 
     users = _draw_users(rng, size.n_users, geographies)
-    sensitivity = {"low": 1.5, "mid": 0.6, "high": 0.0}
+    sensitivity = PRICE_SENSITIVITY
+    tastes = np.zeros((len(users), dim))
     cols: dict[str, list[float]] = {k: [] for k in ("user", "item", "kind", "ts", "price", "session")}
     session_id = 0
 
@@ -259,6 +340,7 @@ def generate(size: MarketplaceSize, *, seed: int, geographies: Mapping[str, floa
         favourites = rng.choice(n_cat, size=int(rng.integers(2, 4)), replace=False)
         taste = cat_centre[favourites].mean(axis=0) + 0.5 * rng.normal(size=dim)
         taste = 2.2 * taste / (np.linalg.norm(taste) / np.sqrt(dim) + 1e-9)
+        tastes[u] = taste
         affinity = latent @ taste
         s = sensitivity[user.price_band]
         logits = affinity + 0.6 * log_pop - s * np.log(rel_price)
@@ -287,13 +369,13 @@ def generate(size: MarketplaceSize, *, seed: int, geographies: Mapping[str, floa
                 if created[i] > ts:
                     continue
                 price = float(price1[i] if ts >= change_at[i] else price0[i])
-                price_ok = float(np.exp(-s * max(np.log(price / (par_price[parent_of_cat[cat[i]]] + 0.49)), 0.0)))
+                price_ok = float(price_acceptance(s, price, par_price[parent_of_cat[cat[i]]]))
                 emit(u, i, "impression", ts - 0.5, 0.0)
                 emit(u, i, "view", ts, 0.0)
                 z = (affinity[i] - aff_mean) / aff_std
-                if rng.random() < price_ok / (1.0 + np.exp(-(z - 3.0))):
+                if rng.random() < cart_probability(z, price_ok):
                     emit(u, i, "cart", ts + 5.0, 0.0)
-                    if rng.random() < 0.35 + 0.4 * price_ok:
+                    if rng.random() < purchase_probability(price_ok):
                         emit(u, i, "purchase", ts + 60.0, price)
                         j = int(complement[i])
                         if rng.random() < 0.35 and created[j] <= ts:
@@ -305,6 +387,9 @@ def generate(size: MarketplaceSize, *, seed: int, geographies: Mapping[str, floa
         name=f"synthetic-{seed}", items=items, users=users, events=events, start=start, end=end,
         price_changes=tuple((int(i), float(t), float(price1[i])) for i, t in zip(changed, change_ts)),
         initial_prices=tuple(float(p) for p in price0),
+        latent=LatentPreferences(item_latent=latent, taste=tastes, sensitivity=np.array([sensitivity[u.price_band] for u in users]),
+                                 log_popularity=log_pop, log_relative_price=np.log(rel_price),
+                                 parent_price=par_price[parent_of_cat[cat]]),
     )
 
 

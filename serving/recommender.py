@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from contracts.impressions import Impression
 from fallback_tiers.breaker import BreakerStatus, CircuitBreaker
 from fallback_tiers.deadline import Deadline
 from fallback_tiers.ladder import Ladder, TierSpec
@@ -151,6 +152,7 @@ class Recommender:
         cache_ttl_s: float | None = None, clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         tombstones: Callable[[], frozenset[str]] = frozenset, on_anonymous: Callable[[str], None] = lambda _reason: None,
+        record_impressions: Callable[[Sequence[Impression]], None] | None = None,
     ) -> None:
         self.region = region
         self.tombstones = tombstones
@@ -169,6 +171,10 @@ class Recommender:
         self.sleep = sleep
         self.faults = Faults()
         self.slates = SlateWriter(self._write_slates)
+        self._record_impressions = record_impressions
+        self.impressions = SlateWriter(self._write_impressions, latest_only=False)
+        """What known users were shown (contracts.impressions), queued like the slates and written
+        by the background thread into the region's impressions stream (replication.impression_log)."""
         self._stop = threading.Event()
         self._background = threading.Thread(target=self._bookkeeping, name="cell-bookkeeping", daemon=True)
         self.features_stale = False
@@ -201,11 +207,13 @@ class Recommender:
         next_refresh = 0.0
         while not self._stop.wait(SLATE_FLUSH_S):
             self.slates.flush()
+            self.impressions.flush()
             now = time.monotonic()
             if now >= next_refresh:
                 next_refresh = now + ITEM_REFRESH_S
                 self.refresh_items(now)
         self.slates.flush()
+        self.impressions.flush()
 
     def refresh_items(self, now: float) -> int:
         """Re-read (up to a chunk of) the live item features requests marked; 0 when Redis's breaker is not closed."""
@@ -385,9 +393,19 @@ class Recommender:
             stale=ctx.stale or self.features_stale, latency_ms=(time.perf_counter() - started) * 1000,
             experiment=route.experiment, arm=route.arm,
         )
+        if remember and user_id is not None and answer.items and self._record_impressions is not None:
+            self.impressions.offer(user_id, Impression.new(  # shadow answers (remember=False) were never shown
+                user_id=user_id, items=tuple(i.item_id for i in answer.items), ts=self.clock(), region=self.region,
+                bundle_version=answer.bundle_version, tier=answer.tier, experiment=answer.experiment, arm=answer.arm))
         if remember and user_id is not None and self.on_answer is not None:
             self.on_answer(user_id, geo, count, answer)
         return answer
+
+    def _write_impressions(self, queued: Sequence[tuple[str, Impression]]) -> None:
+        """Only a user served personally in this region is recorded (an anonymous answer names nobody), so
+        residency holds; a failed write drops the batch (counted in `impressions.dropped`)."""
+        assert self._record_impressions is not None
+        self._record_impressions([imp for _, imp in queued])
 
     def _remember(self, user_id: str, items: Sequence[ScoredItem], version: str) -> None:
         """Cache the full slate for the cached tier, off the request path: queued here, written by

@@ -68,7 +68,7 @@ def _good_figures(**cand):
 
 
 def _totals(name, impressions, clicked, carted, t0=0.0):
-    return VariantTotals(variant=name, impressions=impressions, clicked=clicked, carted=carted, first_ts=t0, last_ts=t0 + 60)
+    return VariantTotals(variant=name, users=300, impressions=impressions, clicked=clicked, carted=carted, first_ts=t0, last_ts=t0 + 60)
 
 
 def test_canary_gates_pass_a_good_candidate_and_stop_a_slow_or_degraded_one() -> None:

@@ -43,8 +43,8 @@ class World:
         self.stores: list[SqliteStore] = []
         self.artifacts = {g: LocalArtifactStore(tmp / "artifacts" / g) for g in ("us", "eu")}
         self.promoted: list[tuple[str, str]] = []
-        self.quality = {"v2": VariantTotals("v2", impressions=500, clicked=60, carted=20, last_ts=1.0),
-                        "v1": VariantTotals("v1", impressions=5000, clicked=600, carted=200, last_ts=1.0)}
+        self.quality = {"v2": VariantTotals("v2", users=300, impressions=500, clicked=60, carted=20, last_ts=1.0),
+                        "v1": VariantTotals("v1", users=300, impressions=5000, clicked=600, carted=200, last_ts=1.0)}
 
     def store(self) -> SqliteStore:
         s = SqliteStore(self.tmp / "control.db")
@@ -137,7 +137,7 @@ def test_a_candidate_that_ranks_unlike_the_serving_one_stops_in_shadow(world: Wo
 
 
 def test_lower_ctr_in_the_canary_rolls_back(world: World) -> None:
-    world.quality["v2"] = VariantTotals("v2", impressions=1000, clicked=30, carted=5, last_ts=1.0)
+    world.quality["v2"] = VariantTotals("v2", users=300, impressions=1000, clicked=30, carted=5, last_ts=1.0)
     _start(world, stages="50%,100%")
     ctl = world.controller("A")
     _steps(ctl, world, 3)

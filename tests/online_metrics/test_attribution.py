@@ -88,3 +88,14 @@ def test_impression_round_trips_through_stream_fields() -> None:
     assert Impression.from_fields(fields) == one
     with pytest.raises(InputError, match="^impression:"):
         Impression.from_fields({"user_id": "us-1"})
+
+
+def test_totals_round_trip_through_json_and_bad_json_names_the_field() -> None:
+    one = attribute([imp(1, "us-1", ("a",), T0)], [ev(1, "us-1", "a", "purchase", T0 + 1, 4.25)])["good"]
+    assert VariantTotals.from_dict(one.to_dict()) == one
+    with pytest.raises(InputError, match="^clicked:"):
+        VariantTotals.from_dict({**one.to_dict(), "clicked": -1})
+    with pytest.raises(InputError, match="^impressions:"):
+        VariantTotals.from_dict({**one.to_dict(), "impressions": 1.5})
+    with pytest.raises(InputError, match="^variant:"):
+        VariantTotals.from_dict({"impressions": 3})
