@@ -4,7 +4,8 @@ off the request path, and the two slates are compared (serving.slate_compare).
 The request thread only offers (user, geography, count, the serving answer) to a bounded queue;
 one daemon thread asks the recommender for the candidate's slate (its own ranker breaker, nothing
 cached, nothing logged) and records: overlap@8, rank correlation, the candidate's latency against
-the serving one's, and errors (an exception, or a candidate that could not rank at tier full).
+the serving one's (per request: the median of candidate / serving time is robust to a busy host,
+which slows both), and errors (an exception, or a candidate that could not rank at tier full).
 A full queue drops the offer (counted): shadow work never slows real answers.
 
 `summary()` is what /readyz exports under "shadow" and the gates read; the cell's metrics export
@@ -69,6 +70,8 @@ def summarize(candidate: str | None, rows: list[Comparison], dropped: int) -> di
     if rows:
         out.update(serving_p99_ms=float(np.percentile([r.serving_ms for r in rows], 99)),
                    candidate_p99_ms=float(np.percentile([r.candidate_ms for r in rows], 99)))
+    if ok:
+        out["latency_ratio_p50"] = float(np.median([r.candidate_ms / max(r.serving_ms, 0.1) for r in ok]))
     return out
 
 

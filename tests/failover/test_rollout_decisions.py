@@ -96,13 +96,16 @@ def test_quality_gate_stops_a_candidate_with_significantly_lower_ctr() -> None:
 
 def test_shadow_gates() -> None:
     stage = parse_stages("shadow,100%")[0]
-    good = {"compared": 60, "errors": 0, "rank_corr": 0.8, "overlap_at_8": 0.7, "serving_p99_ms": 20.0, "candidate_p99_ms": 24.0}
+    good = {"compared": 60, "errors": 0, "rank_corr": 0.8, "overlap_at_8": 0.7, "serving_p99_ms": 20.0, "candidate_p99_ms": 24.0,
+            "latency_ratio_p50": 1.05}
     assert evaluate(stage, StageFigures(shadow=good), None, POLICY).verdict == "pass"
     inverted = {**good, "rank_corr": -0.3, "overlap_at_8": 0.05}
     assert {c["name"] for c in evaluate(stage, StageFigures(shadow=inverted), None, POLICY).failed()} == {
         "shadow_rank_correlation", "shadow_overlap_at_8"}
-    slow = {**good, "candidate_p99_ms": 90.0}
-    assert [c["name"] for c in evaluate(stage, StageFigures(shadow=slow), None, POLICY).failed()] == ["shadow_p99"]
+    slow = {**good, "latency_ratio_p50": 2.6}
+    assert [c["name"] for c in evaluate(stage, StageFigures(shadow=slow), None, POLICY).failed()] == ["shadow_latency_ratio"]
+    out_of_slo = {**good, "candidate_p99_ms": 400.0}
+    assert [c["name"] for c in evaluate(stage, StageFigures(shadow=out_of_slo), None, POLICY).failed()] == ["shadow_p99"]
     assert evaluate(stage, StageFigures(shadow={"compared": 3}), None, POLICY).verdict == "insufficient"
 
 
