@@ -17,6 +17,8 @@ Gates (each check: name, ok True/False/None, value, limit, why):
   (a slow or failing ranker falls back to cheaper tiers); online quality proxies: CTR and
   add-to-cart per impression, candidate vs serving, from the interaction log (online_metrics:
   chi-squared at alpha / looks, minimum impressions): significantly worse fails.
+- the 100 % stage has no concurrent control (every user has the candidate): the candidate is judged
+  against the absolute limits (cell SLO p99, error budget, min_full_share), quality is not judged.
 Any check False -> "fail"; else any None (not enough evidence yet) -> "insufficient"; else "pass".
 """
 from __future__ import annotations
@@ -41,6 +43,8 @@ class GatePolicy:
     """The cell's deadline: a candidate whose p99 passes it is out of SLO whatever the serving bundle does."""
     error_slack: float = 0.01
     full_share_drop: float = 0.10
+    min_full_share: float = 0.80
+    """At 100 % (no control left): at least 80 % of answers fully ranked."""
     """Candidate's share of answers ranked at tier full may be at most 10 points below the serving one's."""
     min_rank_corr: float = 0.2
     min_overlap_at_8: float = 0.25
@@ -143,6 +147,20 @@ def _shadow_checks(shadow: Mapping[str, Any], policy: GatePolicy) -> list[dict[s
     return checks
 
 
+def _absolute_checks(cand: VersionFigures, policy: GatePolicy) -> list[dict[str, Any]]:
+    if cand.requests < policy.min_requests:
+        return [_check("canary_sample", None, {"candidate": cand.requests}, policy.min_requests,
+                       f"{cand.requests} candidate requests so far")]
+    return [
+        _check("slo_p99", cand.p99_ms <= policy.slo_p99_ms, round(cand.p99_ms, 2), policy.slo_p99_ms,
+               f"candidate p99 {cand.p99_ms:.1f} ms against the cell SLO"),
+        _check("slo_errors", cand.error_rate <= policy.error_slack, round(cand.error_rate, 4), policy.error_slack,
+               f"candidate error rate {cand.error_rate:.2%}"),
+        _check("tier_mix_full", cand.full_share >= policy.min_full_share, round(cand.full_share, 4), policy.min_full_share,
+               f"{cand.full_share:.0%} of candidate answers fully ranked"),
+    ]
+
+
 def _slo_checks(fig: StageFigures, policy: GatePolicy) -> list[dict[str, Any]]:
     cand, serving = fig.candidate, fig.serving
     if cand.requests < policy.min_requests or serving.requests < policy.min_requests:
@@ -185,6 +203,8 @@ def evaluate(stage: Stage, figures: StageFigures, quality: tuple[VariantTotals |
              policy: GatePolicy = GatePolicy()) -> GateResult:
     if stage.shadow:
         checks = _shadow_checks(figures.shadow, policy)
+    elif stage.percent >= 100.0:
+        checks = _absolute_checks(figures.candidate, policy)
     else:
         checks = _slo_checks(figures, policy) + quality_checks(*(quality or (None, None)), policy)
     if any(c["ok"] is False for c in checks):

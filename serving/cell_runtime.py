@@ -3,6 +3,7 @@ metrics, request statistics, readiness and chaos faults. The HTTP and gRPC serve
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -65,8 +66,6 @@ class CellSettings:
     """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
 
 
-SHADOW_COUNT = 40
-"""The candidate's shadow slate is this long, so the rank correlation sees where the serving items went."""
 OBSERVED_BACKLOG = 50_000
 """Answered requests waiting to be counted (flushed every second, and before /readyz and /metrics)."""
 
@@ -125,7 +124,17 @@ class CellRuntime:
             self.version_stats.clear()
             self.shadow.reset()
         current = self._side
-        self._side = {v: (current[v] if v in current and current[v].bundle is b else Serving.of(b)) for v, b in side.items()}
+        self._side = {v: (current[v] if v in current and current[v].bundle is b else self._beside(b)) for v, b in side.items()}
+
+    def _beside(self, bundle: LoadedBundle) -> Serving:
+        """A bundle held beside the serving one; with the same catalog it shares the serving bundle's
+        live item features (item data, not model: a candidate starts warm, so shadow and canary
+        figures compare the models, not a cold cache)."""
+        fresh = Serving.of(bundle)
+        serving = self._serving.bundle
+        if serving is not None and list(serving.items.ids) == list(bundle.items.ids):
+            return dataclasses.replace(fresh, live=self._serving.live)
+        return fresh
 
     def _route(self, user_id: str | None) -> tuple[Route, Serving]:
         serving, side = self._serving, self._side
@@ -144,7 +153,7 @@ class CellRuntime:
         candidate = self._side.get(offer.candidate)
         if candidate is None:
             raise ShopNowError(f"candidate {offer.candidate} is no longer held")
-        answer = self.recommender.homepage(user_id=offer.user_id, count=max(offer.count, SHADOW_COUNT), geography=offer.geography,
+        answer = self.recommender.homepage(user_id=offer.user_id, count=offer.count, geography=offer.geography,
                                            routed=(Route(version=offer.candidate), candidate), remember=False)
         return tuple(i.item_id for i in answer.items), answer.latency_ms, answer.tier == "full"
 

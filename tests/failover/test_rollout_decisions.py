@@ -84,6 +84,16 @@ def test_canary_gates_pass_a_good_candidate_and_stop_a_slow_or_degraded_one() ->
     assert evaluate(stage, _good_figures(requests=3), quality, POLICY).verdict == "insufficient"
 
 
+def test_the_100_percent_stage_is_judged_against_absolute_limits() -> None:
+    stage = parse_stages("100%")[0]
+    alone = StageFigures(candidate=VersionFigures(requests=40, error_rate=0.0, p99_ms=30.0, full_share=0.95))
+    assert evaluate(stage, alone, None, POLICY).verdict == "pass"
+    slow = StageFigures(candidate=VersionFigures(requests=40, error_rate=0.0, p99_ms=400.0, full_share=0.95))
+    assert [c["name"] for c in evaluate(stage, slow, None, POLICY).failed()] == ["slo_p99"]
+    degraded = StageFigures(candidate=VersionFigures(requests=40, error_rate=0.02, p99_ms=30.0, full_share=0.5))
+    assert {c["name"] for c in evaluate(stage, degraded, None, POLICY).failed()} == {"slo_errors", "tier_mix_full"}
+
+
 def test_quality_gate_stops_a_candidate_with_significantly_lower_ctr() -> None:
     stage = parse_stages("10%,100%")[0]
     worse = (_totals("v2", 1000, 40, 10), _totals("v1", 5000, 600, 200))
