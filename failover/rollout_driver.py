@@ -115,17 +115,24 @@ class RolloutDriver:
         step = progress(plan, gate, now)
         if step.kind == "hold":
             return None
+        promoted: tuple[Any] | None = None
+        if step.kind == "complete" and self._promote is not None:
+            try:  # verified again on the way in: a candidate that no longer verifies is rolled back
+                promoted = (self._promote(geo, plan.version),)
+            except ShopNowError as exc:
+                reason = f"stage {stage.name} passed but the promotion was refused: {exc}"
+                step = replace(step, kind="rollback", reason=reason,
+                               plan=replace(step.plan, state="rolled_back", reason=reason))
         if not store.fenced_put(rollout_key(geo), step.plan.to_json(), fence=fence, cas=version):
             return None  # an operator changed the plan meanwhile (abort): the next round re-reads
         self.journal.append(actor=self.actor, action=_ACTIONS[step.kind], at=now, fence=fence,
                             inputs={"rollout": plan.id, "geo": geo, "version": plan.version, "baseline": plan.baseline,
                                     "evidence": dict(step.evidence)}, reason=step.reason)
         self._log(f"ROLLOUT geo={geo} version={plan.version} step={step.kind} reason={step.reason}")
-        if step.kind == "complete" and self._promote is not None:
-            manifest = self._promote(geo, plan.version)
+        if promoted is not None:
             self.journal.append(actor=self.actor, action=Action.BUNDLE_PROMOTE, at=time.time(), fence=fence,
                                 inputs={"geo": geo, "version": plan.version, "rollout": plan.id,
-                                        "manifest_version": getattr(manifest, "bundle_version", plan.version)},
+                                        "manifest_version": getattr(promoted[0], "bundle_version", plan.version)},
                                 reason=f"rollout {plan.id} passed every stage")
         return step.plan
 

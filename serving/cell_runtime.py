@@ -246,6 +246,7 @@ class CellRuntime:
             s = stats.summary(now)
             if s.requests:
                 by_version[version] = {"requests": s.requests, "error_rate": s.error_rate, "p99_ms": s.p99_ms,
+                                       "p50_ms": s.p50_ms,
                                        "tier_mix": s.tier_mix}
         return {"revision": plan.revision, "candidate": plan.candidate, "canary_percent": plan.canary_percent,
                 "shadow_percent": plan.shadow_percent, "experiment": plan.experiment.id if plan.experiment else None,

@@ -63,8 +63,9 @@ def test_serving_plan_follows_the_stage() -> None:
 
 
 def _good_figures(**cand):
-    return StageFigures(candidate=VersionFigures(**{"requests": 40, "error_rate": 0.0, "p99_ms": 30.0, "full_share": 0.95, **cand}),
-                        serving=VersionFigures(requests=400, error_rate=0.0, p99_ms=28.0, full_share=0.96))
+    return StageFigures(candidate=VersionFigures(**{"requests": 40, "error_rate": 0.0, "p99_ms": 30.0, "p50_ms": 10.0,
+                                                    "full_share": 0.95, **cand}),
+                        serving=VersionFigures(requests=400, error_rate=0.0, p99_ms=28.0, p50_ms=9.0, full_share=0.96))
 
 
 def _totals(name, impressions, clicked, carted, t0=0.0):
@@ -75,8 +76,10 @@ def test_canary_gates_pass_a_good_candidate_and_stop_a_slow_or_degraded_one() ->
     stage = parse_stages("10%,100%")[0]
     quality = (_totals("v2", 500, 60, 20), _totals("v1", 5000, 610, 190))
     assert evaluate(stage, _good_figures(), quality, POLICY).verdict == "pass"
-    slow = evaluate(stage, _good_figures(p99_ms=120.0), quality, POLICY)
-    assert slow.verdict == "fail" and [c["name"] for c in slow.failed()] == ["slo_p99"]
+    slow = evaluate(stage, _good_figures(p50_ms=25.0), quality, POLICY)
+    assert slow.verdict == "fail" and [c["name"] for c in slow.failed()] == ["latency_p50"]
+    out_of_slo = evaluate(stage, _good_figures(p99_ms=200.0), quality, POLICY)
+    assert [c["name"] for c in out_of_slo.failed()] == ["slo_p99"]
     degraded = evaluate(stage, _good_figures(full_share=0.5), quality, POLICY)
     assert [c["name"] for c in degraded.failed()] == ["tier_mix_full"]
     errors = evaluate(stage, _good_figures(error_rate=0.1), quality, POLICY)

@@ -31,8 +31,8 @@ def rig() -> Iterator[Rig]:
 
 def _figures(revision: int, *, cand_p99: float = 20.0, rank_corr: float = 0.8) -> dict[str, Any]:
     return {"revision": revision, "by_version": {
-        "v2": {"requests": 40, "error_rate": 0.0, "p99_ms": cand_p99, "tier_mix": {"full": 1.0}},
-        "v1": {"requests": 400, "error_rate": 0.0, "p99_ms": 18.0, "tier_mix": {"full": 1.0}}},
+        "v2": {"requests": 40, "error_rate": 0.0, "p99_ms": cand_p99, "p50_ms": cand_p99 / 2, "tier_mix": {"full": 1.0}},
+        "v1": {"requests": 400, "error_rate": 0.0, "p99_ms": 18.0, "p50_ms": 9.0, "tier_mix": {"full": 1.0}}},
         "shadow": {"candidate": "v2", "compared": 40, "errors": 0, "rank_corr": rank_corr, "overlap_at_8": 0.7,
                    "serving_p99_ms": 18.0, "candidate_p99_ms": cand_p99}}
 
@@ -119,13 +119,13 @@ def test_a_good_rollout_goes_to_100_percent_across_a_leader_change(world: World)
 def test_a_slow_canary_rolls_back_by_itself_with_the_evidence(world: World) -> None:
     _start(world, stages="50%,100%")
     ctl = world.controller("A")
-    _steps(ctl, world, 3, view=lambda rev: _figures(rev, cand_p99=140.0))
+    _steps(ctl, world, 3, view=lambda rev: _figures(rev, cand_p99=160.0))
     plan, _ = read_plan(world.stores[0], "us")
-    assert plan.state == "rolled_back" and "slo_p99" in plan.reason
+    assert plan.state == "rolled_back" and "latency_p50" in plan.reason and "slo_p99" in plan.reason
     assert world.plan().candidate is None and world.promoted == []
     entry = [e for e in Journal(world.stores[0]).entries() if e.action == Action.ROLLOUT_ROLLBACK.value][-1]
-    failed = [c for c in entry.inputs["evidence"]["checks"] if c["ok"] is False]
-    assert failed[0]["name"] == "slo_p99" and failed[0]["value"] == 140.0
+    failed = {c["name"]: c for c in entry.inputs["evidence"]["checks"] if c["ok"] is False}
+    assert failed["latency_p50"]["value"] == 80.0 and failed["slo_p99"]["value"] == 160.0
 
 
 def test_a_candidate_that_ranks_unlike_the_serving_one_stops_in_shadow(world: World) -> None:
@@ -148,7 +148,7 @@ def test_lower_ctr_in_the_canary_rolls_back(world: World) -> None:
 def test_figures_of_another_revision_are_not_judged_and_abort_stops(world: World) -> None:
     _start(world, stages="50%,100%", hold=30.0)
     ctl = world.controller("A")
-    _steps(ctl, world, 3, view=lambda rev: _figures(rev - 1, cand_p99=140.0))  # stale figures: a failing gate would roll back at once
+    _steps(ctl, world, 3, view=lambda rev: _figures(rev - 1, cand_p99=160.0))  # stale figures: a failing gate would roll back at once
     plan, _ = read_plan(world.stores[0], "us")
     assert plan.running and plan.stage.name == "50%"
     store = world.stores[0]
