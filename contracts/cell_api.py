@@ -75,5 +75,5 @@ def answer_from_pb(resp: pb.RecommendResponse) -> dict[str, Any]:
         "items": [{"item_id": i.item_id, "score": i.score} for i in resp.items], "tier": resp.tier,
         "region": resp.region, "bundle_version": resp.bundle_version,
         "skipped": [{"tier": s.tier, "reason": s.reason} for s in resp.skipped], "stale": resp.stale,
-        "latency_ms": resp.latency_ms,
+        "latency_ms": resp.latency_ms, "experiment": resp.experiment, "arm": resp.arm,
     }

@@ -14,3 +14,8 @@ LEADER_KEY = "control/leader"
 """Who leads the controllers and where its control API listens."""
 HEALTH_PREFIX = "health/"
 """health/<region>: the controller's view of one region's health."""
+ROLLOUT_PREFIX = "rollout/"
+"""rollout/<geo>: the bundle rollout plan of a geography (failover.rollout_plan), written with
+compare-and-set by `regionctl rollout` and the controller leader that drives it."""
+EXPERIMENTS_PREFIX = "experiments/"
+"""experiments/<geo>/<id>: an A/B experiment of a geography (failover.experiments)."""

@@ -63,4 +63,5 @@ def last_resort_answer(last: LastResort, *, count: int) -> dict[str, Any]:
     """The edge's own answer: never empty, says tier "edge-popularity" and region "edge"."""
     return {"items": [{"item_id": i, "score": round(1.0 / (1 + n), 6)} for n, i in enumerate(last.items[:count])],
             "tier": "edge-popularity", "region": "edge", "bundle_version": last.source, "skipped": [],
-            "stale": False, "latency_ms": 0.0}
+            "stale": False, "latency_ms": 0.0,
+            "experiment": "", "arm": ""}

@@ -187,6 +187,9 @@ class Controller:
         """Route 53 publishing (failover.dns_publish), when configured: the leader offers its table every round."""
         self.table_follower = KeyFollower(store, TABLE_KEY, poll_interval_s=settings.interval_s,
                                           on_change=self._table_followed)
+        self.rollouts: Any = None
+        """failover.rollout_driver.RolloutDriver, when configured: the leader drives bundle rollouts
+        and publishes each geography's serving plan every round."""
         self.on_step: list[Callable[[StepResult], None]] = []
         """Called with every round's result (failover.controller_metrics observes latencies)."""
 
@@ -239,6 +242,8 @@ class Controller:
                     failback_raw=stored.failback_raw, took_over=took_over, written_health=self._written_health,
                     last_problems=self._last_problems)
                 self._apply(plan, now, wrote, journaled)
+                if self.rollouts is not None:
+                    wrote += self.rollouts.step(store=self.store, fence=self.leadership.fence(), now=now, reports=reports)
                 if self.dns is not None:  # idempotent: an unchanged table makes no Route 53 call
                     self.dns.offer(_written_table(plan, wrote) or stored.table)
             except (FenceRejected, NotLeader) as exc:

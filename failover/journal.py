@@ -57,6 +57,13 @@ class Action(StrEnum):
     LEADER_CHANGE = "leader_change"
     BUNDLE_PROMOTE = "bundle_promote"
     BUNDLE_ROLLBACK = "bundle_rollback"
+    ROLLOUT_START = "rollout_start"
+    ROLLOUT_STAGE = "rollout_stage"
+    ROLLOUT_COMPLETE = "rollout_complete"
+    ROLLOUT_ROLLBACK = "rollout_rollback"
+    ROLLOUT_ABORT = "rollout_abort"
+    EXPERIMENT_CREATE = "experiment_create"
+    EXPERIMENT_STOP = "experiment_stop"
     NOTE = "note"
 
 

@@ -54,6 +54,8 @@ class Readyz:
     qps: float
     tier_mix: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     replication: tuple[ReplicationLag, ...] = ()
+    rollout: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """The cell's view of its serving plan: revision, candidate, per-version figures, shadow (serving.cell_runtime)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +101,7 @@ def parse_readyz(body: Any, *, region: str) -> Readyz:
         stale=bool(freshness.get("stale", False)), error_rate=_number(body, "error_rate"),
         p99_ms=_number(body, "p99_ms"), qps=max(0.0, _number(body, "qps")),
         tier_mix=MappingProxyType(dict(sorted(mix.items()))), replication=tuple(lags),
+        rollout=MappingProxyType(dict(body["rollout"])) if isinstance(body.get("rollout"), Mapping) else MappingProxyType({}),
     )
 
 

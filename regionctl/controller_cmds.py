@@ -149,6 +149,36 @@ _API = typer.Option(None, "--api", envvar=API_ENV, help="Control API URL (defaul
 _TOPO = typer.Option(None, "--topology", help="topology.toml (default: REGIONCTL_TOPOLOGY or the repo's).")
 
 
+def _attach_rollouts(ctl: Any, topo: Any, artifacts_url: Optional[str]) -> Any:
+    """The leader's rollout driver: serving plans into each geography's artifact store, online quality
+    from the geography's cells, promotion verified with serving's checks and the residency check."""
+    from failover.online_quality import CellQuality
+    from failover.rollout_driver import RolloutDriver
+    from regions import stack
+    from replication.geo_artifacts import open_geo_store
+    from replication.promotion import promote_verified
+    from serving.bundle_checks import SEMANTIC_CHECKS
+    from serving.bundle_residency import residency_check
+    from serving.features import SCHEMA_VERSION
+
+    url = artifacts_url or stack.stack_urls(stack.default_state_dir()).artifacts
+    stores: dict[str, Any] = {}
+
+    def store_of(geo: str) -> Any:
+        if geo not in stores:
+            stores[geo] = open_geo_store(url, geo, topology=topo)
+        return stores[geo]
+
+    def promote(geo: str, version: str) -> Any:
+        return promote_verified(store_of(geo), version, supported_schema_versions={SCHEMA_VERSION},
+                                semantic_checks=(*SEMANTIC_CHECKS, residency_check(topo, geo)))
+
+    quality = CellQuality(topo)
+    ctl.rollouts = RolloutDriver(topology=topo, journal=ctl.journal, artifacts=store_of, quality=quality.by_version,
+                                 promote=promote, actor=ctl.actor)
+    return quality
+
+
 def register(app: typer.Typer) -> None:
     @app.command("controller")
     def controller(
@@ -162,6 +192,9 @@ def register(app: typer.Typer) -> None:
         lease_ttl: float = typer.Option(3.0, "--lease-ttl", min=0.1, help="Leader lease TTL in seconds."),
         edge_url: Optional[str] = typer.Option(None, "--edge", help="Edge URL, to time drills until the edge "
                                                                     "uses a table (default: the topology's edge)."),
+        artifacts: Optional[str] = typer.Option(None, "--artifacts", envvar="REGIONCTL_ARTIFACTS",
+                                                help="Artifact store whose geography stores get the serving plans the "
+                                                     "leader publishes for rollouts and experiments (default: the stack's)."),
     ) -> None:
         """Run a controller: probe cells, decide, and (as the leader) write the routing table."""
         from failover.control_api import gamedays_dir, reports_dir, serve
@@ -191,6 +224,7 @@ def register(app: typer.Typer) -> None:
                          api_url=f"http://{host}:{port}", lease_ttl_s=lease_ttl,
                          calibration=load_calibration(calibration_path(os.environ)),
                          dns=DnsPublisher(dns_settings, topo) if dns_settings else None)
+        quality = _attach_rollouts(ctl, topo, artifacts)
         drills = DrillRunner(ctl, reports_dir=reports_dir(os.environ),
                              edge_url=edge_url or f"http://{host}:{topo.settings.edge_port}")
         try:
@@ -198,6 +232,7 @@ def register(app: typer.Typer) -> None:
                   retention_key=retention_key(os.environ), gamedays=gamedays_dir(os.environ))
         finally:
             prober.close()
+            quality.close()
             control.close()
 
     @app.command("status")

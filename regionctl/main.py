@@ -24,6 +24,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "regionctl.bench_cmds",
     "regionctl.dns_cmds",
     "regionctl.residency_cmds",
+    "regionctl.rollout_cmds",
+    "regionctl.experiment_cmds",
 )
 
 

@@ -63,7 +63,7 @@ def stack_specs(topology: Topology, *, state_dir: Path, urls: StackUrls) -> list
         specs.append(ProcessSpec(
             name=f"controller-{ident}", kind="controller", port=port,
             argv=_py("regionctl.main", "controller", "--id", f"controller-{ident}", "--store", control_store_url,
-                     "--api-port", str(port)),
+                     "--api-port", str(port), "--artifacts", artifacts_url),
         ))
     specs.append(ProcessSpec(
         name="edge", kind="edge", port=topology.settings.edge_port,

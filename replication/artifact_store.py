@@ -36,6 +36,10 @@ POINTER_FORMAT = 1
 MAX_HISTORY = 100  # rolling back more than 100 promotions never happens; keeps the pointer small
 
 
+SERVING_PLAN = "serving_plan.json"
+"""The geography's serving plan (contracts.serving_plan) beside the pointer."""
+
+
 class UnknownBundle(InputError):
     """The store holds no bundle of that version."""
 
@@ -121,6 +125,14 @@ class ArtifactStore(Protocol):
     def promote(self, version: str) -> None: ...
 
     def rollback(self) -> str: ...
+
+    def serving_plan(self) -> str | None:
+        """The geography's serving plan document (contracts.serving_plan), or None when none was written."""
+        ...
+
+    def put_serving_plan(self, text: str) -> None:
+        """Replace the serving plan document (the controller leader writes it; cells read it)."""
+        ...
 
 
 def _os_error(exc: OSError, what: str) -> Exception:
@@ -257,17 +269,33 @@ class LocalArtifactStore:
             raise _os_error(exc, f"cannot read the pointer of {self.root}") from exc
 
     def _write_pointer(self, state: PointerState) -> None:
-        path = self.root / "pointer.json"
-        tmp = self.root / f".pointer.{uuid.uuid4().hex[:8]}.tmp"
+        self._replace("pointer.json", state.to_json(), "the pointer")
+
+    def _replace(self, name: str, text: str, what: str) -> None:
+        """Write `name` atomically (temporary file, fsync, rename)."""
+        path = self.root / name
+        tmp = self.root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w") as fh:
-                fh.write(state.to_json())
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise _os_error(exc, f"cannot write the pointer of {self.root}") from exc
+            raise _os_error(exc, f"cannot write {what} of {self.root}") from exc
+
+    def serving_plan(self) -> str | None:
+        try:
+            return (self.root / SERVING_PLAN).read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _os_error(exc, f"cannot read the serving plan of {self.root}") from exc
+
+    def put_serving_plan(self, text: str) -> None:
+        self._replace(SERVING_PLAN, text, "the serving plan")
 
     def current(self) -> str | None:
         return self._read_pointer().current

@@ -6,6 +6,7 @@ Layout under `s3://bucket/prefix/`:
     bundles/<version>.json            the index object: {"format", "data", "manifest"}; one PUT,
                                       create-only (If-None-Match: *), makes the bundle visible
     pointer.json                      PointerState; replaced with If-Match on its ETag (compare-and-swap)
+    serving_plan.json                 the geography's serving plan (contracts.serving_plan), written by the controller leader
 
 A crash between upload and visibility leaves only unlisted objects under data/. Errors from
 botocore are mapped here, once, to regions.errors and raised `from` the original.
@@ -30,7 +31,7 @@ from botocore.exceptions import (
 
 from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import PermanentError, TemporaryError
-from replication.artifact_store import BundleInfo, PointerState, UnknownBundle, install_tree, partial_dir
+from replication.artifact_store import SERVING_PLAN, BundleInfo, PointerState, UnknownBundle, install_tree, partial_dir
 from replication.manifest import MANIFEST_NAME, Manifest
 from replication.verifying import ManifestError, check_version, parse_manifest, verify_integrity
 
@@ -290,6 +291,14 @@ class S3ArtifactStore:
         if self._index(version) is None:
             raise UnknownBundle(version)
         self._update_pointer(lambda state: state.promoted(version))
+
+    def serving_plan(self) -> str | None:
+        got = self._get(SERVING_PLAN)
+        return None if got is None else got[0].decode()
+
+    def put_serving_plan(self, text: str) -> None:
+        self._call("cannot write the serving plan", self._s3.put_object, Bucket=self.bucket,
+                   Key=self._key(SERVING_PLAN), Body=text.encode())
 
     def rollback(self) -> str:
         state = self._update_pointer(lambda s: s.rolled_back())

@@ -174,14 +174,15 @@ class LoadedBundle:
         return self.segments.get(key, self.popularity)
 
     def candidates(self, *, state: UserState, user_vector: np.ndarray | None, segment_key: str,
-                   now: float) -> Candidates:
-        """Merged candidates from every source, with their source bits and ANN rank/score."""
+                   now: float, ann_k: int | None = None) -> Candidates:
+        """Merged candidates from every source, with their source bits and ANN rank/score.
+        `ann_k`: how many ANN candidates to retrieve (an experiment arm's candidate count); default the bundle's."""
         s = self.settings
         parts: list[tuple[np.ndarray, int]] = []
         ann_rows = np.zeros(0, np.int64)
         ann_scores = np.zeros(0, np.float32)
         if user_vector is not None:
-            ann_rows, ann_scores = self.ann_candidates(user_vector, s.ann_k)
+            ann_rows, ann_scores = self.ann_candidates(user_vector, ann_k or s.ann_k)
             parts.append((ann_rows, SRC_ANN))
         recent = self.items.rows_of(state.recent_items)
         cart = self.items.rows_of(state.cart)

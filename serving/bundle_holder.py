@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from contracts.serving_plan import ServingPlan, parse_serving_plan
 from regions.errors import ShopNowError, TemporaryError
 from replication.artifact_store import ArtifactStore
 from replication.manifest import Manifest
@@ -53,6 +54,7 @@ class BundleHolder:
     def __init__(self, *, store: ArtifactStore, cache_dir: Path, clock: Callable[[], float] = time.time,
                  on_swap: Callable[[LoadedBundle], None] = lambda _b: None,
                  on_refuse: Callable[[Refusal], None] = lambda _r: None,
+                 on_plan: Callable[[ServingPlan, dict[str, LoadedBundle]], None] = lambda _p, _s: None,
                  extra_checks: tuple[Callable[[Path, Manifest], None], ...] = ()) -> None:
         self.store = store
         self.extra_checks = extra_checks
@@ -67,6 +69,12 @@ class BundleHolder:
         self.store_error: str | None = None
         self.wanted: str | None = None
         """The store's current pointer at the last poll (what this cell should serve)."""
+        self.plan = ServingPlan()
+        """The geography's serving plan at the last poll (contracts.serving_plan)."""
+        self.plan_error: str | None = None
+        self.side: dict[str, LoadedBundle] = {}
+        """Bundles held beside the serving one (the plan's candidate, experiment arms), each verified."""
+        self._on_plan = on_plan
         self._on_swap = on_swap
         self._on_refuse = on_refuse
         self._refused_versions: set[str] = set()
@@ -102,10 +110,15 @@ class BundleHolder:
         self._on_swap(bundle)
 
     def load_version(self, version: str) -> bool:
-        """Fetch, verify, load and swap `version`. False (and a recorded refusal) when refused."""
+        """Fetch, verify, load and swap `version`. False (and a recorded refusal) when refused.
+        A version already held beside the serving one (a candidate) is switched to without reloading."""
         with self._lock:
             if version == self.version or version in self._refused_versions:
                 return False
+            held = self.side.get(version)
+            if held is not None:
+                self._swap(held)
+                return True
             try:
                 bundle_dir = self.store.fetch(version, self.cache_dir)
                 bundle = self._verify_and_load(bundle_dir, version)
@@ -131,10 +144,55 @@ class BundleHolder:
         self._swap(bundle)
         return True
 
+    def _load_side(self, version: str) -> LoadedBundle | None:
+        """Fetch and verify a bundle to hold beside the serving one; None (and a refusal) when refused."""
+        if version in self._refused_versions:
+            return None
+        try:
+            bundle_dir = self.store.fetch(version, self.cache_dir)
+            return self._verify_and_load(bundle_dir, version)
+        except TemporaryError:
+            return None  # tried again at the next poll
+        except (ShopNowError, OSError, ValueError) as exc:
+            self._refuse(version, exc)
+            return None
+
+    def poll_plan(self) -> None:
+        """Read the serving plan; load (verified) every bundle it names and drop those it no longer does."""
+        try:
+            plan = parse_serving_plan(self.store.serving_plan())
+            self.plan_error = None
+        except ShopNowError as exc:  # unreadable or malformed: keep the last plan
+            self.plan_error = str(exc)
+            return
+        wanted = set(plan.versions())
+        side = {v: b for v, b in self.side.items() if v in wanted}
+        for version in sorted(wanted - set(side)):
+            if self.bundle is not None and version == self.bundle.version:
+                side[version] = self.bundle
+                continue
+            loaded = self._load_side(version)
+            if loaded is not None:
+                side[version] = loaded
+        changed = plan != self.plan or side.keys() != self.side.keys()
+        self.plan, self.side = plan, side
+        if changed:
+            log.info("serving plan r%d: candidate %s at %.2f%%, shadow %.2f%%, experiment %s; holding %s",
+                     plan.revision, plan.candidate, plan.canary_percent, plan.shadow_percent,
+                     plan.experiment.id if plan.experiment else None, sorted(side))
+            self._on_plan(plan, dict(side))
+
     def poll(self) -> None:
-        """One watch step: load the store's current bundle if it is new (unless frozen)."""
+        """One watch step: load the store's current bundle if it is new (unless frozen), then the plan."""
         if self.frozen and self.bundle is not None:
             return
+        try:
+            self._poll_current()
+        finally:
+            if self.bundle is not None:
+                self.poll_plan()
+
+    def _poll_current(self) -> None:
         try:
             current = self.store.current()
             self.store_error = None

@@ -3,9 +3,11 @@ metrics, request statistics, readiness and chaos faults. The HTTP and gRPC serve
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
+import random
 import threading
 import time
 from collections import deque
@@ -16,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from contracts.bearer import bearer_token
 from contracts.events import Event
 from contracts.impressions import Impression
+from contracts.serving_plan import ServingPlan
 from fallback_tiers.settings import LadderSettings
 from regions import redis_keys
 from regions.errors import InputError, ShopNowError
@@ -41,6 +44,8 @@ from serving.metrics import CellMetrics
 from serving.recommender import Recommender, Serving
 from serving.request_stats import RequestStats
 from serving.residency import TombstoneView
+from serving.shadow import Offer, ShadowScorer
+from serving.traffic_split import Route, route, shadow_due
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +81,15 @@ class CellRuntime:
         self.store = store
         self.metrics = CellMetrics(region=region)
         self.stats = RequestStats()
-        self._observed: deque[tuple[float, str, str, bool, float, Any]] = deque(maxlen=OBSERVED_BACKLOG)
+        self._observed: deque[tuple[float, str, str, bool, float, Any, str, str]] = deque(maxlen=OBSERVED_BACKLOG)
+        self.version_stats: dict[str, RequestStats] = {}
+        """Homepage requests per bundle version that ranked them (the rollout's gates compare them)."""
         self._serving = Serving.of(None)
+        self._side: dict[str, Serving] = {}
+        self._plan_revision = 0
+        """Bundles held beside the serving one, by version (the serving plan's candidate and arms)."""
         self.holder = BundleHolder(store=artifacts, cache_dir=cache_dir, on_swap=self._on_swap, on_refuse=self._on_refuse,
+                                   on_plan=self._on_plan,
                                    extra_checks=(residency_check(topology, topology.region(region).geography),))
         quick = ClientSettings(connect_timeout_s=settings.readiness_redis_timeout_s,
                                socket_timeout_s=settings.readiness_redis_timeout_s, retries=0)
@@ -89,6 +100,9 @@ class CellRuntime:
                                        ladder_settings=ladder_settings, tombstones=lambda: self.tombstones.users,
                                        on_anonymous=lambda reason: self.metrics.anonymous_answers.labels(reason=reason).inc(),
                                        record_impressions=self._record_impressions)
+        self.recommender.router = self._route
+        self.recommender.on_answer = self._maybe_shadow
+        self.shadow = ShadowScorer(self._shadow_score, on_compare=self._shadow_compared)
         self.sampler = FeatureSampler(sampler_settings)
         self.recommender.feature_sampler = self.sampler
         self._log_client = connect(topology, region, settings=ClientSettings(connect_timeout_s=0.2, socket_timeout_s=1.0, retries=1))
@@ -103,6 +117,49 @@ class CellRuntime:
         self.sampler.reset()
         self.metrics.set_bundle(bundle.version, loaded_at=time.time())
         self._seed_items(bundle)
+
+    def _on_plan(self, plan: ServingPlan, side: dict[str, LoadedBundle]) -> None:
+        if plan.revision != self._plan_revision:  # another stage: its figures start afresh
+            self._plan_revision = plan.revision
+            self.version_stats.clear()
+            self.shadow.reset()
+        current = self._side
+        self._side = {v: (current[v] if v in current and current[v].bundle is b else self._beside(b)) for v, b in side.items()}
+
+    def _beside(self, bundle: LoadedBundle) -> Serving:
+        """A bundle held beside the serving one; with the same catalog it shares the serving bundle's
+        live item features (item data, not model: a candidate starts warm, so shadow and canary
+        figures compare the models, not a cold cache)."""
+        fresh = Serving.of(bundle)
+        serving = self._serving.bundle
+        if serving is not None and list(serving.items.ids) == list(bundle.items.ids):
+            return dataclasses.replace(fresh, live=self._serving.live)
+        return fresh
+
+    def _route(self, user_id: str | None) -> tuple[Route, Serving]:
+        serving, side = self._serving, self._side
+        routed = route(self.holder.plan, user_id, serving_version=serving.version, held=side.keys())
+        return routed, (serving if routed.version == serving.version else side[routed.version])
+
+    def _maybe_shadow(self, user_id: str, geography: str, count: int, answer: Any) -> None:
+        plan, side = self.holder.plan, self._side
+        if shadow_due(plan, random.random(), held=side.keys(), answered_by=answer.bundle_version, tier=answer.tier):
+            assert plan.candidate is not None
+            self.shadow.offer(Offer(user_id=user_id, geography=geography, count=count,
+                                    serving_items=tuple(i.item_id for i in answer.items), serving_ms=answer.latency_ms,
+                                    candidate=plan.candidate))
+
+    def _shadow_score(self, offer: Offer) -> tuple[tuple[str, ...], float, bool]:
+        candidate = self._side.get(offer.candidate)
+        if candidate is None:
+            raise ShopNowError(f"candidate {offer.candidate} is no longer held")
+        answer = self.recommender.homepage(user_id=offer.user_id, count=offer.count, geography=offer.geography,
+                                           routed=(Route(version=offer.candidate), candidate), remember=False)
+        return tuple(i.item_id for i in answer.items), answer.latency_ms, answer.tier == "full"
+
+    def _shadow_compared(self, row: Any) -> None:
+        self.metrics.observe_shadow(self.shadow.summary()["candidate"] or "", error=row.error, overlap=row.overlap,
+                                    rank_corr=row.rank_corr, candidate_ms=row.candidate_ms)
 
     def _on_refuse(self, refusal: Refusal) -> None:
         self.metrics.refuse_bundle(refusal.check)
@@ -141,6 +198,7 @@ class CellRuntime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.shadow.close()
         self.recommender.close()
         self.tombstones.stop()
         for thread in self._threads:
@@ -148,10 +206,12 @@ class CellRuntime:
                 thread.stop()
 
     # -- requests --------------------------------------------------------------------------
-    def observe(self, *, surface: str, tier: str, ok: bool, latency_ms: float, skipped: Any = ()) -> None:
+    def observe(self, *, surface: str, tier: str, ok: bool, latency_ms: float, skipped: Any = (),
+                version: str = "", experiment: str = "") -> None:
         """Count an answered request: queued here (an atomic append, no lock, no metric lookups on
-        the request path); `flush_observed` applies it to the request stats and the metrics."""
-        self._observed.append((time.time(), surface, tier, ok, latency_ms, skipped))
+        the request path); `flush_observed` applies it to the request stats and the metrics.
+        `version`: the bundle that ranked a homepage; `experiment`: the experiment that bucketed it."""
+        self._observed.append((time.time(), surface, tier, ok, latency_ms, skipped, version, experiment))
 
     def flush_observed(self) -> None:
         """Apply the queued observations (the catalog-sync thread does every second; /readyz and
@@ -159,12 +219,39 @@ class CellRuntime:
         pending = self._observed
         while pending:
             try:
-                at, surface, tier, ok, latency_ms, skipped = pending.popleft()
+                at, surface, tier, ok, latency_ms, skipped, version, experiment = pending.popleft()
             except IndexError:  # another thread took the last one
                 return
             self.stats.record(at=at, latency_ms=latency_ms, ok=ok, tier=tier)
+            if version and surface == "homepage":
+                self._version_stats(version).record(at=at, latency_ms=latency_ms, ok=ok, tier=tier)
+                routed = "experiment" if experiment else ("canary" if version == self.holder.plan.candidate else "serving")
+                self.metrics.routed_answers.labels(bundle_version=version, route=routed).inc()
             if ok:
                 self.metrics.observe_request(surface=surface, tier=tier, status="ok", latency_ms=latency_ms, skipped=skipped)
+
+    def _version_stats(self, version: str) -> RequestStats:
+        stats = self.version_stats.get(version)
+        if stats is None:
+            if len(self.version_stats) >= 8:  # versions come and go with rollouts: keep the newest few
+                self.version_stats.pop(next(iter(self.version_stats)))
+            stats = self.version_stats[version] = RequestStats()
+        return stats
+
+    def rollout_view(self, now: float) -> dict[str, Any]:
+        """What /readyz says about the serving plan: the plan, the bundles held, per-version figures, shadow."""
+        plan = self.holder.plan
+        by_version = {}
+        for version, stats in list(self.version_stats.items()):
+            s = stats.summary(now)
+            if s.requests:
+                by_version[version] = {"requests": s.requests, "error_rate": s.error_rate, "p99_ms": s.p99_ms,
+                                       "p50_ms": s.p50_ms,
+                                       "tier_mix": s.tier_mix}
+        return {"revision": plan.revision, "candidate": plan.candidate, "canary_percent": plan.canary_percent,
+                "shadow_percent": plan.shadow_percent, "experiment": plan.experiment.id if plan.experiment else None,
+                "held": sorted(self._side), "plan_error": self.holder.plan_error, "by_version": by_version,
+                "shadow": self.shadow.summary()}
 
     def log_events(self, raw: list[Any]) -> list[str]:
         """Validate, then append to the region's log. Returns stream ids once durable in Redis.
@@ -253,6 +340,7 @@ class CellRuntime:
             "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
             "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
             "drift": None if drift is None else {k: drift[k] for k in ("verdict", "rows", "max_psi", "drifted")},
+            "rollout": self.rollout_view(now),
         }
         return True, body
 

@@ -31,6 +31,7 @@ def answer_pb(answer: Answer) -> pb.RecommendResponse:
         items=[pb.Item(item_id=i.item_id, score=float(i.score)) for i in answer.items], tier=answer.tier,
         region=answer.region, bundle_version=answer.bundle_version,
         skipped=[pb.Skip(tier=t, reason=r) for t, r in answer.skipped], stale=answer.stale, latency_ms=answer.latency_ms,
+        experiment=answer.experiment, arm=answer.arm,
     )
 
 
@@ -72,7 +73,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             self.runtime.observe(surface=surface, tier="error", ok=False, latency_ms=(time.perf_counter() - started) * 1000)
             log.exception("Recommend failed")
             context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
-        self.runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped)
+        self.runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped,
+                        version=answer.bundle_version, experiment=answer.experiment)
         return answer_pb(answer)
 
     def _events(self, request: pb.EventBatch) -> list[Event]:

@@ -62,7 +62,8 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         except Exception:
             runtime.observe(surface=surface, tier="error", ok=False, latency_ms=(time.perf_counter() - started) * 1000)
             raise
-        runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped)
+        runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped,
+                        version=answer.bundle_version, experiment=answer.experiment)
         return Response(content=orjson.dumps(answer.to_dict()), media_type="application/json")
 
     # The recommendation routes are plain `def` (FastAPI's threadpool) on purpose: a stalled Redis

@@ -17,6 +17,11 @@ Metric names (prefix `shopnow_cell_`):
     events_accepted_total                       interaction events appended to the log
     events_refused_total{reason}                interaction events refused, by reason
     anonymous_answers_total{reason}             requests naming a user answered anonymously (foreign_user, deleted_user)
+    routed_answers_total{bundle_version,route}  homepages by the bundle that ranked them (route serving|canary|experiment)
+    shadow_comparisons_total{candidate,outcome} shadow scorings of the candidate (ok|error); serving.shadow
+    shadow_overlap_at_8{candidate}              overlap@8 of candidate vs serving slate (histogram)
+    shadow_rank_correlation{candidate}          Spearman rho of the serving slate under the candidate (histogram)
+    shadow_candidate_latency_seconds{candidate} the candidate's time on a shadow request (histogram)
 Every series a cell exposes carries `region` (the cell's region, given to CellMetrics), added at
 render time to the series of every collector on the registry, so that those others add (breaker
 state, ...) carry it too; a series that already has a `region` label keeps its own.
@@ -92,6 +97,17 @@ class CellMetrics:
         self.anonymous_answers = Counter(
             "anonymous_answers", "Requests naming a user answered anonymously instead (serving.residency reasons).",
             ["reason"], namespace=NAMESPACE, registry=r)
+        self.routed_answers = Counter("routed_answers", "Homepage answers by the bundle that ranked them and the route.",
+                                      ["bundle_version", "route"], namespace=NAMESPACE, registry=r)
+        self.shadow_comparisons = Counter("shadow_comparisons", "Shadow scorings of the candidate bundle, by outcome.",
+                                          ["candidate", "outcome"], namespace=NAMESPACE, registry=r)
+        ratio_buckets = (-0.5, 0.0, 0.25, 0.5, 0.625, 0.75, 0.875, 0.95, 1.0)
+        self.shadow_overlap = Histogram("shadow_overlap_at_8", "Overlap@8 of the candidate's slate with the serving one.",
+                                        ["candidate"], buckets=ratio_buckets, namespace=NAMESPACE, registry=r)
+        self.shadow_rank_corr = Histogram("shadow_rank_correlation", "Rank correlation of the serving slate under the candidate.",
+                                          ["candidate"], buckets=(-1.0, *ratio_buckets), namespace=NAMESPACE, registry=r)
+        self.shadow_latency = Histogram("shadow_candidate_latency_seconds", "The candidate's time on a shadow request.",
+                                        ["candidate"], buckets=LATENCY_BUCKETS_S, namespace=NAMESPACE, registry=r)
         for tier in TIER_NAMES:
             self.tier_choices.labels(tier=tier)
         for reason in ("foreign_user", "deleted_user"):
@@ -112,6 +128,13 @@ class CellMetrics:
         self.latency.labels(tier=tier).observe(max(latency_ms, 0.0) / 1000.0)
         for skipped_tier, reason in skipped:
             self.tier_skips.labels(tier=skipped_tier, reason=reason).inc()
+
+    def observe_shadow(self, candidate: str, *, error: bool, overlap: float, rank_corr: float, candidate_ms: float) -> None:
+        self.shadow_comparisons.labels(candidate=candidate, outcome="error" if error else "ok").inc()
+        self.shadow_latency.labels(candidate=candidate).observe(max(candidate_ms, 0.0) / 1000.0)
+        if not error:
+            self.shadow_overlap.labels(candidate=candidate).observe(overlap)
+            self.shadow_rank_corr.labels(candidate=candidate).observe(rank_corr)
 
     def set_bundle(self, version: str, *, loaded_at: float) -> None:
         """The bundle `version` serves from now (epoch seconds `loaded_at`); the previous one's series goes."""

@@ -41,6 +41,7 @@ from serving.live_items import LiveItemCache
 from serving.reranking import ItemMeta, RerankRules, rerank
 from serving.residency import personalisation_refusal
 from serving.slate_writer import SlateWriter
+from serving.traffic_split import Route
 from serving.user_state import UserState
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,15 @@ class Answer:
     skipped: tuple[tuple[str, str], ...] = ()
     stale: bool = False
     latency_ms: float = 0.0
+    experiment: str = ""
+    arm: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "items": [{"item_id": i.item_id, "score": round(float(i.score), 6)} for i in self.items],
             "tier": self.tier, "region": self.region, "bundle_version": self.bundle_version,
             "skipped": [{"tier": t, "reason": r} for t, r in self.skipped], "stale": self.stale,
-            "latency_ms": round(self.latency_ms, 3),
+            "latency_ms": round(self.latency_ms, 3), "experiment": self.experiment, "arm": self.arm,
         }
 
 
@@ -132,6 +135,10 @@ class _Request:
     """What one request learns as it goes: exclusions, staleness."""
 
     serving: Serving
+    rules: RerankRules = RerankRules()
+    candidate_count: int | None = None
+    shadow: bool = False
+    """A shadow scoring (serving.shadow): nothing cached, no drift sample."""
     exclude: frozenset[str] = frozenset()
     stale: bool = False
     ensured: TierOutput | None = None
@@ -177,6 +184,15 @@ class Recommender:
             "redis": CircuitBreaker("redis", settings=ladder_settings.breaker),
             "ranker": CircuitBreaker("ranker", settings=ladder_settings.breaker),
         }
+        self._ranker_breakers: dict[str, CircuitBreaker] = {}
+        """The ranker breaker of each bundle beside the serving one: a slow canary opens its own
+        breaker, never the serving bundle's."""
+        self.router: Callable[[str | None], tuple[Route, Serving]] = lambda _user: (
+            Route(version=self.serving().version), self.serving())
+        """The serving plan's split (serving.traffic_split), set by the cell; default: the serving bundle."""
+        self.on_answer: Callable[[str, str, int, "Answer"], None] | None = None
+        """Called with (user id, geography, count, answer) after each personalised homepage (not shadow
+        ones): the cell's shadow scorer samples there."""
         self._background.start()
 
     def close(self) -> None:
@@ -260,7 +276,7 @@ class Recommender:
             if not ctx.stale and output is not ctx.ensured:
                 self._ensure_live(ctx, cache.rows([i.item_id for i in output.items] + [i.item_id for i in output.reserve]))
             return rerank(output.items, reserve=output.reserve, count=count, catalog=ctx.serving.catalog,
-                          stock=cache.stock_view(), rules=self.rules, exclude=ctx.exclude)
+                          stock=cache.stock_view(), rules=ctx.rules, exclude=ctx.exclude)
         return apply
 
     # -- tiers -----------------------------------------------------------------------------
@@ -275,7 +291,8 @@ class Recommender:
             ctx.exclude = frozenset(state.cart) | bundle.not_again(seen, now=now, surface="home")
             vector = bundle.user_embedding(user_id, state)
             segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
-            cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
+            cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now,
+                                      ann_k=ctx.candidate_count)
             self._ensure_live(ctx, cands.rows, in_tier=True)
             live = ctx.serving.live.live(cands.rows)
             if self.faults.ranking_latency_ms > 0:
@@ -286,7 +303,7 @@ class Recommender:
                     raise DependencyFailed("ranker", f"ranker slower than the {budget_s * 1000:.0f} ms stage budget (injected)")
             try:
                 scores = bundle.rank(state, cands, now, user_vector=vector, live=live)
-                if self.feature_sampler is not None:
+                if self.feature_sampler is not None and not ctx.shadow:
                     self.feature_sampler.maybe(lambda: bundle.features(state=state, user_vector=vector, candidates=cands,
                                                                        now=now, live=live))
             except (ShopNowError, ValueError) as exc:
@@ -322,15 +339,26 @@ class Recommender:
         return fetch
 
     # -- surfaces --------------------------------------------------------------------------
+    def _breakers(self, routed: Route) -> Mapping[str, CircuitBreaker]:
+        if routed.version == self.serving().version:
+            return self.breakers
+        breaker = self._ranker_breakers.get(routed.version)
+        if breaker is None:
+            if len(self._ranker_breakers) > 8:  # versions come and go with rollouts; keep a few
+                self._ranker_breakers.clear()
+            breaker = self._ranker_breakers[routed.version] = CircuitBreaker("ranker", settings=self.ladder_settings.breaker)
+        return {**self.breakers, "ranker": breaker}
+
     def homepage(self, *, user_id: str | None, count: int, max_tier: Tier = Tier.FULL,
-                 deadline_s: float | None = None, geography: str = "") -> Answer:
+                 deadline_s: float | None = None, geography: str = "",
+                 routed: tuple[Route, Serving] | None = None, remember: bool = True) -> Answer:
         """`geography`: the user's home geography as the caller (the edge) computed it; "" computes
-        it here, once. A named geography must exist; residency is still checked by the feature store."""
+        it here, once. A named geography must exist; residency is still checked by the feature store.
+        `routed`: the route and its bundle (shadow scoring); default: the serving plan's split for this user.
+        `remember`: cache a full slate for the cached tier (shadow answers are not cached)."""
         started = time.perf_counter()
-        serving = self.serving()
-        ctx = _Request(serving=serving)
-        request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)
-        specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx))]
+        geo = ""
+        request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)  # the ladder's view: as asked
         if user_id is not None:
             geo = self.topology.geography(geography).name if geography else home_geography_of(user_id, self.topology)
             refusal = personalisation_refusal(self.topology, region=self.region, user_id=user_id, geography=geo,
@@ -338,8 +366,12 @@ class Recommender:
             if refusal:  # anonymous: the serving geography's segment, then popularity; nothing of the user's is read
                 self.on_anonymous(refusal)
                 user_id = None
-                if serving.bundle is not None:
-                    specs = [TierSpec(Tier.SEGMENT, self._segment(ctx, "", self.topology.region(self.region).geography)), *specs]
+        route, serving = routed or self.router(user_id)
+        ctx = _Request(serving=serving, rules=self.rules.with_overrides(route.rules) if route.rules else self.rules,
+                       candidate_count=route.candidate_count, shadow=not remember)
+        specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx))]
+        if user_id is None and geo and serving.bundle is not None:
+            specs = [TierSpec(Tier.SEGMENT, self._segment(ctx, "", self.topology.region(self.region).geography)), *specs]
         if user_id is not None and serving.bundle is not None:
             specs = [
                 TierSpec(Tier.FULL, self._full(ctx, user_id, geo), frozenset({"redis", "ranker"})),
@@ -349,21 +381,24 @@ class Recommender:
             ]
         elif user_id is not None:
             specs = [TierSpec(Tier.CACHED, self._cached(ctx, user_id), frozenset({"redis"})), *specs]
-        ladder = Ladder(tiers=specs, breakers=self.breakers, post_process=self._rules(ctx), settings=self.ladder_settings)
+        ladder = Ladder(tiers=specs, breakers=self._breakers(route), post_process=self._rules(ctx),
+                        settings=self.ladder_settings)
         deadline = Deadline.start(deadline_s if deadline_s is not None else self.ladder_settings.deadline_s)
         result = ladder.run(request, deadline)
-        if result.tier is Tier.FULL and user_id is not None:
+        if result.tier is Tier.FULL and user_id is not None and remember:
             self._remember(user_id, result.items, serving.version)
         answer = Answer(
             items=result.items, tier=result.tier.value, region=self.region, bundle_version=serving.version,
             skipped=tuple((t.value, r.value) for t, r in result.skipped),
             stale=ctx.stale or self.features_stale, latency_ms=(time.perf_counter() - started) * 1000,
+            experiment=route.experiment, arm=route.arm,
         )
-        if user_id is not None and answer.items and self._record_impressions is not None:
-            self.impressions.offer(user_id, Impression.new(
+        if remember and user_id is not None and answer.items and self._record_impressions is not None:
+            self.impressions.offer(user_id, Impression.new(  # shadow answers (remember=False) were never shown
                 user_id=user_id, items=tuple(i.item_id for i in answer.items), ts=self.clock(), region=self.region,
-                bundle_version=answer.bundle_version, tier=answer.tier,
-                experiment=getattr(answer, "experiment", ""), arm=getattr(answer, "arm", "")))
+                bundle_version=answer.bundle_version, tier=answer.tier, experiment=answer.experiment, arm=answer.arm))
+        if remember and user_id is not None and self.on_answer is not None:
+            self.on_answer(user_id, geo, count, answer)
         return answer
 
     def _write_impressions(self, queued: Sequence[tuple[str, Impression]]) -> None:
@@ -395,7 +430,7 @@ class Recommender:
     def similar(self, *, product_id: str, count: int) -> Answer:
         started = time.perf_counter()
         serving = self.serving()
-        ctx = _Request(serving=serving, exclude=frozenset({product_id}))
+        ctx = _Request(serving=serving, rules=self.rules, exclude=frozenset({product_id}))
         bundle = serving.bundle
         row = bundle.items.row_of.get(product_id) if bundle is not None else None
         if bundle is None or row is None:
@@ -410,7 +445,7 @@ class Recommender:
     def cart(self, *, cart_items: Sequence[str], count: int) -> Answer:
         started = time.perf_counter()
         serving = self.serving()
-        ctx = _Request(serving=serving, exclude=frozenset(cart_items))
+        ctx = _Request(serving=serving, rules=self.rules, exclude=frozenset(cart_items))
         bundle = serving.bundle
         if bundle is None:
             raise UnknownProduct("cart_items", ",".join(cart_items))

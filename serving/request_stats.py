@@ -22,6 +22,7 @@ class Summary:
     requests: int
     error_rate: float
     p99_ms: float
+    p50_ms: float = 0.0
     qps: float
     tier_mix: dict[str, float]
 
@@ -57,5 +58,6 @@ def summarize(records: list[tuple[float, float, bool, str]], *, window_s: float,
     return Summary(
         requests=len(recent), error_rate=errors / len(recent),
         p99_ms=float(np.percentile(np.array([r[1] for r in recent]), 99)),
+        p50_ms=float(np.percentile(np.array([r[1] for r in recent]), 50)),
         qps=len(recent) / span, tier_mix={t: n / len(recent) for t, n in sorted(mix.items())},
     )

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter as Tally
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
+from contracts.serving_plan import RULE_KEYS
 from fallback_tiers.tiers import ScoredItem, TierOutput
 from regions.errors import InputError
 
@@ -75,6 +76,35 @@ class RerankRules:
             for key, boost in getattr(self, name).items():
                 if not (isinstance(boost, (int, float)) and math.isfinite(boost) and boost > 0):
                     raise InputError(f"{name}[{key}]", f"{boost!r} is not allowed; use a finite multiplier > 0.")
+
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> "RerankRules":
+        """These rules with some fields replaced (an experiment arm's `rules`, contracts.serving_plan.RULE_KEYS);
+        InputError naming the field for an unknown key or a bad value."""
+        return rules_from_mapping(overrides, base=self)
+
+
+def rules_from_mapping(raw: Mapping[str, object], *, base: RerankRules = RerankRules()) -> RerankRules:
+    """RerankRules from decoded JSON: caps are integers, pins item -> position, boosts key -> multiplier."""
+    if not isinstance(raw, Mapping):
+        raise InputError("rules", "must be an object")
+    unknown = set(raw) - set(RULE_KEYS)
+    if unknown:
+        raise InputError(f"rules.{sorted(unknown)[0]}", f"unknown rule; allowed: {', '.join(RULE_KEYS)}")
+    fields: dict[str, object] = {}
+    for name in ("pins", "category_boosts", "brand_boosts"):
+        if name in raw:
+            value = raw[name]
+            if not isinstance(value, Mapping):
+                raise InputError(f"rules.{name}", "must be an object")
+            fields[name] = MappingProxyType(dict(value))
+    for name in ("max_per_category", "max_per_brand"):
+        if name in raw:
+            fields[name] = raw[name]
+    try:
+        return replace(base, **fields)  # type: ignore[arg-type]
+    except InputError as exc:
+        raise InputError(f"rules.{exc.field}", exc.reason) from exc
 
 
 def in_stock(item_id: str, *, catalog: Mapping[str, ItemMeta], stock: Mapping[str, StockValue]) -> bool:

@@ -9,7 +9,9 @@ catching a bundle that *verifies* but ranks badly. Everything but the ranker is 
 - `shuffled`: within each tree, the leaf values permuted at random (seeded): a ranker of the same
   size and score range whose order has lost its relation to what users like;
 - `identical`: the source's ranker unchanged under a new version: the A/A control, for checking
-  that an experiment between two equal bundles declares no winner.
+  that an experiment between two equal bundles declares no winner;
+- `slow`: the source's trees repeated SLOW_FACTOR (10) times: the same order (scores x10) at ten
+  times the trees to walk per request: a bundle that verifies and ranks slowly (the rollout game day).
 
 The golden request's expected scores are recomputed with the new ranker and a new manifest is
 written (a new bundle_version, the source's metrics plus `weakened`), so the bundle passes
@@ -29,8 +31,23 @@ from regions.errors import InputError
 from replication.manifest import MANIFEST_NAME, Manifest, build_manifest, write_manifest
 from serving.bundle_checks import golden_request_scores
 
-MODES = ("inverted", "shuffled", "identical")
+MODES = ("inverted", "shuffled", "identical", "slow")
+SLOW_FACTOR = 10
 _LEAVES = re.compile(r"^leaf_value=(.*)$", re.MULTILINE)
+_TREE = re.compile(r"^Tree=\d+\n", re.MULTILINE)
+
+
+def slow_model(text: str, factor: int = SLOW_FACTOR) -> str:
+    """The model with its trees repeated `factor` times (renumbered; tree_sizes dropped, LightGBM then
+    reads the trees one after the other)."""
+    text = "\n".join(line for line in text.split("\n") if not line.startswith("tree_sizes="))
+    head, sep, tail = text.partition("end of trees")
+    starts = [m.start() for m in _TREE.finditer(head)]
+    if not sep or not starts:
+        raise InputError("ranker.txt", "holds no trees: not a LightGBM text model")
+    bodies = [_TREE.sub("", head[a:b], count=1) for a, b in zip(starts, [*starts[1:], len(head)])]
+    trees = "".join(f"Tree={n}\n{body}" for n, body in enumerate(b for _ in range(factor) for b in bodies))
+    return head[: starts[0]] + trees + sep + tail
 
 
 def _weaken_model(text: str, *, mode: str, rng: np.random.Generator) -> str:
@@ -57,7 +74,9 @@ def weaken_bundle(src: Path, out: Path, *, mode: str = "inverted", seed: int = 0
     source = json.loads((src / MANIFEST_NAME).read_text())
     shutil.copytree(src, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST_NAME))
     ranker = out / "ranker.txt"
-    if mode != "identical":
+    if mode == "slow":
+        ranker.write_text(slow_model(ranker.read_text()))
+    elif mode != "identical":
         ranker.write_text(_weaken_model(ranker.read_text(), mode=mode, rng=np.random.default_rng(seed)))
     golden = json.loads((out / "golden.json").read_text())
     _, scores = golden_request_scores(out, golden)

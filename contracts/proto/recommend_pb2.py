@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0frecommend.proto\x12\nshopnow.v1\"\xcd\x01\n\x10RecommendRequest\x12$\n\x07surface\x18\x01 \x01(\x0e\x32\x13.shopnow.v1.Surface\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12\x12\n\ncart_items\x18\x04 \x03(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x06 \x01(\x01\x12\x10\n\x08max_tier\x18\x07 \x01(\t\x12\x11\n\tanonymous\x18\x08 \x01(\x08\x12\x11\n\tgeography\x18\t \x01(\t\"&\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"$\n\x04Skip\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb0\x01\n\x11RecommendResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.shopnow.v1.Item\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x04 \x01(\t\x12!\n\x07skipped\x18\x05 \x03(\x0b\x32\x10.shopnow.v1.Skip\x12\r\n\x05stale\x18\x06 \x01(\x08\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\"\xab\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0f\n\x02ts\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x10\n\x03seq\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05price\x18\x08 \x01(\x01\x12\x0b\n\x03geo\x18\t \x01(\tB\x05\n\x03_tsB\x06\n\x04_seq\"/\n\nEventBatch\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.shopnow.v1.Event\".\n\x06LogAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nstream_ids\x18\x02 \x03(\t*.\n\x07Surface\x12\x0c\n\x08HOMEPAGE\x10\x00\x12\x0b\n\x07SIMILAR\x10\x01\x12\x08\n\x04\x43\x41RT\x10\x02\x32\x90\x01\n\x0bRecommender\x12H\n\tRecommend\x12\x1c.shopnow.v1.RecommendRequest\x1a\x1d.shopnow.v1.RecommendResponse\x12\x37\n\tLogEvents\x12\x16.shopnow.v1.EventBatch\x1a\x12.shopnow.v1.LogAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0frecommend.proto\x12\nshopnow.v1\"\xcd\x01\n\x10RecommendRequest\x12$\n\x07surface\x18\x01 \x01(\x0e\x32\x13.shopnow.v1.Surface\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nproduct_id\x18\x03 \x01(\t\x12\x12\n\ncart_items\x18\x04 \x03(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x06 \x01(\x01\x12\x10\n\x08max_tier\x18\x07 \x01(\t\x12\x11\n\tanonymous\x18\x08 \x01(\x08\x12\x11\n\tgeography\x18\t \x01(\t\"&\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"$\n\x04Skip\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xd1\x01\n\x11RecommendResponse\x12\x1f\n\x05items\x18\x01 \x03(\x0b\x32\x10.shopnow.v1.Item\x12\x0c\n\x04tier\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x04 \x01(\t\x12!\n\x07skipped\x18\x05 \x03(\x0b\x32\x10.shopnow.v1.Skip\x12\r\n\x05stale\x18\x06 \x01(\x08\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x12\n\nexperiment\x18\x08 \x01(\t\x12\x0b\n\x03\x61rm\x18\t \x01(\t\"\xab\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0f\n\x02ts\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x10\n\x03seq\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05price\x18\x08 \x01(\x01\x12\x0b\n\x03geo\x18\t \x01(\tB\x05\n\x03_tsB\x06\n\x04_seq\"/\n\nEventBatch\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.shopnow.v1.Event\".\n\x06LogAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nstream_ids\x18\x02 \x03(\t*.\n\x07Surface\x12\x0c\n\x08HOMEPAGE\x10\x00\x12\x0b\n\x07SIMILAR\x10\x01\x12\x08\n\x04\x43\x41RT\x10\x02\x32\x90\x01\n\x0bRecommender\x12H\n\tRecommend\x12\x1c.shopnow.v1.RecommendRequest\x1a\x1d.shopnow.v1.RecommendResponse\x12\x37\n\tLogEvents\x12\x16.shopnow.v1.EventBatch\x1a\x12.shopnow.v1.LogAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'recommend_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SURFACE']._serialized_start=767
-  _globals['_SURFACE']._serialized_end=813
+  _globals['_SURFACE']._serialized_start=800
+  _globals['_SURFACE']._serialized_end=846
   _globals['_RECOMMENDREQUEST']._serialized_start=32
   _globals['_RECOMMENDREQUEST']._serialized_end=237
   _globals['_ITEM']._serialized_start=239
@@ -40,13 +40,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SKIP']._serialized_start=279
   _globals['_SKIP']._serialized_end=315
   _globals['_RECOMMENDRESPONSE']._serialized_start=318
-  _globals['_RECOMMENDRESPONSE']._serialized_end=494
-  _globals['_EVENT']._serialized_start=497
-  _globals['_EVENT']._serialized_end=668
-  _globals['_EVENTBATCH']._serialized_start=670
-  _globals['_EVENTBATCH']._serialized_end=717
-  _globals['_LOGACK']._serialized_start=719
-  _globals['_LOGACK']._serialized_end=765
-  _globals['_RECOMMENDER']._serialized_start=816
-  _globals['_RECOMMENDER']._serialized_end=960
+  _globals['_RECOMMENDRESPONSE']._serialized_end=527
+  _globals['_EVENT']._serialized_start=530
+  _globals['_EVENT']._serialized_end=701
+  _globals['_EVENTBATCH']._serialized_start=703
+  _globals['_EVENTBATCH']._serialized_end=750
+  _globals['_LOGACK']._serialized_start=752
+  _globals['_LOGACK']._serialized_end=798
+  _globals['_RECOMMENDER']._serialized_start=849
+  _globals['_RECOMMENDER']._serialized_end=993
 # @@protoc_insertion_point(module_scope)

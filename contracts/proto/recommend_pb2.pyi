@@ -55,7 +55,7 @@ class Skip(_message.Message):
     def __init__(self, tier: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("items", "tier", "region", "bundle_version", "skipped", "stale", "latency_ms")
+    __slots__ = ("items", "tier", "region", "bundle_version", "skipped", "stale", "latency_ms", "experiment", "arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,8 @@ class RecommendResponse(_message.Message):
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     tier: str
     region: str
@@ -70,7 +72,9 @@ class RecommendResponse(_message.Message):
     skipped: _containers.RepeatedCompositeFieldContainer[Skip]
     stale: bool
     latency_ms: float
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., bundle_version: _Optional[str] = ..., skipped: _Optional[_Iterable[_Union[Skip, _Mapping]]] = ..., stale: _Optional[bool] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    experiment: str
+    arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., tier: _Optional[str] = ..., region: _Optional[str] = ..., bundle_version: _Optional[str] = ..., skipped: _Optional[_Iterable[_Union[Skip, _Mapping]]] = ..., stale: _Optional[bool] = ..., latency_ms: _Optional[float] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("event_id", "user_id", "item_id", "type", "ts", "session_id", "seq", "price", "geo")

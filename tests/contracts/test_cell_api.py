@@ -74,10 +74,11 @@ def test_count_and_surfaces() -> None:
 
 def test_answer_from_pb_has_the_http_answer_fields() -> None:
     resp = pb.RecommendResponse(items=[pb.Item(item_id="a", score=0.5)], tier="cached", region="us-east",
-                                skipped=[pb.Skip(tier="full", reason="budget")], stale=True, latency_ms=3.0)
+                                skipped=[pb.Skip(tier="full", reason="budget")], stale=True, latency_ms=3.0,
+                                experiment="e1", arm="weak")
     assert answer_from_pb(resp) == {"items": [{"item_id": "a", "score": 0.5}], "tier": "cached", "region": "us-east",
                                     "bundle_version": "", "skipped": [{"tier": "full", "reason": "budget"}],
-                                    "stale": True, "latency_ms": 3.0}
+                                    "stale": True, "latency_ms": 3.0, "experiment": "e1", "arm": "weak"}
 
 
 def test_the_ts_default_of_the_http_api_is_the_receivers_clock() -> None:

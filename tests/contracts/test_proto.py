@@ -85,7 +85,7 @@ def test_event_message_carries_every_event_field() -> None:
 def test_response_carries_the_cell_answer_fields() -> None:
     # docs/interfaces.md, "Cell answer": the HTTP JSON and gRPC answers carry the same fields.
     assert {f.name for f in pb.RecommendResponse.DESCRIPTOR.fields} == {
-        "items", "tier", "region", "bundle_version", "skipped", "stale", "latency_ms"}
+        "items", "tier", "region", "bundle_version", "skipped", "stale", "latency_ms", "experiment", "arm"}
     assert {f.name for f in pb.Item.DESCRIPTOR.fields} == {"item_id", "score"}
     assert {f.name for f in pb.Skip.DESCRIPTOR.fields} == {"tier", "reason"}
 

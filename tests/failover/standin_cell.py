@@ -29,6 +29,8 @@ class StandinCell:
         self.mode, self.bundle_version, self.qps = "ok", bundle_version, qps
         self.lag_s, self.lag_events = 0.2, 3
         self.requests = 0
+        self.rollout: dict[str, Any] = {}
+        """The /readyz "rollout" view (serving.cell_runtime.rollout_view) the stand-in reports, when set."""
         cell = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -81,6 +83,8 @@ class StandinCell:
             "replication": [{"source": self.region, "destination": p, "lag_s": self.lag_s,
                              "lag_events": self.lag_events} for p in self.peers],
         }
+        if self.rollout:
+            body["rollout"] = self.rollout
         return (503 if self.mode == "unready" else 200), body
 
     def homepage(self, count: int) -> dict[str, Any]:
