@@ -35,7 +35,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import httpx
 
@@ -130,30 +130,45 @@ def _wait_serving(url: str, version: str, cell: ManagedProcess, *, timeout: floa
         raise TemporaryError(f"the cell at {url} exited:\n{cell.log_tail()}")
 
 
+def reacting_users(settings: AbSettings, bundle_dir: Path) -> tuple[dict[str, Any], ReactionTable]:
+    """The us users of the bundle with an embedding (at most settings.users), their states replayed
+    from the synthetic data ({user: UserState}), and how they react (chaos.reactions.ReactionTable)."""
+    from benchmarks.serving_bench import ServingBenchSettings, bench_users
+    from serving import marketplace
+
+    states = bench_users(replace(ServingBenchSettings(), size=settings.size, seed=settings.seed, users=settings.users,
+                                 rss_sizes=()), bundle_dir, GEOGRAPHIES, "us")
+    dataset = marketplace.generate_named(settings.size, seed=settings.seed, geographies=GEOGRAPHIES)
+    return states, ReactionTable(**marketplace.reaction_arrays(dataset, sorted(states)))
+
+
+def seed_user_states(topology: Any, regions: Any, states: dict[str, Any]) -> None:
+    """Write the users' states into each region's Redis (what the feature updaters would have built)."""
+    from serving.feature_store import FeatureStore, FeatureStoreSettings
+
+    for region in regions:
+        store = FeatureStore.from_url(topology.region(region).redis_url(), region=region, topology=topology,
+                                      settings=FeatureStoreSettings(connect_timeout_s=2.0, read_timeout_s=5.0))  # seeding, not serving
+        try:
+            for user_id, state in states.items():
+                store.put_user_state(user_id, state)
+        finally:
+            store.close()
+
+
 @contextmanager
 def ab_stack(bundle_a: Path, bundle_b: Path, *, settings: AbSettings, work: Path,
              log: Callable[[str], None] = lambda _m: None) -> Iterator[AbStack]:
     """Two cells of one geography, arm A serving `bundle_a`, arm B `bundle_b` (see the module docstring)."""
-    from benchmarks.serving_bench import ServingBenchSettings, bench_users
     from replication.geo_artifacts import open_geo_store
-    from serving import marketplace
-    from serving.feature_store import FeatureStore, FeatureStoreSettings
 
     started: list[ManagedProcess] = []
     try:
         stack = start_stack(work, {r: "us" for r in ARM_REGIONS}, started)
         topo_file = work / "topology.toml"
         topo_file.write_text(topology_toml(stack.topology))
-        states = bench_users(replace(ServingBenchSettings(), size=settings.size, seed=settings.seed, users=settings.users,
-                                     rss_sizes=()), bundle_a, GEOGRAPHIES, "us")
-        for region in ARM_REGIONS:
-            store = FeatureStore.from_url(stack.topology.region(region).redis_url(), region=region, topology=stack.topology,
-                                          settings=FeatureStoreSettings(connect_timeout_s=2.0, read_timeout_s=5.0))  # seeding, not serving
-            for user_id, state in states.items():
-                store.put_user_state(user_id, state)
-            store.close()
-        dataset = marketplace.generate_named(settings.size, seed=settings.seed, geographies=GEOGRAPHIES)
-        reactions = ReactionTable(**marketplace.reaction_arrays(dataset, sorted(states)))
+        states, reactions = reacting_users(settings, bundle_a)
+        seed_user_states(stack.topology, ARM_REGIONS, states)
         users = {region: sorted(u for u in states if arm_of(u) == n) for n, region in enumerate(ARM_REGIONS)}
         cells: dict[str, ManagedProcess] = {}
         urls: dict[str, str] = {}
@@ -188,12 +203,17 @@ def ab_stack(bundle_a: Path, bundle_b: Path, *, settings: AbSettings, work: Path
             proc.stop(timeout=5)
 
 
-def _totals_at(ab: AbStack, *, since: float, until: float | None) -> dict[str, VariantTotals]:
-    """Both cells' totals of the impressions since `since` up to `until` (None: all), with the
-    outcomes stored up to `until`, merged."""
+def totals_at(urls: Iterable[str], *, since: float, until: float | None, by: str = "bundle_version",
+              experiment: str | None = None) -> dict[str, VariantTotals]:
+    """The cells' totals (GET /v1/online-metrics) of the impressions since `since` up to `until`
+    (None: all), with the outcomes stored up to `until`: what a look at `until` saw; merged."""
+    params: dict[str, Any] = {"since_ts": since, "by": by}
+    if until is not None:
+        params.update(until_ts=until, outcomes_until_ts=until)
+    if experiment:
+        params["experiment"] = experiment
     parts = []
-    params = {"since_ts": since} if until is None else {"since_ts": since, "until_ts": until, "outcomes_until_ts": until}
-    for url in ab.urls.values():
+    for url in urls:
         body = httpx.get(f"{url}/v1/online-metrics", params=params, timeout=30.0).raise_for_status().json()
         parts.append({k: VariantTotals.from_dict(v) for k, v in body["totals"].items()})
     return merge_totals(parts)
@@ -219,7 +239,7 @@ def run_experiment(ab: AbStack, *, settings: AbSettings, work: Path, log: Callab
     verdict = None
     for k in range(1, settings.looks + 1):
         at = t0 + k * settings.look_every_s
-        totals = _totals_at(ab, since=t0, until=at)
+        totals = totals_at(ab.urls.values(), since=t0, until=at)
         a, b = totals.get(good, VariantTotals(good)), totals.get(weak, VariantTotals(weak))
         verdict = compare(a, b, policy=policy, duration_s=at - t0)
         ctr = verdict.test_of("ctr")
@@ -231,7 +251,7 @@ def run_experiment(ab: AbStack, *, settings: AbSettings, work: Path, log: Callab
         log(f"look {k} at {at - t0:.0f} s: {a.impressions}/{b.impressions} impressions, CTR {a.ctr:.3f}/{b.ctr:.3f}, "
             f"p {ctr.p_value:.3g} -> {verdict.verdict} {verdict.winner or ''}")
     assert verdict is not None
-    everything = _totals_at(ab, since=t0, until=None)
+    everything = totals_at(ab.urls.values(), since=t0, until=None)
     return {"all_impressions": sum(t.impressions for t in everything.values()),"arms": {"A": {"region": ARM_REGIONS[0], "bundle_version": good}, "B": {"region": ARM_REGIONS[1], "bundle_version": weak,
                                                                                    "weaker": settings.weaker}},
             "load": [{k: v for k, v in s.items() if k in ("sent", "failed", "achieved_rate", "valid", "p99_schedule_lag_ms")}
