@@ -22,9 +22,9 @@ class Summary:
     requests: int
     error_rate: float
     p99_ms: float
-    p50_ms: float = 0.0
     qps: float
     tier_mix: dict[str, float]
+    p50_ms: float = 0.0
 
 
 class RequestStats:
