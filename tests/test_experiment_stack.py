@@ -108,8 +108,12 @@ def _run(r: Rig, ident: str, weak_mode: str, states: dict[str, Any], reactions: 
         looks.append({"t_s": k * SETTINGS.look_every_s, "verdict": verdict.verdict, "winner": verdict.winner,
                       "p_value": verdict.test_of("ctr").p_value,
                       "impressions": [verdict.a.impressions, verdict.b.impressions], "ctr": [verdict.a.ctr, verdict.b.ctr]})
-    shown = r.cli("experiments", "show", ident, "--geo", "us", "--json")
-    assert shown.exit_code == 0, shown.output
+    for _ in range(3):  # `show` asks each cell with a 2 s timeout: on this busy machine one may miss it
+        shown = r.cli("experiments", "show", ident, "--geo", "us", "--json")
+        assert shown.exit_code == 0, shown.output
+        if "unreachable" not in json.loads(shown.output):
+            break
+    assert "unreachable" not in json.loads(shown.output), shown.output
     stopped = r.cli("experiments", "stop", ident, "--geo", "us", "--reason", "test done")
     assert stopped.exit_code == 0, stopped.output
     first = next((lk["t_s"] for lk in looks if lk["verdict"] == "winner"), None)
@@ -136,8 +140,10 @@ def test_the_control_beats_an_inverted_arm_and_an_identical_arm_names_no_winner(
     assert not any(lk["verdict"] == "winner" for lk in aa["looks"]), aa["looks"]
     assert verdict["verdict"] == "no_difference", verdict["reasons"]
     # every homepage the load was answered with is one impression of an arm, and nothing else is
-    # (the controllers' probes of `us-probe` every second are not: contracts.impressions.is_probe_user)
-    answered = sum(1 for n in (0, 1) for line in (r.root / f"aa1-load-{n}.jsonl").read_text().splitlines()
-                   if (rec := json.loads(line))["kind"] == "homepage" and rec["ok"])
+    # (the controllers' probes of `us-probe` every second are not: contracts.impressions.is_probe_user);
+    # a request the client gave up on (1 s timeout) may still have been answered and recorded
+    records = [json.loads(line) for n in (0, 1) for line in (r.root / f"aa1-load-{n}.jsonl").read_text().splitlines()]
+    asked = [rec for rec in records if rec["kind"] == "homepage"]
+    answered = sum(1 for rec in asked if rec["ok"])
     recorded = sum(a["impressions"] for a in aa["show"]["arms"].values())
-    assert abs(recorded - answered) <= 0.01 * answered, (answered, recorded)
+    assert answered <= recorded <= len(asked), (answered, recorded, len(asked))

@@ -30,9 +30,10 @@ def test_the_better_bundle_wins(tiny_geo_bundles: dict[str, Path], tmp_path: Pat
     assert final["verdict"] == "winner" and final["winner"] == better["arms"]["A"]["bundle_version"], final["reasons"]
     assert better["time_to_significance_s"] is not None and better["time_to_significance_s"] <= SETTINGS.duration_s
     assert final["a"]["ctr"] > final["b"]["ctr"]
-    # every homepage the users were answered with is one impression the cells recorded
-    answered = sum(1 for r in loads if r["kind"] == "homepage" and r["ok"])
-    recorded = better["all_impressions"]
-    assert abs(answered - recorded) <= 0.01 * answered, (answered, recorded)
+    # every homepage the users were answered with is one impression the cells recorded (a request the
+    # client gave up on, 1 s timeout, may still have been answered and recorded)
+    asked = [r for r in loads if r["kind"] == "homepage"]
+    answered = sum(1 for r in asked if r["ok"])
+    assert answered <= better["all_impressions"] <= len(asked), (answered, better["all_impressions"], len(asked))
     reacted = [r for r in loads if r.get("reaction")]
     assert reacted and all(r["ok"] for r in reacted)
