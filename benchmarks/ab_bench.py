@@ -219,6 +219,19 @@ def totals_at(urls: Iterable[str], *, since: float, until: float | None, by: str
     return merge_totals(parts)
 
 
+MIN_FULL_SHARE = 0.5
+"""Below half of the answers from the full tier (the rankers), an A/B between rankers compares
+mostly the same degraded lists (segment, popularity): such a run says little about the rankers."""
+
+
+def full_tier_share(paths: Iterable[Path]) -> float:
+    """The share of a load's answered homepages that the full tier (the ranker) served."""
+    from chaos.load import read_records
+
+    pages = [r for p in paths for r in read_records(p) if r["kind"] == "homepage" and r["ok"]]
+    return sum(1 for r in pages if r["tier"] == "full") / len(pages) if pages else 0.0
+
+
 def run_experiment(ab: AbStack, *, settings: AbSettings, work: Path, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Reacting load on both arms for `duration_s`, then the looks; the figures as a dict."""
     specs = [LoadSpec(base_url=ab.urls[region], rate=settings.rate, duration_s=settings.duration_s, users=ab.users[region],
@@ -232,6 +245,7 @@ def run_experiment(ab: AbStack, *, settings: AbSettings, work: Path, log: Callab
     t0 = time.time()
     loads = asyncio.run(both())
     time.sleep(0.5)  # the cells write queued impressions every 50 ms
+    full = full_tier_share([work / f"load-{n}.jsonl" for n in range(len(specs))])
     good, weak = (ab.versions[r] for r in ARM_REGIONS)
     policy = settings.policy()
     looks: list[dict[str, Any]] = []
@@ -252,7 +266,7 @@ def run_experiment(ab: AbStack, *, settings: AbSettings, work: Path, log: Callab
             f"p {ctr.p_value:.3g} -> {verdict.verdict} {verdict.winner or ''}")
     assert verdict is not None
     everything = totals_at(ab.urls.values(), since=t0, until=None)
-    return {"all_impressions": sum(t.impressions for t in everything.values()),"arms": {"A": {"region": ARM_REGIONS[0], "bundle_version": good}, "B": {"region": ARM_REGIONS[1], "bundle_version": weak,
+    return {"all_impressions": sum(t.impressions for t in everything.values()), "full_tier_share": full,"arms": {"A": {"region": ARM_REGIONS[0], "bundle_version": good}, "B": {"region": ARM_REGIONS[1], "bundle_version": weak,
                                                                                    "weaker": settings.weaker}},
             "load": [{k: v for k, v in s.items() if k in ("sent", "failed", "achieved_rate", "valid", "p99_schedule_lag_ms")}
                      for s in loads],
@@ -299,6 +313,8 @@ def render(results: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"looks (every {r['duration_s'] / len(r['looks']):g} s, threshold {r['policy']['threshold']:.3g} = "
                      f"alpha {r['policy']['alpha']:g} / {r['policy']['looks']}): "
                      + ", ".join(f"{lk['t_s']:g}s p={lk['p_value']:.2g} {lk['verdict']}" for lk in r["looks"]))
+        lines.append(f"answers from the full tier (the rankers): {r['full_tier_share']:.0%}"
+                     + ("" if r["full_tier_share"] >= MIN_FULL_SHARE else " -- too few: the rankers were barely compared"))
         lines.append(f"verdict: {final['verdict']} {final['winner'] or ''}; final CTR p = {ctr['p_value']:.3g} "
                      f"(design effect {ctr['design_effect']:.2f}); time to significance: "
                      f"{'%.0f s' % r['time_to_significance_s'] if r['time_to_significance_s'] is not None else 'never'}")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from benchmarks.ab_bench import AbSettings, reacting_users, seed_user_states, totals_at
+from benchmarks.ab_bench import MIN_FULL_SHARE, AbSettings, full_tier_share, reacting_users, seed_user_states, totals_at
 from chaos.load import LoadMix, LoadSpec, run_load_async
 from failover.control_stores import store_from_url
 from failover.experiments import verdict_of
@@ -100,6 +100,7 @@ def _run(r: Rig, ident: str, weak_mode: str, states: dict[str, Any], reactions: 
     t0 = time.time()
     loads = asyncio.run(both())
     time.sleep(0.5)
+    full = full_tier_share([r.root / f"{ident}-load-{n}.jsonl" for n in range(len(specs))])
     doc = r.doc(ident)
     looks = []
     for k in range(1, SETTINGS.looks + 1):
@@ -119,17 +120,26 @@ def _run(r: Rig, ident: str, weak_mode: str, states: dict[str, Any], reactions: 
     first = next((lk["t_s"] for lk in looks if lk["verdict"] == "winner"), None)
     print(f"{ident} (weak arm {weak_mode}): " + "; ".join(
         f"{lk['t_s']:g}s {lk['impressions'][0]}/{lk['impressions'][1]} impressions CTR {lk['ctr'][0]:.3f}/{lk['ctr'][1]:.3f} "
-        f"p={lk['p_value']:.2g} {lk['verdict']}" for lk in looks) + f"; time to significance: {first}")
-    return {"show": json.loads(shown.output), "looks": looks, "loads": loads, "version": version, "first": first}
+        f"p={lk['p_value']:.2g} {lk['verdict']}" for lk in looks) + f"; time to significance: {first}; "
+          f"answers from the full tier: {full:.0%}")
+    return {"show": json.loads(shown.output), "looks": looks, "loads": loads, "version": version, "first": first,
+            "full_tier_share": full}
 
 
 def test_the_control_beats_an_inverted_arm_and_an_identical_arm_names_no_winner(rig: tuple[Rig, dict[str, Any], Any]) -> None:
     r, states, reactions = rig
-    ab = _run(r, "ab1", "inverted", states, reactions)
+    for attempt in (1, 2):  # a run on an overloaded machine whose answers were mostly degraded is run once more
+        ab = _run(r, f"ab{attempt}", "inverted", states, reactions)
+        if ab["full_tier_share"] >= MIN_FULL_SHARE:
+            break
+    assert ab["full_tier_share"] >= MIN_FULL_SHARE, (
+        f"only {ab['full_tier_share']:.0%} of the answers came from the full tier twice: the machine is too loaded for "
+        "the rankers to be compared")
+    ident = f"ab{attempt}"
     assert all(s["valid"] for s in ab["loads"]), ab["loads"]
     verdict, arms = ab["show"]["verdict"], ab["show"]["arms"]
-    print("ab1 show:", json.dumps(arms), verdict["verdict"], verdict["winner"], verdict["reasons"])
-    assert verdict["verdict"] == "winner" and verdict["winner"] == "ab1/control", verdict["reasons"]
+    print(f"{ident} show:", json.dumps(arms), verdict["verdict"], verdict["winner"], verdict["reasons"])
+    assert verdict["verdict"] == "winner" and verdict["winner"] == f"{ident}/control", verdict["reasons"]
     assert arms["control"]["ctr"] > arms["weak"]["ctr"]
     assert ab["first"] is not None
 

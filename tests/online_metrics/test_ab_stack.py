@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ab_bench import AbSettings, render, run_ab
+from benchmarks.ab_bench import MIN_FULL_SHARE, AbSettings, render, run_ab
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,14 @@ load, 15 homepages/s per arm, a look every 5 s (4 looks, alpha 0.01 / 4 each).""
 
 
 def test_the_better_bundle_wins(tiny_geo_bundles: dict[str, Path], tmp_path: Path) -> None:
-    results = run_ab(tiny_geo_bundles["us"], settings=SETTINGS, work=tmp_path, modes=("inverted",), log=print)
+    for attempt in range(2):  # a run on an overloaded machine whose answers were mostly degraded is run once more
+        results = run_ab(tiny_geo_bundles["us"], settings=SETTINGS, work=tmp_path / f"try{attempt}", modes=("inverted",), log=print)
+        if results["inverted"]["full_tier_share"] >= MIN_FULL_SHARE:
+            break
+    assert results["inverted"]["full_tier_share"] >= MIN_FULL_SHARE, (
+        f"only {results['inverted']['full_tier_share']:.0%} of the answers came from the full tier twice: the machine is "
+        "too loaded for the rankers to be compared")
+    tmp_path = tmp_path / f"try{attempt}"
     print("\n".join(render(results)))
     print(json.dumps({m: {k: r[k] for k in ("looks", "time_to_significance_s")} for m, r in results.items()}))
     for r in results.values():
