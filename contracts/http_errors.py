@@ -26,6 +26,14 @@ def error_response(status: int, field: str, message: str, **extra: Any) -> JSONR
     return JSONResponse(status_code=status, content={**error_body(field, message), **extra})
 
 
+def readiness_response(ready: bool, body: dict[str, Any], *, why: str) -> JSONResponse:
+    """GET /readyz: 200 with the readiness document when ready, else 503 with the same document
+    plus the one error body (field "readiness", `why` as its message)."""
+    if ready:
+        return JSONResponse(body)
+    return JSONResponse(status_code=503, content={**body, **error_body("readiness", why)})
+
+
 def validation_field(exc: RequestValidationError) -> tuple[str, str]:
     """(field, message) of FastAPI's first validation error: `loc` without its "query"/"body" head."""
     first = exc.errors()[0] if exc.errors() else {"loc": ("request",), "msg": "invalid"}
