@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from regions.errors import InputError
 
@@ -51,7 +52,19 @@ async def _input(_: Request, exc: Exception) -> JSONResponse:
     return error_response(int(getattr(exc, "http_status", 422)), exc.field, exc.reason)
 
 
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (a body that is not JSON: 400, an unknown path: 404, a method the
+    route does not have: 405) in the one error body, with their status and headers."""
+    assert isinstance(exc, HTTPException)
+    field = {400: "body", 404: "path", 405: "method"}.get(exc.status_code, "request")
+    response = error_response(exc.status_code, field, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """422 (or the error's `http_status`) with the one error body for bad input of any kind."""
+    """422 (or the error's `http_status`) with the one error body for bad input of any kind;
+    Starlette's HTTP errors (400, 404, 405) in the same body."""
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(InputError, _input)
+    app.add_exception_handler(HTTPException, _http)

@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contracts.bearer import SCHEME
-from contracts.events import EVENT_TYPES
+from contracts.events import EVENT_TYPES, MAX_SEQ
 from contracts.limits import MAX_BATCH, MAX_COUNT, MAX_ID_LEN
 from contracts.tiers import TIER_NAMES
 
@@ -53,7 +53,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "event_id": _OPTIONAL_ID, "session_id": _OPTIONAL_ID,
             "ts": {"type": "number", "exclusiveMinimum": 0,
                    "description": "epoch seconds, at most 300 s in the future; absent: the receiver's clock"},
-            "seq": {"type": "integer", "description": "load generator sequence number"},
+            "seq": {"type": "integer", "minimum": -1, "maximum": MAX_SEQ,
+                    "description": "load generator sequence number; -1: not set"},
             "price": {"type": "number", "minimum": 0},
         },
     },
@@ -157,6 +158,12 @@ def finish(document: dict[str, Any], *, paths: Mapping[str, Any] | None = None) 
     schemas = out.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    for item in out["paths"].values():  # FastAPI's own 422 (validated parameters) answers the Error body too
+        for op in item.values():
+            response = op.get("responses", {}).get("422")
+            if response and response.get("content", {}).get("application/json", {}).get("schema") == {
+                    "$ref": "#/components/schemas/HTTPValidationError"}:
+                op["responses"]["422"] = errors(422)[422]
     schemas.update(copy.deepcopy(SCHEMAS))
     if paths and any("security" in op for item in paths.values() for op in item.values()):
         out["components"].setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
@@ -172,7 +179,9 @@ def install(app: FastAPI, *, paths: Mapping[str, Any] | None = None) -> Callable
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = finish(generate(), paths=paths)
+            generated = generate()
+            app.openapi_schema = None  # FastAPI keeps what it generated: publish only the finished one
+            app.openapi_schema = finish(generated, paths=paths)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -113,9 +113,11 @@ class DrillBody(_Body):
     reason: Reason = ""
 
 
-_REGION = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LEN)]
+_PATH_ID = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LEN)]
+"""A region, geography, user or drill id in a path."""
 _CHANGE = oa.errors(401, 403, 422, 503, why={503: "a standby (the body names the leader and its API) or the "
                                                   "control store is unreachable (Retry-After)"})
+_NOT_JSON = oa.errors(400, why={400: "the body is not JSON"})
 _CHANGED = oa.ok({"type": "object", "required": ["ok", "overrides"]}, "the overrides now in force")
 _READ = oa.errors(401)
 
@@ -233,31 +235,33 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     def status(_: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
         return {**status_document(controller), **operator_views(controller, drills)}
 
-    @app.post("/v1/regions/{region}/drain", responses={**_CHANGED, **_CHANGE})
-    def drain(region: _REGION, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
+    @app.post("/v1/regions/{region}/drain", responses={**_CHANGED, **_NOT_JSON, **_CHANGE})
+    def drain(region: _PATH_ID, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         ttl = parse_duration(body.ttl)
         return changed(controller.change_overrides(
             lambda s: request_drain(s, region=region, force=body.force, ttl_s=ttl, reason=body.reason),
             actor=who.actor, action=Action.DRAIN, reason=body.reason,
             inputs={"region": region, "force": body.force, "ttl_s": ttl}))
 
-    @app.post("/v1/regions/{region}/undrain", responses={**_CHANGED, **_CHANGE})
-    def undrain(region: _REGION, body: UndrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
+    @app.post("/v1/regions/{region}/undrain", responses={**_CHANGED, **_NOT_JSON, **_CHANGE})
+    def undrain(region: _PATH_ID, body: UndrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         return changed(controller.change_overrides(
             lambda s: request_undrain(s, region=region), actor=who.actor, action=Action.UNDRAIN,
             reason=body.reason, inputs={"region": region}))
 
     @app.post("/v1/users/{user_id}/delete", responses={
         **oa.ok({"type": "object", "required": ["user_id", "geography", "complete", "regions"]}, "erased everywhere"),
-        **oa.errors(401, 403, 422, 503, why={503: "not erased in every region (the body says where not; retry)"})})
-    def delete_user(user_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LEN)], body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
+        **_NOT_JSON, **oa.errors(401, 403, 422, 503, why={503: "not erased in every region (the body says where "
+                                                                "not; retry)"})})
+    def delete_user(user_id: _PATH_ID, body: DeleteUserBody,
+                    who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
         report = erase_user(controller.topology, user_id, now=controller.clock(), reason=body.reason,
                             record=lambda why, inputs: controller.journal.append(
                                 actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs),
                             pseudonym_key=retention_key)
         return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
-    @app.post("/v1/steer", responses={**_CHANGED, **_CHANGE})
+    @app.post("/v1/steer", responses={**_CHANGED, **_NOT_JSON, **_CHANGE})
     def steer(body: SteerBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         ttl = parse_duration(body.ttl)
         return changed(controller.change_overrides(
@@ -266,7 +270,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
             inputs={"geography": body.geography, "weights": body.weights, "ttl_s": ttl}))
 
     @app.delete("/v1/steer/{geography}", responses={**_CHANGED, **_CHANGE})
-    def unsteer(geography: _REGION, reason: str = Query("", max_length=MAX_REASON_LEN),
+    def unsteer(geography: _PATH_ID, reason: str = Query("", max_length=MAX_REASON_LEN),
                 who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         return changed(controller.change_overrides(
             lambda s: clear_steer(s, geography=geography), actor=who.actor, action=Action.OVERRIDE_CLEARED,
@@ -275,7 +279,8 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     @app.post("/v1/drills", responses={
         **oa.ok({"type": "object", "required": ["dry_run", "plan"]}, "dry run: the plan"),
         **oa.ok({"type": "object", "required": ["id", "status", "plan"]}, "the drill started", code=202),
-        **oa.errors(401, 403, 409, 422, 503, why={409: "another drill runs, or the region cannot be drilled now"})})
+        **_NOT_JSON, **oa.errors(401, 403, 409, 422, 503, why={409: "another drill runs, or the region cannot be "
+                                                                     "drilled now"})})
     def drill(body: DrillBody, who: Principal = Depends(need(Permission.DRILL))) -> JSONResponse:
         hold = parse_duration(body.hold, field="hold")
         if body.dry_run:
@@ -285,7 +290,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
                                                       "plan": record.plan})
 
     @app.get("/v1/drills/{drill_id}", responses={**oa.ok(), **oa.errors(401, 404)})
-    def drill_status(drill_id: Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LEN)], _: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
+    def drill_status(drill_id: _PATH_ID, _: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
         try:
             return drills.get(drill_id).document()
         except InputError as exc:
