@@ -269,8 +269,9 @@ def create_app(*, topology: Topology, store: ControlStore | None, last_resort: L
                                                                           "watcher stopped or no last-resort list"})})
     async def readyz() -> JSONResponse:
         ready, body = edge.readiness()
-        return readiness_response(ready, body, why="not ready: no routing table poll yet, the table watcher stopped, "
-                                                   "or no last-resort list")
+        why = [w for w, bad in (("no routing table poll yet", not body["polls"]),
+                                ("no last-resort list", not body["last_resort"]["items"])) if bad]
+        return readiness_response(ready, body, why="not ready: " + ("; ".join(why) or "the table watcher stopped"))
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
