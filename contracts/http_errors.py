@@ -27,6 +27,13 @@ def error_response(status: int, field: str, message: str, **extra: Any) -> JSONR
     return JSONResponse(status_code=status, content={**error_body(field, message), **extra})
 
 
+def unauthorized_response(field: str, message: str) -> JSONResponse:
+    """401 with the one error body and `WWW-Authenticate: Bearer` (RFC 6750): no token, or an unknown one."""
+    response = error_response(401, field, message)
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
 def readiness_response(ready: bool, body: dict[str, Any], *, why: str) -> JSONResponse:
     """GET /readyz: 200 with the readiness document when ready, else 503 with the same document
     plus the one error body (field "readiness", `why` as its message)."""

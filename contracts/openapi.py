@@ -102,7 +102,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def errors(*codes: int, why: Mapping[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
     """The error responses of a route, each answering the Error component; `why` gives a code a
     description of its own (else MEANING's)."""
-    return {code: _json({"$ref": ERROR_REF}, (why or {}).get(code, MEANING[code])) for code in codes}
+    out = {code: _json({"$ref": ERROR_REF}, (why or {}).get(code, MEANING[code])) for code in codes}
+    if 401 in out:  # contracts.http_errors.unauthorized_response
+        out[401]["headers"] = {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}}
+    return out
 
 
 def ok(schema: dict[str, Any] | None = None, description: str = "OK", code: int = 200) -> dict[int | str, dict[str, Any]]:

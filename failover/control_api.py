@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from contracts import openapi as oa
 from contracts.http_errors import error_response as _error
-from contracts.http_errors import install_error_handlers
+from contracts.http_errors import install_error_handlers, unauthorized_response
 from contracts.limits import MAX_ID_LEN, MAX_REASON_LEN
 from failover import controller_metrics, dashboard, status_view
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
@@ -196,9 +196,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
-        response = _error(401, exc.field, exc.reason)
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        return unauthorized_response(exc.field, exc.reason)
 
     @app.exception_handler(Forbidden)
     async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:

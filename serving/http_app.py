@@ -30,7 +30,7 @@ from contracts import openapi as oa
 from contracts.cell_api import MAX_COUNT, MAX_DEADLINE_S, MAX_ID_LEN
 from contracts.events_body import events_of_body
 from contracts.http_errors import error_response as _error
-from contracts.http_errors import install_error_handlers, readiness_response
+from contracts.http_errors import install_error_handlers, readiness_response, unauthorized_response
 from contracts.tiers import Tier
 from fallback_tiers.deadline import DEADLINE_HEADER, deadline_seconds
 from regions.errors import InputError, TemporaryError
@@ -48,6 +48,10 @@ _FAULTS_BODY = {
 }
 _FAULTS = {"type": "object", "required": ["ranking_latency_ms", "freeze_index", "homepage_status"],
            "properties": _FAULTS_BODY["properties"]}
+
+
+def _denied(status: int, message: str) -> JSONResponse:
+    return unauthorized_response("authorization", message) if status == 401 else _error(status, "authorization", message)
 
 
 def create_app(runtime: CellRuntime) -> FastAPI:
@@ -145,7 +149,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     async def set_faults(request: Request, authorization: str | None = Depends(oa.authorization)) -> JSONResponse:
         denied = runtime.check_chaos_token(authorization)
         if denied:
-            return _error(denied[0], "authorization", denied[1])
+            return _denied(*denied)
         try:
             body = await request.json()
         except ValueError:
@@ -159,7 +163,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     def clear_faults(authorization: str | None = Depends(oa.authorization)) -> JSONResponse:
         denied = runtime.check_chaos_token(authorization)
         if denied:
-            return _error(denied[0], "authorization", denied[1])
+            return _denied(*denied)
         return JSONResponse(runtime.set_faults({"ranking_latency_ms": 0, "freeze_index": False, "homepage_status": 0}))
 
     return app

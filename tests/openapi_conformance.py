@@ -3,8 +3,8 @@ valid (positive) and invalid (negative) requests, checked by schemathesis' own c
 
     conformance_failures(document, base_url, token=, max_examples=, after=)  -> ["<op> <mode>: <why>", ...]
 
-Checks: no 5xx, status code documented, content type documented, body valid against the
-documented schema, invalid input refused (negative data), auth enforced where the operation
+Checks: no 5xx, status code documented, content type documented, documented headers sent (the
+401's WWW-Authenticate), body valid against the documented schema, invalid input refused (negative data), auth enforced where the operation
 declares the bearer scheme (`token` is given to schemathesis for the document's `bearer` scheme).
 Unknown query keys are not generated: FastAPI ignores them, as HTTP APIs commonly do. Hypothesis does not shrink (one failing example per operation and
 mode is enough to report) and keeps no example database; `max_examples` bounds each operation.
@@ -22,12 +22,13 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
     negative_data_rejection,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection, ignored_auth]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+          response_schema_conformance, negative_data_rejection, ignored_auth]
 
 
 def conformance_failures(document: dict[str, Any], base_url: str, *, token: str | None = None,

@@ -106,6 +106,10 @@ def test_every_document_has_one_error_body_bearer_auth_and_the_contract_bounds(s
     drills = control["paths"]["/v1/drills"]["post"]["responses"]
     assert {"200", "202", "409"} <= set(drills)
     assert control["components"]["schemas"]["DrainBody"]["properties"]["reason"]["maxLength"] == MAX_REASON_LEN
+    for url in (servers.cell + "/admin/faults", servers.control + "/v1/regions/us-east/drain"):
+        refused = httpx.post(url, json={"reason": "no token"}, timeout=5)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer", refused.text
+        assert set(refused.json()) == {"error"} and refused.json()["error"]["field"] == "authorization"
     assert set(edge["paths"]) >= {"/v1/recommendations/homepage", "/v1/recommendations/similar",
                                   "/v1/recommendations/cart", "/v1/events", "/readyz", "/healthz", "/metrics"}
 
