@@ -10,7 +10,7 @@
                          422 is the Error component), and checks that every error response uses it
     install(app, paths=) serves the finished document at the app's openapi_url
 
-The bounds come from contracts.limits and contracts.events (MAX_COUNT, MAX_ID_LEN, MAX_BATCH,
+The bounds come from contracts.limits and contracts.events (MAX_COUNT, MAX_ID_LEN, MAX_BATCH, MAX_SEQ,
 EVENT_TYPES): the documents reference them, never copy them. tests/test_openapi_conformance.py
 runs schemathesis against each real server with these documents.
 """
@@ -89,7 +89,6 @@ MEANING: Mapping[int, str] = {
     409: "conflicts with what is running",
     413: f"more than {MAX_BATCH} events in one batch",
     422: "bad input: the error names the field and what is allowed; nothing changed",
-    429: "too many requests",
     500: "only while the chaos fault homepage_status=500 is injected",
     503: "not available now (retry)",
 }

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import Depends, FastAPI
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from contracts import openapi as oa
@@ -69,10 +70,11 @@ def mount(app: FastAPI, *, gamedays_dir: Path, reader: Callable[..., Any]) -> No
 
     @app.get("/v1/gamedays/{name}/report.png", response_class=FileResponse, responses={
         200: {"description": "the report's plot", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
-        **oa.errors(401, 404)})
-    def plot(name: str, _: Any = Depends(reader)) -> Response:
+        **oa.errors(401, 404, 422)})
+    def plot(name: str = PathParam(pattern=_NAME.pattern, description="a game day's directory name"),
+             _: Any = Depends(reader)) -> Response:
         path = gamedays_dir / name / "report.png"
-        if not _NAME.match(name) or not path.is_file():
+        if not path.is_file():
             return error_response(404, "name", f"no game-day report named {name!r} with a plot; see GET /v1/gamedays")
         return FileResponse(path, media_type="image/png")
 
