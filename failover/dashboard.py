@@ -69,7 +69,8 @@ def mount(app: FastAPI, *, gamedays_dir: Path, reader: Callable[..., Any]) -> No
         return {"directory": str(gamedays_dir), "reports": gameday_summaries(gamedays_dir)}
 
     @app.get("/v1/gamedays/{name}/report.png", response_class=FileResponse, responses={
-        200: {"description": "the report's plot", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        200: {"description": "the report's plot",
+              "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
         **oa.errors(401, 404, 422)})
     def plot(name: str = PathParam(pattern=_NAME.pattern, description="a game day's directory name"),
              _: Any = Depends(reader)) -> Response:

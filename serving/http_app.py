@@ -15,7 +15,6 @@ logged. The OpenAPI document (GET /openapi.json, contracts.openapi) lists every 
 answers, the one error body, the request bodies with their bounds and the bearer scheme of
 /admin/faults.
 """
-
 from __future__ import annotations
 
 import logging
@@ -86,7 +85,8 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     # costs each request up to the 50 ms socket timeout until the breaker opens, and on the event
     # loop those waits would queue behind one another (measured: 16 concurrent homepages at the
     # onset of a SIGSTOPped Redis took ~260-300 ms inline against ~120 ms in the threadpool).
-    @app.get("/v1/recommendations/homepage", responses={**oa.ok(oa.ref("Slate")), **oa.errors(422, 404, 500, why=_FAULT_STATUS)})
+    @app.get("/v1/recommendations/homepage",
+             responses={**oa.ok(oa.ref("Slate")), **oa.errors(422, 404, 500, why=_FAULT_STATUS)})
     def homepage(
         user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = Query(8, ge=1, le=MAX_COUNT),
         max_tier: Tier = Query(Tier.FULL, description="the cheapest tier tried first"),

@@ -4,10 +4,12 @@ valid (positive) and invalid (negative) requests, checked by schemathesis' own c
     conformance_failures(document, base_url, token=, max_examples=, after=)  -> ["<op> <mode>: <why>", ...]
 
 Checks: no 5xx, status code documented, content type documented, documented headers sent (the
-401's WWW-Authenticate), body valid against the documented schema, invalid input refused (negative data), auth enforced where the operation
-declares the bearer scheme (`token` is given to schemathesis for the document's `bearer` scheme).
-Unknown query keys are not generated: FastAPI ignores them, as HTTP APIs commonly do. Hypothesis does not shrink (one failing example per operation and
-mode is enough to report) and keeps no example database; `max_examples` bounds each operation.
+401's WWW-Authenticate), body valid against the documented schema, invalid input refused
+(negative data), auth enforced where the operation declares the bearer scheme (`token` is given to
+schemathesis for the document's `bearer` scheme). Unknown query keys are not generated: FastAPI
+ignores them, as HTTP APIs commonly do. Hypothesis does not shrink (one failing example per
+operation and mode is enough to report), is derandomized (every run sends the same requests) and
+keeps no example database; `max_examples` bounds each operation and mode.
 """
 from __future__ import annotations
 

@@ -117,7 +117,8 @@ def test_every_document_has_one_error_body_bearer_auth_and_the_contract_bounds(s
 def _clear_faults(servers: Servers) -> Any:
     def after(case: Any) -> None:
         if case.operation.path == "/admin/faults" and case.method == "POST":
-            httpx.delete(servers.cell + "/admin/faults", headers={"Authorization": f"Bearer {servers.token('chaos')}"}, timeout=5)
+            httpx.delete(servers.cell + "/admin/faults", timeout=5,
+                         headers={"Authorization": f"Bearer {servers.token('chaos')}"})
     return after
 
 
