@@ -15,14 +15,18 @@ from typing import Mapping
 from contracts.events import Event
 from online_metrics.attribution import AttributionSettings, VariantTotals, attribute
 from regions import redis_keys
+from regions.errors import InputError
 from regions.topology import Topology
 from replication.impression_log import read_impressions
 from replication.interaction_log import read_events
 from replication.redis_io import Redis
 
-__all__ = ["RegionTotals", "measure_region", "outcome_streams"]
+__all__ = ["MAX_TS", "RegionTotals", "measure_region", "outcome_streams"]
 
 READ_BATCH = 2000
+MAX_TS = 1e11
+"""The latest time a query may name (epoch s, about the year 5100): stream ids hold milliseconds in
+64 bits, and no measurement looks further ahead than this."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,10 @@ def measure_region(client: Redis, *, topology: Topology, region: str, since_ts: 
     """Totals per variant of the impressions `region` recorded in [since_ts, until_ts], with the
     outcomes stored up to `outcomes_until_ts` (default: `window_s` after `until_ts`, or all)
     attributed to them; `outcomes_until_ts = until_ts` is what a look at time until_ts saw. Raises
-    TemporaryError when the region's Redis cannot be read."""
+    TemporaryError when the region's Redis cannot be read; InputError for a time outside [0, MAX_TS]."""
+    for name, value in (("since_ts", since_ts), ("until_ts", until_ts), ("outcomes_until_ts", outcomes_until_ts)):
+        if value is not None and not 0 <= value <= MAX_TS:
+            raise InputError(name, f"must be epoch seconds in [0, {MAX_TS:.0f}], got {value!r}")
     impressions, bad = read_impressions(client, region=region, since_ts=since_ts, until_ts=until_ts)
     events: list[Event] = []
     events_until = outcomes_until_ts if outcomes_until_ts is not None else (

@@ -34,6 +34,7 @@ from contracts.http_errors import error_response as _error
 from contracts.http_errors import install_error_handlers, readiness_response, unauthorized_response
 from contracts.tiers import Tier
 from fallback_tiers.deadline import DEADLINE_HEADER, deadline_seconds
+from online_metrics.from_logs import MAX_TS
 from regions.errors import InputError, TemporaryError
 from serving.cell_runtime import HOMEPAGE_FAULT_STATUSES, MAX_FAULT_LATENCY_MS, CellRuntime
 from serving.recommender import UnknownProduct
@@ -135,10 +136,10 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         **oa.ok({"type": "object", "required": ["region", "by", "totals", "impressions_read", "events_read"]},
                 "per-variant totals of what this cell showed (counts and sums, no user id)"),
         **oa.errors(422, 503, why={503: "this region's Redis could not be read"})})
-    def online_metrics(since_ts: float = Query(0.0, ge=0, description="impressions recorded from (epoch s)"),
-                       until_ts: float | None = Query(None, ge=0, description="impressions recorded up to (epoch s)"),
-                       outcomes_until_ts: float | None = Query(None, ge=0, description="outcomes stored up to (epoch s; "
-                                                                                       "default until_ts + 30 min)"),
+    def online_metrics(since_ts: float = Query(0.0, ge=0, le=MAX_TS, description="impressions recorded from (epoch s)"),
+                       until_ts: float | None = Query(None, ge=0, le=MAX_TS, description="impressions recorded up to (epoch s)"),
+                       outcomes_until_ts: float | None = Query(None, ge=0, le=MAX_TS, description="outcomes stored up to "
+                                                                                                  "(epoch s; default until_ts + 30 min)"),
                        by: Literal["bundle_version", "arm"] = "bundle_version",
                        experiment: str | None = Query(default=None, max_length=MAX_ID_LEN)) -> JSONResponse:
         try:

@@ -69,3 +69,10 @@ def test_deleting_the_user_removes_their_impressions(redis_client: redis.Redis) 
     assert report.complete
     left, _ = read_impressions(redis_client, region="us-east")
     assert [i.user_id for i in left] == ["us-2"]
+
+
+def test_times_beyond_what_a_stream_id_holds_are_refused_naming_the_field(redis_client: redis.Redis) -> None:
+    with pytest.raises(InputError, match="^until_ts:"):
+        measure_region(redis_client, topology=TOPOLOGY, region="us-east", until_ts=1.2e159)
+    with pytest.raises(InputError, match="^since_ts:"):
+        measure_region(redis_client, topology=TOPOLOGY, region="us-east", since_ts=-1.0)
