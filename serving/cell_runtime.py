@@ -8,13 +8,15 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from contracts.bearer import bearer_token
 from contracts.events import Event
+from fallback_tiers.admission import AdmissionSettings
 from fallback_tiers.settings import LadderSettings
+from fallback_tiers.tiers import Tier
 from regions import redis_keys
 from regions.errors import InputError, ShopNowError
 from regions.tokens import read_roles
@@ -24,6 +26,8 @@ from replication.interaction_log import append_events, parse_batch
 from replication.redis_io import ClientSettings, connect
 from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
+from serving.admission_gate import AdmissionGate
+from serving.admission_metrics import AdmissionMetrics
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
 from serving.bundle_residency import residency_check
@@ -34,7 +38,7 @@ from serving.feature_store import (
 from serving.feature_updater import CONSUMER
 from serving.drift_monitor import FeatureSampler, SamplerSettings, cell_drift
 from serving.metrics import CellMetrics
-from serving.recommender import Recommender, Serving
+from serving.recommender import Answer, Recommender, Serving
 from serving.request_stats import RequestStats
 from serving.residency import TombstoneView
 
@@ -65,7 +69,8 @@ class CellRuntime:
     def __init__(self, *, topology: Topology, region: str, store: FeatureStore, artifacts: ArtifactStore,
                  cache_dir: Path, settings: CellSettings = CellSettings(),
                  ladder_settings: LadderSettings = LadderSettings(),
-                 sampler_settings: SamplerSettings = SamplerSettings()) -> None:
+                 sampler_settings: SamplerSettings = SamplerSettings(),
+                 admission_settings: AdmissionSettings = AdmissionSettings()) -> None:
         self.topology = topology
         self.region = region
         self.settings = settings
@@ -91,6 +96,8 @@ class CellRuntime:
         self._threads: list[threading.Thread] = []
         self._seeded_version: str | None = None
         self.metrics.registry.register(CellGauges(self, redis_ok=self._redis_answers))
+        self.admission = AdmissionGate(admission_settings)
+        self.metrics.registry.register(AdmissionMetrics(self.admission))
 
     # -- bundle ----------------------------------------------------------------------------
     def _on_swap(self, bundle: LoadedBundle) -> None:
@@ -147,6 +154,28 @@ class CellRuntime:
         """Count an answered request: queued here (an atomic append, no lock, no metric lookups on
         the request path); `flush_observed` applies it to the request stats and the metrics."""
         self._observed.append((time.time(), surface, tier, ok, latency_ms, skipped))
+
+    def homepage(self, *, user_id: str | None, count: int, asked: Tier, deadline_s: float, geography: str,
+                 arrived_at: float | None) -> Answer:
+        """A homepage through the admission gate (serving.admission_gate): the tiers it may use are
+        decided from the time it queued since `arrived_at` (monotonic; None: not stamped) and the full
+        rankings in flight; with admission on, its deadline counts from its arrival."""
+        gate = self.admission
+        ticket = gate.admit(asked=asked, arrived_at=arrived_at)
+        budget = gate.remaining_s(ticket, deadline_s) if gate.settings.enabled else deadline_s
+        served: str | None = None
+        try:
+            answer = self.recommender.homepage(user_id=user_id, count=count, max_tier=ticket.admission.max_tier,
+                                               deadline_s=budget, geography=geography)
+            served = answer.tier
+        finally:
+            gate.done(ticket, served=served)
+        reason = ticket.admission.reason
+        if reason is None:
+            return answer
+        lowered = {t.value for t in Tier.ladder() if asked.rank <= t.rank < ticket.admission.max_tier.rank}
+        skipped = tuple((t, f"admission_{reason.value}" if t in lowered else r) for t, r in answer.skipped)
+        return replace(answer, skipped=skipped)
 
     def flush_observed(self) -> None:
         """Apply the queued observations (the catalog-sync thread does every second; /readyz and

@@ -35,9 +35,26 @@ from serving.recommender import UnknownProduct
 
 log = logging.getLogger(__name__)
 
+ARRIVED_AT = "shopnow.arrived_at"
+"""ASGI scope key: time.monotonic() when the request reached the app (serving.admission_gate)."""
+
+
+class ArrivalStamp:
+    """Pure ASGI middleware: stamps each HTTP request's arrival before FastAPI queues a sync route
+    for the threadpool, so the admission gate counts that wait (serving.admission_gate)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope[ARRIVED_AT] = time.monotonic()
+        await self.app(scope, receive, send)
+
 
 def create_app(runtime: CellRuntime) -> FastAPI:
     app = FastAPI(title=f"ShopNow cell {runtime.region}", docs_url=None, redoc_url=None)
+    app.add_middleware(ArrivalStamp)
     rec = runtime.recommender
 
     install_error_handlers(app)
@@ -69,7 +86,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     # onset of a SIGSTOPped Redis took ~260-300 ms inline against ~120 ms in the threadpool).
     @app.get("/v1/recommendations/homepage")
     def homepage(
-        user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = 8, max_tier: str = "full",
+        request: Request, user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = 8, max_tier: str = "full",
         anonymous: bool = False, deadline: str | None = Header(default=None, alias=DEADLINE_HEADER),
         geography: str = Query(default="", max_length=MAX_ID_LEN, description="home geography, as the edge computed it"),
     ) -> Response:
@@ -80,8 +97,9 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         tier = Tier.parse(max_tier)
         budget = deadline_seconds(deadline, default_s=rec.ladder_settings.deadline_s, max_s=MAX_DEADLINE_S)
         user = None if anonymous or not user_id else user_id
-        return timed("homepage", lambda: rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=budget,
-                                                      geography=geography if user else ""))
+        return timed("homepage", lambda: runtime.homepage(user_id=user, count=count, asked=tier, deadline_s=budget,
+                                                          geography=geography if user else "",
+                                                          arrived_at=request.scope.get(ARRIVED_AT)))
 
     @app.get("/v1/recommendations/similar")
     def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN), count: int = 8) -> Response:
