@@ -60,21 +60,22 @@ class AdmissionSettings:
     queue_cached_s: float = 0.060
     """60 ms queued: even a Redis round trip is too much; in-memory tiers only. Well inside the
     150 ms deadline, so a request queued this long still answers within the 180 ms p99."""
-    initial_limit: float = 8.0
+    initial_limit: float = 4.0
     """Full rankings in flight before the first window: a few per core, the limit finds its level."""
     min_limit: float = 1.0
     """At least one full ranking is always admitted (the queue-time bounds still apply)."""
     max_limit: float = 64.0
     """Above the cell's worker pools (40 HTTP threads, 16 gRPC workers): never the bound in practice."""
-    window: int = 10
-    """Full-ranking answers per limit update (Gradient2's windowed sample)."""
+    window: int = 5
+    """Full-ranking answers per limit update (Gradient2's windowed sample): a saturated cell ranks a
+    few dozen per second, so the limit moves several times a second."""
     long_window: int = 600
-    """Windows over which the long-term round trip may rise (6000 full rankings: minutes, so a
+    """Windows over which the long-term round trip may rise (3000 full rankings: minutes, so a
     sustained overload does not become the reference within a game day)."""
     tolerance: float = 1.5
     """The round trip may rise 50 % above its long-term value before the limit shrinks."""
-    smoothing: float = 0.2
-    """Share of each new estimate taken into the limit: it moves over a few windows, not one."""
+    smoothing: float = 0.5
+    """Share of each new estimate taken into the limit: a congested window takes a quarter off it."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):

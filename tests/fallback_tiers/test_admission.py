@@ -72,8 +72,9 @@ def test_a_window_is_needed_before_the_limit_moves() -> None:
 def test_steady_round_trip_grows_the_limit_by_its_headroom() -> None:
     start = AdmissionState.initial(S)
     one = _windows(start, 0.010, windows=1, in_flight=8)
-    # gradient 1 (short == long): limit * 0.8 + (limit + sqrt(limit)) * 0.2
-    assert one.limit == pytest.approx(8 + 0.2 * math.sqrt(8))
+    # gradient 1 (short == long): limit * (1 - smoothing) + (limit + sqrt(limit)) * smoothing
+    limit = S.initial_limit
+    assert one.limit == pytest.approx(limit + S.smoothing * math.sqrt(limit))
     many = _windows(one, 0.010, windows=200, in_flight=64)
     assert many.limit == S.max_limit                      # clamped
 
@@ -82,8 +83,8 @@ def test_rising_round_trip_shrinks_the_limit_at_most_by_half_per_estimate() -> N
     state = _windows(AdmissionState.initial(S), 0.010, windows=5, in_flight=8)
     before = state.limit
     slow = _windows(state, 0.100, windows=1, in_flight=int(before))   # 10x the long-term round trip
-    # gradient clamped to 0.5: limit * 0.8 + (0.5 limit + sqrt(limit)) * 0.2
-    assert slow.limit == pytest.approx(before * 0.8 + (0.5 * before + math.sqrt(before)) * 0.2)
+    # gradient clamped to 0.5: limit * (1 - smoothing) + (0.5 limit + sqrt(limit)) * smoothing
+    assert slow.limit == pytest.approx(before * (1 - S.smoothing) + (0.5 * before + math.sqrt(before)) * S.smoothing)
     assert slow.limit < before
     worse = _windows(slow, 0.200, windows=60, in_flight=64)
     assert worse.limit < slow.limit
