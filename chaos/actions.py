@@ -35,7 +35,7 @@ from chaos import fault_registry
 from chaos.context import (
     HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, context_from, local_store, population,
 )
-from regions import stack
+from regions import cpu_quota, stack
 from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import ShopNowError
 
@@ -45,6 +45,7 @@ __all__ = [
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
     "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
     "inject_homepage_errors", "clear_cell_faults", "kill_etcd_leader", "kill_etcd_quorum", "restore_etcd",
+    "limit_cell_cpu", "restore_cell_cpu",
 ]
 
 SETTLE_TIMEOUT_S = 10.0
@@ -490,3 +491,36 @@ def restore_good_bundle(configuration: Configuration = None, secrets: Secrets = 
         store.promote(good)
         _forget(ctx, "bundle")
     return {"at": time.time(), "action": "restore_good_bundle", "from": history.current, "to": good, "changed": True}
+
+
+# -- survivor size (overload at N-1) ---------------------------------------------------------------
+def _quota_group(region: str) -> str:
+    return f"cell-{region}"
+
+
+def limit_cell_cpu(region: str, cores: float = 0.5, configuration: Configuration = None,
+                   secrets: Secrets = None) -> dict[str, Any]:
+    """Give the region's cell `cores` of CPU, capped and guaranteed (regions.cpu_quota, a cgroup;
+    needs root): the survivor's size, so that its lost peer's traffic is beyond its capacity."""
+    ctx = context_from(configuration)
+    _register(ctx, f"cpu:{region}", undo="restore_cell_cpu", what="limit_cell_cpu", region=region)
+    with _failing_as_activity("limit_cell_cpu"):
+        pids = _running_pids(ctx, region=region, kinds=("cell",))
+        if not pids:
+            raise ActivityFailed(f"limit_cell_cpu: {region}'s cell is not running in {ctx.state_dir / stack.STACK_FILE}")
+        at = time.time()
+        quota = cpu_quota.limit_cpu(_quota_group(region), pids.values(), cores=cores)
+    return {"at": at, "action": "limit_cell_cpu", "region": region, "cores": quota.cores, "pids": pids,
+            "group": str(quota.path)}
+
+
+def restore_cell_cpu(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Remove the CPU quota of the region's cell (idempotent)."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("restore_cell_cpu"):
+        ctx.topology.region(region)
+        throttled = cpu_quota.throttled_s(_quota_group(region))
+        moved = cpu_quota.release_cpu(_quota_group(region))
+    _forget(ctx, f"cpu:{region}")
+    return {"at": time.time(), "action": "restore_cell_cpu", "region": region, "released": moved,
+            "throttled_s": throttled}

@@ -33,6 +33,7 @@ from chaos import fault_registry
 from chaos import gameday_io as io
 from chaos.context import StackContext, context_from
 from chaos.load import LoadSpec, processes_for, read_records, run_load_async, validate
+from chaos.overload import OVERLOAD_TAG, overload_section
 from chaos.measurement import (
     NOT_MEASURED, QualityRto, Rpo, Rto, compute_quality_rto, compute_rpo, compute_rto, degradation, edge_retries,
     first_rollback_at, to_requests,
@@ -266,11 +267,13 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     journal["rpo"] = asdict(rpo) if rpo is not None else None
     journal["invalid_reasons"] = invalid
     (out_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
+    overload = (overload_section(records, experiment=experiment, topology=ctx.topology, lost=lost, load_rate=load_rate)
+                if OVERLOAD_TAG in experiment.get("tags", ()) else None)
     report = build_report(experiment=name, title=experiment["title"], records=records, fault_at=fault_at, rto=rto,
                           quality=quality, degradation=degraded, retries=retries, rpo=rpo, region_lost=lost is not None,
                           status=str(journal.get("status")), samples=samples, notes=notes,
                           hypothesis=hypothesis_of(journal), fault_end=fault_end, load=load.result, invalid=invalid,
-                          geographies=geos,
+                          geographies=geos, overload=overload,
                           targets=Targets.of(ctx.topology.settings))
     report = with_residency(report, _residency(ctx, progress))
     paths = write_report(report, out_dir)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from capacity.calibration import load_calibration
+from capacity.overload import for_local_stack, predict_overload
+from capacity.settings import CapacitySettings
 from chaos.measurement import SLO_P99_MS, SLO_SUCCESS
 from chaos.report import window_summary
 from chaos.verdicts import FAIL, NOT_MEASURED, PASS, Verdict
@@ -59,8 +62,39 @@ def held(summary: Mapping[str, Any]) -> bool:
     return all(v.status == PASS for v in overload_verdicts(summary))
 
 
+def survivor_of(experiment: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    """(region, cores) of the method's limit_cell_cpu action: the survivor and its size."""
+    for activity in experiment.get("method", []):
+        provider = activity.get("provider", {})
+        if activity.get("type") == "action" and provider.get("func") == "limit_cell_cpu":
+            args = provider.get("arguments", {})
+            return str(args.get("region")), float(args.get("cores", 0.5))
+    return None, None
+
+
+def overload_section(records: Sequence[Mapping[str, Any]], *, experiment: Mapping[str, Any], topology: Any,
+                     lost: str | None, load_rate: float, calibration_path: Any = None) -> dict[str, Any]:
+    """The report's `overload` part: the whole run (chaos.overload.whole_run) of every request and of
+    the survivor's homepages, the verdicts, and the capacity model's prediction for this load."""
+    survivor, cores = survivor_of(experiment)
+    summary = whole_run(records, region=survivor)
+    prediction: dict[str, Any] | None = None
+    problem = ""
+    if survivor is not None and cores is not None and lost is not None:
+        try:
+            calibration = load_calibration(calibration_path)
+            settings = for_local_stack(CapacitySettings(), load_qps=load_rate)
+            prediction = predict_overload(topology, calibration, settings, failed=lost, survivor=survivor,
+                                          cores=cores).to_dict()
+        except Exception as exc:  # the prediction is reported beside the figures, never the reason a report is lost
+            problem = f"no prediction: {exc}"
+    return {"whole_run": summary, "prediction": prediction, "problem": problem,
+            "verdicts": overload_verdicts(summary)}
+
+
 def mix_text(mix: Mapping[str, float]) -> str:
     return ", ".join(f"{t} {s:.0%}" for t, s in sorted(mix.items(), key=lambda kv: -kv[1])) or "-"
 
 
-__all__ = ["OVERLOAD_TAG", "held", "mix_text", "overload_verdicts", "shares", "whole_run"]
+__all__ = ["OVERLOAD_TAG", "held", "mix_text", "overload_section", "overload_verdicts", "shares", "survivor_of",
+           "whole_run"]

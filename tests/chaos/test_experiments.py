@@ -22,6 +22,7 @@ RESTORES = {
     "kill_controller_leader": "restore_controllers", "partition_region": "heal_partition",
     "inject_homepage_errors": "clear_cell_faults",
     "kill_etcd_leader": "restore_etcd", "kill_etcd_quorum": "restore_etcd",
+    "limit_cell_cpu": "restore_cell_cpu",
 }
 FILES = sorted(EXPERIMENTS_DIR.glob("*.json"))
 

@@ -39,3 +39,28 @@ def test_no_records_is_not_measured() -> None:
 def test_shares() -> None:
     assert shares(["full", "segment", "segment", "full"]) == {"full": 0.5, "segment": 0.5}
     assert shares([]) == {}
+
+
+def test_the_report_judges_the_whole_run_and_shows_the_prediction() -> None:
+    """An overload game day whose whole run broke the p99 fails, even when a recovery window held;
+    its report puts the measured mix beside the capacity model's prediction."""
+    from chaos.measurement import Rto
+    from chaos.overload import overload_section
+    from chaos.report import build_report, render_markdown
+    from regions.topology import load_topology
+
+    experiment = {"method": [{"type": "action", "provider": {"func": "limit_cell_cpu",
+                                                             "arguments": {"region": "us-west", "cores": 0.5}}}]}
+    rto = Rto(status="met", seconds=0.0, recovered_at=100.0, reason="test")
+    for latencies, verdict in (([20.0] * 2000, "pass"), ([20.0] * 1900 + [900.0] * 100, "fail")):
+        records = _records(latencies)
+        section = overload_section(records, experiment=experiment, topology=load_topology(), lost="us-east",
+                                   load_rate=200.0)
+        report = build_report(experiment="overload-n1", title="t", records=records, fault_at=100.0, rto=rto,
+                              rpo=None, status="completed", overload=section)
+        assert report["verdict"] == verdict
+        assert {v["name"] for v in report["verdicts"]} >= {"whole-run p99", "whole-run success"}
+        prediction = report["overload"]["prediction"]
+        assert prediction["survivor"] == "us-west" and prediction["survivor_qps"] == 140.0
+        md = render_markdown(report)
+        assert "overload, whole run" in md and "the mix that fits" in md and "us-west's homepages segment 100%" in md
