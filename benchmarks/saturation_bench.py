@@ -33,6 +33,7 @@ from capacity.model import Calibration, TierMix, predicted_saturation_qps
 from contracts.tiers import TIER_NAMES
 from capacity.settings import CapacitySettings
 from fallback_tiers.settings import LadderSettings
+from regions import cpu_quota
 from regions.errors import InputError
 from benchmarks.printing import print_report
 from regions.topology import REPO_ROOT
@@ -68,7 +69,9 @@ class SaturationSettings:
     """After the ramp, one overload step with the cell's admission control on and one with it off
     (benchmarks.admission_phase), each `seconds / steps` long."""
     overload_factor: float = 1.5
-    """The compared step's rate: 1.5x the measured plateau (the full-ranking capacity found)."""
+    """The compared step's rate: 1.5x the full-ranking capacity of the cell's size (see admission_cores)."""
+    admission_cores: float = 0.5
+    """The compared cell's size: half a core, capped and weighted (benchmarks.admission_phase)."""
 
     def __post_init__(self) -> None:
         if not 10 <= self.seconds <= 600:
@@ -271,8 +274,13 @@ def run_saturation_bench(settings: SaturationSettings = SaturationSettings(), *,
         saturation = saturation_of(steps, slo_ms=settings.slo_ms)
         compared: tuple[AdmissionRow, ...] = ()
         if settings.admission_compare:
-            compared = admission_rows(stack, rate=max(saturation.plateau_qps, 1.0) * settings.overload_factor,
-                                      duration_s=per_step, step=_step, settings=settings, log=log)
+            sized = cpu_quota.unavailable() is None
+            capacity = (predicted_saturation_qps(calibration, settings.admission_cores, TierMix.only("full")) if sized
+                        else max(saturation.plateau_qps, 1.0))
+            if not sized:
+                log(f"no cgroup ({cpu_quota.unavailable()}): the compared cell keeps its core, rate from the plateau")
+            compared = admission_rows(stack, rate=capacity * settings.overload_factor, duration_s=per_step, step=_step,
+                                      settings=settings, log=log, cores=settings.admission_cores if sized else None)
         machine = stack.machine
     report = SaturationReport(machine=machine, calibration=calibration, predicted_qps=predicted, steps=tuple(steps),
                               saturation=saturation, settings=settings, admission=compared)
@@ -299,8 +307,9 @@ def render(report: SaturationReport) -> list[Any]:
                       _shares(s.tiers), _shares(s.error_kinds, of=s.requests))
     if not report.admission:
         return [table]
-    compared = Table(title=f"admission control at {report.settings.overload_factor:g}x the measured plateau "
-                           f"({report.admission[0].step.offered_qps:.1f} QPS, every request asking for full ranking), same run",
+    compared = Table(title=f"admission control, same run: {report.admission[0].step.offered_qps:.1f} QPS, every request "
+                           f"asking for full ranking, {report.settings.overload_factor:g}x the full-ranking capacity of a "
+                           f"{report.settings.admission_cores:g}-core cell (cgroup)",
                      caption="on: the cell's default; off: REGIONCTL_ADMISSION=off (a restarted cell); p99 in ms over the "
                              "step's answers; served: f=full c=cached s=segment p=popularity")
     for col in ("admission", "offer/s", "ans/s", "full/s", "p99", "cell CPU", "others", "served %", "errors %"):
