@@ -26,6 +26,6 @@ def test_the_admission_rows_are_reported_beside_the_ramp() -> None:
     console = Console(record=True, width=400)
     for table in render(report):
         console.print(table)
-    text = console.export_text()
+    text = " ".join(console.export_text().split())
     assert "admission control, same run" in text and "1.5x the full-ranking capacity" in text
     assert "f38 s62" in text and "f43 s57" in text
