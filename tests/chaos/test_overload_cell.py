@@ -3,9 +3,8 @@ cheaper tiers; with it switched off (REGIONCTL_ADMISSION=off) the same overload 
 
 A real cell process (HTTP + gRPC) over a real redis-server, serving the tiny us bundle, is the
 survivor: it runs in a cgroup with half a core, capped and weighted (regions.cpu_quota), so that the
-game day's load mix at 160 req/s is beyond its full-ranking capacity on this shared 2-core
-machine (the cell would need ~3-5 ms of CPU per full ranking: 100-170 full rankings per second on
-half a core, less with neighbours) yet within what its cheaper tiers can serve. The load is
+game day's load mix at 140 req/s is beyond its full-ranking capacity on this shared 2-core
+machine (a full ranking costs the cell ~3-5 ms of CPU: 100-170 of them per second on half a core) yet within what its cheaper tiers can serve. The load is
 chaos.load's (open loop, latency from the scheduled send, bounded), straight at the cell; the
 verdict is chaos.overload's, the one the overload game day uses: p99 <= 180 ms and success >=
 99.9 % over every request of the run. About 70 s for the module.
@@ -33,8 +32,9 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(cpu_quota.unavailable() is not None, reason=f"{cpu_quota.unavailable()}")]
 
 CORES = 0.5
-RATE = 160.0
+RATE = 140.0
 SECONDS = 20.0
+REDIS_GROUP = "test-overload-redis"
 
 
 class Survivor:
@@ -47,6 +47,9 @@ class Survivor:
         self.items = [i["item_id"] if isinstance(i, dict) else str(i)
                       for i in json.loads((bundles["us"] / "items.json").read_text())][:500]
         self.redis: ManagedProcess = start_redis(port=self.region.redis_port, data_dir=root / "redis", name="redis-us-west")
+        # the survivor region's Redis gets its weight too (a core at most): with the neighbours' load a
+        # starved redis-server times out the cell's 50 ms reads, and that is not the overload under test
+        cpu_quota.limit_cpu(REDIS_GROUP, [self.redis.pid], cores=1.0)
         self.base = f"http://127.0.0.1:{self.region.http_port}"
 
     def overload(self, admission: str) -> dict[str, Any]:
@@ -71,7 +74,10 @@ class Survivor:
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                    for f in text_string_to_metric_families(metrics) for s in f.samples}
         degraded = sum(v for (name, _), v in samples.items() if name == "shopnow_cell_admission_degraded_total")
-        return {"summary": whole_run(read_records(path), region="us-west"), "load": result, "degraded": degraded}
+        skips = {f"{dict(labels)['tier']}:{dict(labels)['reason']}": v for (name, labels), v in samples.items()
+                 if name == "shopnow_cell_tier_skips_total" and v}
+        return {"summary": whole_run(read_records(path), region="us-west"), "load": result, "degraded": degraded,
+                "skips": skips}
 
 
 @contextlib.contextmanager
@@ -96,13 +102,15 @@ def survivor(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[st
     try:
         yield s
     finally:
+        cpu_quota.release_cpu(REDIS_GROUP)
         s.redis.kill()
 
 
 def _describe(run: dict[str, Any]) -> str:
     summary = run["summary"]
     return (f"p99 {summary['p99_ms']:.0f} ms, success {summary['success_rate']:.4f}, homepages {summary['homepage_mix']}, "
-            f"achieved {run['load']['achieved_rate']:.0f} req/s, degraded by admission {run['degraded']:.0f}")
+            f"achieved {run['load']['achieved_rate']:.0f} req/s, degraded by admission {run['degraded']:.0f}, "
+            f"skips {run['skips']}")
 
 
 def test_admission_keeps_p99_bounded_by_moving_requests_to_cheaper_tiers(survivor: Survivor) -> None:
