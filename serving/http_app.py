@@ -39,7 +39,7 @@ ARRIVED_AT = "shopnow.arrived_at"
 """ASGI scope key: time.monotonic() when the request reached the app (serving.admission_gate)."""
 
 
-class ArrivalStamp:
+class ArrivalMiddleware:
     """Pure ASGI middleware: stamps each HTTP request's arrival before FastAPI queues a sync route
     for the threadpool, so the admission gate counts that wait (serving.admission_gate)."""
 
@@ -54,7 +54,7 @@ class ArrivalStamp:
 
 def create_app(runtime: CellRuntime) -> FastAPI:
     app = FastAPI(title=f"ShopNow cell {runtime.region}", docs_url=None, redoc_url=None)
-    app.add_middleware(ArrivalStamp)
+    app.add_middleware(ArrivalMiddleware)
     rec = runtime.recommender
 
     install_error_handlers(app)

@@ -20,7 +20,7 @@ from regions.processes import free_port
 from serving.admission_gate import AdmissionGate
 from serving.admission_metrics import AdmissionMetrics
 from serving.grpc_server import ARRIVAL, ArrivalInterceptor
-from serving.http_app import ARRIVED_AT, ArrivalStamp
+from serving.http_app import ARRIVED_AT, ArrivalMiddleware
 from tests.fallback_tiers.virtual import VirtualClock
 
 
@@ -145,7 +145,7 @@ def test_http_middleware_stamps_before_the_threadpool() -> None:
     import anyio.to_thread
 
     app = FastAPI()
-    app.add_middleware(ArrivalStamp)
+    app.add_middleware(ArrivalMiddleware)
     release = threading.Event()
     seen: dict[str, float] = {}
 
