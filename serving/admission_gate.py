@@ -91,14 +91,16 @@ class AdmissionGate:
                 in_flight = self._full
         return Ticket(admission=admission, arrived_at=arrived, in_flight=in_flight)
 
-    def done(self, ticket: Ticket, *, served: str | None) -> None:
-        """The request of `ticket` is answered (`served`: the tier that served; None: it failed)."""
+    def done(self, ticket: Ticket, *, ranked: bool) -> None:
+        """The request of `ticket` is answered. `ranked`: a full ranking ran to its end for it (it
+        served, or came back too late or failed): its round trip is a sample of the limit. A request
+        whose full ranking never started (a breaker open, no budget) gives none."""
         if not ticket.admission.full:
             return
         rtt = max(self.clock() - ticket.arrived_at, 0.0)
         with self._lock:
             self._full -= 1
-            if served == Tier.FULL.value and self.settings.enabled:
+            if ranked and self.settings.enabled:
                 self._state = observe(self._state, rtt_s=rtt, in_flight=ticket.in_flight, settings=self.settings)
 
     def remaining_s(self, ticket: Ticket, budget_s: float) -> float:

@@ -16,7 +16,7 @@ from contracts.bearer import bearer_token
 from contracts.events import Event
 from fallback_tiers.admission import AdmissionSettings
 from fallback_tiers.settings import LadderSettings
-from fallback_tiers.tiers import Tier
+from fallback_tiers.tiers import SkipReason, Tier
 from regions import redis_keys
 from regions.errors import InputError, ShopNowError
 from regions.tokens import read_roles
@@ -60,6 +60,10 @@ class CellSettings:
     tokens_file: str = ""
     """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
 
+
+RANKED_REASONS = frozenset({SkipReason.TIMEOUT.value, SkipReason.ERROR.value, SkipReason.EMPTY.value,
+                            SkipReason.TOO_FEW.value})
+"""A full tier skipped for these reasons did run (late, failed or short): its round trip counts."""
 
 OBSERVED_BACKLOG = 50_000
 """Answered requests waiting to be counted (flushed every second, and before /readyz and /metrics)."""
@@ -163,13 +167,14 @@ class CellRuntime:
         gate = self.admission
         ticket = gate.admit(asked=asked, arrived_at=arrived_at)
         budget = gate.remaining_s(ticket, deadline_s) if gate.settings.enabled else deadline_s
-        served: str | None = None
+        ranked = False
         try:
             answer = self.recommender.homepage(user_id=user_id, count=count, max_tier=ticket.admission.max_tier,
                                                deadline_s=budget, geography=geography)
-            served = answer.tier
+            ranked = answer.tier == Tier.FULL.value or any(
+                t == Tier.FULL.value and r in RANKED_REASONS for t, r in answer.skipped)
         finally:
-            gate.done(ticket, served=served)
+            gate.done(ticket, ranked=ranked)
         reason = ticket.admission.reason
         if reason is None:
             return answer

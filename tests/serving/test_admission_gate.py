@@ -36,7 +36,7 @@ def test_queue_time_is_counted_from_the_arrival_stamp() -> None:
     ticket = g.admit(asked=Tier.FULL, arrived_at=arrived)
     assert ticket.admission.max_tier is Tier.CACHED and ticket.admission.reason.value == "queue_time"
     assert g.remaining_s(ticket, 0.150) == pytest.approx(0.120)   # the deadline started at arrival
-    g.done(ticket, served="cached")
+    g.done(ticket, ranked=False)
     snap = g.snapshot()
     assert snap.admitted == 1 and snap.queued_s_sum == pytest.approx(0.030)
     assert snap.degraded[("queue_time", "cached")] == 1 and snap.full_in_flight == 0
@@ -55,9 +55,9 @@ def test_full_rankings_in_flight_count_against_the_limit_until_done() -> None:
     assert (a.in_flight, b.in_flight) == (1, 2)
     third = g.admit(asked=Tier.FULL, arrived_at=clock())
     assert third.admission.max_tier is Tier.CACHED and third.admission.reason.value == "concurrency_limit"
-    g.done(third, served="cached")             # a degraded request never held a slot
+    g.done(third, ranked=False)                # a degraded request never held a slot
     assert g.snapshot().full_in_flight == 2
-    g.done(a, served=None)                      # a failed full ranking frees its slot, no sample
+    g.done(a, ranked=False)                     # a full ranking that never ran frees its slot, no sample
     assert g.snapshot().full_in_flight == 1
     assert g.admit(asked=Tier.FULL, arrived_at=clock()).admission.max_tier is Tier.FULL
 
@@ -72,7 +72,7 @@ def test_slow_full_rankings_lower_the_limit() -> None:
                 tickets.append(g.admit(asked=Tier.FULL, arrived_at=clock()))
             clock.advance(rtt)
             for t in tickets:
-                g.done(t, served="full" if t.admission.full else "cached")
+                g.done(t, ranked=t.admission.full)
         return g.snapshot().limit
 
     fast = rounds(0.005, 10)
@@ -88,7 +88,7 @@ def test_off_never_degrades_and_does_not_move_the_limit() -> None:
     tickets = [g.admit(asked=Tier.FULL, arrived_at=arrived) for _ in range(10)]
     assert {t.admission.max_tier for t in tickets} == {Tier.FULL}
     for t in tickets:
-        g.done(t, served="full")
+        g.done(t, ranked=True)
     snap = g.snapshot()
     assert snap.limit == 1.0 and sum(snap.degraded.values()) == 0 and not snap.enabled
 
@@ -99,7 +99,7 @@ def test_threads_leave_the_counts_consistent() -> None:
     def work() -> None:
         for _ in range(500):
             t = g.admit(asked=Tier.FULL, arrived_at=time.monotonic())
-            g.done(t, served="full" if t.admission.full else "cached")
+            g.done(t, ranked=t.admission.full)
 
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
@@ -131,7 +131,7 @@ def test_metrics_pass_promtool_and_show_the_counts() -> None:
     assert samples[("shopnow_cell_admission_limit", ())] == 1.0
     assert samples[("shopnow_cell_admission_enabled", ())] == 1.0
     assert samples[("shopnow_cell_admission_queued_seconds_total", ())] == pytest.approx(0.1)
-    g.done(held, served="full")
+    g.done(held, ranked=True)
 
 
 def test_promtool_does_fail_a_badly_named_counter() -> None:
