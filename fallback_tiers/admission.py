@@ -13,16 +13,20 @@ excess to the cheaper tiers of the ladder (cached, segment, popularity) instead:
    (Gradient2) as Envoy's adaptive concurrency filter uses it: every `window` full-ranking answers,
    the window's mean round trip (arrival -> answer, so queueing counts) is compared with a
    long-term average of them:
-       gradient = clamp(tolerance * long_rtt / short_rtt, 0.5, 1.0)
-       new      = limit * gradient + headroom            (headroom = sqrt(limit): the queue allowed)
+       gradient = clamp(min(tolerance * long_rtt, rtt_target_s) / short_rtt, 0.5, 1.0)
+       new      = limit * gradient + headroom            (headroom = sqrt(limit) while gradient = 1)
        limit    = clamp(limit * (1 - smoothing) + new * smoothing, min_limit, max_limit)
    While the round trip stays within `tolerance` of the long-term one the limit grows by the
-   headroom; when it rises the limit shrinks (at most halving per estimate). A limit that was not
+   headroom; when it rises the limit shrinks (at most halving per estimate). Unlike Gradient2, no
+   headroom is added to a congested estimate: with it the limit cannot fall below 4 (0.5 L + sqrt(L)
+   = L), and four concurrent full rankings already saturate a cell of half a core. A limit that was not
    used (fewer than half of it in flight) is not grown. The long-term round trip is the no-load
    reference, so it moves asymmetrically: down at once to a faster window, up only slowly (an
    exponential average over `long_window` windows). Gradient2's plain average catches up with a
    sustained overload within a few dozen windows and lets the limit grow back into it; Envoy
-   re-measures its minimum round trip at low concurrency for the same reason.
+   re-measures its minimum round trip at low concurrency for the same reason. `rtt_target_s`
+   anchors the limit to the SLO as well: a window slower than it shrinks the limit whatever the
+   reference says (a cell that was slow from its first window has a slow reference).
    A request that finds `limit` full rankings in flight skips full ranking (cached tier first).
 
 `decide(...)` is the decision, `observe(...)` the limit's update; `AdmissionState` holds what
@@ -74,6 +78,9 @@ class AdmissionSettings:
     sustained overload does not become the reference within a game day)."""
     tolerance: float = 1.5
     """The round trip may rise 50 % above its long-term value before the limit shrinks."""
+    rtt_target_s: float = 0.060
+    """A full ranking's round trip (queueing included) above 60 ms shrinks the limit even when the
+    reference is as slow: it leaves under 90 ms of the 150 ms deadline for everything else queued."""
     smoothing: float = 0.5
     """Share of each new estimate taken into the limit: a congested window takes a quarter off it."""
 
@@ -97,6 +104,7 @@ class AdmissionSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(name, f"{value!r} is not allowed; use a whole number >= 1.")
         _number("tolerance", self.tolerance, minimum=1.0)
+        _number("rtt_target_s", self.rtt_target_s, minimum=0.001)
         _number("smoothing", self.smoothing, minimum=0.0)
         if not 0 < self.smoothing <= 1:
             raise InputError("smoothing", f"{self.smoothing!r} is not allowed; use 0 < smoothing <= 1.")
@@ -198,8 +206,8 @@ def observe(state: AdmissionState, *, rtt_s: float, in_flight: int, settings: Ad
         long = state.long_rtt_s * (1 - alpha) + short * alpha
     limit = state.limit
     if peak >= limit / 2:  # a limit nobody reached says nothing about the cell: do not grow it
-        gradient = min(1.0, max(0.5, settings.tolerance * long / short))
-        estimate = limit * gradient + math.sqrt(limit)
+        gradient = min(1.0, max(0.5, min(settings.tolerance * long, settings.rtt_target_s) / short))
+        estimate = limit * gradient + (math.sqrt(limit) if gradient >= 1.0 else 0.0)
         limit = limit * (1 - settings.smoothing) + estimate * settings.smoothing
     limit = min(settings.max_limit, max(settings.min_limit, limit))
     return AdmissionState(limit=limit, long_rtt_s=long, short_rtt_s=short, windows=state.windows + 1)

@@ -83,18 +83,26 @@ def test_rising_round_trip_shrinks_the_limit_at_most_by_half_per_estimate() -> N
     state = _windows(AdmissionState.initial(S), 0.010, windows=5, in_flight=8)
     before = state.limit
     slow = _windows(state, 0.100, windows=1, in_flight=int(before))   # 10x the long-term round trip
-    # gradient clamped to 0.5: limit * (1 - smoothing) + (0.5 limit + sqrt(limit)) * smoothing
-    assert slow.limit == pytest.approx(before * (1 - S.smoothing) + (0.5 * before + math.sqrt(before)) * S.smoothing)
+    # gradient clamped to 0.5, no headroom when congested: limit * (1 - smoothing) + 0.5 limit * smoothing
+    assert slow.limit == pytest.approx(before * (1 - S.smoothing) + 0.5 * before * S.smoothing)
     assert slow.limit < before
     worse = _windows(slow, 0.200, windows=60, in_flight=64)
-    assert worse.limit < slow.limit
-    assert worse.limit >= S.min_limit
+    assert worse.limit == S.min_limit                 # a sustained overload takes it down to the minimum
 
 
 def test_within_tolerance_is_not_congestion() -> None:
     state = _windows(AdmissionState.initial(S), 0.010, windows=3, in_flight=8)
     mild = _windows(state, 0.014, windows=1, in_flight=8)   # +40 %, within the 1.5 tolerance
     assert mild.limit > state.limit
+
+
+def test_a_round_trip_above_the_target_shrinks_the_limit_even_with_a_slow_reference() -> None:
+    state = _windows(AdmissionState.initial(S), 0.100, windows=1, in_flight=8)   # slow from the start
+    assert state.long_rtt_s == pytest.approx(0.100)
+    later = _windows(state, 0.100, windows=5, in_flight=8)   # as slow as the reference, above the 60 ms target
+    assert later.limit < state.limit
+    fast = AdmissionSettings(rtt_target_s=1.0)
+    assert _windows(AdmissionState.initial(fast), 0.100, windows=6, in_flight=8, settings=fast).limit > S.initial_limit
 
 
 def test_an_unused_limit_does_not_grow() -> None:
@@ -138,6 +146,7 @@ def test_a_bad_round_trip_is_refused(rtt: float) -> None:
         ({"window": 0}, "window"),
         ({"long_window": 2.5}, "long_window"),
         ({"tolerance": 0.9}, "tolerance"),
+        ({"rtt_target_s": 0.0}, "rtt_target_s"),
         ({"smoothing": 0.0}, "smoothing"),
         ({"enabled": "yes"}, "enabled"),
     ],
