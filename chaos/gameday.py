@@ -40,7 +40,7 @@ from chaos.measurement import (
 from chaos.report import build_report, hypothesis_of, summary_lines, write_report
 from chaos.residency_verdict import with_residency
 from chaos.sampling import Sampler, stack_reader
-from chaos.verdicts import Targets, invalid_reasons, still_answering
+from chaos.verdicts import Targets, figure_verdicts, invalid_reasons, still_answering
 from regions.errors import InputError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -270,7 +270,7 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
                           quality=quality, degradation=degraded, retries=retries, rpo=rpo, region_lost=lost is not None,
                           status=str(journal.get("status")), samples=samples, notes=notes,
                           hypothesis=hypothesis_of(journal), fault_end=fault_end, load=load.result, invalid=invalid,
-                          geographies=geos,
+                          geographies=geos, figures=figure_verdicts(journal.get("run", [])),
                           targets=Targets.of(ctx.topology.settings))
     report = with_residency(report, _residency(ctx, progress))
     paths = write_report(report, out_dir)

@@ -15,6 +15,14 @@ DEAD_LETTER = "log:dead"
 TOMBSTONES = "users:deleted"
 """Hash user_id -> deletion time: deleted users, honoured by replication and the feature updater."""
 
+ITEM_LOG = "log:items"
+"""Catalog changes for this region (stream): price, stock, rating, and new items' content
+(serving.item_feed). No user identity: the feature updater applies it to `if:<item>`."""
+
+NEW_ITEMS = "catalog:new"
+"""Hash item_id -> JSON row of an item created after training (serving.item_feed), which the
+cells add to their catalog and ANN index by content (serving.cold_start). No user identity."""
+
 ITEM_POPULARITY = "agg:item_popularity"
 """Sorted set item_id -> decayed interaction count. No user identity: may be replicated anywhere."""
 

@@ -12,6 +12,9 @@ checkpoints are still the ones the batch was read from (a second updater, or a r
 overlapped, makes it retry instead of counting events twice). The script re-checks tombstones as
 it writes, so a user deleted while the batch was being computed is not brought back.
 
+Catalog changes: each step first applies a batch of the region's item feed `log:items` to the
+live item features and the new items (serving.item_feed.ItemFeedConsumer), with its own checkpoint.
+
 At most once per event id: a client retry may store the same event in both regions of a
 geography (the first region stored it but its answer was lost), so it reaches this updater twice,
 through the region's own log and through the peer's replica stream. The updater skips an event id
@@ -38,6 +41,7 @@ from replication.interaction_log import DEDUPE_WINDOW_S, StreamReader, dead_lett
 from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag
 from replication.redis_io import Redis, RedisError, text
+from serving.item_feed import FeedResult, ItemFeedConsumer
 from serving.user_state import UserState, apply_event
 
 _log = logging.getLogger(__name__)
@@ -109,6 +113,8 @@ class UpdateResult:
     poison: int = 0
     users: int = 0
     conflict: bool = False
+    items: FeedResult | None = None
+    """What the step applied of the item feed (serving.item_feed)."""
 
 
 
@@ -135,6 +141,7 @@ class FeatureUpdater:
         self._commit = client.register_script(_COMMIT_SCRIPT)
         self._record_seen = client.register_script(_SEEN_SCRIPT)
         self._reader = StreamReader(client)
+        self._items = ItemFeedConsumer(client, consumer=CONSUMER, region=region, batch_size=settings.batch_size, clock=clock)
         self._next_metrics = 0.0
 
     def checkpoint_key(self, stream: str) -> str:
@@ -160,10 +167,13 @@ class FeatureUpdater:
         now = self._clock()
         positions = self._load_positions()
         self._maybe_update_metrics(positions, now)
+        items = self._items.step()
         batches = {s: self._reader.read(s, after=positions[s], count=self.settings.batch_size, tombstones=True)
                    for s in self.streams}
-        result = UpdateResult()
+        result = UpdateResult(items=items)
         if not any(b.entries for b in batches.values()):
+            if items.read:
+                return result
             self._reader.wait(positions, block_ms=self.settings.block_ms)
             return result
         tombstoned = frozenset().union(*(b.tombstoned for b in batches.values()))
