@@ -360,7 +360,7 @@ def control_store_quorum(configuration: Configuration = None, secrets: Secrets =
 # -- feature drift ------------------------------------------------------------------------------
 def _drift_metrics(ctx: StackContext, region: str) -> tuple[dict[str, float], float | None]:
     """({feature: PSI}, sampled rows) from the cell's /metrics (shopnow_cell_feature_psi,
-    shopnow_cell_feature_drift_rows), which the cell recomputes every few seconds."""
+    shopnow_cell_feature_drift_sample_rows), which the cell recomputes every few seconds."""
     from prometheus_client.parser import text_string_to_metric_families
 
     url = ctx.cell_url(region) + "/metrics"
@@ -374,9 +374,17 @@ def _drift_metrics(ctx: StackContext, region: str) -> tuple[dict[str, float], fl
         for sample in family.samples:
             if sample.name == "shopnow_cell_feature_psi":
                 psi[sample.labels.get("feature", "?")] = float(sample.value)
-            elif sample.name == "shopnow_cell_feature_drift_rows":
+            elif sample.name == "shopnow_cell_feature_drift_sample_rows":
                 rows = float(sample.value)
     return psi, rows
+
+
+UNFAULTED_PRICE_FEATURE = "price_change"
+"""Without a price fault, the feature that must be in line: live price / catalog price is 1 for
+every item when the feed publishes the catalog's prices. log_price and price_vs_category also
+depend on which items were candidates: on clean traffic their PSI in a 400-row sample of a tiny
+test cell ranged from 0.07 to 0.35 between runs, so they are judged only under the fault (10x:
+PSI 1.9 on log_price)."""
 
 
 def _price_fault(ctx: StackContext, region: str) -> dict[str, Any] | None:
@@ -394,15 +402,16 @@ def _price_psi_problems(psi: Mapping[str, float], rows: float | None, *, fault: 
     if fault and len(high) < len(PRICE_FEATURES):
         low = ", ".join(f"{f} {psi[f]:.3f}" for f in PRICE_FEATURES if f not in high)
         return [f"prices are repriced through the item feed, yet PSI <= {PSI_ALERT:g} on {low}: drift not detected"]
-    if not fault and high:
-        return [f"no price fault, yet PSI > {PSI_ALERT:g} on " + ", ".join(f"{f} {psi[f]:.3f}" for f in high)]
+    if not fault and psi[UNFAULTED_PRICE_FEATURE] > PSI_ALERT:
+        return [f"no price fault, yet PSI {psi[UNFAULTED_PRICE_FEATURE]:.3f} > {PSI_ALERT:g} on {UNFAULTED_PRICE_FEATURE}"]
     return []
 
 
 def price_drift_reported(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """With chaos's reprice_items fault registered for the region (ground truth: the fault registry,
     not the cell), the cell's shopnow_cell_feature_psi must be above the alert threshold on every
-    price feature; without it, below on all of them. The cell must have sampled enough vectors."""
+    price feature; without it, below on price_change (UNFAULTED_PRICE_FEATURE). The cell must have
+    sampled enough vectors."""
     ctx = context_from(configuration)
     fault = _price_fault(ctx, region) is not None
     psi, rows = _drift_metrics(ctx, region)
