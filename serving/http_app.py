@@ -1,8 +1,8 @@
 """The cell's HTTP API (FastAPI).
 
     GET  /v1/recommendations/homepage?user_id=&count=      (max_tier=, anonymous=, X-Deadline-Ms)
-    GET  /v1/recommendations/similar?product_id=&count=
-    GET  /v1/recommendations/cart?cart_items=a,b&count=
+    GET  /v1/recommendations/similar?product_id=&count=[&user_id=]   (user_id: the seen-items policy)
+    GET  /v1/recommendations/cart?cart_items=a,b&count=[&user_id=]
     POST /v1/events            {"events": [...]}  -> 200 acknowledged (in the region's log) | 413 | 422 | 503
     GET  /healthz              liveness
     GET  /readyz               bundle, Redis, freshness, error rate, p99, qps, tier mix, replication lag
@@ -84,17 +84,25 @@ def create_app(runtime: CellRuntime) -> FastAPI:
                                                       geography=geography if user else ""))
 
     @app.get("/v1/recommendations/similar")
-    def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN), count: int = 8) -> Response:
+    def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN), count: int = 8,
+                user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), anonymous: bool = False,
+                geography: str = Query(default="", max_length=MAX_ID_LEN)) -> Response:
         check_count(count)
-        return timed("similar", lambda: rec.similar(product_id=product_id, count=count))
+        user = None if anonymous or not user_id else user_id
+        return timed("similar", lambda: rec.similar(product_id=product_id, count=count, user_id=user,
+                                                    geography=geography if user else ""))
 
     @app.get("/v1/recommendations/cart")
-    def cart(cart_items: str = Query(min_length=1, max_length=4096), count: int = 4) -> Response:
+    def cart(cart_items: str = Query(min_length=1, max_length=4096), count: int = 4,
+             user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), anonymous: bool = False,
+             geography: str = Query(default="", max_length=MAX_ID_LEN)) -> Response:
         check_count(count)
         items = [i for i in (p.strip() for p in cart_items.split(",")) if i]
         if not items:
             raise InputError("cart_items", "give at least one product id, comma-separated")
-        return timed("cart", lambda: rec.cart(cart_items=items, count=count))
+        user = None if anonymous or not user_id else user_id
+        return timed("cart", lambda: rec.cart(cart_items=items, count=count, user_id=user,
+                                              geography=geography if user else ""))
 
     @app.post("/v1/events")
     async def events(request: Request) -> JSONResponse:
