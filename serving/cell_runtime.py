@@ -115,9 +115,15 @@ class CellRuntime:
         self.metrics.refuse_bundle(refusal.check)
 
     def _seed_items(self, bundle: LoadedBundle) -> None:
-        """Write the bundle's catalog (already in memory) into the region's item features: the local
-        stack's stand-in for inventory, except the items the item feed (serving.item_feed) updated
-        within the item freshness bound (its values are newer)."""
+        """Publish the bundle's time constants (regions.redis_keys.TIME_CONSTANTS) and write its
+        catalog (already in memory) into the region's item features: the local stack's stand-in for
+        inventory, except the items the item feed (serving.item_feed) updated within the item
+        freshness bound (its values are newer)."""
+        try:  # the feature updater decays interest with the bundle's half-life (serving.time_constants)
+            self._log_client.set(redis_keys.TIME_CONSTANTS, bundle.time_constants.dumps())
+        except Exception as exc:  # retried with the catalog sync
+            log.warning("could not publish the time constants of %s: %s", bundle.version, exc)
+            return
         try:
             now = time.time()
             self.store.seed_item_features(item_features_of(bundle.items, updated_at=now), now=now,

@@ -42,7 +42,8 @@ from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag
 from replication.redis_io import Redis, RedisError, text
 from serving.item_feed import FeedResult, ItemFeedConsumer
-from serving.user_state import UserState, apply_event
+from serving.time_constants import TimeConstants
+from serving.user_state import AFFINITY_HALF_LIFE_S, UserState, apply_event
 
 _log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class UpdaterSettings:
     """Lag gauges are refreshed once a second."""
     category_cache_size: int = 100_000
     """Item categories rarely change; cache them, clearing the cache when it grows past this."""
+    constants_refresh_s: float = 10.0
+    """How often the bundle's time constants are re-read (regions.redis_keys.TIME_CONSTANTS): they
+    change only with a bundle swap."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10_000:
@@ -143,6 +147,9 @@ class FeatureUpdater:
         self._reader = StreamReader(client)
         self._items = ItemFeedConsumer(client, consumer=CONSUMER, region=region, batch_size=settings.batch_size, clock=clock)
         self._next_metrics = 0.0
+        self.interest_half_life_s = AFFINITY_HALF_LIFE_S
+        """The serving bundle's interest fade (serving.time_constants), as the cell published it."""
+        self._next_constants = 0.0
 
     def checkpoint_key(self, stream: str) -> str:
         return redis_keys.consumer_checkpoint(CONSUMER, stream)
@@ -199,6 +206,7 @@ class FeatureUpdater:
         result.poison = len(dead)
         events, applied_ids = self._first_sightings(events)
         result.skipped_duplicate = result.read - result.poison - len(events)
+        self._refresh_constants(now)
         users = sorted({e.user_id for _, e in events} - tombstoned)
         states = self._read_users(users)
         category_of = self._category_lookup([e.item_id for _, e in events])
@@ -208,7 +216,8 @@ class FeatureUpdater:
                 result.skipped_tombstoned += 1
                 continue
             states[event.user_id] = apply_event(states[event.user_id], event_type=event.type, item_id=event.item_id,
-                                                ts=event.ts, category_of=category_of, price=event.price)
+                                                ts=event.ts, category_of=category_of, price=event.price,
+                                                half_life_s=self.interest_half_life_s)
             applied_per_stream[stream] = applied_per_stream.get(stream, 0) + 1
         self._write_seen([e for _, e in events if e.user_id not in tombstoned])
         keys = [redis_keys.TOMBSTONES, redis_keys.DEAD_LETTER, *(self.checkpoint_key(s) for s in self.streams),
@@ -237,6 +246,22 @@ class FeatureUpdater:
             if dead:
                 self.metrics.dead_letters.labels(region=self.region, consumer=CONSUMER).inc(len(dead))
         return result
+
+    def _refresh_constants(self, now: float) -> None:
+        """Re-read the bundle's time constants every `constants_refresh_s` (defaults when the cell
+        published none, or an unreadable value: logged, the last good value is kept)."""
+        if now < self._next_constants:
+            return
+        self._next_constants = now + self.settings.constants_refresh_s
+        raw = self.client.get(redis_keys.TIME_CONSTANTS)
+        if raw is None:
+            self.interest_half_life_s = AFFINITY_HALF_LIFE_S
+            return
+        try:
+            self.interest_half_life_s = TimeConstants.loads(text(raw)).interest_half_life_s
+        except InputError as exc:
+            _log.warning("%s is unreadable (%s); keeping interest half-life %.0f s", redis_keys.TIME_CONSTANTS, exc,
+                         self.interest_half_life_s)
 
     def _first_sightings(self, events: list[tuple[str, Event]]) -> tuple[list[tuple[str, Event]], list[str]]:
         """The events whose id this updater has not applied yet (first one of a batch's repeats),
