@@ -431,7 +431,7 @@ def _publish_prices(ctx: StackContext, what: str, region: str, factor: float) ->
     """Publish every item of the region's current bundle at `factor` x its catalog price to the
     region's item feed (`log:items`); the region's feature updater applies it to `if:<item>`."""
     from chaos.redis_io import region_client
-    from serving.item_feed import ItemUpdate, publish_item_updates
+    from contracts.item_updates import ItemUpdate, publish_item_updates
 
     with _failing_as_activity(what):
         geo = ctx.topology.region(region).geography

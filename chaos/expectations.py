@@ -31,7 +31,7 @@ from chaos.context import HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_fr
 from chaos.redis_io import answers_ping
 from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
 from regions import stack
-from serving.drift import MIN_SAMPLE, PRICE_FEATURES, PSI_ALERT
+from contracts.feature_drift import MIN_SAMPLE, PRICE_FEATURES, PSI_ALERT
 
 __all__ = ["feature_store_fallback", "bundle_guarded", "index_freeze_contained", "feature_freshness_reported",
            "ranking_deadline_holds", "leader_in_office", "routed_around", "control_store_quorum",

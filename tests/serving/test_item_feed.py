@@ -11,7 +11,8 @@ from regions import redis_keys
 from regions.errors import InputError
 from serving.feature_store import FeatureStore, ItemFeatures
 from serving.feature_updater import CONSUMER, FeatureUpdater, UpdaterSettings
-from serving.item_feed import ItemUpdate, new_item_rows, parse_item_update, publish_item_updates
+from contracts.item_updates import ItemUpdate, parse_item_update, publish_item_updates
+from serving.item_feed import new_item_rows
 from replication.redis_io import text
 from tests.replication.helpers import Stack, stack_factory  # noqa: F401
 

@@ -20,9 +20,9 @@ import redis
 
 from regions import redis_keys
 from serving import live_items
-from serving.drift import PRICE_FEATURES
+from contracts.feature_drift import PRICE_FEATURES
 from serving.feature_updater import FeatureUpdater
-from serving.item_feed import ItemUpdate, publish_item_updates
+from contracts.item_updates import ItemUpdate, publish_item_updates
 from serving.recommender import ITEM_REFRESH_S
 from tests.serving.test_cell_process import Cell, running_cell
 
