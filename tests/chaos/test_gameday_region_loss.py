@@ -429,6 +429,24 @@ def test_the_drift_game_day_fails_when_no_drift_is_injected(real_stack: Stack, e
     assert fault_registry.pending(real_stack.state) == {}
 
 
+def test_gameday_abort_restores_the_prices_a_bare_action_left(real_stack: Stack) -> None:
+    """reprice_items called on its own (no experiment, no rollback): `regionctl gameday abort`
+    finds it in the fault registry and publishes the true prices again."""
+    from chaos import actions
+
+    conf = {"state_dir": str(real_stack.state), "topology": str(real_stack.topology_file)}
+    item, catalog, _ = _catalog_price(real_stack, "us-east")
+    actions.reprice_items("us-east", factor=10.0, configuration=conf)
+    assert "item-prices:us-east" in fault_registry.pending(real_stack.state)
+    wait_until(lambda: abs(_catalog_price(real_stack, "us-east")[2] - 10 * catalog) < 1e-6, timeout=10,
+               what=f"{item} at 10x its price in us-east's live features")
+    done = gameday.abort_gameday(state_dir=real_stack.state, progress=QUIET)
+    assert {"name": "item-prices:us-east", "status": "succeeded"} in done["rollbacks"]
+    assert fault_registry.pending(real_stack.state) == {}
+    wait_until(lambda: abs(_catalog_price(real_stack, "us-east")[2] - catalog) < 1e-6, timeout=10,
+               what=f"{item}'s true price back in us-east's live features")
+
+
 def test_no_retry_and_frozen_controllers_show_first_attempt_failures(real_stack: Stack, experiments: Any,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs last: it leaves the edge restarted without its retry setting, the controllers running."""
