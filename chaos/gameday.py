@@ -12,7 +12,9 @@
      edge's first-attempt failures and retries; for a region loss, RPO: the lost region's
      acknowledged event ids vs the ids its same-geography survivors hold in `log:replica:<lost>`
      (read just before the rollbacks restore the region, so late replication cannot hide a loss);
-  5. chaos.verdicts: invalid (fault action failed, fault not observed, load short) or the bounds;
+  5. chaos.verdicts: invalid (fault action failed, fault not observed, load short) or the bounds,
+     and the figures the method's probes measured themselves (figure_verdicts: e.g. the drift
+     game day's time to detection);
   6. journal.json (with "rto", "quality_rto" and "rpo"), report.json/.md/.png, a printed summary.
 A state file <state_dir>/gameday.json (pid, argv, experiment) lets `abort_gameday` signal a running
 game day; it then removes every fault of the stack's fault registry (chaos.fault_registry), which
