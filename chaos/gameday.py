@@ -12,7 +12,9 @@
      edge's first-attempt failures and retries; for a region loss, RPO: the lost region's
      acknowledged event ids vs the ids its same-geography survivors hold in `log:replica:<lost>`
      (read just before the rollbacks restore the region, so late replication cannot hide a loss);
-  5. chaos.verdicts: invalid (fault action failed, fault not observed, load short) or the bounds;
+  5. chaos.verdicts: invalid (fault action failed, fault not observed, load short) or the bounds,
+     and the figures the method's probes measured themselves (figure_verdicts: e.g. the drift
+     game day's time to detection);
   6. journal.json (with "rto", "quality_rto" and "rpo"), report.json/.md/.png, a printed summary.
 A state file <state_dir>/gameday.json (pid, argv, experiment) lets `abort_gameday` signal a running
 game day; it then removes every fault of the stack's fault registry (chaos.fault_registry), which
@@ -41,7 +43,7 @@ from chaos.measurement import (
 from chaos.report import build_report, hypothesis_of, summary_lines, write_report
 from chaos.residency_verdict import with_residency
 from chaos.sampling import Sampler, stack_reader
-from chaos.verdicts import Targets, invalid_reasons, still_answering
+from chaos.verdicts import Targets, figure_verdicts, invalid_reasons, still_answering
 from regions.errors import InputError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -273,7 +275,7 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
                           quality=quality, degradation=degraded, retries=retries, rpo=rpo, region_lost=lost is not None,
                           status=str(journal.get("status")), samples=samples, notes=notes,
                           hypothesis=hypothesis_of(journal), fault_end=fault_end, load=load.result, invalid=invalid,
-                          geographies=geos, overload=overload,
+                          geographies=geos, overload=overload, figures=figure_verdicts(journal.get("run", [])),
                           targets=Targets.of(ctx.topology.settings))
     report = with_residency(report, _residency(ctx, progress))
     paths = write_report(report, out_dir)

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from chaos.measurement import Degradation, EdgeRetries, QualityRto, Rpo, Rto, tier_mix
-from chaos.verdicts import Targets, hypothesis_verdicts, overall, verdicts
+from chaos.verdicts import Targets, Verdict, hypothesis_verdicts, overall, verdicts
 
 
 def hypothesis_of(journal: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,13 +106,16 @@ def build_report(*, experiment: str, title: str, records: Sequence[Mapping[str, 
                  samples: Sequence[Mapping[str, Any]] = (), notes: Sequence[str] = (), targets: Targets = Targets(),
                  hypothesis: Mapping[str, Any] | None = None, fault_end: float | None = None,
                  load: Mapping[str, Any] | None = None, invalid: Sequence[str] = (),
-                 geographies: Sequence[str] | None = None, overload: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Everything report.json holds. Pure: the caller measured the figures from the same records.
+                 geographies: Sequence[str] | None = None, figures: Sequence[Verdict] = (),
+                 overload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything report.json holds. Pure: the caller measured the figures from the same records;
+    `figures` are the verdicts of figures the experiment's probes measured (chaos.verdicts.figure_verdicts);
     `overload` (chaos.overload.overload_section) adds its whole-run verdicts and prediction."""
     origin = min((float(r["t"]) for r in records if "t" in r), default=fault_at or 0.0)
     lost = rpo is not None if region_lost is None else region_lost
     found = verdicts(rto=rto, quality=quality, rpo=rpo, region_lost=lost, empty_slates=empty_slates(records),
-                     targets=targets) + hypothesis_verdicts(hypothesis) + list((overload or {}).get("verdicts", ()))
+                     targets=targets) + list(figures) + hypothesis_verdicts(hypothesis) \
+        + list((overload or {}).get("verdicts", ()))
     lat = [float(r.get("latency_ms") or 0.0) for r in records]
     return {
         "experiment": experiment, "title": title, "status": status, "verdict": overall(found, invalid=invalid),

@@ -1,8 +1,8 @@
 """The cell's HTTP API (FastAPI).
 
     GET  /v1/recommendations/homepage?user_id=&count=      (max_tier=, anonymous=, X-Deadline-Ms)
-    GET  /v1/recommendations/similar?product_id=&count=
-    GET  /v1/recommendations/cart?cart_items=a,b&count=
+    GET  /v1/recommendations/similar?product_id=&count=[&user_id=]   (user_id: the seen-items policy)
+    GET  /v1/recommendations/cart?cart_items=a,b&count=[&user_id=]
     POST /v1/events            {"events": [...]}  -> 200 acknowledged (in the region's log) | 413 | 422 | 503
     GET  /healthz              liveness
     GET  /readyz               bundle, Redis, freshness, error rate, p99, qps, tier mix, replication lag
@@ -124,16 +124,30 @@ def create_app(runtime: CellRuntime) -> FastAPI:
 
     @app.get("/v1/recommendations/similar", responses={**oa.ok(oa.ref("Slate")), **oa.errors(404, 422)})
     def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN),
-                count: int = Query(8, ge=1, le=MAX_COUNT)) -> Response:
-        return timed("similar", lambda: rec.similar(product_id=product_id, count=count))
+                count: int = Query(8, ge=1, le=MAX_COUNT),
+                user_id: str | None = Query(default=None, max_length=MAX_ID_LEN,
+                                            description="the viewer: the similar surface's seen-items policy applies"),
+                anonymous: bool = False,
+                geography: str = Query(default="", max_length=MAX_ID_LEN, description="home geography, as the edge computed it"),
+                ) -> Response:
+        user = None if anonymous or not user_id else user_id
+        return timed("similar", lambda: rec.similar(product_id=product_id, count=count, user_id=user,
+                                                    geography=geography if user else ""))
 
     @app.get("/v1/recommendations/cart", responses={**oa.ok(oa.ref("Slate")), **oa.errors(404, 422)})
     def cart(cart_items: str = Query(min_length=1, max_length=4096, description="comma-separated product ids"),
-             count: int = Query(4, ge=1, le=MAX_COUNT)) -> Response:
+             count: int = Query(4, ge=1, le=MAX_COUNT),
+             user_id: str | None = Query(default=None, max_length=MAX_ID_LEN,
+                                         description="the shopper: the cart surface's seen-items policy applies"),
+             anonymous: bool = False,
+             geography: str = Query(default="", max_length=MAX_ID_LEN, description="home geography, as the edge computed it"),
+             ) -> Response:
         items = [i for i in (p.strip() for p in cart_items.split(",")) if i]
         if not items:
             raise InputError("cart_items", "give at least one product id, comma-separated")
-        return timed("cart", lambda: rec.cart(cart_items=items, count=count))
+        user = None if anonymous or not user_id else user_id
+        return timed("cart", lambda: rec.cart(cart_items=items, count=count, user_id=user,
+                                              geography=geography if user else ""))
 
     @app.post("/v1/events", openapi_extra=oa.json_body(oa.ref("EventsBatch")), responses={
         **oa.ok({"type": "object", "required": ["accepted", "stream_ids", "region"]},
