@@ -51,6 +51,10 @@ from regions.topology import REPO_ROOT
 ARM_REGIONS = ("us-east", "us-west")
 """Arm A's cell, arm B's cell: two regions of the us geography."""
 GEOGRAPHIES = {"us": 0.6, "eu": 0.4}
+RANKER_ENV = {"REGIONCTL_ADMISSION": "off"}
+"""The cells of an A/B run rank every request they can: without admission control, which on a
+loaded machine sends most requests past the full tier (the rankers) to the segment lists, where
+both arms show the same thing. Shedding under overload is the overload game days' subject."""
 """The shares `regionctl train` draws the marketplace with: the same users as the bundle's."""
 
 
@@ -181,7 +185,7 @@ def ab_stack(bundle_a: Path, bundle_b: Path, *, settings: AbSettings, work: Path
             argv = [sys.executable, "-m", "regionctl.main", "cell", "--region", region, "--artifacts", artifacts.as_uri(),
                     "--state-dir", str(work / f"state-{region}")]
             cells[region] = spawn(f"cell-{region}", argv, log_dir=work / "logs", cwd=REPO_ROOT,
-                                  env={"REGIONCTL_TOPOLOGY": str(topo_file)})
+                                  env={"REGIONCTL_TOPOLOGY": str(topo_file), **RANKER_ENV})
             started.append(cells[region])
             urls[region] = f"http://127.0.0.1:{stack.topology.region(region).http_port}"
         for region in ARM_REGIONS:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from benchmarks.ab_bench import MIN_FULL_SHARE, AbSettings, full_tier_share, reacting_users, seed_user_states, totals_at
+from benchmarks.ab_bench import MIN_FULL_SHARE, RANKER_ENV, AbSettings, full_tier_share, reacting_users, seed_user_states, totals_at
 from chaos.load import LoadMix, LoadSpec, run_load_async
 from failover.control_stores import store_from_url
 from failover.experiments import verdict_of
@@ -65,8 +65,11 @@ def rig(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Pa
     r = Rig(tmp_path_factory.mktemp("experiments"), tiny_geo_bundles)
     states, reactions = reacting_users(SETTINGS, tiny_geo_bundles["us"])
     try:
-        stack.up(stack_specs(r.topo, state_dir=r.state, urls=r.urls), topology_path=r.topo_file, state_dir=r.state,
-                 kinds={"redis", "cell", "controller"})
+        with pytest.MonkeyPatch.context() as env:  # the cells inherit it: rank every request (benchmarks.ab_bench.RANKER_ENV)
+            for name, value in RANKER_ENV.items():
+                env.setenv(name, value)
+            stack.up(stack_specs(r.topo, state_dir=r.state, urls=r.urls), topology_path=r.topo_file, state_dir=r.state,
+                     kinds={"redis", "cell", "controller"})
         seed_user_states(r.topo, US_CELLS, states)
         yield r, states, reactions
     finally:
