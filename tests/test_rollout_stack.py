@@ -5,7 +5,9 @@
   the serving bundle (promoted by the leader, journaled);
 - a bundle that verifies and ranks badly (inverted leaves) is stopped in shadow by the rank
   correlation gate and rolled back by itself: no user ever got it;
-- a bundle that verifies and ranks slowly (10x trees) is stopped in shadow by the latency gate.
+- a bundle that verifies and ranks slowly (10x trees) is stopped in shadow by the latency gate, and,
+  rolled out without a shadow stage, by the canary's latency gate at 20 %: only users of the canary
+  share (contracts.bucketing) ever got it.
 Figures (printed): each rollout's gate values; `regionctl rollout status --geo us` prints them too.
 """
 from __future__ import annotations
@@ -154,3 +156,23 @@ def test_a_bad_bundle_is_stopped_in_shadow_and_rolled_back(rig: tuple[Rig, Load]
     assert status.exit_code == 1 and "rolled_back" in status.output
     wait_until(lambda: all(not httpx.get(c + "/readyz").json()["rollout"]["held"] for c in r.cells()),
                timeout=15, what="the cells dropping the candidate")
+
+
+def test_a_slow_bundle_without_shadow_is_stopped_at_the_canary_and_only_the_canary_share_saw_it(
+        rig: tuple[Rig, Load]) -> None:
+    from contracts.bucketing import in_share
+
+    r, load = rig
+    serving = r.store.current()
+    version = r.publish("slow", "us-slow-canary")
+    seen_before = len(load.seen)
+    result = r.cli("rollout", "start", version, "--geo", "us", "--stages", "20%,100%", "--hold", HOLD, *GATES)
+    assert result.exit_code == 0, result.output
+    plan = r.wait_ended(timeout=90)
+    _print_gates("slow canary", plan)
+    assert plan.state == "rolled_back" and plan.stage.name == "20%" and "latency_p50" in plan.reason, plan.reason
+    assert r.store.current() == serving
+    shown = {user for user, v in load.seen[seen_before:] if v == version}
+    assert shown and all(in_share(user, plan.id, 20.0) for user in shown)  # nobody outside the canary share
+    everyone = {user for user, _ in load.seen[seen_before:]}
+    print(f"slow canary: {len(shown)} of {len(everyone)} users got it ({len(shown) / len(everyone):.0%}; share 20 %)")
