@@ -2,10 +2,11 @@
 
 Rule (last touch within a window). An outcome event (contracts.impressions.OUTCOME_OF_EVENT: a view
 is a click, a cart an add-to-cart, a purchase a purchase with its price) of user U on item I at
-time t is attributed to U's most recent impression that showed I and whose time lies in
-[t - window_s, t + skew_s]. `window_s` (default 30 min) bounds how long a slate can claim an
-outcome; `skew_s` (5 s) tolerates the client's clock running behind the cell's (event `ts` is
-client time, impression `ts` the cell's). An outcome no impression showed is not attributed (it
+time t is attributed to U's most recent impression that showed I at or before t, if it lies
+within `window_s` (default 30 min: how long a slate can claim an outcome); when there is none,
+to U's first impression showing I within `skew_s` (5 s) after t, which tolerates the client's
+clock running behind the cell's (event `ts` is client time, impression `ts` the cell's). A slate
+shown after the outcome never takes it from one shown before. An outcome no impression showed is not attributed (it
 came from search, another page, or a slate older than the window). Events are counted once per
 event id (an event may be in the region's log and, after a client retry to a peer, in a replica).
 
@@ -199,11 +200,15 @@ def attribute(impressions: Iterable[Impression], events: Iterable[Event], *, by:
         if times_rows is None:
             continue
         times, rows = times_rows
-        last = bisect.bisect_right(times, event.ts + settings.skew_s) - 1
-        if last < 0 or times[last] < event.ts - settings.window_s:
+        last = bisect.bisect_right(times, event.ts) - 1  # the latest slate shown at or before the outcome
+        if last >= 0 and times[last] >= event.ts - settings.window_s:
+            chosen = last
+        elif last + 1 < len(times) and times[last + 1] <= event.ts + settings.skew_s:
+            chosen = last + 1  # none before it: the client's clock is behind, the next slate within the skew
+        else:
             continue
         counted.add(event.event_id)
-        got = outcomes.setdefault(rows[last], _Outcome())
+        got = outcomes.setdefault(rows[chosen], _Outcome())
         if outcome == "click":
             got.clicks += 1
         elif outcome == "add_to_cart":

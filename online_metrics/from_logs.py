@@ -63,14 +63,16 @@ def _events(client: Redis, *, topology: Topology, region: str, stream: str, sinc
 
 
 def measure_region(client: Redis, *, topology: Topology, region: str, since_ts: float = 0.0, until_ts: float | None = None,
-                   by: str = "bundle_version", experiment: str | None = None,
+                   by: str = "bundle_version", experiment: str | None = None, outcomes_until_ts: float | None = None,
                    settings: AttributionSettings = AttributionSettings()) -> RegionTotals:
     """Totals per variant of the impressions `region` recorded in [since_ts, until_ts], with the
-    outcomes stored up to `window_s` after `until_ts` attributed to them. Raises TemporaryError
-    when the region's Redis cannot be read."""
+    outcomes stored up to `outcomes_until_ts` (default: `window_s` after `until_ts`, or all)
+    attributed to them; `outcomes_until_ts = until_ts` is what a look at time until_ts saw. Raises
+    TemporaryError when the region's Redis cannot be read."""
     impressions, bad = read_impressions(client, region=region, since_ts=since_ts, until_ts=until_ts)
     events: list[Event] = []
-    events_until = None if until_ts is None else until_ts + settings.window_s
+    events_until = outcomes_until_ts if outcomes_until_ts is not None else (
+        None if until_ts is None else until_ts + settings.window_s)
     for stream in outcome_streams(topology, region):
         got, bad_events = _events(client, topology=topology, region=region, stream=stream,
                                   since_ts=max(since_ts - settings.skew_s, 0.0), until_ts=events_until)

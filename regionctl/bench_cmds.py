@@ -1,5 +1,6 @@
 """`regionctl bench serving` and `regionctl bench saturation`: the benchmarks that calibrate and check the
-capacity model (the installed package `benchmarks`: serving_bench and saturation_bench; docs/benchmarks.md)."""
+capacity model (the installed package `benchmarks`: serving_bench and saturation_bench; docs/benchmarks.md);
+`regionctl bench ab`: the A/B test of a bundle against its weaker copy (benchmarks.ab_bench; docs/rollouts.md)."""
 from __future__ import annotations
 
 import importlib
@@ -50,6 +51,20 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True)
         report = mod.run_saturation_bench(settings, log=lambda m: err.print(f"[dim]{m}[/dim]"))
         _print(report, mod, as_json)
+
+    @bench.command("ab")
+    def ab(
+        size: str = typer.Option("demo", "--size", help="Marketplace size of the bundle (demo: what make demo serves)."),
+        weaker: str = typer.Option("inverted,identical", "--weaker",
+                                   help="Comma-separated serving.weak_bundle modes for arm B, run in turn (identical: A/A)."),
+        rate: float = typer.Option(15.0, "--rate", help="Homepage requests/s per arm."),
+        duration: float = typer.Option(30.0, "--duration", help="Seconds of load per experiment."),
+        look_every: float = typer.Option(5.0, "--look-every", help="Seconds between looks at the running test."),
+        as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    ) -> None:
+        """A/B test on two real cells with reacting users: the bundle vs its deliberately weaker copy (docs/rollouts.md)."""
+        args = ["--size", size, "--weaker", weaker, "--rate", str(rate), "--duration", str(duration), "--look-every", str(look_every)]
+        _bench("ab_bench").main(args + (["--json"] if as_json else []))
 
     app.add_typer(bench, name="bench")
 

@@ -91,5 +91,27 @@ def train(
     return {name: r.bundle_dir for name, r in results.items()}
 
 
+def weaken(
+    src: Path = typer.Argument(..., help="a bundle directory (one geography's, as `train` writes it)"),
+    out: Path = typer.Argument(..., help="where to write the weaker copy (absent or empty)"),
+    mode: str = typer.Option("inverted", "--mode", help="inverted (the ranker's order reversed), shuffled (leaf values "
+                                                        "permuted), identical (same ranker, new version: an A/A control)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the shuffled mode"),
+) -> None:
+    """Write a deliberately weaker copy of a bundle that still verifies (serving.weak_bundle), for
+    A/B tests, canaries and bad-model game days; publish it like any bundle."""
+    from regions.errors import InputError
+    from serving.weak_bundle import weaken_bundle
+
+    try:
+        manifest = weaken_bundle(src, out, mode=mode, seed=seed)
+    except InputError as exc:
+        Console(stderr=True).print(f"[red]refused[/red]: {exc}")
+        raise typer.Exit(2) from None
+    Console().print(f"bundle {manifest.bundle_version} ({mode} copy of {src.name}) written to {out}; publish with "
+                    f"`regionctl artifacts publish {out} --geo G`")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("weaken")(weaken)

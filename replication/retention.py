@@ -14,7 +14,8 @@ Two modes:
 - `pseudonymise`: old event entries are moved to `log:archive` (kept for analytics) with the user
   and session ids replaced by keyed HMAC-SHA256 pseudonyms, and removed from the live streams, in
   one MULTI per chunk so an entry is never in both or neither. Dead letters are always trimmed
-  (their raw copy cannot be pseudonymised reliably).
+  (their raw copy cannot be pseudonymised reliably), and so are impressions (`log:impressions`:
+  what a user was shown has no analytics use once its outcomes are counted).
 """
 from __future__ import annotations
 
@@ -133,8 +134,9 @@ def run_retention(
                     results.append(StreamRetention(region=region, stream=stream, removed=archived, archived=archived))
                 else:
                     results.append(StreamRetention(region=region, stream=stream, removed=int(client.xtrim(stream, minid=str(cutoff), approximate=False))))
-            results.append(StreamRetention(region=region, stream=redis_keys.DEAD_LETTER,
-                                           removed=int(client.xtrim(redis_keys.DEAD_LETTER, minid=str(cutoff), approximate=False))))
+            for stream in (redis_keys.DEAD_LETTER, redis_keys.IMPRESSIONS):
+                results.append(StreamRetention(region=region, stream=stream,
+                                               removed=int(client.xtrim(stream, minid=str(cutoff), approximate=False))))
         except RedisError as exc:
             errors.append(f"region {region}: retention not applied: {exc}; run it again when the region is back")
     return RetentionReport(cutoff_id=str(cutoff), mode=settings.mode, streams=tuple(results), errors=tuple(errors))

@@ -278,16 +278,19 @@ class CellRuntime:
     def _record_impressions(self, impressions: Sequence[Impression]) -> None:
         append_impressions(self._log_client, impressions, topology=self.topology, region=self.region)
 
-    def online_metrics(self, *, since_ts: float, until_ts: float | None, by: str, experiment: str | None) -> dict[str, Any]:
+    def online_metrics(self, *, since_ts: float, until_ts: float | None, by: str, experiment: str | None,
+                       outcomes_until_ts: float | None = None) -> dict[str, Any]:
         """Per-variant totals of what this cell showed (online_metrics.from_logs): counts and sums
         only, no user id, so a controller anywhere may read them. InputError names a bad parameter."""
         if not math.isfinite(since_ts) or since_ts < 0:
             raise InputError("since_ts", f"must be epoch seconds >= 0, got {since_ts!r}")
         if until_ts is not None and (not math.isfinite(until_ts) or until_ts < since_ts):
             raise InputError("until_ts", f"must be epoch seconds >= since_ts, got {until_ts!r}")
+        if outcomes_until_ts is not None and (not math.isfinite(outcomes_until_ts) or outcomes_until_ts < since_ts):
+            raise InputError("outcomes_until_ts", f"must be epoch seconds >= since_ts, got {outcomes_until_ts!r}")
         self.recommender.impressions.flush()
         got = measure_region(self._log_client, topology=self.topology, region=self.region, since_ts=since_ts,
-                             until_ts=until_ts, by=by, experiment=experiment)
+                             until_ts=until_ts, by=by, experiment=experiment, outcomes_until_ts=outcomes_until_ts)
         return {"region": self.region, "by": by, "experiment": experiment, "since_ts": since_ts, "until_ts": until_ts,
                 "totals": {k: t.to_dict() for k, t in got.totals.items()}, "impressions_read": got.impressions_read,
                 "events_read": got.events_read, "malformed": got.malformed,

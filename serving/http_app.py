@@ -4,7 +4,7 @@
     GET  /v1/recommendations/similar?product_id=&count=
     GET  /v1/recommendations/cart?cart_items=a,b&count=
     POST /v1/events            {"events": [...]}  -> 200 acknowledged (in the region's log) | 413 | 422 | 503
-    GET  /v1/online-metrics?since_ts=&until_ts=&by=bundle_version|arm&experiment=
+    GET  /v1/online-metrics?since_ts=&until_ts=&outcomes_until_ts=&by=bundle_version|arm&experiment=
                                per-variant totals of what this cell showed (no user ids)
     GET  /healthz              liveness
     GET  /readyz               bundle, Redis, freshness, error rate, p99, qps, tier mix, replication lag
@@ -109,10 +109,12 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         return JSONResponse({"accepted": len(ids), "stream_ids": ids, "region": runtime.region})
 
     @app.get("/v1/online-metrics")
-    def online_metrics(since_ts: float = 0.0, until_ts: float | None = None, by: str = "bundle_version",
+    def online_metrics(since_ts: float = 0.0, until_ts: float | None = None, outcomes_until_ts: float | None = None,
+                       by: str = "bundle_version",
                        experiment: str | None = Query(default=None, max_length=MAX_ID_LEN)) -> JSONResponse:
         try:
-            return JSONResponse(runtime.online_metrics(since_ts=since_ts, until_ts=until_ts, by=by, experiment=experiment))
+            return JSONResponse(runtime.online_metrics(since_ts=since_ts, until_ts=until_ts, by=by, experiment=experiment,
+                                                       outcomes_until_ts=outcomes_until_ts))
         except TemporaryError as exc:
             return _error(503, "online_metrics", f"could not read this region's logs: {exc}")
 

@@ -44,6 +44,14 @@ def test_outcomes_go_to_the_latest_impression_that_showed_the_item_within_the_wi
     assert (good.first_ts, good.last_ts) == (T0, T0 + 100)
 
 
+def test_a_slate_shown_just_after_the_outcome_does_not_take_it_from_the_one_before() -> None:
+    imps = [imp(1, "us-1", ("a",), T0), imp(2, "us-1", ("a",), T0 + 2), imp(3, "us-1", ("a",), T0 + 4)]
+    events = [ev(1, "us-1", "a", "view", T0 + 1), ev(2, "us-1", "a", "view", T0 + 3), ev(3, "us-1", "a", "view", T0 + 3.5)]
+    got = attribute(imps, events)["good"]
+    assert (got.impressions, got.clicked, got.clicks) == (3, 2, 3)  # i1 one click, i2 two, i3 none
+    assert (got.clicked_sq, got.clicked_x_n, got.n_sq, got.users) == (4.0, 6.0, 9.0, 1)
+
+
 def test_a_shorter_window_attributes_less() -> None:
     imps = [imp(1, "us-1", ("a",), T0)]
     events = [ev(1, "us-1", "a", "view", T0 + 120)]

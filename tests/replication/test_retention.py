@@ -78,13 +78,17 @@ def test_trim_removes_old_events_from_the_source_and_every_replica_keeping_check
     while replicator.step().read:
         pass
     stack.clients["us-east"].xadd(redis_keys.DEAD_LETTER, {"raw": "user_id=us-old1"}, id=f"{int((NOW - 31 * DAY) * 1000)}-0")
+    for age_days in (31, 1):  # what us-old1 was shown 31 days ago goes, yesterday's stays
+        stack.clients["us-east"].xadd(redis_keys.IMPRESSIONS, {"user_id": "us-old1"}, id=f"{int((NOW - age_days * DAY) * 1000)}-0")
     # Replica entries keep the source id: the 40-day-old event copied today is still 40 days old.
     assert stream_ids(stack.clients["us-west"], redis_keys.replica_log("us-east")) == old + new
 
     report = run_retention(stack.topology, stack.clients, NOW)
 
     removed = {(s.region, s.stream): s.removed for s in report.streams if s.removed}
-    assert removed == {("us-east", "log:events"): 2, ("us-west", "log:replica:us-east"): 2, ("us-east", "log:dead"): 1}
+    assert removed == {("us-east", "log:events"): 2, ("us-west", "log:replica:us-east"): 2, ("us-east", "log:dead"): 1,
+                       ("us-east", "log:impressions"): 1}
+    assert stack.clients["us-east"].xlen(redis_keys.IMPRESSIONS) == 1
     assert stream_ids(stack.clients["us-east"], redis_keys.EVENT_LOG) == new
     assert stream_ids(stack.clients["us-west"], redis_keys.replica_log("us-east")) == new
     # The replica's last id (the replicator's checkpoint) did not move back: nothing is copied again.

@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 import pytest
 import redis
 
+from contracts.impressions import Impression
 from regions import redis_keys
 from regions.processes import ManagedProcess
 from regions.topology import load_topology
@@ -89,9 +90,11 @@ def test_foreign_and_deleted_users_are_answered_anonymously_and_counted(client: 
     store.touched = []
     tombstones = TombstoneView(client)
     metrics = CellMetrics()
+    shown: list[Impression] = []
     rec = Recommender(region="us-east", topology=TOPOLOGY, store=store, serving=lambda: serving,
                       tombstones=lambda: tombstones.users,
-                      on_anonymous=lambda reason: metrics.anonymous_answers.labels(reason=reason).inc())
+                      on_anonymous=lambda reason: metrics.anonymous_answers.labels(reason=reason).inc(),
+                      record_impressions=shown.extend)
     eu_user = next(u for u in bundle.user_row if u.startswith("eu-"))
     us_user = next(u for u in bundle.user_row if u.startswith("us-"))
     segment = [i for i in bundle.item_ids(bundle.segment_list(bundle.segment_of({"geo": "us"})))][:8]
@@ -110,5 +113,8 @@ def test_foreign_and_deleted_users_are_answered_anonymously_and_counted(client: 
     answer = rec.homepage(user_id=us_user, count=8, deadline_s=5.0)
     assert answer.tier == "segment" and us_user not in store.touched
     assert metrics.anonymous_answers.labels(reason=DELETED_USER)._value.get() == 1
-    rec.close()  # writes the slates still pending
+    rec.close()  # writes the slates (and impressions) still pending
     assert client.exists(redis_keys.cached_result(us_user)) == 0
+    # only the answer the us user got while resident and alive is an impression: never the anonymous ones
+    assert [(i.user_id, i.tier, i.bundle_version, i.region) for i in shown] == [(us_user, "full", "tiny", "us-east")]
+    assert len(shown[0].items) == 8

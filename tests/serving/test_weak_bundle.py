@@ -41,3 +41,21 @@ def test_bad_arguments_are_refused_naming_the_field(tiny_geo_bundles: dict[str, 
     (tmp_path / "full" / "f").write_text("x")
     with pytest.raises(InputError, match="^out:"):
         weaken_bundle(tiny_geo_bundles["us"], tmp_path / "full")
+
+
+def test_regionctl_weaken_writes_the_copy_and_refuses_bad_input(tiny_geo_bundles: dict[str, Path], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+
+    def weaken(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "regionctl.main", "weaken", *args], cwd=repo, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(repo), "COLUMNS": "200"}, timeout=120)
+
+    done = weaken(str(tiny_geo_bundles["us"]), str(tmp_path / "w"), "--mode", "shuffled")
+    assert done.returncode == 0, done.stderr
+    assert "-shuffled" in done.stdout and (tmp_path / "w" / "manifest.json").exists()
+    refused = weaken(str(tiny_geo_bundles["us"]), str(tmp_path / "v"), "--mode", "worse")
+    assert refused.returncode == 2 and "mode" in refused.stderr and not (tmp_path / "v").exists()
