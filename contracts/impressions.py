@@ -19,7 +19,20 @@ from typing import Any, Mapping
 from contracts.limits import MAX_COUNT, MAX_ID_LEN
 from regions.errors import InputError
 
-__all__ = ["Impression", "OUTCOME_OF_EVENT", "OUTCOMES"]
+__all__ = ["Impression", "OUTCOME_OF_EVENT", "OUTCOMES", "PROBE_SUFFIX", "is_probe_user", "probe_user_id"]
+
+PROBE_SUFFIX = "-probe"
+"""The controller's probe asks each cell for the homepage of `<geography>-probe` every second
+(failover.probing). Nobody sees that slate or reacts to it, so it is never an impression: recorded,
+it would add clickless impressions to whichever arm or bundle the probe user is bucketed in."""
+
+
+def probe_user_id(geography: str) -> str:
+    return f"{geography}{PROBE_SUFFIX}"
+
+
+def is_probe_user(user_id: str) -> bool:
+    return user_id.endswith(PROBE_SUFFIX)
 
 OUTCOME_OF_EVENT: Mapping[str, str] = {"view": "click", "cart": "add_to_cart", "purchase": "purchase"}
 """Which interaction-log event type (contracts.events) is which outcome of an impression: a view of

@@ -7,7 +7,8 @@ controller's `probe_timeout_s` and never raises for a cell that misbehaves: a re
 a timeout, an error status or an unreadable body all become a failed `Probe` naming why.
 
 The synthetic request is the one docs/interfaces.md names:
-    GET /v1/recommendations/homepage?user_id=<geo>-probe&count=8
+    GET /v1/recommendations/homepage?user_id=<geo>-probe&count=8   (contracts.impressions.probe_user_id:
+                                                                    never recorded as an impression)
 It must return a non-empty slate; the tier that served it is kept (below `full` is degraded).
 The HTTP client is injected (httpx transports swap for tests, as in httpx's MockTransport).
 """
@@ -22,6 +23,7 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
+from contracts.impressions import probe_user_id
 from failover.health import Probe
 from regions.topology import Topology
 
@@ -182,7 +184,7 @@ class Prober:
         """One round: every region's readyz and homepage in parallel. `at`: the time to stamp."""
         futures = {}
         for region, base in self.urls.items():
-            params = {"user_id": f"{self.geography[region]}-probe", "count": PROBE_COUNT}
+            params = {"user_id": probe_user_id(self.geography[region]), "count": PROBE_COUNT}
             futures[region] = (self._pool.submit(self._get, f"{base}/readyz"),
                                self._pool.submit(self._get, f"{base}{HOMEPAGE_PATH}", params))
         results = {region: (ready.result(), home.result()) for region, (ready, home) in futures.items()}

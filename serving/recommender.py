@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from contracts.impressions import Impression
+from contracts.impressions import Impression, is_probe_user
 from fallback_tiers.breaker import BreakerStatus, CircuitBreaker
 from fallback_tiers.deadline import Deadline
 from fallback_tiers.ladder import Ladder, TierSpec
@@ -393,7 +393,8 @@ class Recommender:
             stale=ctx.stale or self.features_stale, latency_ms=(time.perf_counter() - started) * 1000,
             experiment=route.experiment, arm=route.arm,
         )
-        if remember and user_id is not None and answer.items and self._record_impressions is not None:
+        if remember and user_id is not None and answer.items and self._record_impressions is not None \
+                and not is_probe_user(user_id):
             self.impressions.offer(user_id, Impression.new(  # shadow answers (remember=False) were never shown
                 user_id=user_id, items=tuple(i.item_id for i in answer.items), ts=self.clock(), region=self.region,
                 bundle_version=answer.bundle_version, tier=answer.tier, experiment=answer.experiment, arm=answer.arm))

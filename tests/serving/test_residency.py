@@ -106,6 +106,7 @@ def test_foreign_and_deleted_users_are_answered_anonymously_and_counted(client: 
     assert metrics.anonymous_answers.labels(reason=FOREIGN_USER)._value.get() == 1
 
     assert rec.homepage(user_id=us_user, count=8, deadline_s=5.0).tier == "full"
+    assert rec.homepage(user_id="us-probe", count=8, deadline_s=5.0).items  # the controller's probe: never an impression
     client.hset(redis_keys.TOMBSTONES, us_user, repr(time.time()))
     tombstones.refresh()
     client.delete(redis_keys.cached_result(us_user))
