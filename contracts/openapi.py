@@ -77,6 +77,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "region": {"type": "string"}, "bundle_version": {"type": "string"},
             "skipped": {"type": "array", "items": {"$ref": "#/components/schemas/Skip"}},
             "stale": {"type": "boolean"}, "latency_ms": {"type": "number"},
+            "experiment": {"type": "string", "description": "the A/B experiment that bucketed the user ('' when none)"},
+            "arm": {"type": "string", "description": "its arm ('' when none)"},
         },
     },
 }

@@ -57,6 +57,8 @@ class RolloutDriver:
         """The newest gate result per geography (status shows it)."""
         self.errors: dict[str, str] = {}
         self._gate_written: dict[str, float] = {}
+        self._failures: dict[str, tuple[tuple[str, int], int]] = {}
+        """Per geography: (rollout, stage) and how many evaluations in a row failed."""
 
     def step(self, *, store: Any, fence: Fence, now: float, reports: Mapping[str, CellReport]) -> list[str]:
         """One round over every geography; returns what it did (for the round's log)."""
@@ -112,7 +114,11 @@ class RolloutDriver:
         if now - self._gate_written.get(geo, 0.0) >= GATE_WRITE_S:  # for `regionctl rollout status`
             store.fenced_put(gate_key(geo), json.dumps(self.last_gates[geo], sort_keys=True), fence=fence)
             self._gate_written[geo] = now
-        step = progress(plan, gate, now)
+        key = (plan.id, plan.stage_index)
+        last_key, last_count = self._failures.get(geo, (key, 0))
+        count = (last_count + 1 if last_key == key else 1) if gate.verdict == "fail" else 0
+        self._failures[geo] = (key, count)
+        step = progress(plan, gate, now, failures=count)
         if step.kind == "hold":
             return None
         promoted: tuple[Any] | None = None

@@ -8,7 +8,8 @@
 Stages: `shadow` (the candidate scores a sample of requests beside the serving bundle, nobody sees
 it), then canary shares of users (contracts.bucketing, salted by the rollout id, so each share
 keeps every user of the share before), ending at 100 %. A stage lasts at least `hold_s`; it ends
-when the gates pass (advance, or complete after the last), fail (roll back, with the evidence), or
+when the gates pass (advance, or complete after the last), fail FAIL_ROUNDS evaluations in a row
+(roll back, with the evidence), or
 when they still lack evidence after `max_hold_factor` holds (roll back: a rollout that cannot be
 judged does not go on). A completed rollout promotes the candidate in the artifact store (the
 controller does, replication.promotion.promote_verified); a rolled-back or aborted one leaves the
@@ -29,6 +30,9 @@ SHADOW_PERCENT = 25.0
 """Share of homepage requests the candidate shadow-scores in the shadow stage (off the request path)."""
 CANARY_SHADOW_PERCENT = 0.0
 MAX_HOLD_FACTOR = 5
+FAIL_ROUNDS = 3
+"""A gate must fail this many evaluations in a row (one per controller round) to roll back: a
+one-round blip of a busy host is not a verdict; a real regression fails every round."""
 STATES = ("running", "completed", "rolled_back", "aborted")
 
 
@@ -177,10 +181,13 @@ class Step:
     evidence: Mapping[str, Any] = field(default_factory=dict)
 
 
-def progress(plan: RolloutPlan, gate: GateResult, now: float) -> Step:
-    """The next move of a running plan, given the gates' verdict on its current stage."""
+def progress(plan: RolloutPlan, gate: GateResult, now: float, *, failures: int = FAIL_ROUNDS) -> Step:
+    """The next move of a running plan, given the gates' verdict on its current stage and how many
+    evaluations in a row (this one included) have failed."""
     if not plan.running:
         return Step("hold", plan)
+    if gate.verdict == "fail" and failures < FAIL_ROUNDS:
+        return Step("hold", plan, f"gate failed {failures} time(s) in a row; rolls back at {FAIL_ROUNDS}")
     held = now - plan.stage_started_at
     stage = plan.stage.name
     evidence = {"stage": stage, "held_s": round(held, 3), **gate.to_dict()}

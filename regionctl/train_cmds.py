@@ -96,7 +96,8 @@ def weaken(
     src: Path = typer.Argument(..., help="a bundle directory (one geography's, as `train` writes it)"),
     out: Path = typer.Argument(..., help="where to write the weaker copy (absent or empty)"),
     mode: str = typer.Option("inverted", "--mode", help="inverted (the ranker's order reversed), shuffled (leaf values "
-                                                        "permuted), identical (same ranker, new version: an A/A control)"),
+                                                        "permuted), identical (same ranker, new version: an A/A control), "
+                                                        "slow (the trees repeated 10x: same order, slower)"),
     seed: int = typer.Option(0, "--seed", help="seed of the shuffled mode"),
 ) -> None:
     """Write a deliberately weaker copy of a bundle that still verifies (serving.weak_bundle), for

@@ -41,8 +41,10 @@ def test_a_plan_holds_advances_completes() -> None:
     assert parse_plan(done.plan.to_json()) == done.plan
 
 
-def test_a_failed_gate_rolls_back_at_once_with_its_evidence() -> None:
-    step = progress(_plan(), FAIL, 1001.0)
+def test_a_gate_failing_rounds_in_a_row_rolls_back_with_its_evidence() -> None:
+    assert progress(_plan(), FAIL, 1001.0, failures=1).kind == "hold"  # one blip is not a verdict
+    assert progress(_plan(), FAIL, 1001.0, failures=2).kind == "hold"
+    step = progress(_plan(), FAIL, 1001.0, failures=3)
     assert step.kind == "rollback" and step.plan.state == "rolled_back"
     assert "slo_p99" in step.reason and step.plan.evidence[-1]["checks"][0]["name"] == "slo_p99"
 
