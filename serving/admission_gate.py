@@ -18,6 +18,14 @@ generator's latency (from the scheduled send) is the figure the verdicts use, ne
 
 The request's deadline also starts at its arrival (the time queued is spent from it), so the
 ladder's own budget rules see the queue too.
+
+Lanes: the cell asks once the request is routed (serving.traffic_split), naming the bundle that will
+rank it. The queue-time bounds are the cell's and hold for every lane; the concurrency limit is one
+per lane: the serving bundle's ("") and one per bundle held beside it (a canary, an experiment arm).
+A slow candidate then fills and shrinks its own limit only: with one shared limit its slow rankings
+degraded the serving bundle's answers as much as its own, and the rollout gates comparing the two
+saw no difference. Shadow scoring never goes through the gate. The snapshot (and the metrics) show
+the serving lane.
 """
 from __future__ import annotations
 
@@ -30,6 +38,17 @@ from fallback_tiers.admission import Admission, AdmissionReason, AdmissionSettin
 from fallback_tiers.tiers import Tier
 
 
+SERVING_LANE = ""
+MAX_LANES = 8
+"""Lanes kept (bundles come and go with rollouts); an idle side lane is dropped for a new one."""
+
+
+@dataclass
+class _Lane:
+    state: AdmissionState
+    full: int = 0
+
+
 @dataclass(frozen=True)
 class Ticket:
     """One admitted request: its decision and when it arrived (monotonic seconds)."""
@@ -38,6 +57,8 @@ class Ticket:
     arrived_at: float
     in_flight: int
     """Full rankings in flight when it was admitted, itself included (0 when it may not rank)."""
+    lane: str = SERVING_LANE
+    """The bundle whose limit it counts against ("": the serving bundle)."""
 
 
 @dataclass(frozen=True)
@@ -65,20 +86,31 @@ class AdmissionGate:
         self.settings = settings
         self.clock = clock
         self._lock = threading.Lock()
-        self._state = AdmissionState.initial(settings)
-        self._full = 0
+        self._lanes: dict[str, _Lane] = {SERVING_LANE: _Lane(AdmissionState.initial(settings))}
         self._admitted = 0
         self._queued_sum = 0.0
         self._degraded: dict[tuple[str, str], int] = {
             (reason.value, tier.value): 0 for reason in AdmissionReason for tier in (Tier.CACHED, Tier.SEGMENT)}
 
-    def admit(self, *, asked: Tier, arrived_at: float | None) -> Ticket:
-        """Decide for a request that arrived at `arrived_at` (None: now, nothing queued)."""
+    def _lane(self, lane: str) -> _Lane:
+        found = self._lanes.get(lane)
+        if found is None:
+            if len(self._lanes) > MAX_LANES:
+                idle = [k for k, v in self._lanes.items() if k != SERVING_LANE and v.full == 0]
+                for k in idle[: len(self._lanes) - MAX_LANES]:
+                    del self._lanes[k]
+            found = self._lanes[lane] = _Lane(AdmissionState.initial(self.settings))
+        return found
+
+    def admit(self, *, asked: Tier, arrived_at: float | None, lane: str = SERVING_LANE) -> Ticket:
+        """Decide for a request that arrived at `arrived_at` (None: now, nothing queued), routed to
+        the bundle of `lane` ("": the serving bundle)."""
         now = self.clock()
         arrived = now if arrived_at is None else min(arrived_at, now)
         queued = now - arrived
         with self._lock:
-            admission = decide(asked=asked, queued_s=queued, full_in_flight=self._full, limit=self._state.limit,
+            own = self._lane(lane)
+            admission = decide(asked=asked, queued_s=queued, full_in_flight=own.full, limit=own.state.limit,
                                settings=self.settings)
             self._admitted += 1
             self._queued_sum += queued
@@ -87,9 +119,9 @@ class AdmissionGate:
                 self._degraded[key] = self._degraded.get(key, 0) + 1
             in_flight = 0
             if admission.full:
-                self._full += 1
-                in_flight = self._full
-        return Ticket(admission=admission, arrived_at=arrived, in_flight=in_flight)
+                own.full += 1
+                in_flight = own.full
+        return Ticket(admission=admission, arrived_at=arrived, in_flight=in_flight, lane=lane)
 
     def done(self, ticket: Ticket, *, ranked: bool) -> None:
         """The request of `ticket` is answered. `ranked`: a full ranking ran to its end for it (it
@@ -99,9 +131,18 @@ class AdmissionGate:
             return
         rtt = max(self.clock() - ticket.arrived_at, 0.0)
         with self._lock:
-            self._full -= 1
+            own = self._lanes.get(ticket.lane)
+            if own is None:  # a side lane dropped meanwhile (its bundle left)
+                return
+            own.full -= 1
             if ranked and self.settings.enabled:
-                self._state = observe(self._state, rtt_s=rtt, in_flight=ticket.in_flight, settings=self.settings)
+                own.state = observe(own.state, rtt_s=rtt, in_flight=ticket.in_flight, settings=self.settings)
+
+    def limit_of(self, lane: str) -> float | None:
+        """The concurrency limit of `lane` now (None: no request of it came yet)."""
+        with self._lock:
+            own = self._lanes.get(lane)
+            return None if own is None else own.state.limit
 
     def remaining_s(self, ticket: Ticket, budget_s: float) -> float:
         """What is left of a `budget_s` deadline that started when the request arrived."""
@@ -109,8 +150,9 @@ class AdmissionGate:
 
     def snapshot(self) -> GateSnapshot:
         with self._lock:
-            state = self._state
-            return GateSnapshot(enabled=self.settings.enabled, limit=state.limit, full_in_flight=self._full,
+            serving = self._lanes[SERVING_LANE]
+            state = serving.state
+            return GateSnapshot(enabled=self.settings.enabled, limit=state.limit, full_in_flight=serving.full,
                                 short_rtt_s=state.short_rtt_s, long_rtt_s=state.long_rtt_s, admitted=self._admitted,
                                 degraded=dict(self._degraded), queued_s_sum=self._queued_sum)
 
@@ -129,4 +171,4 @@ class ArrivalStamp:
         return getattr(self._local, "at", None)
 
 
-__all__ = ["AdmissionGate", "ArrivalStamp", "GateSnapshot", "Ticket"]
+__all__ = ["SERVING_LANE", "AdmissionGate", "ArrivalStamp", "GateSnapshot", "Ticket"]

@@ -33,7 +33,7 @@ from replication.interaction_log import append_events, parse_batch
 from replication.redis_io import ClientSettings, connect
 from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
-from serving.admission_gate import AdmissionGate
+from serving.admission_gate import SERVING_LANE, AdmissionGate, Ticket
 from serving.admission_metrics import AdmissionMetrics
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
@@ -80,6 +80,11 @@ class CellSettings:
 RANKED_REASONS = frozenset({SkipReason.TIMEOUT.value, SkipReason.ERROR.value, SkipReason.EMPTY.value,
                             SkipReason.TOO_FEW.value})
 """A full tier skipped for these reasons did run (late, failed or short): its round trip counts."""
+
+
+def _ranked(answer: Answer) -> bool:
+    """A full ranking ran to its end for this answer (it served, or came back late, failed or short)."""
+    return answer.tier == Tier.FULL.value or any(t == Tier.FULL.value and r in RANKED_REASONS for t, r in answer.skipped)
 
 OBSERVED_BACKLOG = 50_000
 """Answered requests waiting to be counted (flushed every second, and before /readyz and /metrics)."""
@@ -303,22 +308,25 @@ class CellRuntime:
                  arrived_at: float | None) -> Answer:
         """A homepage through the admission gate (serving.admission_gate): the tiers it may use are
         decided from the time it queued since `arrived_at` (monotonic; None: not stamped) and the full
-        rankings in flight; with admission on, its deadline counts from its arrival."""
+        rankings in flight of the bundle it is routed to (routed first: a candidate has its own
+        limit); with admission on, its deadline counts from its arrival."""
         gate = self.admission
-        ticket = gate.admit(asked=asked, arrived_at=arrived_at)
-        budget = gate.remaining_s(ticket, deadline_s) if gate.settings.enabled else deadline_s
-        ranked = False
-        try:
-            answer = self.recommender.homepage(user_id=user_id, count=count, max_tier=ticket.admission.max_tier,
-                                               deadline_s=budget, geography=geography)
-            ranked = answer.tier == Tier.FULL.value or any(
-                t == Tier.FULL.value and r in RANKED_REASONS for t, r in answer.skipped)
-        finally:
-            gate.done(ticket, ranked=ranked)
-        reason = ticket.admission.reason
+        tickets: list[Ticket] = []
+
+        def admit(routed: Route) -> tuple[Tier, float, Any]:
+            lane = SERVING_LANE if routed.version == self._serving.version else routed.version
+            ticket = gate.admit(asked=asked, arrived_at=arrived_at, lane=lane)
+            tickets.append(ticket)
+            budget = gate.remaining_s(ticket, deadline_s) if gate.settings.enabled else deadline_s
+            return ticket.admission.max_tier, budget, lambda answer: gate.done(
+                ticket, ranked=answer is not None and _ranked(answer))
+
+        answer = self.recommender.homepage(user_id=user_id, count=count, max_tier=asked, deadline_s=deadline_s,
+                                           geography=geography, admit=admit)
+        reason = tickets[0].admission.reason
         if reason is None:
             return answer
-        lowered = {t.value for t in Tier.ladder() if asked.rank <= t.rank < ticket.admission.max_tier.rank}
+        lowered = {t.value for t in Tier.ladder() if asked.rank <= t.rank < tickets[0].admission.max_tier.rank}
         skipped = tuple((t, f"admission_{reason.value}" if t in lowered else r) for t, r in answer.skipped)
         return replace(answer, skipped=skipped)
 

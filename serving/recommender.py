@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, Callable, Mapping, Sequence
 
@@ -79,6 +79,10 @@ class Answer:
             "skipped": [{"tier": t, "reason": r} for t, r in self.skipped], "stale": self.stale,
             "latency_ms": round(self.latency_ms, 3), "experiment": self.experiment, "arm": self.arm,
         }
+
+
+Admit = Callable[[Route], "tuple[Tier, float | None, Callable[[Answer | None], None]]"]
+"""The cell's admission for a routed request: (best tier, deadline seconds, finish(answer))."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -381,11 +385,15 @@ class Recommender:
 
     def homepage(self, *, user_id: str | None, count: int, max_tier: Tier = Tier.FULL,
                  deadline_s: float | None = None, geography: str = "",
-                 routed: tuple[Route, Serving] | None = None, remember: bool = True) -> Answer:
+                 routed: tuple[Route, Serving] | None = None, remember: bool = True,
+                 admit: Admit | None = None) -> Answer:
         """`geography`: the user's home geography as the caller (the edge) computed it; "" computes
         it here, once. A named geography must exist; residency is still checked by the feature store.
         `routed`: the route and its bundle (shadow scoring); default: the serving plan's split for this user.
-        `remember`: cache a full slate for the cached tier (shadow answers are not cached)."""
+        `remember`: cache a full slate for the cached tier (shadow answers are not cached).
+        `admit`: the cell's admission gate, asked once the request is routed (so each bundle counts
+        against its own limit): route -> (best tier, deadline, finish); `finish(answer)` is called
+        when the ladder is done (None when it raised). It overrides `max_tier` and `deadline_s`."""
         started = time.perf_counter()
         geo = ""
         request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)  # the ladder's view: as asked
@@ -397,6 +405,10 @@ class Recommender:
                 self.on_anonymous(refusal)
                 user_id = None
         route, serving = routed or self.router(user_id)
+        finish: Callable[["Answer | None"], None] | None = None
+        if admit is not None:
+            max_tier, deadline_s, finish = admit(route)
+            request = replace(request, max_tier=max_tier)
         ctx = _Request(serving=serving, rules=self.rules.with_overrides(route.rules) if route.rules else self.rules,
                        candidate_count=route.candidate_count, shadow=not remember)
         specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx, user_id))]
@@ -414,15 +426,20 @@ class Recommender:
         ladder = Ladder(tiers=specs, breakers=self._breakers(route), post_process=self._rules(ctx),
                         settings=self.ladder_settings)
         deadline = Deadline.start(deadline_s if deadline_s is not None else self.ladder_settings.deadline_s)
-        result = ladder.run(request, deadline)
+        answer: Answer | None = None
+        try:
+            result = ladder.run(request, deadline)
+            answer = Answer(
+                items=result.items, tier=result.tier.value, region=self.region, bundle_version=serving.version,
+                skipped=tuple((t.value, r.value) for t, r in result.skipped),
+                stale=ctx.stale or self.features_stale, latency_ms=(time.perf_counter() - started) * 1000,
+                experiment=route.experiment, arm=route.arm,
+            )
+        finally:
+            if finish is not None:
+                finish(answer)
         if result.tier is Tier.FULL and user_id is not None and remember:
             self._remember(user_id, result.items, serving.version)
-        answer = Answer(
-            items=result.items, tier=result.tier.value, region=self.region, bundle_version=serving.version,
-            skipped=tuple((t.value, r.value) for t, r in result.skipped),
-            stale=ctx.stale or self.features_stale, latency_ms=(time.perf_counter() - started) * 1000,
-            experiment=route.experiment, arm=route.arm,
-        )
         if remember and user_id is not None and answer.items and self._record_impressions is not None \
                 and not is_probe_user(user_id):
             self.impressions.offer(user_id, Impression.new(  # shadow answers (remember=False) were never shown

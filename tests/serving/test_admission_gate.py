@@ -42,6 +42,30 @@ def test_queue_time_is_counted_from_the_arrival_stamp() -> None:
     assert snap.degraded[("queue_time", "cached")] == 1 and snap.full_in_flight == 0
 
 
+
+def test_a_candidate_bundle_fills_and_shrinks_its_own_limit_not_the_serving_one() -> None:
+    g, clock = gate(initial_limit=2.0, window=2)
+    slow = [g.admit(asked=Tier.FULL, arrived_at=clock(), lane="cand") for _ in range(2)]
+    assert g.admit(asked=Tier.FULL, arrived_at=clock(), lane="cand").admission.reason.value == "concurrency_limit"
+    serving = g.admit(asked=Tier.FULL, arrived_at=clock())  # the candidate's full lane leaves the serving one free
+    assert serving.admission.full and serving.in_flight == 1
+    clock.advance(0.005)
+    g.done(serving, ranked=True)
+    clock.advance(0.295)                        # the candidate ranks in 300 ms: far above the 60 ms target
+    for t in slow:
+        g.done(t, ranked=True)
+    for _ in range(3):                          # more slow windows: the candidate's limit falls to its floor
+        batch = [g.admit(asked=Tier.FULL, arrived_at=clock(), lane="cand")]
+        clock.advance(0.300)
+        batch.append(g.admit(asked=Tier.FULL, arrived_at=clock(), lane="cand"))
+        for t in batch:
+            g.done(t, ranked=t.admission.full)
+    assert g.limit_of("cand") < 2.0
+    assert g.limit_of("") == 2.0 and g.snapshot().limit == 2.0   # the serving limit did not move
+    a, b = (g.admit(asked=Tier.FULL, arrived_at=clock()) for _ in range(2))
+    assert a.admission.full and b.admission.full
+
+
 def test_no_stamp_means_nothing_queued_and_a_future_stamp_is_clamped() -> None:
     g, clock = gate()
     assert g.admit(asked=Tier.FULL, arrived_at=None).admission.max_tier is Tier.FULL
