@@ -89,6 +89,19 @@ def test_canary_gates_pass_a_good_candidate_and_stop_a_slow_or_degraded_one() ->
     assert evaluate(stage, _good_figures(requests=3), quality, POLICY).verdict == "insufficient"
 
 
+def test_the_latency_gate_stops_a_candidate_slower_by_a_ratio_even_when_the_medians_are_a_few_ms() -> None:
+    """Figures of a stack run (tests/test_rollout_stack.py, quiet host): a 10x-trees bundle ranked
+    with a median of 8.4 ms against the serving bundle's 3.2 ms; an identical one 3.4 against 3.6."""
+    stage = parse_stages("20%,100%")[0]
+    quality = (_totals("v2", 500, 60, 20), _totals("v1", 5000, 610, 190))
+    fast_serving = dict(serving=VersionFigures(requests=400, error_rate=0.0, p99_ms=26.0, p50_ms=3.19, full_share=1.0))
+    slow = evaluate(stage, replace(_good_figures(p50_ms=8.39, full_share=1.0), **fast_serving), quality, POLICY)
+    assert [c["name"] for c in slow.failed()] == ["latency_p50"]
+    same = replace(_good_figures(p50_ms=3.41, full_share=1.0),
+                   serving=VersionFigures(requests=400, error_rate=0.0, p99_ms=26.0, p50_ms=3.58, full_share=1.0))
+    assert evaluate(stage, same, quality, POLICY).verdict == "pass"
+
+
 def test_the_100_percent_stage_is_judged_against_absolute_limits() -> None:
     stage = parse_stages("100%")[0]
     alone = StageFigures(candidate=VersionFigures(requests=40, error_rate=0.0, p99_ms=30.0, full_share=0.95))
