@@ -55,17 +55,31 @@ def live_rpo(samples: Sequence[Mapping[str, Any]], pair: tuple[str, str], *, sta
     return max(values) if values else None
 
 
+def drained_after(samples: Sequence[Mapping[str, Any]], pair: tuple[str, str], *, healed_at: float) -> float | None:
+    """Seconds from healing to the first sample with both directions caught up (None: no such sample)."""
+    a, b = pair
+    for s in sorted(samples, key=lambda s: float(s.get("t", 0.0))):
+        lags = s.get("rpo") or {}
+        if float(s.get("t", 0.0)) >= healed_at and lags.get(f"{a}->{b}") == 0.0 and lags.get(f"{b}->{a}") == 0.0:
+            return float(s["t"]) - healed_at
+    return None
+
+
 def measure(*, pair: tuple[str, str], samples: Sequence[Mapping[str, Any]], acked: Iterable[AckedEvent],
             replica_counts: Mapping[str, Mapping[str, int]], fault_at: float, healed_at: float,
             drained_after_s: float | None, load_started: float) -> PartitionReplication:
-    """`replica_counts[source]` = {event_id: times held} in the peer's log:replica:<source>."""
+    """`replica_counts[source]` = {event_id: times held} in the peer's log:replica:<source>;
+    `drained_after_s` is the game day's own wait, used when no sample after healing shows both
+    directions caught up."""
     a, b = pair
+    sampled = drained_after(samples, pair, healed_at=healed_at)
     mine = [e for e in acked if e.region in pair]
     lost = [e.event_id for e in mine if replica_counts.get(e.region, {}).get(e.event_id, 0) == 0]
     dup = sorted(i for counts in replica_counts.values() for i, n in counts.items() if n > 1)
     return PartitionReplication(
         pair=(a, b), live_rpo_before_s=live_rpo(samples, pair, start=load_started, end=fault_at),
-        live_rpo_peak_s=live_rpo(samples, pair, start=fault_at, end=healed_at), drained_after_s=drained_after_s,
+        live_rpo_peak_s=live_rpo(samples, pair, start=fault_at, end=healed_at),
+        drained_after_s=sampled if sampled is not None else drained_after_s,
         acknowledged=len(mine), lost=len(lost), duplicated=len(dup), lost_ids=tuple(lost[:SHOWN]),
         duplicated_ids=tuple(dup[:SHOWN]))
 
@@ -102,4 +116,4 @@ def with_replication(report: dict[str, Any], found: PartitionReplication) -> dic
             "invalid_reasons": invalid, "verdict": overall([Verdict(**v) for v in rows], invalid=invalid)}
 
 
-__all__ = ["PartitionReplication", "RISE_S", "live_rpo", "measure", "not_observed", "verdicts", "with_replication"]
+__all__ = ["PartitionReplication", "RISE_S", "drained_after", "live_rpo", "measure", "not_observed", "verdicts", "with_replication"]
