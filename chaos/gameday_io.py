@@ -196,6 +196,9 @@ def summarize_run(out_dir: Path) -> dict[str, Any]:
     during = window_summary(records, start=report.get("fault_at"), end=first_rollback_at(journal))
     hypothesis = hypothesis_of(journal)
     rpo = report.get("rpo") or {}
+    if not rpo and report.get("replication"):  # a partition: the peak live RPO, and the events lost after healing
+        rep = report["replication"]
+        rpo = {"seconds": rep.get("live_rpo_peak_s"), "lost": rep.get("lost"), "acknowledged": rep.get("acknowledged")}
     quality = report.get("quality_rto") or {}
     edge = report.get("edge") or {}
     return {"experiment": report["experiment"], "dir": str(out_dir), "status": report["status"],
