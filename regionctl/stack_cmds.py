@@ -109,15 +109,16 @@ def register(app: typer.Typer) -> None:
         state = (state_dir or stack.default_state_dir()).resolve()
         if as_json:
             output.print_json({"state_dir": str(state), "processes": [
-                {"name": p.name, "kind": p.kind, "region": p.region, "pid": p.pid, "port": p.port, "running": running,
+                {"name": p.name, "kind": p.kind, "region": p.region, "pid": p.pid, "port": p.port, "host": p.host or "127.0.0.1",
+                 "netns": p.netns, "running": running,
                  "started_at": p.started_at, "log": p.log} for p, running in stack.ps(state_dir=state)]})
             return
         table = Table(title=f"local stack ({state})")
-        for col in ("process", "kind", "region", "pid", "port", "running", "up for"):
+        for col in ("process", "kind", "region", "pid", "port", "netns", "running", "up for"):
             table.add_column(col)
         rows = stack.ps(state_dir=state)
         for proc, running in rows:
-            table.add_row(proc.name, proc.kind, proc.region or "-", str(proc.pid), str(proc.port or "-"),
+            table.add_row(proc.name, proc.kind, proc.region or "-", str(proc.pid), str(proc.port or "-"), proc.netns or "-",
                           "[green]yes[/green]" if running else "[red]no[/red]",
                           f"{time.time() - proc.started_at:.0f}s" if running else "-")
         console.print(table if rows else "nothing started: run `regionctl up`")

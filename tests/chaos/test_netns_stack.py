@@ -37,6 +37,7 @@ from chaos import fault_registry, net_actions, net_faults
 from chaos.net_gameday import pair_lags
 from chaos.context import context_from
 from regions import netns_apply, stack
+from regions.processes import wait_until
 from regions.netns import NetnsPlan, parse_netns_list, plan_for, routed_conflicts
 from regions.topology import REPO_ROOT, load_topology
 from tests.chaos.test_gameday_region_loss import FAILBACK_HOLD_S, SLO_P99_MS, Stack
@@ -127,7 +128,15 @@ def test_up_netns_runs_each_region_in_its_namespace_joined_by_the_hub(net_stack:
 
 
 def _run(net_stack: NetStack, name: str, duration_s: float = 40.0, out: str = "") -> dict[str, Any]:
+    """The experiments' premise first: every region back at full weight AND healthy (a short game day
+    does not wait for the stack to settle; a region still degraded from the previous one would fail
+    the hypothesis before the fault, and nothing would be injected)."""
+    from chaos.expectations import _routing_problems
+
     net_stack.wait_full_weights(timeout=240)
+    ctx = context_from(net_stack.conf)
+    wait_until(lambda: not _routing_problems(ctx, exclude=()), timeout=180, interval=1.0,
+               what="every region healthy and weighted")
     return net_stack.gameday(name, out or name, load_rate=20, duration_s=duration_s)
 
 
