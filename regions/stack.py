@@ -209,10 +209,11 @@ class StackUrls:
 
 
 def stack_urls(state_dir: Path) -> StackUrls:
-    """Where the local stack keeps its bundles and its control store. The default stack shares
-    var/artifacts with `regionctl train`/`artifacts`; any other state dir keeps its own."""
+    """Where the local stack keeps its bundles and its control store. The default stack (var/stack)
+    shares var/artifacts with `regionctl train`/`artifacts`; any other state dir keeps its own, also
+    when REGIONCTL_STATE_DIR names it (a bare `chaos run` finds the stack by that variable)."""
     root = state_dir.resolve()
-    artifacts = REPO_ROOT / "var" / "artifacts" if root == default_state_dir().resolve() else root / "artifacts"
+    artifacts = REPO_ROOT / "var" / "artifacts" if root == (REPO_ROOT / "var" / "stack").resolve() else root / "artifacts"
     from regions.stack_etcd import control_store_url, load_members
 
     members = load_members(root)
