@@ -41,6 +41,8 @@ from serving.residency import TombstoneView
 log = logging.getLogger(__name__)
 
 HOMEPAGE_FAULT_STATUSES = (0, 404, 500)
+MAX_FAULT_LATENCY_MS = 10_000
+"""Largest ranking latency a chaos fault may add (POST /admin/faults ranking_latency_ms 0..10000)."""
 """Chaos fault homepage_status: off, or the status the HTTP API answers homepages with."""
 
 
@@ -270,16 +272,18 @@ class CellRuntime:
         unknown = set(body) - {"ranking_latency_ms", "freeze_index", "homepage_status"}
         if unknown:
             raise InputError(sorted(unknown)[0], "unknown fault; allowed: ranking_latency_ms, freeze_index, homepage_status")
-        if "homepage_status" in body and body["homepage_status"] not in HOMEPAGE_FAULT_STATUSES:
+        status = body.get("homepage_status", 0)
+        if isinstance(status, bool) or not isinstance(status, int) or status not in HOMEPAGE_FAULT_STATUSES:
             raise InputError("homepage_status", f"must be one of {', '.join(map(str, HOMEPAGE_FAULT_STATUSES))}")
+        value = body.get("ranking_latency_ms", 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_FAULT_LATENCY_MS:
+            raise InputError("ranking_latency_ms", f"must be a number of milliseconds in 0..{MAX_FAULT_LATENCY_MS}")
+        if not isinstance(body.get("freeze_index", False), bool):
+            raise InputError("freeze_index", "must be true or false")
+        # every field is valid: apply (a refused body changes nothing)
         if "ranking_latency_ms" in body:
-            value = body["ranking_latency_ms"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000:
-                raise InputError("ranking_latency_ms", "must be a number of milliseconds in 0..10000")
             self.recommender.faults.ranking_latency_ms = float(value)
         if "freeze_index" in body:
-            if not isinstance(body["freeze_index"], bool):
-                raise InputError("freeze_index", "must be true or false")
             self.holder.frozen = body["freeze_index"]
         if "homepage_status" in body:
             self.recommender.faults.homepage_status = int(body["homepage_status"])
