@@ -302,15 +302,19 @@ def routed_around(region: str, configuration: Configuration = None, secrets: Sec
 def edge_routes_around(region: str, requests: int = 20, configuration: Configuration = None,
                        secrets: Secrets = None) -> dict[str, Any]:
     """When the edge cannot reach the region but the controller can (net:edge-path:<region>), the
-    controller keeps it healthy and weighted (one edge's view must not evacuate a region that every
-    other client still reaches) and the edge serves its users from the geography's other region:
-    every homepage of the region's geography through the edge answers with items, none from the
-    region. Without the fault every region is healthy and weighted."""
+    controller does not drain it (it is not unhealthy and keeps a weight: one edge's view must not
+    evacuate a region that every other client still reaches; a latency "degraded" on a starved
+    machine is not what is judged here) and the edge serves its users from the geography's other
+    region: every homepage of the region's geography through the edge answers with items, none from
+    the region. Without the fault every region is healthy and weighted."""
     ctx = context_from(configuration)
-    fault = f"net:edge-path:{region}" in registered_faults(ctx.state_dir)
-    problems = _routing_problems(ctx, exclude=())
-    if not fault:
-        return _verdict(problems, fault=False)
+    if f"net:edge-path:{region}" not in registered_faults(ctx.state_dir):
+        return _verdict(_routing_problems(ctx, exclude=()), fault=False)
+    geo = ctx.topology.region(region).geography
+    weight = ((((_store_json(ctx, TABLE_KEY) or {}).get("geos") or {}).get(geo) or {}).get("regions") or {}).get(region, 0)
+    state = (_store_json(ctx, f"health/{region}") or {}).get("state")
+    problems = [f"the controller drained {region} ({state}, weight {weight}) though it still reaches it"] \
+        if state == "unhealthy" or weight <= 0 else []
     answered = _edge_homepages(ctx, region, requests)
     if answered.get("failed"):
         problems.append(f"{answered['failed']}/{requests} homepages through the edge failed or were empty")
