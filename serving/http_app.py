@@ -1,8 +1,8 @@
 """The cell's HTTP API (FastAPI).
 
     GET  /v1/recommendations/homepage?user_id=&count=      (max_tier=, anonymous=, X-Deadline-Ms)
-    GET  /v1/recommendations/similar?product_id=&count=
-    GET  /v1/recommendations/cart?cart_items=a,b&count=
+    GET  /v1/recommendations/similar?product_id=&count=[&user_id=]   (user_id: the seen-items policy)
+    GET  /v1/recommendations/cart?cart_items=a,b&count=[&user_id=]
     POST /v1/events            {"events": [...]}  -> 200 acknowledged (in the region's log) | 413 | 422 | 503
     GET  /healthz              liveness
     GET  /readyz               bundle, Redis, freshness, error rate, p99, qps, tier mix, replication lag
@@ -38,6 +38,23 @@ from serving.recommender import UnknownProduct
 
 log = logging.getLogger(__name__)
 
+ARRIVED_AT = "shopnow.arrived_at"
+"""ASGI scope key: time.monotonic() when the request reached the app (serving.admission_gate)."""
+
+
+class ArrivalMiddleware:
+    """Pure ASGI middleware: stamps each HTTP request's arrival before FastAPI queues a sync route
+    for the threadpool, so the admission gate counts that wait (serving.admission_gate)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope[ARRIVED_AT] = time.monotonic()
+        await self.app(scope, receive, send)
+
+
 _FAULT_STATUS = {404: "only while the chaos fault homepage_status=404 is injected", 500: oa.MEANING[500]}
 _FAULTS_BODY = {
     "type": "object", "additionalProperties": False,
@@ -55,6 +72,7 @@ def _denied(status: int, message: str) -> JSONResponse:
 
 def create_app(runtime: CellRuntime) -> FastAPI:
     app = FastAPI(title=f"ShopNow cell {runtime.region}", docs_url=None, redoc_url=None)
+    app.add_middleware(ArrivalMiddleware)
     rec = runtime.recommender
 
     install_error_handlers(app)
@@ -88,7 +106,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     @app.get("/v1/recommendations/homepage",
              responses={**oa.ok(oa.ref("Slate")), **oa.errors(422, 404, 500, why=_FAULT_STATUS)})
     def homepage(
-        user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = Query(8, ge=1, le=MAX_COUNT),
+        request: Request, user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = Query(8, ge=1, le=MAX_COUNT),
         max_tier: Tier = Query(Tier.FULL, description="the cheapest tier tried first"),
         anonymous: bool = False, deadline: str | None = Header(default=None, alias=DEADLINE_HEADER,
                                                                description="the request's budget in milliseconds"),
@@ -100,21 +118,36 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         tier = max_tier
         budget = deadline_seconds(deadline, default_s=rec.ladder_settings.deadline_s, max_s=MAX_DEADLINE_S)
         user = None if anonymous or not user_id else user_id
-        return timed("homepage", lambda: rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=budget,
-                                                      geography=geography if user else ""))
+        return timed("homepage", lambda: runtime.homepage(user_id=user, count=count, asked=tier, deadline_s=budget,
+                                                          geography=geography if user else "",
+                                                          arrived_at=request.scope.get(ARRIVED_AT)))
 
     @app.get("/v1/recommendations/similar", responses={**oa.ok(oa.ref("Slate")), **oa.errors(404, 422)})
     def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN),
-                count: int = Query(8, ge=1, le=MAX_COUNT)) -> Response:
-        return timed("similar", lambda: rec.similar(product_id=product_id, count=count))
+                count: int = Query(8, ge=1, le=MAX_COUNT),
+                user_id: str | None = Query(default=None, max_length=MAX_ID_LEN,
+                                            description="the viewer: the similar surface's seen-items policy applies"),
+                anonymous: bool = False,
+                geography: str = Query(default="", max_length=MAX_ID_LEN, description="home geography, as the edge computed it"),
+                ) -> Response:
+        user = None if anonymous or not user_id else user_id
+        return timed("similar", lambda: rec.similar(product_id=product_id, count=count, user_id=user,
+                                                    geography=geography if user else ""))
 
     @app.get("/v1/recommendations/cart", responses={**oa.ok(oa.ref("Slate")), **oa.errors(404, 422)})
     def cart(cart_items: str = Query(min_length=1, max_length=4096, description="comma-separated product ids"),
-             count: int = Query(4, ge=1, le=MAX_COUNT)) -> Response:
+             count: int = Query(4, ge=1, le=MAX_COUNT),
+             user_id: str | None = Query(default=None, max_length=MAX_ID_LEN,
+                                         description="the shopper: the cart surface's seen-items policy applies"),
+             anonymous: bool = False,
+             geography: str = Query(default="", max_length=MAX_ID_LEN, description="home geography, as the edge computed it"),
+             ) -> Response:
         items = [i for i in (p.strip() for p in cart_items.split(",")) if i]
         if not items:
             raise InputError("cart_items", "give at least one product id, comma-separated")
-        return timed("cart", lambda: rec.cart(cart_items=items, count=count))
+        user = None if anonymous or not user_id else user_id
+        return timed("cart", lambda: rec.cart(cart_items=items, count=count, user_id=user,
+                                              geography=geography if user else ""))
 
     @app.post("/v1/events", openapi_extra=oa.json_body(oa.ref("EventsBatch")), responses={
         **oa.ok({"type": "object", "required": ["accepted", "stream_ids", "region"]},
