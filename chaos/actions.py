@@ -30,20 +30,18 @@ import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from contracts.store_keys import PARTITIONS_KEY
 from chaos import fault_registry
 from chaos.context import (
     HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, bundle_files, context_from, local_store, population,
 )
 from regions import cpu_quota, stack
-from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import ShopNowError
 
 __all__ = [
     "kill_region", "restore_region", "stop_feature_store", "restore_feature_store",
     "publish_corrupt_bundle", "restore_good_bundle", "freeze_index", "unfreeze_index",
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
-    "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
+    "kill_controller_leader", "restore_controllers", "log_events",
     "inject_homepage_errors", "clear_cell_faults", "kill_etcd_leader", "kill_etcd_quorum", "restore_etcd",
     "limit_cell_cpu", "restore_cell_cpu",
     "reprice_items", "restore_item_prices",
@@ -55,8 +53,6 @@ FAULT_LEDGER = "chaos-faults.json"
 """<state_dir>/chaos-faults.json: {region: the cell's fault state as chaos last set it}. The
 expectation probes (chaos.expectations) read which cell faults are in place from here, not from
 the cell under test."""
-PARTITIONS_RETRY = CasRetry(attempts=20, backoff_s=0.01, max_backoff_s=0.2, exhausted=lambda n: ActivityFailed(
-    f"{PARTITIONS_KEY} changed under us {n} times in a row (another chaos run?); retry the action"))
 READY_TIMEOUT_S = 60.0
 """A restarted cell loads its bundle before it opens its port; a minute covers the demo bundle."""
 
@@ -253,57 +249,6 @@ def restore_etcd(ready_timeout_s: float = READY_TIMEOUT_S, configuration: Config
         stack._wait_etcd_healthy(ctx.state_dir, timeout=ready_timeout_s)
     _forget(ctx, "etcd")
     return result
-
-
-def _partitions(store: Any) -> list[str]:
-    current = store.get(PARTITIONS_KEY)
-    if current is None:
-        return []
-    try:
-        regions = json.loads(current.text)
-    except json.JSONDecodeError as exc:
-        raise ActivityFailed(f"control store key {PARTITIONS_KEY} is not JSON; delete it") from exc
-    return [str(r) for r in regions] if isinstance(regions, list) else []
-
-
-def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]:
-    """Read-modify-write `chaos/partitions` with compare-and-set (other writers are retried)."""
-    from failover.control_stores import store_from_url
-
-    with store_from_url(ctx.control_store_url) as store:
-        def try_once() -> tuple[list[str], float] | Lost:
-            current = store.get(PARTITIONS_KEY)
-            regions = update(_partitions(store))
-            at = time.time()  # stamped immediately before the write that injects the fault
-            if regions:
-                ok = store.put(PARTITIONS_KEY, json.dumps(sorted(set(regions))), cas=current.version if current else 0)
-            else:
-                ok = current is None or store.delete(PARTITIONS_KEY, cas=current.version)
-            return (sorted(set(regions)), at) if ok else LOST
-
-        return PARTITIONS_RETRY.run(try_once)
-
-
-def partition_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """Make the controller see the region's probes fail (control store key chaos/partitions)."""
-    ctx = context_from(configuration)
-    with _failing_as_activity("partition_region"):
-        ctx.topology.region(region)
-        _register(ctx, f"partition:{region}", undo="heal_partition", what="partition_region", region=region)
-        regions, at = _write_partitions(ctx, lambda cur: [*cur, region])
-    return {"at": at, "action": "partition_region", "region": region, "partitions": regions,
-            "key": PARTITIONS_KEY, "store": ctx.control_store_url}
-
-
-def heal_partition(region: str = "", configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """Remove the region from chaos/partitions ("" heals every partition)."""
-    ctx = context_from(configuration)
-    with _failing_as_activity("heal_partition"):
-        regions, at = _write_partitions(ctx, lambda cur: [r for r in cur if region and r != region])
-        for key in fault_registry.pending(ctx.state_dir):
-            if key.startswith("partition:") and (not region or key == f"partition:{region}"):
-                _forget(ctx, key)
-    return {"at": at, "action": "heal_partition", "region": region, "partitions": regions, "key": PARTITIONS_KEY}
 
 
 # -- cell faults (POST/DELETE /admin/faults with the chaos token) -------------------------------

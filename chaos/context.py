@@ -37,7 +37,7 @@ class StackContext:
     artifacts_url: str
 
     def cell_url(self, region: str) -> str:
-        return f"http://{self.topology.settings.host}:{self.topology.region(region).http_port}"
+        return f"http://{self.topology.region_host(region)}:{self.topology.region(region).http_port}"
 
     @property
     def edge_url(self) -> str:

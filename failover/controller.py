@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from capacity.calibration import Calibration
-from contracts.store_keys import LEADER_KEY, OVERRIDES_KEY, PARTITIONS_KEY, TABLE_KEY
+from contracts.store_keys import LEADER_KEY, OVERRIDES_KEY, TABLE_KEY
 from failover.control_store import ControlStore, FenceRejected
 from failover.dns_publish import DnsPublisher
 from failover.effects import Entry, Plan, dump, health_votes, plan_effects, plan_take_over
@@ -70,15 +70,6 @@ def weights_of(table: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
         if isinstance(route, Mapping) and not route.get("anonymous"):
             out[geo] = {str(r): int(w) for r, w in (route.get("regions") or {}).items()}
     return out
-
-
-def partitioned(reports: Mapping[str, CellReport], regions: tuple[str, ...], *, now: float) -> dict[str, CellReport]:
-    """The reports with every region in `regions` (the chaos/partitions list) replaced by a failed
-    probe, as if the controller could not reach it. Pure."""
-    cut = set(regions)
-    return {region: CellReport(region=region, probe=Probe.failed(at=now, error=f"partitioned ({PARTITIONS_KEY})"),
-                               readyz=None) if region in cut else report
-            for region, report in reports.items()}
 
 
 def demand_by_geography(topology: Topology, reports: Mapping[str, CellReport]) -> dict[str, float]:
@@ -198,7 +189,6 @@ class Controller:
         reports = dict(self._prober(now))
         try:
             stored = read_stored(self.store)
-            reports = partitioned(reports, stored.partitions, now=now)
         except TemporaryError as exc:
             stored = None
             store_error = str(exc)

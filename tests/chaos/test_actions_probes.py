@@ -11,7 +11,7 @@ import redis
 from chaoslib.exceptions import ActivityFailed
 
 from chaos import actions, probes
-from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
+from contracts.store_keys import TABLE_KEY
 from failover.control_stores import store_from_url
 from regions import stack
 from replication.verifying import BundleRejected, verify_bundle
@@ -103,23 +103,6 @@ def test_kill_controller_leader_kills_the_lease_holder_only(conf: dict[str, Any]
     assert _running(state_dir) == {"controller-a": True, "controller-b": False}
     assert actions.restore_controllers(configuration=conf)["restarted"] == ["controller-b"]
     assert all(_running(state_dir).values())
-
-
-def test_partition_region_writes_the_store_key_and_heal_clears_it(conf: dict[str, Any]) -> None:
-    url = stack.stack_urls(Path(conf["state_dir"])).control_store
-
-    def key() -> Any:
-        with store_from_url(url) as store:
-            value = store.get(PARTITIONS_KEY)
-        return None if value is None else json.loads(value.text)
-
-    assert actions.partition_region("us-east", configuration=conf)["partitions"] == ["us-east"]
-    assert actions.partition_region("eu-west", configuration=conf)["partitions"] == ["eu-west", "us-east"]
-    assert key() == ["eu-west", "us-east"]
-    assert actions.heal_partition("us-east", configuration=conf)["partitions"] == ["eu-west"]
-    assert key() == ["eu-west"]
-    actions.heal_partition(configuration=conf)
-    assert key() is None
 
 
 def test_corrupt_bundle_is_refused_by_verification_and_rollback_restores_the_good_one(conf: dict[str, Any], tmp_path: Path) -> None:
