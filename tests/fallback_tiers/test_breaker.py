@@ -38,8 +38,8 @@ def test_admit_table(state: BreakerState, now: float, allowed: bool, after: Brea
 @pytest.mark.parametrize(
     ("state", "now", "after"),
     [
-        (BreakerState(), 1.0, BreakerState(CLOSED, failures=1)),
-        (BreakerState(CLOSED, failures=3), 1.0, BreakerState(CLOSED, failures=4)),
+        (BreakerState(), 1.0, BreakerState(CLOSED, failures=1, last_failure_at=1.0)),
+        (BreakerState(CLOSED, failures=3), 1.0, BreakerState(CLOSED, failures=4, last_failure_at=1.0)),
         (BreakerState(CLOSED, failures=4), 7.0, BreakerState(OPEN, failures=5, opened_at=7.0)),
         (BreakerState(HALF, 5, 1.0, trial_started_at=6.0), 6.5, BreakerState(OPEN, 6, opened_at=6.5)),
         # a late failure while open does not extend the open period
@@ -48,6 +48,39 @@ def test_admit_table(state: BreakerState, now: float, allowed: bool, after: Brea
 )
 def test_failure_table(state: BreakerState, now: float, after: BreakerState) -> None:
     assert on_failure(state, now=now, settings=S) == after
+
+
+@pytest.mark.parametrize(
+    ("state", "admitted_at", "after"),
+    [
+        # admitted before the last counted failure: in flight during it, the same incident
+        (BreakerState(CLOSED, failures=1, last_failure_at=2.0), 1.9, BreakerState(CLOSED, failures=1, last_failure_at=2.0)),
+        (BreakerState(CLOSED, failures=4, last_failure_at=2.0), 1.0, BreakerState(CLOSED, failures=4, last_failure_at=2.0)),
+        # admitted after it: new evidence
+        (BreakerState(CLOSED, failures=1, last_failure_at=2.0), 2.0, BreakerState(CLOSED, failures=2, last_failure_at=3.0)),
+        (BreakerState(CLOSED, failures=4, last_failure_at=2.0), 2.5, BreakerState(OPEN, failures=5, opened_at=3.0)),
+        # the first failure always counts; so does a failed trial, however old its admission
+        (BreakerState(), 0.0, BreakerState(CLOSED, failures=1, last_failure_at=3.0)),
+        (BreakerState(HALF, 5, 1.0, trial_started_at=2.9), 0.5, BreakerState(OPEN, 6, opened_at=3.0)),
+    ],
+)
+def test_failures_count_once_per_incident(state: BreakerState, admitted_at: float, after: BreakerState) -> None:
+    assert on_failure(state, now=3.0, settings=S, admitted_at=admitted_at) == after
+
+
+def test_a_stall_that_fails_every_open_call_is_one_failure_and_a_dead_dependency_still_opens() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("redis", settings=S, clock=clock)
+    admitted = [breaker.acquire() for _ in range(8)]  # eight requests in flight, then the process stalls
+    clock.advance(0.06)
+    for at in admitted:
+        breaker.record_failure(admitted_at=at)
+    assert breaker.status is CLOSED and breaker.state.failures == 1
+    for _ in range(S.failure_threshold - 1):  # a dead Redis: each new call fails, one after the other
+        at = breaker.acquire()
+        clock.advance(0.001)
+        breaker.record_failure(admitted_at=at)
+    assert breaker.status is OPEN
 
 
 @pytest.mark.parametrize(
@@ -194,4 +227,4 @@ def test_concurrent_failures_are_all_counted() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert breaker.state == BreakerState(CLOSED, failures=800)
+    assert breaker.state == BreakerState(CLOSED, failures=800, last_failure_at=1000.0)  # no admission time: all count

@@ -194,8 +194,8 @@ class _Racing(CircuitBreaker):
     def would_allow(self) -> bool:
         return True
 
-    def try_acquire(self) -> bool:
-        return False
+    def acquire(self) -> float | None:
+        return None
 
 
 def test_breaker_lost_between_peek_and_call_gives_the_trial_back(world: World) -> None:
