@@ -1,6 +1,6 @@
 """Circuit breaker per dependency ("redis", "ranker"): pure transitions + a thread-safe wrapper.
 
-    CLOSED --N consecutive failures--> OPEN --T seconds--> HALF_OPEN (one trial call)
+    CLOSED --N consecutive failures over >= M s--> OPEN --T seconds--> HALF_OPEN (one trial call)
     HALF_OPEN --trial succeeds--> CLOSED        HALF_OPEN --trial fails--> OPEN (T again)
 
 Consecutive failures are counted once per incident: a failed call that was admitted BEFORE the
@@ -10,7 +10,9 @@ and is no new evidence; it does not count. Without this a single 50 ms stall of 
 five requests open opened the redis breaker for 5 s, and every user of the region got segment
 answers for those 5 s (docs/gamedays.md, "Personalisation lost during recovery"). A dependency
 that is really down still opens the breaker after N failures of calls made one after the other
-(a dead Redis refuses each new call at once; a stuck one times each new call out).
+(a dead Redis refuses each new call at once; a stuck one times each new call out). And the
+failures must have gone on for `min_failing_s` (first to last, no success between): a stall that
+passes does not open it at all (see BreakerSettings.min_failing_s).
 
 The transitions are pure functions of (state, now, settings). An open breaker costs no time: the
 caller asks `admit` before calling and gets an answer from memory. A trial that never reports
@@ -48,6 +50,8 @@ class BreakerState:
     """In HALF_OPEN: when the one trial call was admitted; None while no trial is out."""
     last_failure_at: float | None = None
     """While closed: when the last counted failure was recorded (calls admitted before it do not count)."""
+    failing_since: float | None = None
+    """While closed: when the first counted failure of the current streak was recorded."""
 
 
 def effective_status(state: BreakerState, *, now: float, settings: BreakerSettings) -> BreakerStatus:
@@ -98,9 +102,10 @@ def on_failure(state: BreakerState, *, now: float, settings: BreakerSettings,
     if admitted_at is not None and state.last_failure_at is not None and admitted_at < state.last_failure_at:
         return state
     failures = state.failures + 1
-    if failures >= settings.failure_threshold:
+    since = now if state.failing_since is None else state.failing_since
+    if failures >= settings.failure_threshold and now - since >= settings.min_failing_s:
         return BreakerState(status=BreakerStatus.OPEN, failures=failures, opened_at=now)
-    return replace(state, failures=failures, last_failure_at=now)
+    return replace(state, failures=failures, last_failure_at=now, failing_since=since)
 
 
 def on_abandon(state: BreakerState) -> BreakerState:
