@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+from benchmarks.admission_phase import AdmissionRow, admission_rows, rows_to_dict
 from benchmarks.serving_bench import BenchStack, ServingBenchSettings, bench_stack, core_ticks, cpu_ticks
 from capacity.calibration import MEASURED_CALIBRATION_PATH, load_calibration, write_calibration
 from capacity.model import Calibration, TierMix, predicted_saturation_qps
 from contracts.tiers import TIER_NAMES
 from capacity.settings import CapacitySettings
 from fallback_tiers.settings import LadderSettings
+from regions import cpu_quota
 from regions.errors import InputError
 from benchmarks.printing import print_report
 from regions.topology import REPO_ROOT
@@ -63,6 +65,13 @@ class SaturationSettings:
     """Figures of the last run."""
     write_calibration: bool = True
     """Store the measured saturation QPS in the calibration file (only when the ramp saturated)."""
+    admission_compare: bool = True
+    """After the ramp, one overload step with the cell's admission control on and one with it off
+    (benchmarks.admission_phase), each `seconds / steps` long."""
+    overload_factor: float = 1.5
+    """The compared step's rate: 1.5x the full-ranking capacity of the cell's size (see admission_cores)."""
+    admission_cores: float = 0.5
+    """The compared cell's size: half a core, capped and weighted (benchmarks.admission_phase)."""
 
     def __post_init__(self) -> None:
         if not 10 <= self.seconds <= 600:
@@ -79,6 +88,8 @@ class SaturationReport:
     steps: tuple[LoadStep, ...]
     saturation: Saturation
     settings: SaturationSettings
+    admission: tuple[AdmissionRow, ...] = ()
+    """The overload step with admission on and off (empty when not compared)."""
 
     @property
     def error_pct(self) -> float:
@@ -115,6 +126,7 @@ class SaturationReport:
             "plateau_implied_error_pct": round(self.implied_error_pct, 2),
             "predicted_for_served_mix_qps": round(self.predicted_for_served_mix, 2),
             "steps": [s.to_dict() for s in self.steps],
+            "admission": rows_to_dict(self.admission),
         }
 
 
@@ -259,9 +271,19 @@ def run_saturation_bench(settings: SaturationSettings = SaturationSettings(), *,
                 f"cpu {step.cpu_utilisation:.0%}, tiers {dict(step.tiers)}")
             steps.append(step)
             time.sleep(1.0)  # let the backlog drain before the next rate
+        saturation = saturation_of(steps, slo_ms=settings.slo_ms)
+        compared: tuple[AdmissionRow, ...] = ()
+        if settings.admission_compare:
+            sized = cpu_quota.unavailable() is None
+            capacity = (predicted_saturation_qps(calibration, settings.admission_cores, TierMix.only("full")) if sized
+                        else max(saturation.plateau_qps, 1.0))
+            if not sized:
+                log(f"no cgroup ({cpu_quota.unavailable()}): the compared cell keeps its core, rate from the plateau")
+            compared = admission_rows(stack, rate=capacity * settings.overload_factor, duration_s=per_step, step=_step,
+                                      settings=settings, log=log, cores=settings.admission_cores if sized else None)
         machine = stack.machine
     report = SaturationReport(machine=machine, calibration=calibration, predicted_qps=predicted, steps=tuple(steps),
-                              saturation=saturation_of(steps, slo_ms=settings.slo_ms), settings=settings)
+                              saturation=saturation, settings=settings, admission=compared)
     settings.out.parent.mkdir(parents=True, exist_ok=True)
     settings.out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if settings.write_calibration and report.saturation.saturated and not calibration.source.startswith("assumed"):
@@ -283,7 +305,22 @@ def render(report: SaturationReport) -> list[Any]:
         table.add_row(f"{s.offered_qps:.1f}", f"{s.achieved_qps:.1f}", f"{s.as_asked_qps:.1f}", f"[red]{s.p99_ms:.0f}[/red]" if breach else f"{s.p99_ms:.0f}",
                       f"{s.cpu_utilisation:.0%}", f"{s.others_share:.0%}", f"{s.cpu_ms_per_answer:.1f}",
                       _shares(s.tiers), _shares(s.error_kinds, of=s.requests))
-    return [table]
+    if not report.admission:
+        return [table]
+    compared = Table(title=f"admission control, same run: {report.admission[0].step.offered_qps:.1f} QPS, every request "
+                           f"asking for full ranking, {report.settings.overload_factor:g}x the full-ranking capacity of a "
+                           f"{report.settings.admission_cores:g}-core cell (cgroup)",
+                     caption="on: the cell's default; off: REGIONCTL_ADMISSION=off (a restarted cell); p99 in ms over the "
+                             "step's answers; served: f=full c=cached s=segment p=popularity")
+    for col in ("admission", "offer/s", "ans/s", "full/s", "p99", "cell CPU", "others", "served %", "errors %"):
+        compared.add_column(col, justify="left" if col.endswith("%") or col == "admission" else "right")
+    for row in report.admission:
+        s = row.step
+        breach = not s.within_slo(report.settings.slo_ms)
+        compared.add_row(row.admission, f"{s.offered_qps:.1f}", f"{s.achieved_qps:.1f}", f"{s.as_asked_qps:.1f}",
+                         f"[red]{s.p99_ms:.0f}[/red]" if breach else f"{s.p99_ms:.0f}", f"{s.cpu_utilisation:.0%}",
+                         f"{s.others_share:.0%}", _shares(s.tiers), _shares(s.error_kinds, of=s.requests))
+    return [table, compared]
 
 
 def _shares(counts: Any, *, of: int | None = None) -> str:
@@ -317,9 +354,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=SaturationSettings.seconds, help="total seconds under load")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-admission-compare", action="store_true", help="skip the admission on/off overload step")
     args = ap.parse_args(argv)
     err = Console(stderr=True)
-    report = run_saturation_bench(SaturationSettings(seconds=args.seconds), log=lambda m: err.print(f"[dim]{m}[/dim]"))
+    report = run_saturation_bench(SaturationSettings(seconds=args.seconds, admission_compare=not args.no_admission_compare),
+                                  log=lambda m: err.print(f"[dim]{m}[/dim]"))
     print_report(report, render=render, summary_lines=summary_lines, as_json=args.json)
 
 

@@ -154,7 +154,8 @@ class BenchStack:
     haproxy: ManagedProcess | None = None
     haproxy_port: int = 0
     notes: list[str] = field(default_factory=list)
-    restart_cell: Callable[[Path], tuple[ManagedProcess, str]] | None = None
+    restart_cell: Callable[..., tuple[ManagedProcess, str]] | None = None
+    """restart_cell(bundle, env=None): a fresh cell serving `bundle`, with `env` added to its environment."""
     """Replace the cell by one serving another bundle directory (same ports and Redis): (process, version)."""
 
     @property
@@ -205,7 +206,7 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
         store.close()
         starts = [0]
 
-        def start_cell(bundle: Path) -> tuple[ManagedProcess, str]:
+        def start_cell(bundle: Path, env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
             starts[0] += 1
             artifacts = tmp / f"artifacts-{starts[0]}"
             geo_store = open_geo_store(artifacts.as_uri(), geo)  # the cell opens the same one
@@ -216,7 +217,7 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
             argv = [*prefix, sys.executable, "-m", "regionctl.main", "cell", "--region", settings.region,
                     "--artifacts", f"file://{artifacts}", "--state-dir", str(tmp / f"state-{starts[0]}")]
             cell = spawn(f"cell-{settings.region}-{starts[0]}", argv, log_dir=tmp / "logs", cwd=REPO_ROOT,
-                         env={"REGIONCTL_TOPOLOGY": str(topo_file)})
+                         env={"REGIONCTL_TOPOLOGY": str(topo_file), **(env or {})})
             procs.append(cell)
             pin(cell.pid, cell_cpus)
 
@@ -241,9 +242,9 @@ def bench_stack(settings: ServingBenchSettings, *, log: Callable[[str], None] = 
                            bundle_dir=bundle_dir, bundle_version=version, users=users, cell_cpus=cell_cpus,
                            client_cpus=client_cpus, topology=topology, machine=machine_description(cell_cpus))
 
-        def restart_cell(bundle: Path) -> tuple[ManagedProcess, str]:
+        def restart_cell(bundle: Path, env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
             stack.cell.stop(timeout=5)
-            stack.cell, version = start_cell(bundle)
+            stack.cell, version = start_cell(bundle, env)
             return stack.cell, version
 
         stack.restart_cell = restart_cell

@@ -33,9 +33,9 @@ from chaoslib.types import Configuration, Secrets
 from contracts.store_keys import PARTITIONS_KEY
 from chaos import fault_registry
 from chaos.context import (
-    HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, context_from, local_store, population,
+    HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, bundle_files, context_from, local_store, population,
 )
-from regions import stack
+from regions import cpu_quota, stack
 from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import ShopNowError
 
@@ -45,6 +45,8 @@ __all__ = [
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
     "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
     "inject_homepage_errors", "clear_cell_faults", "kill_etcd_leader", "kill_etcd_quorum", "restore_etcd",
+    "limit_cell_cpu", "restore_cell_cpu",
+    "reprice_items", "restore_item_prices",
 ]
 
 SETTLE_TIMEOUT_S = 10.0
@@ -421,6 +423,55 @@ def log_events(region: str, count: int = 5, configuration: Configuration = None,
     return {"at": time.time(), "action": "log_events", "region": region, "count": count}
 
 
+# -- item feed (feature drift) ------------------------------------------------------------------
+MAX_PRICE_FACTOR = 1000.0
+"""A units bug multiplies prices by 10, 100 or 1000; more is not a plausible feed fault."""
+
+
+def _publish_prices(ctx: StackContext, what: str, region: str, factor: float) -> dict[str, Any]:
+    """Publish every item of the region's current bundle at `factor` x its catalog price to the
+    region's item feed (`log:items`); the region's feature updater applies it to `if:<item>`."""
+    from chaos.redis_io import region_client
+    from contracts.item_updates import ItemUpdate, publish_item_updates
+
+    with _failing_as_activity(what):
+        geo = ctx.topology.region(region).geography
+        found = bundle_files(ctx, geo, ("items.json",))
+        if found is None:
+            raise ActivityFailed(f"{what}: geography {geo} has no current bundle; train and promote one first")
+        version, (rows,) = found
+        updates = [ItemUpdate(item_id=str(r["item_id"]), price=float(r["price"]) * factor) for r in rows]
+        client = region_client(ctx, region)
+        try:
+            at = time.time()  # stamped immediately before the first update is published
+            published = publish_item_updates(client, updates)
+        finally:
+            client.close()
+    return {"at": at, "action": what, "region": region, "factor": factor, "items": published, "bundle_version": version}
+
+
+def reprice_items(region: str, factor: float = 10.0, configuration: Configuration = None,
+                  secrets: Secrets = None) -> dict[str, Any]:
+    """Feature drift through the product's own data path: the region's item feed publishes every
+    item at `factor` x its catalog price (a units bug upstream), the feature updater writes those
+    prices to the live item features, and the cell scores them. factor 1 publishes the true prices
+    (no drift: what a must-fail game day uses)."""
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= MAX_PRICE_FACTOR:
+        raise ActivityFailed(f"reprice_items: factor must be a number in (0, {MAX_PRICE_FACTOR:g}], got {factor!r}")
+    ctx = context_from(configuration)
+    _register(ctx, f"item-prices:{region}", undo="restore_item_prices", what=f"item prices x{factor:g} in {region}'s item feed",
+              region=region)
+    return _publish_prices(ctx, "reprice_items", region, float(factor))
+
+
+def restore_item_prices(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Publish every item's catalog price to the region's item feed again (undoes reprice_items)."""
+    ctx = context_from(configuration)
+    out = _publish_prices(ctx, "restore_item_prices", region, 1.0)
+    _forget(ctx, f"item-prices:{region}")
+    return out
+
+
 # -- model bundles -----------------------------------------------------------------------------
 def corrupt_copy(source: Path, dest: Path, *, version: str, file: str = "ranker.txt") -> None:
     """Copy a bundle, flip one byte of `file` and keep its manifest checksums (so it must be refused)."""
@@ -490,3 +541,36 @@ def restore_good_bundle(configuration: Configuration = None, secrets: Secrets = 
         store.promote(good)
         _forget(ctx, "bundle")
     return {"at": time.time(), "action": "restore_good_bundle", "from": history.current, "to": good, "changed": True}
+
+
+# -- survivor size (overload at N-1) ---------------------------------------------------------------
+def _quota_group(region: str) -> str:
+    return f"cell-{region}"
+
+
+def limit_cell_cpu(region: str, cores: float = 0.5, configuration: Configuration = None,
+                   secrets: Secrets = None) -> dict[str, Any]:
+    """Give the region's cell `cores` of CPU, capped and guaranteed (regions.cpu_quota, a cgroup;
+    needs root): the survivor's size, so that its lost peer's traffic is beyond its capacity."""
+    ctx = context_from(configuration)
+    _register(ctx, f"cpu:{region}", undo="restore_cell_cpu", what="limit_cell_cpu", region=region)
+    with _failing_as_activity("limit_cell_cpu"):
+        pids = _running_pids(ctx, region=region, kinds=("cell",))
+        if not pids:
+            raise ActivityFailed(f"limit_cell_cpu: {region}'s cell is not running in {ctx.state_dir / stack.STACK_FILE}")
+        at = time.time()
+        quota = cpu_quota.limit_cpu(_quota_group(region), pids.values(), cores=cores)
+    return {"at": at, "action": "limit_cell_cpu", "region": region, "cores": quota.cores, "pids": pids,
+            "group": str(quota.path)}
+
+
+def restore_cell_cpu(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Remove the CPU quota of the region's cell (idempotent)."""
+    ctx = context_from(configuration)
+    with _failing_as_activity("restore_cell_cpu"):
+        ctx.topology.region(region)
+        throttled = cpu_quota.throttled_s(_quota_group(region))
+        moved = cpu_quota.release_cpu(_quota_group(region))
+    _forget(ctx, f"cpu:{region}")
+    return {"at": time.time(), "action": "restore_cell_cpu", "region": region, "released": moved,
+            "throttled_s": throttled}

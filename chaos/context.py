@@ -71,20 +71,29 @@ def population(ctx: StackContext) -> tuple[list[str], list[str]]:
     items: dict[str, None] = {}
     versions = []
     for geo in sorted(ctx.topology.geographies):
-        store = geo_store(ctx, geo)
-        version = store.current()
-        if version is None:
+        found = bundle_files(ctx, geo, ("users.json", "items.json"))
+        if found is None:
             continue
+        version, (user_rows, item_rows) = found
         versions.append(f"{geo}: {version}")
-        with tempfile.TemporaryDirectory(prefix="gameday-bundle-") as tmp:
-            root = store.root / "bundles" / version if isinstance(store, LocalArtifactStore) else store.fetch(version, Path(tmp))
-            users += [u["user_id"] if isinstance(u, dict) else str(u) for u in json.loads((root / "users.json").read_text())]
-            items.update((i["item_id"] if isinstance(i, dict) else str(i), None) for i in json.loads((root / "items.json").read_text()))
+        users += [u["user_id"] if isinstance(u, dict) else str(u) for u in user_rows]
+        items.update((i["item_id"] if isinstance(i, dict) else str(i), None) for i in item_rows)
     if not versions:
         raise InputError("artifacts", f"{ctx.artifacts_url} has no current bundle in any geography; train and promote one first")
     if not users or not items:
         raise InputError("artifacts", f"bundles {', '.join(versions)} have no users or no items; the load needs both")
     return [str(u) for u in users], list(items)
+
+
+def bundle_files(ctx: StackContext, geography: str, names: tuple[str, ...]) -> tuple[str, list[Any]] | None:
+    """(version, the parsed JSON files `names`) of the geography's current bundle; None without one."""
+    store = geo_store(ctx, geography)
+    version = store.current()
+    if version is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="gameday-bundle-") as tmp:
+        root = store.root / "bundles" / version if isinstance(store, LocalArtifactStore) else store.fetch(version, Path(tmp))
+        return version, [json.loads((root / name).read_text()) for name in names]
 
 
 def default_geography(ctx: StackContext) -> str:

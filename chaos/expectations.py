@@ -25,14 +25,17 @@ import numpy as np
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
+from chaos import fault_registry
 from chaos.actions import fault_ledger
 from chaos.context import HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_from, local_store, population
 from chaos.redis_io import answers_ping
 from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
 from regions import stack
+from contracts.feature_drift import MIN_SAMPLE, PRICE_FEATURES, PSI_ALERT
 
 __all__ = ["feature_store_fallback", "bundle_guarded", "index_freeze_contained", "feature_freshness_reported",
-           "ranking_deadline_holds", "leader_in_office", "routed_around", "control_store_quorum"]
+           "ranking_deadline_holds", "leader_in_office", "routed_around", "control_store_quorum",
+           "price_drift_reported", "drift_detected"]
 
 DEGRADED_TIERS = ("segment", "popularity")
 """What a cell can serve without its Redis: both lists ship in the bundle (cached results live in Redis)."""
@@ -352,3 +355,100 @@ def control_store_quorum(configuration: Configuration = None, secrets: Secrets =
     fault, problems = quorum_problems(members=len(members), running=running, store=status.get("store"), leader=leader,
                                       running_controllers=controllers, edge_table_version=edge_version)
     return _verdict(problems, fault=fault, members_running=running, leader=leader, edge_table_version=edge_version)
+
+
+# -- feature drift ------------------------------------------------------------------------------
+def _drift_metrics(ctx: StackContext, region: str) -> tuple[dict[str, float], float | None]:
+    """({feature: PSI}, sampled rows) from the cell's /metrics (shopnow_cell_feature_psi,
+    shopnow_cell_feature_drift_sample_rows), which the cell recomputes every few seconds."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = ctx.cell_url(region) + "/metrics"
+    try:
+        body = httpx.get(url, timeout=HTTP_TIMEOUT_S, trust_env=False).text
+    except httpx.HTTPError as exc:
+        raise ActivityFailed(f"{url} did not answer: {exc}") from exc
+    psi: dict[str, float] = {}
+    rows = None
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "shopnow_cell_feature_psi":
+                psi[sample.labels.get("feature", "?")] = float(sample.value)
+            elif sample.name == "shopnow_cell_feature_drift_sample_rows":
+                rows = float(sample.value)
+    return psi, rows
+
+
+UNFAULTED_PRICE_FEATURE = "price_change"
+"""Without a price fault, the feature that must be in line: live price / catalog price is 1 for
+every item when the feed publishes the catalog's prices. log_price and price_vs_category also
+depend on which items were candidates: on clean traffic their PSI in a 400-row sample of a tiny
+test cell ranged from 0.07 to 0.35 between runs, so they are judged only under the fault (10x:
+PSI 1.9 on log_price)."""
+
+
+def _price_fault(ctx: StackContext, region: str) -> dict[str, Any] | None:
+    """The registered reprice_items fault of the region (chaos.fault_registry), None when none."""
+    return fault_registry.pending(ctx.state_dir).get(f"item-prices:{region}")
+
+
+def _price_psi_problems(psi: Mapping[str, float], rows: float | None, *, fault: bool) -> list[str]:
+    if rows is None or rows < MIN_SAMPLE:
+        return [f"the cell sampled {rows} feature vectors, fewer than the {MIN_SAMPLE} a drift check needs"]
+    missing = [f for f in PRICE_FEATURES if f not in psi]
+    if missing:
+        return [f"the cell exports no shopnow_cell_feature_psi for {', '.join(missing)}"]
+    high = [f for f in PRICE_FEATURES if psi[f] > PSI_ALERT]
+    if fault and len(high) < len(PRICE_FEATURES):
+        low = ", ".join(f"{f} {psi[f]:.3f}" for f in PRICE_FEATURES if f not in high)
+        return [f"prices are repriced through the item feed, yet PSI <= {PSI_ALERT:g} on {low}: drift not detected"]
+    if not fault and psi[UNFAULTED_PRICE_FEATURE] > PSI_ALERT:
+        return [f"no price fault, yet PSI {psi[UNFAULTED_PRICE_FEATURE]:.3f} > {PSI_ALERT:g} on {UNFAULTED_PRICE_FEATURE}"]
+    return []
+
+
+def price_drift_reported(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """With chaos's reprice_items fault registered for the region (ground truth: the fault registry,
+    not the cell), the cell's shopnow_cell_feature_psi must be above the alert threshold on every
+    price feature; without it, below on price_change (UNFAULTED_PRICE_FEATURE). The cell must have
+    sampled enough vectors."""
+    ctx = context_from(configuration)
+    fault = _price_fault(ctx, region) is not None
+    psi, rows = _drift_metrics(ctx, region)
+    return _verdict(_price_psi_problems(psi, rows, fault=fault), fault=fault, rows=rows,
+                    psi={f: psi.get(f) for f in PRICE_FEATURES})
+
+
+def drift_detected(region: str, within_s: float = 30.0, interval_s: float = 0.5, configuration: Configuration = None,
+                   secrets: Secrets = None) -> dict[str, Any]:
+    """Time to detection: poll the cell's drift metrics until every price feature's PSI is above
+    the alert threshold, at most `within_s` after the reprice_items fault was registered (its time
+    in the fault registry). Output: {"verdict", "detected_after_s" (None: not detected), "figure"}
+    where `figure` is what the game-day report judges ("drift detected", limit `within_s`)."""
+    if not 1 <= within_s <= 600:
+        raise ActivityFailed(f"within_s must be in [1, 600], got {within_s}")
+    ctx = context_from(configuration)
+    entry = _price_fault(ctx, region)
+    if entry is None:
+        raise ActivityFailed(f"no reprice_items fault is registered for {region}; run reprice_items first")
+    since = float(entry.get("at") or time.time())
+    detected: float | None = None
+    psi: dict[str, float] = {}
+    rows = None
+    problems: list[str] = []
+    while True:
+        psi, rows = _drift_metrics(ctx, region)
+        problems = _price_psi_problems(psi, rows, fault=True)
+        now = time.time()
+        if not problems:
+            detected = now - since
+            break
+        if now - since >= within_s:
+            break
+        time.sleep(interval_s)
+    if detected is None:
+        problems = [f"not detected within {within_s:g} s: " + "; ".join(problems)]
+    return _verdict(problems, fault=True, detected_after_s=None if detected is None else round(detected, 2), rows=rows,
+                    psi={f: psi.get(f) for f in PRICE_FEATURES},
+                    figure={"name": "drift detected", "limit_s": within_s,
+                            "value_s": None if detected is None else round(detected, 2)})

@@ -12,7 +12,9 @@
      edge's first-attempt failures and retries; for a region loss, RPO: the lost region's
      acknowledged event ids vs the ids its same-geography survivors hold in `log:replica:<lost>`
      (read just before the rollbacks restore the region, so late replication cannot hide a loss);
-  5. chaos.verdicts: invalid (fault action failed, fault not observed, load short) or the bounds;
+  5. chaos.verdicts: invalid (fault action failed, fault not observed, load short) or the bounds,
+     and the figures the method's probes measured themselves (figure_verdicts: e.g. the drift
+     game day's time to detection);
   6. journal.json (with "rto", "quality_rto" and "rpo"), report.json/.md/.png, a printed summary.
 A state file <state_dir>/gameday.json (pid, argv, experiment) lets `abort_gameday` signal a running
 game day; it then removes every fault of the stack's fault registry (chaos.fault_registry), which
@@ -33,6 +35,7 @@ from chaos import fault_registry
 from chaos import gameday_io as io
 from chaos.context import StackContext, context_from
 from chaos.load import LoadSpec, processes_for, read_records, run_load_async, validate
+from chaos.overload import OVERLOAD_TAG, overload_section
 from chaos.measurement import (
     NOT_MEASURED, QualityRto, Rpo, Rto, compute_quality_rto, compute_rpo, compute_rto, degradation, edge_retries,
     first_rollback_at, to_requests,
@@ -40,7 +43,7 @@ from chaos.measurement import (
 from chaos.report import build_report, hypothesis_of, summary_lines, write_report
 from chaos.residency_verdict import with_residency
 from chaos.sampling import Sampler, stack_reader
-from chaos.verdicts import Targets, invalid_reasons, still_answering
+from chaos.verdicts import Targets, figure_verdicts, invalid_reasons, still_answering
 from regions.errors import InputError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -268,11 +271,13 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     journal["rpo"] = asdict(rpo) if rpo is not None else None
     journal["invalid_reasons"] = invalid
     (out_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
+    overload = (overload_section(records, experiment=experiment, topology=ctx.topology, lost=lost, load_rate=load_rate)
+                if OVERLOAD_TAG in experiment.get("tags", ()) else None)
     report = build_report(experiment=name, title=experiment["title"], records=records, fault_at=fault_at, rto=rto,
                           quality=quality, degradation=degraded, retries=retries, rpo=rpo, region_lost=lost is not None,
                           status=str(journal.get("status")), samples=samples, notes=notes,
                           hypothesis=hypothesis_of(journal), fault_end=fault_end, load=load.result, invalid=invalid,
-                          geographies=geos,
+                          geographies=geos, overload=overload, figures=figure_verdicts(journal.get("run", [])),
                           targets=Targets.of(ctx.topology.settings))
     report = with_residency(report, _residency(ctx, progress))
     paths = write_report(report, out_dir)

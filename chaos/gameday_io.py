@@ -65,6 +65,11 @@ def targets_of(func: str, arguments: Mapping[str, Any], ctx: StackContext) -> li
         if ctx.artifacts_url.startswith("file://") and pointer.exists():
             current = json.loads(pointer.read_text()).get("current")
         return [f"artifact store {ctx.artifacts_url}, geography {geo}: pointer (current bundle {current or 'unknown'})"]
+    if func in ("reprice_items", "restore_item_prices"):
+        port = ctx.topology.region(region).redis_port if region in ctx.topology.regions else "?"
+        return [f"{region}'s item feed (Redis {ctx.topology.settings.host}:{port} stream log:items), applied by "
+                + (", ".join(_describe(stack.select(state, region=region, kinds=("feature-updater",))))
+                   or "no feature updater recorded")]
     return [f"unknown action {func}"]
 
 

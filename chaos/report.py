@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from chaos.measurement import Degradation, EdgeRetries, QualityRto, Rpo, Rto, tier_mix
-from chaos.verdicts import Targets, hypothesis_verdicts, overall, verdicts
+from chaos.verdicts import Targets, Verdict, hypothesis_verdicts, overall, verdicts
 
 
 def hypothesis_of(journal: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,12 +106,16 @@ def build_report(*, experiment: str, title: str, records: Sequence[Mapping[str, 
                  samples: Sequence[Mapping[str, Any]] = (), notes: Sequence[str] = (), targets: Targets = Targets(),
                  hypothesis: Mapping[str, Any] | None = None, fault_end: float | None = None,
                  load: Mapping[str, Any] | None = None, invalid: Sequence[str] = (),
-                 geographies: Sequence[str] | None = None) -> dict[str, Any]:
-    """Everything report.json holds. Pure: the caller measured the figures from the same records."""
+                 geographies: Sequence[str] | None = None, figures: Sequence[Verdict] = (),
+                 overload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything report.json holds. Pure: the caller measured the figures from the same records;
+    `figures` are the verdicts of figures the experiment's probes measured (chaos.verdicts.figure_verdicts);
+    `overload` (chaos.overload.overload_section) adds its whole-run verdicts and prediction."""
     origin = min((float(r["t"]) for r in records if "t" in r), default=fault_at or 0.0)
     lost = rpo is not None if region_lost is None else region_lost
     found = verdicts(rto=rto, quality=quality, rpo=rpo, region_lost=lost, empty_slates=empty_slates(records),
-                     targets=targets) + hypothesis_verdicts(hypothesis)
+                     targets=targets) + list(figures) + hypothesis_verdicts(hypothesis) \
+        + list((overload or {}).get("verdicts", ()))
     lat = [float(r.get("latency_ms") or 0.0) for r in records]
     return {
         "experiment": experiment, "title": title, "status": status, "verdict": overall(found, invalid=invalid),
@@ -135,6 +139,7 @@ def build_report(*, experiment: str, title: str, records: Sequence[Mapping[str, 
         "timeline": [asdict(b) for b in timeline(records, origin=origin, geographies=geographies)],
         "samples": [dict(s) for s in samples], "notes": list(notes),
         "hypothesis": dict(hypothesis) if hypothesis is not None else None,
+        "overload": {k: v for k, v in overload.items() if k != "verdicts"} if overload is not None else None,
     }
 
 
@@ -183,6 +188,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                      f"{during['empty_slates']}, tiers " + ", ".join(f"{k} {v}" for k, v in during["tiers"].items()))
     if report.get("weights_changed_after_s") is not None:
         lines.append(f"- routing weights changed {report['weights_changed_after_s']:.1f} s after the fault")
+    lines += _overload_lines(report.get("overload"))
     if rpo is not None:
         lines.append(f"- RPO: {_fmt(rpo['seconds']) if rpo['seconds'] is not None else 'not measured'}, {rpo['lost']} of "
                      f"{rpo['acknowledged']} acknowledged events lost ({rpo['reason']})")
@@ -202,6 +208,29 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _mix(mix: Mapping[str, float] | None) -> str:
+    return ", ".join(f"{t} {s:.0%}" for t, s in sorted((mix or {}).items(), key=lambda kv: -kv[1])) or "-"
+
+
+def _overload_lines(overload: Mapping[str, Any] | None) -> list[str]:
+    if not overload:
+        return []
+    run, pred = overload["whole_run"], overload.get("prediction")
+    lines = [f"- overload, whole run: {run['requests']} requests, success "
+             + ("-" if run["success_rate"] is None else f"{run['success_rate'] * 100:.3f} %")
+             + f", p99 {_fmt(run['p99_ms'], 'ms')}; homepages {_mix(run.get('homepage_mix'))}"
+             + (f"; {run['region']}'s homepages {_mix(run.get('region_mix'))}" if run.get("region") else "")]
+    if pred:
+        lines.append(f"- capacity model for this load ({pred['calibration_source']}): {pred['survivor']} takes "
+                     f"{pred['survivor_qps']:.0f} QPS after {pred['failed']} is lost ({pred['steady_qps']:.0f} before), "
+                     f"full-ranking capacity of its {pred['cores']:g} core(s) {pred['full_capacity_qps']:.0f} QPS "
+                     f"({pred['overload_factor']:.2f}x); the plan's mix {_mix(pred['plan_mix'])} would need "
+                     f"{pred['plan_utilisation']:.0%} of it; the mix that fits: {_mix(pred['fitting_mix'])}")
+    elif overload.get("problem"):
+        lines.append(f"- capacity model: {overload['problem']}")
+    return lines
+
+
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
     """The printed summary: one line per verdict and the overall verdict."""
     out = [f"{report['experiment']}: {report['status']}, verdict {report['verdict']}"]
@@ -213,6 +242,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     for v in report["verdicts"]:
         value = "-" if v["value"] is None else f"{v['value']:.2f}"
         out.append(f"  {v['name']:<22} {v['kind']:<11} {v['limit']:<10} {value:>10}  {v['status']}")
+    out += [f"  {line[2:]}" for line in _overload_lines(report.get("overload"))]
     return out
 
 

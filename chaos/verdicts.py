@@ -117,6 +117,32 @@ def hypothesis_verdicts(hypothesis: Mapping[str, Any] | None) -> list[Verdict]:
     return out
 
 
+FIGURE_PROBES = ("drift_detected",)
+"""Method probes that measure a figure of their own (chaos.expectations.drift_detected: time to
+detection); a game day that runs one is judged on it."""
+
+
+def figure_verdicts(method_runs: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+    """A target verdict per FIGURE_PROBES run of the method: pass when its `figure` was measured
+    within its limit, fail when not (or when the probe itself failed)."""
+    out = []
+    for run in method_runs:
+        activity = run.get("activity", {})
+        if activity.get("type") != "probe" or activity.get("provider", {}).get("func") not in FIGURE_PROBES:
+            continue
+        output = run.get("output") if run.get("status") == "succeeded" else None
+        figure = output.get("figure") if isinstance(output, Mapping) else None
+        if not isinstance(figure, Mapping):
+            error = (run.get("exception") or ["no figure in its output"])[-1].strip()
+            out.append(Verdict(str(activity.get("name")), "target", "measured", None, FAIL, f"probe failed: {error}"))
+            continue
+        value, limit = figure.get("value_s"), float(figure["limit_s"])
+        out.append(Verdict(str(figure.get("name")), "target", f"<= {limit:g} s", value,
+                           _bound(value, limit, strict=False) if value is not None else FAIL,
+                           str(output.get("verdict", ""))))
+    return out
+
+
 def still_answering(records: Iterable[Mapping[str, Any]], *, region: str, fault_at: float, until: float | None) -> int:
     """Reads answered by `region` that completed from STILL_ANSWERING_GRACE_S after the fault to `until`."""
     return sum(1 for r in records if r.get("kind") != "events" and r.get("ok") and r.get("region") == region
@@ -166,5 +192,5 @@ def overall(found: Sequence[Verdict], *, invalid: Sequence[str] = ()) -> str:
     return "incomplete" if NOT_MEASURED in statuses else PASS
 
 
-__all__ = ["FAIL", "INVALID", "NOT_APPLICABLE", "NOT_MEASURED", "PASS", "Targets", "Verdict", "hypothesis_verdicts",
+__all__ = ["FAIL", "INVALID", "NOT_APPLICABLE", "NOT_MEASURED", "PASS", "Targets", "Verdict", "figure_verdicts", "hypothesis_verdicts",
            "invalid_reasons", "overall", "still_answering", "verdicts"]

@@ -41,12 +41,15 @@ def register(app: typer.Typer) -> None:
         seconds: float = typer.Option(70.0, "--seconds", help="Total seconds under load (10..600), split over the ramp's steps."),
         calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration to check (default var/calibration.json)."),
         as_json: bool = typer.Option(False, "--json", help="Print var/bench/saturation.json instead of tables."),
+        admission_compare: bool = typer.Option(True, "--admission-compare/--no-admission-compare",
+                                               help="After the ramp, one overload step with admission control on, one off."),
     ) -> None:
-        """Drive one cell past saturation (open loop, HTTP) and compare with the capacity model's prediction."""
+        """Drive one cell past saturation (open loop, HTTP) and compare with the capacity model's prediction;
+        then the same overload with the cell's admission control on and off."""
         mod = _bench("saturation_bench")
-        settings = mod.SaturationSettings(seconds=seconds)
+        settings = mod.SaturationSettings(seconds=seconds, admission_compare=admission_compare)
         if calibration is not None:
-            settings = mod.SaturationSettings(seconds=seconds, calibration_path=calibration)
+            settings = mod.SaturationSettings(seconds=seconds, calibration_path=calibration, admission_compare=admission_compare)
         err = Console(stderr=True)
         report = mod.run_saturation_bench(settings, log=lambda m: err.print(f"[dim]{m}[/dim]"))
         _print(report, mod, as_json)

@@ -10,6 +10,7 @@ from typing import Callable, Mapping
 from regions.topology import Topology
 from serving.marketplace import Dataset
 from serving.seen_items import SeenPolicies
+from serving.time_constants import TimeConstants
 from serving.training import TrainResult
 
 
@@ -24,11 +25,11 @@ def geography_checks(topology: Topology, geography: str) -> tuple:  # type: igno
 def train_geographies(
     dataset: Dataset, topology: Topology, *, out_root: Path, now: float, bundle_version: str,
     geographies: tuple[str, ...] = (), read_tombstones: bool = True, seen_policy: SeenPolicies = SeenPolicies(),
-    progress: Callable[[str], None] = lambda _m: None,
+    progress: Callable[[str], None] = lambda _m: None, time_constants: TimeConstants = TimeConstants(),
 ) -> dict[str, TrainResult]:
     """One bundle per geography under `out_root/<geo>`, each from its own users' events, deleted
     users (as the geography's regions' Redis say, when reachable) excluded, `seen_policy` (the data
-    set adapter's) applied offline and shipped in each bundle."""
+    set adapter's) applied offline and shipped in each bundle, like its `time_constants`."""
     from replication.redis_io import ClientSettings, connect_all
     from replication.tombstones import read_geography_tombstones
     from serving.geo_training import train_geography_bundle
@@ -47,7 +48,8 @@ def train_geographies(
             progress(f"geography {geo}: training on its own users' events ({len(excluded)} deleted users excluded)")
             results[geo] = train_geography_bundle(dataset, geo, topology=topology, out_dir=out_root / geo, now=now,
                                                   bundle_version=bundle_version, exclude_users=excluded,
-                                                  tombstones_read_at=read_at, seen_policy=seen_policy, progress=progress)
+                                                  tombstones_read_at=read_at, seen_policy=seen_policy, progress=progress,
+                                                  time_constants=time_constants)
     finally:
         for client in clients.values():
             client.close()

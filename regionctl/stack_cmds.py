@@ -37,6 +37,7 @@ def ensure_bundle(artifacts_url: str, *, topology, progress=lambda m: None) -> s
         version = new_bundle_version(now)
         results = train_geographies(dataset, topology, out_root=REPO_ROOT / "var" / "bundles" / version, now=now,
                                     bundle_version=version, geographies=missing, seen_policy=SyntheticAdapter().seen_policy,
+                                    time_constants=SyntheticAdapter().time_constants,
                                     progress=progress)
         current.update(publish_geographies(artifacts_url, topology, {g: r.bundle_dir for g, r in results.items()}))
         progress(f"bundles {', '.join(f'{g}={v}' for g, v in sorted(current.items()))} published and promoted")

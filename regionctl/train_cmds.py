@@ -55,6 +55,7 @@ def train(
     target = out or REPO_ROOT / "var" / "bundles" / version
     results = train_geographies(dataset, topo, out_root=target, now=now, bundle_version=version,
                                 geographies=tuple(geo or ()), read_tombstones=tombstones, seen_policy=adapter.seen_policy,
+                                time_constants=adapter.time_constants,
                                 progress=lambda msg: err.print(f"[dim]{msg}[/dim]"))
     console = Console()
     console.print("recall@100 is measured on: " + "; ".join(f"{m}: {s}" for m, s in RECALL_STAGE.items()))

@@ -15,6 +15,18 @@ DEAD_LETTER = "log:dead"
 TOMBSTONES = "users:deleted"
 """Hash user_id -> deletion time: deleted users, honoured by replication and the feature updater."""
 
+ITEM_LOG = "log:items"
+"""Catalog changes for this region (stream): price, stock, rating, and new items' content
+(serving.item_feed). No user identity: the feature updater applies it to `if:<item>`."""
+
+NEW_ITEMS = "catalog:new"
+"""Hash item_id -> JSON row of an item created after training (serving.item_feed), which the
+cells add to their catalog and ANN index by content (serving.cold_start). No user identity."""
+
+TIME_CONSTANTS = "model:time_constants"
+"""JSON serving.time_constants.TimeConstants of the bundle the region's cell serves (written by the
+cell on every bundle swap): the feature updater decays user interest with the same half-life."""
+
 ITEM_POPULARITY = "agg:item_popularity"
 """Sorted set item_id -> decayed interaction count. No user identity: may be replicated anywhere."""
 

@@ -27,11 +27,12 @@ from serving.features import (
     ANN_MISSING_RANK, Candidates, ItemTable, LiveItems, build_features,
 )
 from serving.seen_items import SeenPolicies, excluded
+from serving.time_constants import FILE as TIME_CONSTANTS_FILE, TimeConstants
 from serving.user_state import UserState
 
 BUNDLE_FILES = ("items.json", "item_embeddings.npy", "users.json", "user_embeddings.npy", "faiss.index",
                 "ranker.txt", "feature_schema.json", "segments.json", "popularity.json", "copurchase.json", "golden.json",
-                "seen_policy.json", "feature_stats.json")
+                "seen_policy.json", "feature_stats.json", "time_constants.json")
 SEGMENT_ATTRS = ("geo", "device", "price_band")
 """A segment key is these attributes joined by '|'; coarser keys are the geography alone, then 'all'."""
 
@@ -102,6 +103,8 @@ class LoadedBundle:
     """items.json as loaded (serving.cold_start appends new items to it)."""
     feature_stats: Mapping[str, Any] | None = None
     """feature_stats.json: the training distribution of the features (serving.drift)."""
+    time_constants: TimeConstants = TimeConstants()
+    """time_constants.json: the data set's interest fade & co. (defaults when a bundle has none)."""
 
     @property
     def dim(self) -> int:
@@ -127,6 +130,12 @@ class LoadedBundle:
                 seen_policy = SeenPolicies.from_json(_json(bundle_dir, "seen_policy.json"))
             except InputError as exc:
                 raise BundleCheckError(file="seen_policy.json", check="loads", message=str(exc)) from exc
+        time_constants = TimeConstants()
+        if (bundle_dir / TIME_CONSTANTS_FILE).exists():
+            try:
+                time_constants = TimeConstants.loads((bundle_dir / TIME_CONSTANTS_FILE).read_text())
+            except InputError as exc:
+                raise BundleCheckError(file=TIME_CONSTANTS_FILE, check="loads", message=str(exc)) from exc
         if version is None and (bundle_dir / "manifest.json").exists():
             version = str(json.loads((bundle_dir / "manifest.json").read_text()).get("bundle_version", ""))
         try:
@@ -145,6 +154,7 @@ class LoadedBundle:
             seen_policy=seen_policy, item_parent={str(r["item_id"]): str(r["parent_category"]) for r in rows},
             item_rows=tuple(rows),
             feature_stats=_json(bundle_dir, "feature_stats.json") if (bundle_dir / "feature_stats.json").exists() else None,
+            time_constants=time_constants,
         )
 
     # --- the request path ----------------------------------------------------------------------
@@ -189,7 +199,7 @@ class LoadedBundle:
         seeds = list(cart) + list(recent[: s.latest_items])
         if seeds:
             parts.append((np.concatenate([self.items.copurchase[i][: s.copurchase_per_item] for i in seeds]), SRC_COPURCHASE))
-        affinity = state.affinity_at(now)
+        affinity = state.affinity_at(now, self.time_constants.interest_half_life_s)
         top = sorted(affinity, key=lambda c: (-affinity[c], c))[: s.top_categories]
         codes = [self.items.category_code[c] for c in top if c in self.items.category_code]
         if codes:
@@ -212,7 +222,7 @@ class LoadedBundle:
     def features(self, *, state: UserState, user_vector: np.ndarray | None, candidates: Candidates,
                  now: float, live: LiveItems | None = None) -> np.ndarray:
         return build_features(items=self.items, state=state, user_vector=user_vector, candidates=candidates,
-                              now=now, live=live)
+                              now=now, live=live, interest_half_life_s=self.time_constants.interest_half_life_s)
 
     def rank(self, user_state: UserState, candidates: Candidates, now: float, *,
              user_vector: np.ndarray | None = None, live: LiveItems | None = None) -> np.ndarray:

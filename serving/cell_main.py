@@ -9,6 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
+from fallback_tiers.admission import AdmissionSettings
 from fallback_tiers.settings import LadderSettings
 from regions.topology import Topology
 from replication.geo_artifacts import open_geo_store
@@ -28,6 +29,7 @@ def build_runtime(topology: Topology, *, region: str, artifacts_url: str, state_
         artifacts=open_geo_store(artifacts_url, reg.geography, topology=topology),  # its geography's bundles only
         cache_dir=state_dir / "cells" / region / "bundles", settings=CellSettings(tokens_file=tokens_file),
         ladder_settings=LadderSettings.from_env(os.environ), sampler_settings=SamplerSettings.from_env(os.environ),
+        admission_settings=AdmissionSettings.from_env(os.environ),
     )
 
 

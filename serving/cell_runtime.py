@@ -8,13 +8,15 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from contracts.bearer import bearer_token
 from contracts.events import Event
+from fallback_tiers.admission import AdmissionSettings
 from fallback_tiers.settings import LadderSettings
+from fallback_tiers.tiers import SkipReason, Tier
 from regions import redis_keys
 from regions.errors import InputError, ShopNowError
 from regions.tokens import read_roles
@@ -24,23 +26,29 @@ from replication.interaction_log import append_events, parse_batch
 from replication.redis_io import ClientSettings, connect
 from replication.lag import parse_stream_id
 from replication.metrics import collect_pairs, stream_lag
+from serving.admission_gate import AdmissionGate
+from serving.admission_metrics import AdmissionMetrics
 from serving.bundle import LoadedBundle
 from serving.bundle_holder import BundleHolder, BundleWatcher, Refusal
 from serving.bundle_residency import residency_check
+from serving.cold_start import add_items
 from serving.cell_gauges import CellGauges
 from serving.feature_store import (
     FeatureStore, FeatureStoreUnavailable, FreshnessBounds, assess_freshness, item_features_of,
 )
 from serving.feature_updater import CONSUMER
 from serving.drift_monitor import FeatureSampler, SamplerSettings, cell_drift
+from serving.item_feed import new_item_rows
 from serving.metrics import CellMetrics
-from serving.recommender import Recommender, Serving
+from serving.recommender import Answer, Recommender, Serving
 from serving.request_stats import RequestStats
 from serving.residency import TombstoneView
 
 log = logging.getLogger(__name__)
 
 HOMEPAGE_FAULT_STATUSES = (0, 404, 500)
+MAX_FAULT_LATENCY_MS = 10_000
+"""Largest ranking latency a chaos fault may add (POST /admin/faults ranking_latency_ms 0..10000)."""
 """Chaos fault homepage_status: off, or the status the HTTP API answers homepages with."""
 
 
@@ -53,9 +61,16 @@ class CellSettings:
     5 min (well inside the 15 min item-freshness bound). A real deployment feeds them from inventory."""
     readiness_redis_timeout_s: float = 0.1
     """/readyz must answer fast even when a peer's Redis hangs."""
+    drift_interval_s: float = 2.0
+    """The drift metrics (shopnow_cell_feature_psi & co.) are recomputed every 2 s from the sample
+    (PSI of a few thousand rows: about a millisecond), whether or not anyone asks /readyz."""
     tokens_file: str = ""
     """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
 
+
+RANKED_REASONS = frozenset({SkipReason.TIMEOUT.value, SkipReason.ERROR.value, SkipReason.EMPTY.value,
+                            SkipReason.TOO_FEW.value})
+"""A full tier skipped for these reasons did run (late, failed or short): its round trip counts."""
 
 OBSERVED_BACKLOG = 50_000
 """Answered requests waiting to be counted (flushed every second, and before /readyz and /metrics)."""
@@ -65,7 +80,8 @@ class CellRuntime:
     def __init__(self, *, topology: Topology, region: str, store: FeatureStore, artifacts: ArtifactStore,
                  cache_dir: Path, settings: CellSettings = CellSettings(),
                  ladder_settings: LadderSettings = LadderSettings(),
-                 sampler_settings: SamplerSettings = SamplerSettings()) -> None:
+                 sampler_settings: SamplerSettings = SamplerSettings(),
+                 admission_settings: AdmissionSettings = AdmissionSettings()) -> None:
         self.topology = topology
         self.region = region
         self.settings = settings
@@ -90,11 +106,20 @@ class CellRuntime:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._seeded_version: str | None = None
+        self._serving_lock = threading.Lock()
+        self._new_items_known = -1
+        """How many rows of catalog:new the serving catalog was last synced with (-1: never)."""
+        self.new_items: tuple[str, ...] = ()
+        """Items added to the serving catalog by content since the bundle was loaded (serving.cold_start)."""
         self.metrics.registry.register(CellGauges(self, redis_ok=self._redis_answers))
+        self.admission = AdmissionGate(admission_settings)
+        self.metrics.registry.register(AdmissionMetrics(self.admission))
 
     # -- bundle ----------------------------------------------------------------------------
     def _on_swap(self, bundle: LoadedBundle) -> None:
-        self._serving = Serving.of(bundle)
+        with self._serving_lock:
+            self._serving = Serving.of(bundle)
+            self._new_items_known, self.new_items = -1, ()
         self.sampler.reset()
         self.metrics.set_bundle(bundle.version, loaded_at=time.time())
         self._seed_items(bundle)
@@ -103,10 +128,19 @@ class CellRuntime:
         self.metrics.refuse_bundle(refusal.check)
 
     def _seed_items(self, bundle: LoadedBundle) -> None:
-        """Write the bundle's catalog (already in memory) into the region's item features: the
-        local stack's item feed."""
+        """Publish the bundle's time constants (regions.redis_keys.TIME_CONSTANTS) and write its
+        catalog (already in memory) into the region's item features: the local stack's stand-in for
+        inventory, except the items the item feed (serving.item_feed) updated within the item
+        freshness bound (its values are newer)."""
+        try:  # the feature updater decays interest with the bundle's half-life (serving.time_constants)
+            self._log_client.set(redis_keys.TIME_CONSTANTS, bundle.time_constants.dumps())
+        except Exception as exc:  # retried with the catalog sync
+            log.warning("could not publish the time constants of %s: %s", bundle.version, exc)
+            return
         try:
-            self.store.put_item_features(item_features_of(bundle.items, updated_at=time.time()))
+            now = time.time()
+            self.store.seed_item_features(item_features_of(bundle.items, updated_at=now), now=now,
+                                          keep_feed_s=self.topology.settings.item_freshness_s)
             self._seeded_version = bundle.version
         except ShopNowError as exc:
             log.warning("could not seed item features of %s: %s (retried by the catalog sync)", bundle.version, exc)
@@ -123,10 +157,62 @@ class CellRuntime:
         self.tombstones.start()
         self._threads = [watcher, sync]
 
+    def sync_new_items(self) -> int:
+        """Add the items of `catalog:new` (serving.item_feed) that the serving catalog lacks, placed
+        by content (serving.cold_start.add_items); returns how many were added. The answers keep the
+        bundle's version; /readyz lists the added items under `new_items`."""
+        serving = self._serving
+        bundle = serving.bundle
+        if bundle is None or bundle.item_rows is None:
+            return 0
+        try:
+            count = int(self._log_client.hlen(redis_keys.NEW_ITEMS))
+            if count == self._new_items_known:
+                return 0
+            rows = new_item_rows(self._log_client.hgetall(redis_keys.NEW_ITEMS)) if count else []
+        except Exception as exc:  # a Redis outage: the next sync retries
+            log.debug("could not read %s: %s", redis_keys.NEW_ITEMS, exc)
+            return 0
+        fresh = [r for r in rows if str(r["item_id"]) not in bundle.items.row_of]
+        grown = None
+        if fresh:
+            try:
+                grown = add_items(bundle, fresh)
+            except ShopNowError as exc:
+                log.warning("new items not added: %s", exc)
+                return 0
+        with self._serving_lock:
+            if self._serving is not serving:  # a bundle swap meanwhile: the next sync starts over
+                return 0
+            if grown is not None:
+                self._serving = replace(Serving.of(grown), version=serving.version)
+                self.new_items = self.new_items + tuple(str(r["item_id"]) for r in fresh)
+            self._new_items_known = count
+        if grown is not None:
+            log.info("added %d new items by content: %s", len(fresh), ", ".join(str(r["item_id"]) for r in fresh[:5]))
+        return len(fresh)
+
+    def drift(self) -> dict[str, Any] | None:
+        """The drift report of the sampled feature vectors (also recorded in the metrics); None
+        without a bundle or without training feature stats."""
+        bundle = self._serving.bundle
+        report = cell_drift(bundle.feature_stats, self.sampler.sample(), bundle.feature_names) if bundle is not None else None
+        if report is not None:
+            self.metrics.observe_drift(report)
+        return report
+
     def _catalog_sync(self) -> None:
         next_sync = time.monotonic() + self.settings.catalog_sync_s
+        next_drift = 0.0
         while not self._stop.wait(1.0):
             self.flush_observed()
+            self.sync_new_items()
+            if time.monotonic() >= next_drift:
+                next_drift = time.monotonic() + self.settings.drift_interval_s
+                try:
+                    self.drift()
+                except Exception:  # the sync thread must survive; /readyz reports the error
+                    log.exception("drift check failed")
             bundle = self._serving.bundle
             if bundle is None:
                 continue
@@ -147,6 +233,29 @@ class CellRuntime:
         """Count an answered request: queued here (an atomic append, no lock, no metric lookups on
         the request path); `flush_observed` applies it to the request stats and the metrics."""
         self._observed.append((time.time(), surface, tier, ok, latency_ms, skipped))
+
+    def homepage(self, *, user_id: str | None, count: int, asked: Tier, deadline_s: float, geography: str,
+                 arrived_at: float | None) -> Answer:
+        """A homepage through the admission gate (serving.admission_gate): the tiers it may use are
+        decided from the time it queued since `arrived_at` (monotonic; None: not stamped) and the full
+        rankings in flight; with admission on, its deadline counts from its arrival."""
+        gate = self.admission
+        ticket = gate.admit(asked=asked, arrived_at=arrived_at)
+        budget = gate.remaining_s(ticket, deadline_s) if gate.settings.enabled else deadline_s
+        ranked = False
+        try:
+            answer = self.recommender.homepage(user_id=user_id, count=count, max_tier=ticket.admission.max_tier,
+                                               deadline_s=budget, geography=geography)
+            ranked = answer.tier == Tier.FULL.value or any(
+                t == Tier.FULL.value and r in RANKED_REASONS for t, r in answer.skipped)
+        finally:
+            gate.done(ticket, ranked=ranked)
+        reason = ticket.admission.reason
+        if reason is None:
+            return answer
+        lowered = {t.value for t in Tier.ladder() if asked.rank <= t.rank < ticket.admission.max_tier.rank}
+        skipped = tuple((t, f"admission_{reason.value}" if t in lowered else r) for t, r in answer.skipped)
+        return replace(answer, skipped=skipped)
 
     def flush_observed(self) -> None:
         """Apply the queued observations (the catalog-sync thread does every second; /readyz and
@@ -212,9 +321,7 @@ class CellRuntime:
         self.metrics.observe_freshness(fresh)
         item_age = fresh.oldest_item_age_s
         refused = self.holder.refused
-        drift = cell_drift(bundle.feature_stats, self.sampler.sample(), bundle.feature_names) if bundle is not None else None
-        if drift is not None:
-            self.metrics.observe_drift(drift)
+        drift = self.drift()
         body = {
             "ready": True, "region": self.region, "bundle_version": self._serving.version,
             "bundle_loaded_at": self.holder.loaded_at,
@@ -227,6 +334,7 @@ class CellRuntime:
             "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
             "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
             "drift": None if drift is None else {k: drift[k] for k in ("verdict", "rows", "max_psi", "drifted")},
+            "new_items": list(self.new_items),
         }
         return True, body
 
@@ -270,16 +378,18 @@ class CellRuntime:
         unknown = set(body) - {"ranking_latency_ms", "freeze_index", "homepage_status"}
         if unknown:
             raise InputError(sorted(unknown)[0], "unknown fault; allowed: ranking_latency_ms, freeze_index, homepage_status")
-        if "homepage_status" in body and body["homepage_status"] not in HOMEPAGE_FAULT_STATUSES:
+        status = body.get("homepage_status", 0)
+        if isinstance(status, bool) or not isinstance(status, int) or status not in HOMEPAGE_FAULT_STATUSES:
             raise InputError("homepage_status", f"must be one of {', '.join(map(str, HOMEPAGE_FAULT_STATUSES))}")
+        value = body.get("ranking_latency_ms", 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_FAULT_LATENCY_MS:
+            raise InputError("ranking_latency_ms", f"must be a number of milliseconds in 0..{MAX_FAULT_LATENCY_MS}")
+        if not isinstance(body.get("freeze_index", False), bool):
+            raise InputError("freeze_index", "must be true or false")
+        # every field is valid: apply (a refused body changes nothing)
         if "ranking_latency_ms" in body:
-            value = body["ranking_latency_ms"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000:
-                raise InputError("ranking_latency_ms", "must be a number of milliseconds in 0..10000")
             self.recommender.faults.ranking_latency_ms = float(value)
         if "freeze_index" in body:
-            if not isinstance(body["freeze_index"], bool):
-                raise InputError("freeze_index", "must be true or false")
             self.holder.frozen = body["freeze_index"]
         if "homepage_status" in body:
             self.recommender.faults.homepage_status = int(body["homepage_status"])

@@ -17,15 +17,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from contracts.feature_drift import MIN_SAMPLE, PRICE_FEATURES, PSI_ALERT, PSI_WARN  # noqa: F401 (re-exported)
 from regions.errors import InputError
 
 BINS = 10
-PSI_ALERT = 0.25
-"""PSI above 0.25: the distribution moved enough to distrust the model's scores (common practice)."""
-PSI_WARN = 0.1
 MIN_SHARE = 1e-4
-MIN_SAMPLE = 200
-"""Fewer scored vectors than this say nothing reliable about a distribution: no verdict."""
 
 
 def feature_distribution(X: np.ndarray, names: Sequence[str], *, bins: int = BINS) -> dict[str, Any]:

@@ -37,6 +37,22 @@ from regions.geo import home_geography_of, require_personal_data_allowed
 from regions.topology import Settings, Topology
 from serving.user_state import UserState
 
+_SEED_ITEMS_LUA = """
+-- KEYS: if:<item> per item. ARGV[1]: JSON {"since": ts, "items": [[field, value, ...], ...]}.
+-- A hash the item feed wrote at or after `since` (source = feed) is left alone.
+local batch = cjson.decode(ARGV[1])
+local written = 0
+for n, fields in ipairs(batch.items) do
+  local src = redis.call('HMGET', KEYS[n], 'source', 'updated_at')
+  if src[1] ~= 'feed' or (tonumber(src[2]) or 0) < batch.since then
+    redis.call('HSET', KEYS[n], unpack(fields))
+    redis.call('HDEL', KEYS[n], 'source')
+    written = written + 1
+  end
+end
+return written
+"""
+
 ITEM_FIELDS = ("price", "stock", "popularity", "rating", "category", "updated_at")
 """Fields of an item's live-feature hash, in HMGET order."""
 
@@ -230,6 +246,7 @@ class FeatureStore:
         self._redis = client
         self._hmget_many = client.register_script(_HMGET_MANY_LUA)
         self._put_slate = client.register_script(_PUT_SLATE_LUA)
+        self._seed_items = client.register_script(_SEED_ITEMS_LUA)
         self.region = region
         self._topology = topology
         self.settings = settings
@@ -340,6 +357,26 @@ class FeatureStore:
         if batch:
             written += self._write_items(batch)
         return written
+
+    def seed_item_features(self, items: Iterable[ItemFeatures], *, now: float, keep_feed_s: float) -> int:
+        """Seed live item features from a bundle's catalog, except the items the item feed
+        (serving.item_feed) wrote within the last `keep_feed_s`: the feed's values are newer than
+        any catalog. Returns how many hashes were written."""
+        written = 0
+        batch: list[ItemFeatures] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= self.settings.write_chunk:
+                written += self._seed(batch, now=now, keep_feed_s=keep_feed_s)
+                batch = []
+        if batch:
+            written += self._seed(batch, now=now, keep_feed_s=keep_feed_s)
+        return written
+
+    def _seed(self, batch: Sequence[ItemFeatures], *, now: float, keep_feed_s: float) -> int:
+        payload = orjson.dumps({"since": now - keep_feed_s, "items": [[k for kv in i.to_hash().items() for k in kv] for i in batch]})
+        with self._io("seed item features"):
+            return int(self._seed_items(keys=[redis_keys.item_features(i.item_id) for i in batch], args=[payload]))
 
     def _write_items(self, batch: Sequence[ItemFeatures]) -> int:
         with self._io("HSET item features"):

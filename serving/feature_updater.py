@@ -12,6 +12,9 @@ checkpoints are still the ones the batch was read from (a second updater, or a r
 overlapped, makes it retry instead of counting events twice). The script re-checks tombstones as
 it writes, so a user deleted while the batch was being computed is not brought back.
 
+Catalog changes: each step first applies a batch of the region's item feed `log:items` to the
+live item features and the new items (serving.item_feed.ItemFeedConsumer), with its own checkpoint.
+
 At most once per event id: a client retry may store the same event in both regions of a
 geography (the first region stored it but its answer was lost), so it reaches this updater twice,
 through the region's own log and through the peer's replica stream. The updater skips an event id
@@ -38,7 +41,9 @@ from replication.interaction_log import DEDUPE_WINDOW_S, StreamReader, dead_lett
 from replication.lag import parse_stream_id
 from replication.metrics import ReplicationMetrics, stream_lag
 from replication.redis_io import Redis, RedisError, text
-from serving.user_state import UserState, apply_event
+from serving.item_feed import FeedResult, ItemFeedConsumer
+from serving.time_constants import TimeConstants
+from serving.user_state import AFFINITY_HALF_LIFE_S, UserState, apply_event
 
 _log = logging.getLogger(__name__)
 
@@ -93,6 +98,9 @@ class UpdaterSettings:
     """Lag gauges are refreshed once a second."""
     category_cache_size: int = 100_000
     """Item categories rarely change; cache them, clearing the cache when it grows past this."""
+    constants_refresh_s: float = 10.0
+    """How often the bundle's time constants are re-read (regions.redis_keys.TIME_CONSTANTS): they
+    change only with a bundle swap."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10_000:
@@ -109,6 +117,8 @@ class UpdateResult:
     poison: int = 0
     users: int = 0
     conflict: bool = False
+    items: FeedResult | None = None
+    """What the step applied of the item feed (serving.item_feed)."""
 
 
 
@@ -135,7 +145,11 @@ class FeatureUpdater:
         self._commit = client.register_script(_COMMIT_SCRIPT)
         self._record_seen = client.register_script(_SEEN_SCRIPT)
         self._reader = StreamReader(client)
+        self._items = ItemFeedConsumer(client, consumer=CONSUMER, region=region, batch_size=settings.batch_size, clock=clock)
         self._next_metrics = 0.0
+        self.interest_half_life_s = AFFINITY_HALF_LIFE_S
+        """The serving bundle's interest fade (serving.time_constants), as the cell published it."""
+        self._next_constants = 0.0
 
     def checkpoint_key(self, stream: str) -> str:
         return redis_keys.consumer_checkpoint(CONSUMER, stream)
@@ -160,10 +174,13 @@ class FeatureUpdater:
         now = self._clock()
         positions = self._load_positions()
         self._maybe_update_metrics(positions, now)
+        items = self._items.step()
         batches = {s: self._reader.read(s, after=positions[s], count=self.settings.batch_size, tombstones=True)
                    for s in self.streams}
-        result = UpdateResult()
+        result = UpdateResult(items=items)
         if not any(b.entries for b in batches.values()):
+            if items.read:
+                return result
             self._reader.wait(positions, block_ms=self.settings.block_ms)
             return result
         tombstoned = frozenset().union(*(b.tombstoned for b in batches.values()))
@@ -189,6 +206,7 @@ class FeatureUpdater:
         result.poison = len(dead)
         events, applied_ids = self._first_sightings(events)
         result.skipped_duplicate = result.read - result.poison - len(events)
+        self._refresh_constants(now)
         users = sorted({e.user_id for _, e in events} - tombstoned)
         states = self._read_users(users)
         category_of = self._category_lookup([e.item_id for _, e in events])
@@ -198,7 +216,8 @@ class FeatureUpdater:
                 result.skipped_tombstoned += 1
                 continue
             states[event.user_id] = apply_event(states[event.user_id], event_type=event.type, item_id=event.item_id,
-                                                ts=event.ts, category_of=category_of, price=event.price)
+                                                ts=event.ts, category_of=category_of, price=event.price,
+                                                half_life_s=self.interest_half_life_s)
             applied_per_stream[stream] = applied_per_stream.get(stream, 0) + 1
         self._write_seen([e for _, e in events if e.user_id not in tombstoned])
         keys = [redis_keys.TOMBSTONES, redis_keys.DEAD_LETTER, *(self.checkpoint_key(s) for s in self.streams),
@@ -227,6 +246,22 @@ class FeatureUpdater:
             if dead:
                 self.metrics.dead_letters.labels(region=self.region, consumer=CONSUMER).inc(len(dead))
         return result
+
+    def _refresh_constants(self, now: float) -> None:
+        """Re-read the bundle's time constants every `constants_refresh_s` (defaults when the cell
+        published none, or an unreadable value: logged, the last good value is kept)."""
+        if now < self._next_constants:
+            return
+        self._next_constants = now + self.settings.constants_refresh_s
+        raw = self.client.get(redis_keys.TIME_CONSTANTS)
+        if raw is None:
+            self.interest_half_life_s = AFFINITY_HALF_LIFE_S
+            return
+        try:
+            self.interest_half_life_s = TimeConstants.loads(text(raw)).interest_half_life_s
+        except InputError as exc:
+            _log.warning("%s is unreadable (%s); keeping interest half-life %.0f s", redis_keys.TIME_CONSTANTS, exc,
+                         self.interest_half_life_s)
 
     def _first_sightings(self, events: list[tuple[str, Event]]) -> tuple[list[tuple[str, Event]], list[str]]:
         """The events whose id this updater has not applied yet (first one of a batch's repeats),

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from serving.user_state import RECENT_ITEMS, UserState
+from serving.user_state import AFFINITY_HALF_LIFE_S, RECENT_ITEMS, UserState
 
 SCHEMA_VERSION = 1
 """Bump when FEATURE_NAMES or their meaning change: bundles carry it, cells refuse unknown ones."""
@@ -229,9 +229,10 @@ def _member(rows: np.ndarray, groups: Sequence[np.ndarray], n_items: int) -> np.
 
 def build_features(
     *, items: ItemTable, state: UserState, user_vector: np.ndarray | None, candidates: Candidates,
-    now: float, live: LiveItems | None = None,
+    now: float, live: LiveItems | None = None, interest_half_life_s: float = AFFINITY_HALF_LIFE_S,
 ) -> np.ndarray:
-    """The feature matrix [len(candidates), N_FEATURES] (float32), columns in FEATURE_NAMES order."""
+    """The feature matrix [len(candidates), N_FEATURES] (float32), columns in FEATURE_NAMES order.
+    `interest_half_life_s`: the bundle's interest fade (serving.time_constants)."""
     r = candidates.rows
     n = len(r)
     X = np.zeros((n, N_FEATURES), dtype=np.float64)
@@ -252,7 +253,7 @@ def build_features(
 
     cat, par = items.category[r], items.parent[r]
     cat_aff = np.zeros(len(items.categories))
-    for c, v in state.affinity_at(now).items():
+    for c, v in state.affinity_at(now, interest_half_life_s).items():
         code = items.category_code.get(c)
         if code is not None:
             cat_aff[code] = v

@@ -27,7 +27,8 @@ from replication.manifest import build_manifest, write_manifest
 from serving.bundle_residency import GEOGRAPHY_METRIC
 from serving.marketplace import Dataset
 from serving.seen_items import SeenPolicies
-from serving.training import TrainResult, train_bundle
+from serving.time_constants import TimeConstants
+from serving.training import TrainResult, TrainSettings, train_bundle
 
 
 def dataset_of_geography(dataset: Dataset, geography: str, *, topology: Topology,
@@ -42,14 +43,16 @@ def train_geography_bundle(
     dataset: Dataset, geography: str, *, topology: Topology, out_dir: Path, now: float, bundle_version: str,
     exclude_users: AbstractSet[str] = frozenset(), tombstones_read_at: float = 0.0,
     seen_policy: SeenPolicies = SeenPolicies(), progress: Callable[[str], None] = lambda _m: None,
+    time_constants: TimeConstants = TimeConstants(),
 ) -> TrainResult:
     """Train `geography`'s bundle (serving.training.train_bundle on dataset_of_geography) and record
     in its manifest metrics the geography, how many deleted users were excluded and up to when the
     tombstones were read (`tombstones_read_at`; 0 when some region's could not be read).
-    `seen_policy` is the data set adapter's (serving.seen_items), as train_bundle takes it."""
+    `seen_policy` and `time_constants` are the data set adapter's (serving.seen_items,
+    serving.time_constants)."""
     subset = dataset_of_geography(dataset, geography, topology=topology, exclude_users=exclude_users)
     result = train_bundle(subset, out_dir=out_dir, now=now, bundle_version=bundle_version, seen_policy=seen_policy,
-                          progress=progress)
+                          settings=TrainSettings(time_constants=time_constants), progress=progress)
     m = result.manifest
     excluded = sum(1 for u in dataset.users if u.user_id in exclude_users and home_geography_of(u.user_id, topology) == geography)
     metrics = {**m.metrics, GEOGRAPHY_METRIC: geography, TOMBSTONES_READ_AT: tombstones_read_at,

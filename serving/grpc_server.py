@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent import futures
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,6 +20,7 @@ from contracts.proto import recommend_pb2 as pb
 from contracts.proto import recommend_pb2_grpc as pb_grpc
 from contracts.tiers import Tier
 from regions.errors import InputError, TemporaryError
+from serving.admission_gate import ArrivalStamp
 from serving.cell_runtime import CellRuntime
 from serving.recommender import Answer, UnknownProduct
 
@@ -32,6 +34,33 @@ def answer_pb(answer: Answer) -> pb.RecommendResponse:
         region=answer.region, bundle_version=answer.bundle_version,
         skipped=[pb.Skip(tier=t, reason=r) for t, r in answer.skipped], stale=answer.stale, latency_ms=answer.latency_ms,
     )
+
+
+ARRIVAL = ArrivalStamp()
+"""The arrival time of the call the current worker thread serves (set by ArrivalInterceptor)."""
+
+
+class ArrivalInterceptor(grpc.ServerInterceptor):
+    """Stamps a call's arrival when the server looks up its handler: on the server's poller thread,
+    before the call is queued for the executor, so the admission gate counts the executor queue
+    (serving.admission_gate). The wrapped handler hands the stamp to the worker thread."""
+
+    def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        arrived = time.monotonic()
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        def stamped(request: Any, context: grpc.ServicerContext) -> Any:
+            ARRIVAL.set(arrived)
+            try:
+                return inner(request, context)
+            finally:
+                ARRIVAL.set(None)
+
+        return grpc.unary_unary_rpc_method_handler(stamped, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
@@ -62,8 +91,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             else:
                 user = None if request.anonymous or not request.user_id else request.user_id
                 tier = Tier.parse(request.max_tier) if request.max_tier else Tier.FULL
-                answer = rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=self._budget(request, context),
-                                      geography=request.geography if user else "")
+                answer = self.runtime.homepage(user_id=user, count=count, asked=tier,
+                                               deadline_s=self._budget(request, context),
+                                               geography=request.geography if user else "", arrived_at=ARRIVAL.get())
         except UnknownProduct as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         except InputError as exc:
@@ -99,7 +129,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
 
 
 def start_grpc(runtime: CellRuntime, *, host: str, port: int, workers: int = 16) -> tuple[grpc.Server, health.HealthServicer]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+                         interceptors=(ArrivalInterceptor(),))
     pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(runtime), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -135,6 +135,8 @@ class _Request:
     stale: bool = False
     ensured: TierOutput | None = None
     """The full tier's output, whose items' live features that tier already made usable."""
+    user: tuple[UserState | None, dict[str, float]] | None = None
+    """The user's stored state and seen set, once read (by the first tier that needed them)."""
 
 
 class Recommender:
@@ -247,6 +249,30 @@ class Recommender:
         if cache.refresh_failed:
             ctx.stale = True
 
+    def _user_context(self, ctx: _Request, user_id: str, *, surface: str,
+                      in_tier: bool) -> tuple[UserState | None, dict[str, float]]:
+        """The user's state and seen set, read once per request (one pipelined call), and the
+        request's exclusions from them: the cart and what the bundle's seen policy for `surface`
+        forbids (serving.seen_items, the function the offline evaluation applies). Inside a tier a
+        failure fails the tier; outside (the in-memory tiers, similar, cart) it is read only while
+        Redis's breaker is closed, and without it nothing of the user's is excluded."""
+        if ctx.user is not None:
+            return ctx.user
+        bundle = ctx.serving.bundle
+        if bundle is None:
+            return None, {}
+        call = lambda: self.store.get_user_context(user_id, kinds=bundle.seen_policy.of(surface).kinds)  # noqa: E731
+        try:
+            ctx.user = self._in_tier(call) if in_tier else self._outside_tier(call)
+        except DependencyFailed:
+            if in_tier:
+                raise
+            return None, {}
+        stored, seen = ctx.user
+        ctx.exclude = ctx.exclude | frozenset(stored.cart if stored else ()) | \
+            bundle.not_again(seen, now=self.clock(), surface=surface)
+        return ctx.user
+
     def _rules(self, ctx: _Request) -> Callable[[TierOutput, int], tuple[ScoredItem, ...]]:
         def apply(output: TierOutput, count: int) -> tuple[ScoredItem, ...]:
             cache = ctx.serving.live
@@ -263,9 +289,8 @@ class Recommender:
             bundle = ctx.serving.bundle
             assert bundle is not None
             now = self.clock()
-            stored, seen = self._in_tier(lambda: self.store.get_user_context(user_id, kinds=bundle.seen_policy.home.kinds))
+            stored, _seen = self._user_context(ctx, user_id, surface="home", in_tier=True)
             state = stored or UserState()
-            ctx.exclude = frozenset(state.cart) | bundle.not_again(seen, now=now, surface="home")
             vector = bundle.user_embedding(user_id, state)
             segment = bundle.user_segment.get(user_id) or bundle.segment_of({"geo": geo})
             cands = bundle.candidates(state=state, user_vector=vector, segment_key=segment, now=now)
@@ -293,6 +318,7 @@ class Recommender:
 
     def _cached(self, ctx: _Request, user_id: str) -> Callable[[TierRequest, float], TierOutput]:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
+            self._user_context(ctx, user_id, surface="home", in_tier=True)
             slate: CachedSlate | None = self._in_tier(lambda: self.store.get_cached_slate(user_id))
             if slate is None:
                 return TierOutput(items=())
@@ -304,13 +330,17 @@ class Recommender:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
             bundle = ctx.serving.bundle
             assert bundle is not None
+            if user_id:
+                self._user_context(ctx, user_id, surface="home", in_tier=False)
             key = (bundle.user_segment.get(user_id) if user_id else None) or bundle.segment_of({"geo": geo})
             rows = bundle.segment_list(key)[: request.count * (1 + RESERVE_FACTOR)]
             return TierOutput.from_ids(bundle.item_ids(rows), count=request.count)
         return fetch
 
-    def _popularity(self, ctx: _Request) -> Callable[[TierRequest, float], TierOutput]:
+    def _popularity(self, ctx: _Request, user_id: str | None = None) -> Callable[[TierRequest, float], TierOutput]:
         def fetch(request: TierRequest, budget_s: float) -> TierOutput:
+            if user_id:
+                self._user_context(ctx, user_id, surface="home", in_tier=False)
             return TierOutput.from_ids(ctx.serving.popularity[: max(request.count * (1 + RESERVE_FACTOR), 50)], count=request.count)
         return fetch
 
@@ -323,7 +353,7 @@ class Recommender:
         serving = self.serving()
         ctx = _Request(serving=serving)
         request = TierRequest(user_id=user_id, count=count, max_tier=max_tier)
-        specs = [TierSpec(Tier.POPULARITY, self._popularity(ctx))]
+        specs: list[TierSpec] = []
         if user_id is not None:
             geo = self.topology.geography(geography).name if geography else home_geography_of(user_id, self.topology)
             refusal = personalisation_refusal(self.topology, region=self.region, user_id=user_id, geography=geo,
@@ -332,7 +362,8 @@ class Recommender:
                 self.on_anonymous(refusal)
                 user_id = None
                 if serving.bundle is not None:
-                    specs = [TierSpec(Tier.SEGMENT, self._segment(ctx, "", self.topology.region(self.region).geography)), *specs]
+                    specs = [TierSpec(Tier.SEGMENT, self._segment(ctx, "", self.topology.region(self.region).geography))]
+        specs.append(TierSpec(Tier.POPULARITY, self._popularity(ctx, user_id)))
         if user_id is not None and serving.bundle is not None:
             specs = [
                 TierSpec(Tier.FULL, self._full(ctx, user_id, geo), frozenset({"redis", "ranker"})),
@@ -373,7 +404,20 @@ class Recommender:
                 except (DependencyFailed, InputError) as exc:
                     log.debug("could not cache the slate of %s: %s", one[0], exc)
 
-    def similar(self, *, product_id: str, count: int) -> Answer:
+    def _seen_for(self, ctx: _Request, user_id: str | None, *, surface: str, geography: str) -> None:
+        """On similar and cart: exclude what the user consumed (the surface's seen policy), when
+        the request names a user whose personal data this region may read, and Redis answers."""
+        if not user_id or ctx.serving.bundle is None:
+            return
+        geo = self.topology.geography(geography).name if geography else home_geography_of(user_id, self.topology)
+        refusal = personalisation_refusal(self.topology, region=self.region, user_id=user_id, geography=geo,
+                                          tombstones=self.tombstones())
+        if refusal:
+            self.on_anonymous(refusal)
+            return
+        self._user_context(ctx, user_id, surface=surface, in_tier=False)
+
+    def similar(self, *, product_id: str, count: int, user_id: str | None = None, geography: str = "") -> Answer:
         started = time.perf_counter()
         serving = self.serving()
         ctx = _Request(serving=serving, exclude=frozenset({product_id}))
@@ -381,6 +425,7 @@ class Recommender:
         row = bundle.items.row_of.get(product_id) if bundle is not None else None
         if bundle is None or row is None:
             raise UnknownProduct("product_id", product_id)
+        self._seen_for(ctx, user_id, surface="similar", geography=geography)
         rows, scores = bundle.ann_candidates(bundle.items.embeddings[row], count * (1 + RESERVE_FACTOR) + 1)
         scored = [ScoredItem(bundle.items.ids[int(r)], float(s)) for r, s in zip(rows, scores) if int(r) != row]
         items = self._rules(ctx)(TierOutput(items=tuple(scored[:count]), reserve=tuple(scored[count:]) + _backfill(serving, count)), count)
@@ -388,7 +433,7 @@ class Recommender:
         return Answer(items=tuple(items), tier=tier, region=self.region, bundle_version=serving.version,
                       stale=ctx.stale or self.features_stale, latency_ms=(time.perf_counter() - started) * 1000)
 
-    def cart(self, *, cart_items: Sequence[str], count: int) -> Answer:
+    def cart(self, *, cart_items: Sequence[str], count: int, user_id: str | None = None, geography: str = "") -> Answer:
         started = time.perf_counter()
         serving = self.serving()
         ctx = _Request(serving=serving, exclude=frozenset(cart_items))
@@ -398,6 +443,7 @@ class Recommender:
         for item_id in cart_items:
             if item_id not in bundle.items.row_of:
                 raise UnknownProduct("cart_items", item_id)
+        self._seen_for(ctx, user_id, surface="cart", geography=geography)
         seen: dict[str, float] = {}
         for item_id in cart_items:
             for rank, r in enumerate(bundle.items.copurchase[bundle.items.row_of[item_id]]):

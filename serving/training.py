@@ -46,9 +46,10 @@ from serving.evaluation import COHORTS, MethodMetrics, evaluate, ratio, relevanc
 from serving.als_selection import select_als
 from serving.drift import feature_distribution
 from serving.seen_items import SeenPolicies, excluded, seen_sets
+from serving.time_constants import FILE as TIME_CONSTANTS_FILE, TimeConstants
 from serving.features import SCHEMA_VERSION, Candidates, schema_document
 from serving.marketplace import KIND_CODE, Dataset, EventTable
-from serving.user_state import UserState, apply_event
+from serving.user_state import AFFINITY_HALF_LIFE_S, UserState, apply_event
 
 Progress = Callable[[str], None]
 _KIND_WEIGHT = np.array([EVENT_WEIGHTS[t] for t in EVENT_TYPES])
@@ -70,8 +71,8 @@ class TrainSettings:
     """The last fifth of the period is held out for evaluation."""
     label_fraction: float = 0.25
     """The quarter before it labels the ranker's training lists (and validates ALS)."""
-    popularity_half_life_days: float = 7.0
-    """Popularity follows this week's demand, not last month's."""
+    time_constants: TimeConstants = field(default_factory=TimeConstants)
+    """Interest fade, popularity half-life, segment list length: the data set's (serving.time_constants)."""
     trees: int = 100
     """Enough boosting rounds for ~50 features at learning rate 0.1 (more did not help on demo data)."""
     learning_rate: float = 0.1
@@ -98,8 +99,6 @@ class TrainSettings:
     """Users scored per ALS candidate: enough to rank four settings, a second each."""
     copurchase_top: int = 20
     """Bought-together partners kept per item."""
-    segment_top: int = 100
-    """Length of each segment list (the segment tier shows 10-20 of them)."""
     popularity_top: int = 1000
     """Length of popularity.json (the last-resort tier and candidate source)."""
     max_ranker_users: int = 3000
@@ -125,7 +124,8 @@ class TrainResult:
     """'all', 'warm' and 'cold' users -> method -> metrics."""
 
 
-def replay_states(dataset: Dataset, table: EventTable, *, snapshots: tuple[float, ...]) -> list[dict[int, UserState]]:
+def replay_states(dataset: Dataset, table: EventTable, *, snapshots: tuple[float, ...],
+                  interest_half_life_s: float = AFFINITY_HALF_LIFE_S) -> list[dict[int, UserState]]:
     """Each user's state as of each snapshot time (events with ts < snapshot), by apply_event."""
     category = {i.item_id: i.category for i in dataset.items}
     item_ids = [i.item_id for i in dataset.items]
@@ -140,7 +140,7 @@ def replay_states(dataset: Dataset, table: EventTable, *, snapshots: tuple[float
             pending.pop(0)
         u = users[n]
         states[u] = apply_event(states.get(u, UserState()), event_type=EVENT_TYPES[kinds[n]], item_id=item_ids[items[n]],
-                                ts=ts[n], category_of=category.get, price=prices[n])
+                                ts=ts[n], category_of=category.get, price=prices[n], half_life_s=interest_half_life_s)
     out.extend(dict(states) for _ in pending)
     return out
 
@@ -200,7 +200,7 @@ def write_stage(dataset: Dataset, *, as_of: float, out_dir: Path, settings: Trai
     ev = ev.select(row_of[ev.item] >= 0)
     rows, n_items = row_of[ev.item], len(ds_rows)
     weight = _KIND_WEIGHT[ev.kind]
-    decay = np.power(0.5, (as_of - ev.ts) / (settings.popularity_half_life_days * 86400.0))
+    decay = np.power(0.5, (as_of - ev.ts) / (settings.time_constants.popularity_half_life_days * 86400.0))
     popularity = np.bincount(rows, weights=weight * decay, minlength=n_items)
     count = {k: np.bincount(rows[ev.kind == KIND_CODE[k]], minlength=n_items) for k in ("view", "cart", "purchase")}
     bought = ev.kind == KIND_CODE["purchase"]
@@ -225,7 +225,7 @@ def write_stage(dataset: Dataset, *, as_of: float, out_dir: Path, settings: Trai
         ev_code = user_code[ev.user]
         for key in names:
             mask = ev_code == code[key]
-            segments[key] = top_ids(np.bincount(rows[mask], weights=(weight * decay)[mask], minlength=n_items), settings.segment_top)
+            segments[key] = top_ids(np.bincount(rows[mask], weights=(weight * decay)[mask], minlength=n_items), settings.time_constants.segment_list_length)
 
     basket = (ev.kind == KIND_CODE["cart"]) | bought
     sess = np.unique(ev.session[basket], return_inverse=True)[1]
@@ -261,6 +261,7 @@ def write_stage(dataset: Dataset, *, as_of: float, out_dir: Path, settings: Trai
     indexing.write_index(index, out_dir / "faiss.index")
     (out_dir / "feature_schema.json").write_text(json.dumps(schema_document(), indent=1))
     (out_dir / "segments.json").write_text(json.dumps(segments))
+    (out_dir / TIME_CONSTANTS_FILE).write_text(settings.time_constants.dumps())
     (out_dir / "popularity.json").write_text(json.dumps(top_ids(popularity, settings.popularity_top)))
     (out_dir / "copurchase.json").write_text(json.dumps(copurchase))
     return {"watermark": float(ev.ts.max()) if len(ev) else as_of, "index_kind": indexing.choose_kind(n_items, settings.index),
@@ -452,7 +453,8 @@ def train_bundle(dataset: Dataset, *, out_dir: Path, now: float, settings: Train
     if late_items:
         progress(f"{late_items} items have {early_events} events older than their created_at: created_at moved back to the first event")
     t = clock()
-    states_t1, states_cut = replay_states(dataset, dataset.events.before(cutoff), snapshots=(t1, cutoff))
+    states_t1, states_cut = replay_states(dataset, dataset.events.before(cutoff), snapshots=(t1, cutoff),
+                                          interest_half_life_s=settings.time_constants.interest_half_life_s)
     item_ids = [i.item_id for i in dataset.items]
     seen_of = {}
     for name, as_of in (("t1", t1), ("cutoff", cutoff)):

@@ -23,7 +23,8 @@ CART_ITEMS = 20
 PRICE_HISTORY = 20
 """Median purchase price over the last 20 purchases: robust and bounded."""
 AFFINITY_HALF_LIFE_S = 3 * 86400.0
-"""Category interest fades over days, not minutes: a 3-day half-life."""
+"""Category interest fades over days, not minutes: a 3-day half-life by default; a data set may
+declare its own (serving.time_constants), which every caller then passes as `half_life_s`."""
 
 _WEIGHTS = {"impression": 0.0, "view": 1.0, "cart": 3.0, "purchase": 5.0}
 
@@ -43,9 +44,9 @@ class UserState:
     def median_purchase_price(self) -> float:
         return float(median(self.purchase_prices)) if self.purchase_prices else 0.0
 
-    def affinity_at(self, now: float) -> dict[str, float]:
+    def affinity_at(self, now: float, half_life_s: float = AFFINITY_HALF_LIFE_S) -> dict[str, float]:
         """Category affinity decayed to time `now`."""
-        factor = _decay(now - self.updated_at)
+        factor = _decay(now - self.updated_at, half_life_s)
         return {c: v * factor for c, v in self.category_affinity.items()}
 
     def to_hash(self) -> dict[str, str]:
@@ -81,8 +82,8 @@ def _loads(text: str) -> Any:
         return json.loads(text)
 
 
-def _decay(elapsed_s: float) -> float:
-    return math.pow(0.5, max(elapsed_s, 0.0) / AFFINITY_HALF_LIFE_S)
+def _decay(elapsed_s: float, half_life_s: float) -> float:
+    return math.pow(0.5, max(elapsed_s, 0.0) / half_life_s)
 
 
 def _push(items: tuple[str, ...], item: str, limit: int) -> tuple[str, ...]:
@@ -91,17 +92,18 @@ def _push(items: tuple[str, ...], item: str, limit: int) -> tuple[str, ...]:
 
 def apply_event(
     state: UserState, *, event_type: str, item_id: str, ts: float,
-    category_of: Callable[[str], str | None], price: float = 0.0,
+    category_of: Callable[[str], str | None], price: float = 0.0, half_life_s: float = AFFINITY_HALF_LIFE_S,
 ) -> UserState:
-    """The state after one event. Events older than the state still count, without moving time back."""
+    """The state after one event. Events older than the state still count, without moving time back.
+    `half_life_s`: the interest fade of the data set (serving.time_constants)."""
     weight = _WEIGHTS.get(event_type, 0.0)
     now = max(ts, state.updated_at)
     if weight == 0.0:
         return replace(state, events_seen=state.events_seen + 1)
-    affinity = state.affinity_at(now)
+    affinity = state.affinity_at(now, half_life_s)
     category = category_of(item_id)
     if category is not None:
-        affinity[category] = affinity.get(category, 0.0) + weight * _decay(now - ts)
+        affinity[category] = affinity.get(category, 0.0) + weight * _decay(now - ts, half_life_s)
     recent = _push(state.recent_items, item_id, RECENT_ITEMS)
     cart = state.cart
     prices = state.purchase_prices

@@ -6,6 +6,8 @@ An adapter is an object with
     name: str                 the `regionctl train --data NAME` name
     description: str          one line for `--help` and docs
     seen_policy: SeenPolicies what may be re-recommended on this data (serving.seen_items)
+    time_constants: TimeConstants  interest fade, popularity half-life, segment list length
+                              (serving.time_constants; training ships them in the bundle)
     load(options) -> Dataset  the data as Dataset (options: LoadOptions)
 
 Most adapters build three tables and call `build_dataset`:
@@ -30,6 +32,7 @@ from contracts.events import EVENT_TYPES
 from regions.errors import InputError
 from serving.marketplace import DEVICES, PRICE_BANDS, KIND_CODE, Dataset, EventTable, ItemRow, UserRow, countries_of
 from serving.seen_items import SeenPolicies
+from serving.time_constants import TimeConstants
 
 ITEM_COLUMNS = ("item_id", "category", "parent_category", "brand", "price", "created_at")
 USER_COLUMNS = ("user_id",)
@@ -57,6 +60,9 @@ class DatasetAdapter(Protocol):
 
     @property
     def seen_policy(self) -> SeenPolicies: ...
+
+    @property
+    def time_constants(self) -> TimeConstants: ...
 
     def load(self, options: LoadOptions) -> Dataset: ...
 

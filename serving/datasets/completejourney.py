@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from serving.datasets.base import LoadOptions
 from serving.marketplace import Dataset
 from serving.seen_items import SeenPolicies, SeenPolicy
+from serving.time_constants import TimeConstants
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,8 @@ class CompleteJourneyAdapter:
     seen_policy: SeenPolicies = SeenPolicies.same(SeenPolicy(kinds=("purchase",), repeat_all=True))
     """Groceries are consumables: households buy the same milk every week, so nothing is hidden
     (measured: hiding last month's purchases halves NDCG@10 here, since repeats are most of the truth)."""
+    time_constants: TimeConstants = TimeConstants()
+    """Interest fade, popularity half-life, segment list length: the marketplace defaults (not tuned to this data)."""
 
     def load(self, options: LoadOptions) -> Dataset:
         from serving.completejourney import load_completejourney

@@ -10,14 +10,17 @@ from regions.errors import InputError
 from serving.datasets.base import LoadOptions, build_dataset, sample_users
 from serving.marketplace import Dataset
 from serving.seen_items import SeenPolicies
+from serving.time_constants import TimeConstants
 
 
 @dataclass(frozen=True)
 class CsvDirAdapter:
     path: Path
     name: str = "csv"
-    description: str = "a directory of items.csv, events.csv [users.csv, seen_policy.json]"
+    description: str = "a directory of items.csv, events.csv [users.csv, seen_policy.json, time_constants.json]"
     seen_policy: SeenPolicies = field(default_factory=SeenPolicies)
+    time_constants: TimeConstants = field(default_factory=TimeConstants)
+    """time_constants.json of the directory when it has one (serving.time_constants), else the defaults."""
 
     @staticmethod
     def at(path: Path) -> "CsvDirAdapter":
@@ -31,7 +34,10 @@ class CsvDirAdapter:
                 policy = SeenPolicies.from_json(json.loads((path / "seen_policy.json").read_text()))
             except ValueError as exc:
                 raise InputError("seen_policy.json", f"not JSON: {exc}") from exc
-        return CsvDirAdapter(path=path, name=path.name or "csv", seen_policy=policy)
+        constants = TimeConstants()
+        if (path / "time_constants.json").is_file():
+            constants = TimeConstants.loads((path / "time_constants.json").read_text())
+        return CsvDirAdapter(path=path, name=path.name or "csv", seen_policy=policy, time_constants=constants)
 
     def load(self, options: LoadOptions) -> Dataset:
         import pandas as pd

@@ -23,6 +23,7 @@ from regions.errors import InputError
 from serving.datasets.base import LoadOptions, build_dataset, sample_users
 from serving.marketplace import Dataset
 from serving.seen_items import SeenPolicies, SeenPolicy
+from serving.time_constants import TimeConstants
 import math
 
 
@@ -33,6 +34,8 @@ class MovieLensAdapter:
     seen_policy: SeenPolicies = SeenPolicies.same(
         SeenPolicy(kinds=("impression", "view", "cart", "purchase"), window_days=math.inf, max_items=2000))
     """A movie rated is a movie watched: never again. 2,000 covers the heaviest raters."""
+    time_constants: TimeConstants = TimeConstants()
+    """Interest fade, popularity half-life, segment list length: the marketplace defaults (not tuned to this data)."""
 
     def load(self, options: LoadOptions) -> Dataset:
         try:

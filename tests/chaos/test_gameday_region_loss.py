@@ -15,7 +15,9 @@ days fail the way they must.
   controllers frozen (SIGSTOP), then us-east killed: first-attempt failures above 0 and the
   quality RTO not met (availability holds: the edge's anonymous cross-geography ask answers);
 - `chaos run` interrupted with SIGINT (us-west's index frozen): no fault is left (rollbacks
-  always) and none registered.
+  always) and none registered;
+- feature-drift (us-east's item feed publishes prices 10x): drift detected within 30 s, and the
+  same game day with the true prices published (no drift) fails.
 
 Short runs at low rates (25-30 req/s, 8-60 s). The stack's controllers hold each failback stage
 5 s (REGIONCTL_CONTROLLER_FAILBACK_HOLD_S, instead of 60 + 120 s), so the waits for us-east to be
@@ -54,6 +56,11 @@ pytestmark = pytest.mark.slow
 QUIET = lambda _m: None  # noqa: E731
 FAILBACK_HOLD_S = "5,5"
 """Each failback stage below 100 % is held 5 s (the product's default is 60 + 120 s)."""
+DRIFT_SAMPLING = {"REGIONCTL_DRIFT_EVERY": "1", "REGIONCTL_DRIFT_ROWS_PER_REQUEST": "10",
+                  "REGIONCTL_DRIFT_CAPACITY": "400"}
+"""The cells sample every scored homepage, 10 rows each, and keep the newest 400 rows (the
+product's default: 1 in 20, 20 rows, 5,000 rows): at this module's 25 req/s (about 4 full
+rankings a second in us-east) a drift window turns over in about 10 s, not many minutes."""
 SLO_P99_MS = "400"
 """The controllers' cell p99 SLO in this module (the product's default is 150 ms); see the fixture."""
 
@@ -171,6 +178,8 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[
         # the controller marks degraded for latency before the fault fails the experiments' premise
         # ("routed around"), which is not what these game days test. No assertion here is on latency.
         env.setenv("REGIONCTL_CONTROLLER_SLO_P99_MS", SLO_P99_MS)
+        for key, value in DRIFT_SAMPLING.items():  # the cells read it (the drift game days)
+            env.setenv(key, value)
         try:
             stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_file, state_dir=state)
             ControlClient(f"http://127.0.0.1:{topo.settings.controller_port}", stack.token_for(state, "viewer")).wait_until_healthy()
@@ -361,6 +370,81 @@ def test_sigint_to_chaos_run_leaves_no_fault(real_stack: Stack, tmp_path: Path) 
     assert fault_registry.pending(real_stack.state) == {}
     journal = json.loads((tmp_path / "journal.json").read_text())
     assert journal["status"] == "interrupted" and journal["rollbacks"][0]["status"] == "succeeded"
+
+
+def _catalog_price(real_stack: Stack, region: str) -> tuple[str, float, float]:
+    """(an item, its catalog price, its live price in the region's Redis)."""
+    import redis
+
+    from chaos.context import bundle_files, context_from
+    from regions import redis_keys
+
+    ctx = context_from({"state_dir": str(real_stack.state), "topology": str(real_stack.topology_file)})
+    found = bundle_files(ctx, real_stack.topology.region(region).geography, ("items.json",))
+    assert found is not None
+    item = found[1][0][0]
+    client = redis.Redis(port=real_stack.topology.region(region).redis_port, decode_responses=True)
+    try:
+        return item["item_id"], float(item["price"]), float(client.hget(redis_keys.item_features(item["item_id"]), "price") or "nan")
+    finally:
+        client.close()
+
+
+def test_the_drift_game_day_detects_prices_published_10x(real_stack: Stack) -> None:
+    """feature-drift as shipped: us-east's item feed publishes every price 10x, the feature updater
+    writes them, and the cell's drift metric must cross the alert threshold on the price features
+    within 30 s; the rollback publishes the true prices again."""
+    real_stack.wait_full_weights()
+    report = real_stack.gameday("feature-drift", "feature-drift", load_rate=25, duration_s=50, warmup_s=8)
+    detected = _verdict(report, "drift detected", "target")
+    print(f"\nfeature-drift: {detected}, verdict {report['verdict']}")
+    assert not report["invalid_reasons"], report["invalid_reasons"]
+    assert detected["status"] == "pass" and detected["value"] is not None and detected["value"] <= 30.0, detected
+    assert _verdict(report, "steady state before", "hypothesis")["status"] == "pass", report["hypothesis"]
+    assert _verdict(report, "steady state after", "hypothesis")["status"] == "pass", report["hypothesis"]
+    assert fault_registry.pending(real_stack.state) == {}
+    item, catalog, live = _catalog_price(real_stack, "us-east")
+    wait_until(lambda: abs(_catalog_price(real_stack, "us-east")[2] - catalog) < 1e-6, timeout=10,
+               what=f"{item}'s true price back in us-east's live features (was {live})")
+    md = (real_stack.out("feature-drift") / "report.md").read_text()
+    assert "drift detected" in md
+
+
+def test_the_drift_game_day_fails_when_no_drift_is_injected(real_stack: Stack, experiments: Any) -> None:
+    """The same experiment with the feed publishing the true prices (factor 1): nothing drifts, so
+    the verdict must be a fail: not detected within the limit, and the hypothesis after the method
+    (the fault registered, no drift on the metric) violated."""
+    exp = json.loads((gameday.EXPERIMENTS_DIR / "feature-drift.json").read_text())
+    exp["method"][0]["provider"]["arguments"]["factor"] = 1.0
+    exp["method"][1]["provider"]["arguments"]["within_s"] = 12.0
+    name = experiments("drift-not-injected", "feature-drift", method=exp["method"])
+    report = real_stack.gameday(name, "drift-not-injected", load_rate=25, duration_s=36, warmup_s=8)
+    detected = _verdict(report, "drift detected", "target")
+    print(f"\ndrift not injected: {detected}, verdict {report['verdict']}")
+    assert not report["invalid_reasons"], report["invalid_reasons"]
+    assert detected["status"] == "fail" and detected["value"] is None and "not detected within 12 s" in detected["note"]
+    assert _verdict(report, "steady state before", "hypothesis")["status"] == "pass", report["hypothesis"]
+    assert _verdict(report, "steady state after", "hypothesis")["status"] == "fail"
+    assert report["verdict"] == "fail"
+    assert fault_registry.pending(real_stack.state) == {}
+
+
+def test_gameday_abort_restores_the_prices_a_bare_action_left(real_stack: Stack) -> None:
+    """reprice_items called on its own (no experiment, no rollback): `regionctl gameday abort`
+    finds it in the fault registry and publishes the true prices again."""
+    from chaos import actions
+
+    conf = {"state_dir": str(real_stack.state), "topology": str(real_stack.topology_file)}
+    item, catalog, _ = _catalog_price(real_stack, "us-east")
+    actions.reprice_items("us-east", factor=10.0, configuration=conf)
+    assert "item-prices:us-east" in fault_registry.pending(real_stack.state)
+    wait_until(lambda: abs(_catalog_price(real_stack, "us-east")[2] - 10 * catalog) < 1e-6, timeout=10,
+               what=f"{item} at 10x its price in us-east's live features")
+    done = gameday.abort_gameday(state_dir=real_stack.state, progress=QUIET)
+    assert {"name": "item-prices:us-east", "status": "succeeded"} in done["rollbacks"]
+    assert fault_registry.pending(real_stack.state) == {}
+    wait_until(lambda: abs(_catalog_price(real_stack, "us-east")[2] - catalog) < 1e-6, timeout=10,
+               what=f"{item}'s true price back in us-east's live features")
 
 
 def test_no_retry_and_frozen_controllers_show_first_attempt_failures(real_stack: Stack, experiments: Any,

@@ -1,0 +1,132 @@
+"""Overload at N-1 on a real cell: admission control keeps p99 bounded by moving requests to
+cheaper tiers; with it switched off (REGIONCTL_ADMISSION=off) the same overload fails the verdict.
+
+A real cell process (HTTP + gRPC) over a real redis-server, serving the tiny us bundle, is the
+survivor: it runs in a cgroup with half a core, capped and weighted (regions.cpu_quota), so that the
+game day's load mix at 140 req/s is beyond its full-ranking capacity on this shared 2-core
+machine (a full ranking costs the cell ~3-5 ms of CPU: 100-170 of them per second on half a core) yet within what its cheaper tiers can serve. The load is
+chaos.load's (open loop, latency from the scheduled send, bounded), straight at the cell; the
+verdict is chaos.overload's, the one the overload game day uses: p99 <= 180 ms and success >=
+99.9 % over every request of the run. About 70 s for the module.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from chaos.load import LoadSpec, read_records, run_load
+from chaos.overload import held, overload_verdicts, whole_run
+from regions import cpu_quota
+from regions.processes import ManagedProcess, start_redis
+from regions.topology import load_topology
+from tests.stack_helpers import publish_geo_bundles, start_cell, write_topology
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(cpu_quota.unavailable() is not None, reason=f"{cpu_quota.unavailable()}")]
+
+CORES = 0.5
+RATE = 140.0
+SECONDS = 20.0
+REDIS_GROUP = "test-overload-redis"
+
+
+class Survivor:
+    def __init__(self, root: Path, bundles: dict[str, Path]) -> None:
+        self.root = root
+        self.topo_file = write_topology(root / "topology.toml")
+        self.region = load_topology(self.topo_file).region("us-west")
+        publish_geo_bundles(bundles, root / "artifacts")
+        self.users = [u["user_id"] for u in json.loads((bundles["us"] / "users.json").read_text())]
+        self.items = [i["item_id"] if isinstance(i, dict) else str(i)
+                      for i in json.loads((bundles["us"] / "items.json").read_text())][:500]
+        self.redis: ManagedProcess = start_redis(port=self.region.redis_port, data_dir=root / "redis", name="redis-us-west")
+        # the survivor region's Redis gets its weight too (a core at most): with the neighbours' load a
+        # starved redis-server times out the cell's 50 ms reads, and that is not the overload under test
+        cpu_quota.limit_cpu(REDIS_GROUP, [self.redis.pid], cores=1.0)
+        self.base = f"http://127.0.0.1:{self.region.http_port}"
+
+    def overload(self, admission: str) -> dict[str, Any]:
+        """Start the cell with REGIONCTL_ADMISSION=`admission`, put it under the quota, warm it,
+        send the overload, and return the whole-run summary and the cell's admission counts."""
+        cell = start_cell(region="us-west", topology_file=self.topo_file, artifacts_root=self.root / "artifacts",
+                          state_dir=self.root / f"state-{admission}", http_port=self.region.http_port,
+                          env={"REGIONCTL_ADMISSION": admission})
+        group = f"test-overload-{admission}"
+        try:
+            cpu_quota.limit_cpu(group, [cell.pid], cores=CORES)
+            spec = LoadSpec(base_url=self.base, rate=20.0, duration_s=3.0, users=self.users, items=self.items)
+            run_load(spec, self.root / f"warm-{admission}.jsonl")        # warm the caches; not judged
+            path = self.root / f"load-{admission}.jsonl"
+            with _raised_priority():
+                result = run_load(LoadSpec(base_url=self.base, rate=RATE, duration_s=SECONDS, users=self.users,
+                                           items=self.items, seed=11), path)
+            metrics = httpx.get(f"{self.base}/metrics", timeout=30.0).text
+        finally:
+            cpu_quota.release_cpu(group)
+            cell.kill()
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(metrics) for s in f.samples}
+        degraded = sum(v for (name, _), v in samples.items() if name == "shopnow_cell_admission_degraded_total")
+        skips = {f"{dict(labels)['tier']}:{dict(labels)['reason']}": v for (name, labels), v in samples.items()
+                 if name == "shopnow_cell_tier_skips_total" and v}
+        return {"summary": whole_run(read_records(path), region="us-west"), "load": result, "degraded": degraded,
+                "skips": skips}
+
+
+@contextlib.contextmanager
+def _raised_priority(nice: int = -5) -> Iterator[None]:
+    """The load generator (this thread) at a raised priority while it runs, so that neighbours on
+    the shared machine do not make it fall short of its schedule (a short load is invalid anyway)."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except PermissionError:
+        pass
+    try:
+        yield
+    finally:
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, 0, before)
+
+
+@pytest.fixture(scope="module")
+def survivor(tmp_path_factory: pytest.TempPathFactory, tiny_geo_bundles: dict[str, Path]) -> Iterator[Survivor]:
+    s = Survivor(tmp_path_factory.mktemp("overload"), tiny_geo_bundles)
+    try:
+        yield s
+    finally:
+        cpu_quota.release_cpu(REDIS_GROUP)
+        s.redis.kill()
+
+
+def _describe(run: dict[str, Any]) -> str:
+    summary = run["summary"]
+    return (f"p99 {summary['p99_ms']:.0f} ms, success {summary['success_rate']:.4f}, homepages {summary['homepage_mix']}, "
+            f"achieved {run['load']['achieved_rate']:.0f} req/s, degraded by admission {run['degraded']:.0f}, "
+            f"skips {run['skips']}")
+
+
+def test_admission_keeps_p99_bounded_by_moving_requests_to_cheaper_tiers(survivor: Survivor) -> None:
+    run = survivor.overload("on")
+    summary = run["summary"]
+    assert run["load"]["valid"], run["load"]["invalid_reasons"]
+    assert held(summary), _describe(run) + "; " + str(overload_verdicts(summary))
+    cheaper = sum(share for tier, share in summary["homepage_mix"].items() if tier != "full")
+    assert cheaper >= 0.3, _describe(run)          # the overload was served by cheaper tiers, and admission
+    assert run["degraded"] >= 0.05 * RATE * SECONDS * 0.8, _describe(run)   # moved a share of them there itself
+    assert summary["empty_slates"] == 0
+
+
+def test_without_admission_the_same_overload_fails_the_verdict(survivor: Survivor) -> None:
+    run = survivor.overload("off")
+    summary = run["summary"]
+    assert run["load"]["valid"], run["load"]["invalid_reasons"]
+    assert run["degraded"] == 0                      # the setting really switched it off
+    assert not held(summary), _describe(run)
