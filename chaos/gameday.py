@@ -221,7 +221,9 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     if warmup_s > 0:
         progress(f"steady load for {warmup_s:g} s before the experiment")
         load.wait(min(warmup_s, duration_s / 3))
-        _settle(ctx, timeout_s=min(SETTLE_S, duration_s - warmup_s - SETTLE_LEAVES_S), progress=progress)
+        unsettled = _settle(ctx, timeout_s=min(SETTLE_S, duration_s - warmup_s - SETTLE_LEAVES_S), progress=progress)
+    else:
+        unsettled = None
     try:
         journal = run_experiment(experiment, settings=ROLLBACKS_ALWAYS,
                                  event_handlers=[io.ProgressHandler(progress, before_rollbacks=snapshot.take)])
@@ -269,7 +271,7 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
         method_runs=journal.get("run", []), fault_at=fault_at, load=load.result,
         load_error=str(load.error) if load.error else None, lost_region=lost,
         lost_region_answers=still_answering(records, region=lost, fault_at=fault_at, until=fault_end)
-        if lost is not None and fault_at is not None else 0)
+        if lost is not None and fault_at is not None else 0, hypothesis=hypothesis_of(journal), unsettled=unsettled)
     invalid += unobserved_faults(journal.get("rollbacks"))
     replication = None
     if pair is not None and fault_at is not None:
@@ -339,21 +341,22 @@ SETTLE_LEAVES_S = 45.0
 window must still fit (a shorter run does not wait at all)."""
 
 
-def _settle(ctx: StackContext, *, timeout_s: float, progress: Progress) -> None:
+def _settle(ctx: StackContext, *, timeout_s: float, progress: Progress) -> str | None:
     """Wait, at most `timeout_s` and while the load runs, until the controller says every region is
-    healthy; say how long it took or that it did not settle (the hypothesis then decides)."""
+    healthy; say how long it took or that it did not settle (the hypothesis then decides). Returns
+    what it saw when it gave up (for the invalid reason), None when settled or not waited."""
     import httpx
     from chaoslib.exceptions import ActivityFailed
 
     from chaos.actions import chaos_token
 
     if timeout_s <= 0:
-        return
+        return None
     try:
         token = chaos_token(ctx.state_dir)
     except ActivityFailed as exc:  # no tokens file: nothing to ask; the hypothesis decides
         progress(f"not waiting for the stack to settle: {exc}")
-        return
+        return None
     started = time.monotonic()
     deadline = started + timeout_s
     states: dict[str, str] = {}
@@ -367,9 +370,11 @@ def _settle(ctx: StackContext, *, timeout_s: float, progress: Progress) -> None:
         if states and all(v == "healthy" for v in states.values()):
             if time.monotonic() - started > 1.0:
                 progress(f"every region healthy {time.monotonic() - started:.1f} s after the warm-up")
-            return
+            return None
         time.sleep(0.5)
-    progress(f"the stack did not settle within {timeout_s:g} s after the warm-up: {states or 'no status'}")
+    unsettled = f"the stack did not settle within {timeout_s:g} s after the warm-up: {states or 'no status'}"
+    progress(unsettled)
+    return unsettled
 
 
 def _stack_reader(ctx: StackContext, *, tries: int = 10) -> Any:

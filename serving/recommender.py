@@ -243,10 +243,11 @@ class Recommender:
         breaker = self.breakers["redis"]
         if breaker.status is not BreakerStatus.CLOSED:
             raise DependencyFailed("redis", "the redis breaker is not closed")
+        began = breaker.now()
         try:
             result = call()
         except FeatureStoreUnavailable as exc:
-            breaker.record_failure()
+            breaker.record_failure(admitted_at=began)
             raise DependencyFailed("redis", str(exc)) from exc
         return result
 

@@ -260,6 +260,40 @@ def test_a_short_game_day_end_to_end_against_the_fake_stack(setup: tuple[Path, P
     assert not (state_dir / gameday.STATE_FILE).exists()
 
 
+def test_a_stack_that_never_settles_makes_the_game_day_invalid_with_the_reason(
+        setup: tuple[Path, Path], tmp_path: Path, ports: Ports, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settle wait after the warm-up gives up at its bound; the hypothesis (every region healthy
+    and weighted) then fails before the method, nothing is injected, and the verdict says why."""
+    state_dir, topology = setup
+    store_with_bundle(state_dir, tmp_path)
+    (state_dir / "tokens.json").write_text(json.dumps({"chaos-token": "chaos"}))
+    experiment = json.loads((gameday.EXPERIMENTS_DIR / "region-partition.json").read_text())
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "unsettled.json").write_text(json.dumps(experiment))
+    monkeypatch.setattr(gameday, "EXPERIMENTS_DIR", experiments)
+    monkeypatch.setattr(gameday, "SETTLE_S", 1.5)
+    monkeypatch.setattr(gameday, "SETTLE_LEAVES_S", 1.0)
+    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
+        store.put(TABLE_KEY, json.dumps({"version": 1, "geos": {"us": {"regions": {"us-east": 50, "us-west": 50}},
+                                                                 "eu": {"regions": {"eu-west": 100}}}}))
+        for region, state in (("us-east", "degraded"), ("us-west", "healthy"), ("eu-west", "healthy")):
+            store.put(f"health/{region}", json.dumps({"state": state}))
+    messages: list[str] = []
+    with FakeHttp(ports.edge), FakeHttp(ports.controller) as controller:
+        controller.status = {"us-east": {"state": "degraded"}, "us-west": {"state": "healthy"},
+                             "eu-west": {"state": "healthy"}}
+        report = gameday.run_gameday("unsettled", state_dir=state_dir, topology=topology, load_rate=20, duration_s=5,
+                                     out_dir=tmp_path / "out", progress=messages.append, warmup_s=1.0)
+    assert sum(1 for r in controller.requests if r[1] == "/v1/status") >= 2, "the settle wait polled the controller"
+    assert any(m.startswith("the stack did not settle within 1.5 s") for m in messages), messages
+    assert report["verdict"] == "invalid" and report["fault_at"] is None
+    reason = next(r for r in report["invalid_reasons"] if r.startswith("the steady state before the method was not met"))
+    assert "us-east is degraded with weight 50" in reason and "did not settle within 1.5 s" in reason, reason
+    assert "'us-east': 'degraded'" in reason
+    assert "no fault action ran" in report["invalid_reasons"]
+
+
 def test_cli_lists_experiments_and_dry_runs_without_touching(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner

@@ -251,7 +251,10 @@ def test_redis_killed_mid_stream_then_restarted(cell: Cell) -> None:
     assert "segment" in tiers
     metrics = cell.metrics()
     assert metrics[("shopnow_cell_redis_ok", (("region", "us-east"),))] == 0
-    assert metrics[("shopnow_cell_breaker_state", (("breaker", "redis"), ("region", "us-east"), ("state", "closed")))] == 0
+    # the failures must last BreakerSettings.min_failing_s (0.5 s) before the breaker opens
+    wait_until(lambda: cell.homepage(users[0])["tier"] in ("segment", "popularity") and cell.metrics()[
+        ("shopnow_cell_breaker_state", (("breaker", "redis"), ("region", "us-east"), ("state", "closed")))] == 0,
+        timeout=10, interval=0.1, what="the redis breaker open while Redis is down")
     cell.start_redis()  # same port, same AOF directory: the data comes back
     wait_until(lambda: cell.homepage(users[3])["tier"] == "full", timeout=30, interval=0.5, what="full ranking after Redis restart")
 
