@@ -29,6 +29,8 @@ class StandinCell:
         self.mode, self.bundle_version, self.qps = "ok", bundle_version, qps
         self.lag_s, self.lag_events = 0.2, 3
         self.requests = 0
+        self.homepage_delay_s = 0.0
+        """Added to every homepage answer while the cell stays up (a slow region, a gray failure)."""
         cell = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +54,7 @@ class StandinCell:
                     status, body = cell.readyz()
                     self._send(status, body)
                 elif parts.path == "/v1/recommendations/homepage":
+                    time.sleep(cell.homepage_delay_s)
                     count = int(parse_qs(parts.query).get("count", ["8"])[0])
                     self._send(200, cell.homepage(count))
                 else:
