@@ -86,10 +86,17 @@ def affected_geographies(experiment: Mapping[str, Any], ctx: StackContext) -> li
     return geos or None
 
 
+LOSING_ACTIONS = ("kill_region", "hang_region")
+"""Faults that take a whole region away: the game day measures the RPO (events acknowledged by the
+region that its peers do not hold when the rollbacks begin: what would be lost if it never came
+back; a hung region's are only stuck, and replicate once it continues) and checks that the region
+stopped answering."""
+
+
 def lost_region_of(experiment: Mapping[str, Any]) -> str | None:
     for activity in experiment.get("method", []):
         provider = activity.get("provider", {})
-        if provider.get("func") == "kill_region":
+        if provider.get("func") in LOSING_ACTIONS:
             return str(provider.get("arguments", {}).get("region"))
     return None
 

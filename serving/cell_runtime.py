@@ -41,6 +41,9 @@ from serving.residency import TombstoneView
 log = logging.getLogger(__name__)
 
 HOMEPAGE_FAULT_STATUSES = (0, 404, 500)
+FAULT_NAMES = ("answer_latency_ms", "freeze_index", "homepage_status", "ranking_latency_ms")
+"""What POST /admin/faults sets; DELETE /admin/faults turns every one off (CLEARED_FAULTS)."""
+CLEARED_FAULTS = {"ranking_latency_ms": 0, "freeze_index": False, "homepage_status": 0, "answer_latency_ms": [0, 0]}
 """Chaos fault homepage_status: off, or the status the HTTP API answers homepages with."""
 
 
@@ -225,7 +228,8 @@ class CellRuntime:
             "error_rate": summary.error_rate, "p99_ms": summary.p99_ms, "qps": summary.qps,
             "tier_mix": summary.tier_mix, "replication": self._replication(now),
             "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
-            "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
+            "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms,
+                       "answer_latency_ms": list(self.recommender.faults.answer_latency_ms)},
             "drift": None if drift is None else {k: drift[k] for k in ("verdict", "rows", "max_psi", "drifted")},
         }
         return True, body
@@ -267,9 +271,10 @@ class CellRuntime:
     def set_faults(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InputError("body", "must be a JSON object")
-        unknown = set(body) - {"ranking_latency_ms", "freeze_index", "homepage_status"}
+        unknown = set(body) - set(FAULT_NAMES)
         if unknown:
-            raise InputError(sorted(unknown)[0], "unknown fault; allowed: ranking_latency_ms, freeze_index, homepage_status")
+            raise InputError(sorted(unknown)[0], f"unknown fault; allowed: {', '.join(FAULT_NAMES)}")
+        answer_latency = _answer_latency(body["answer_latency_ms"]) if "answer_latency_ms" in body else None
         if "homepage_status" in body and body["homepage_status"] not in HOMEPAGE_FAULT_STATUSES:
             raise InputError("homepage_status", f"must be one of {', '.join(map(str, HOMEPAGE_FAULT_STATUSES))}")
         if "ranking_latency_ms" in body:
@@ -283,11 +288,24 @@ class CellRuntime:
             self.holder.frozen = body["freeze_index"]
         if "homepage_status" in body:
             self.recommender.faults.homepage_status = int(body["homepage_status"])
+        if answer_latency is not None:
+            self.recommender.faults.answer_latency_ms = answer_latency
         faults = self.recommender.faults
-        log.warning("faults now: ranking_latency_ms=%s freeze_index=%s homepage_status=%s", faults.ranking_latency_ms,
-                    self.holder.frozen, faults.homepage_status)
+        log.warning("faults now: ranking_latency_ms=%s freeze_index=%s homepage_status=%s answer_latency_ms=%s",
+                    faults.ranking_latency_ms, self.holder.frozen, faults.homepage_status, faults.answer_latency_ms)
         return {"ranking_latency_ms": faults.ranking_latency_ms, "freeze_index": self.holder.frozen,
-                "homepage_status": faults.homepage_status}
+                "homepage_status": faults.homepage_status, "answer_latency_ms": list(faults.answer_latency_ms)}
 
 
-__all__ = ["CellRuntime", "CellSettings"]
+def _answer_latency(value: Any) -> tuple[float, float]:
+    """[low, high] milliseconds (0 <= low <= high <= 10000), or one number for both."""
+    pair = [value, value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if (not isinstance(pair, list) or len(pair) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair)
+            or not 0 <= pair[0] <= pair[1] <= 10_000):
+        raise InputError("answer_latency_ms", "must be [low, high] milliseconds with 0 <= low <= high <= 10000 "
+                         "(or one number)")
+    return float(pair[0]), float(pair[1])
+
+
+__all__ = ["CLEARED_FAULTS", "FAULT_NAMES", "CellRuntime", "CellSettings"]

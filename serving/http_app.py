@@ -30,7 +30,7 @@ from contracts.http_errors import install_error_handlers
 from contracts.tiers import Tier
 from fallback_tiers.deadline import DEADLINE_HEADER, deadline_seconds
 from regions.errors import InputError, TemporaryError
-from serving.cell_runtime import CellRuntime
+from serving.cell_runtime import CLEARED_FAULTS, CellRuntime
 from serving.recommender import UnknownProduct
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         return _error(500, "server", f"internal error ({type(exc).__name__}); the cell keeps running")
 
     def timed(surface: str, call: Callable[[], Any]) -> Response:
+        delay = rec.faults.answer_delay_s()
+        if delay:  # chaos fault: a slow host, before (and outside) the cell's own timing
+            time.sleep(delay)
         started = time.perf_counter()
         try:
             answer = call()
@@ -139,6 +142,6 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         denied = runtime.check_chaos_token(authorization)
         if denied:
             return _error(denied[0], "authorization", denied[1])
-        return JSONResponse(runtime.set_faults({"ranking_latency_ms": 0, "freeze_index": False, "homepage_status": 0}))
+        return JSONResponse(runtime.set_faults(dict(CLEARED_FAULTS)))
 
     return app

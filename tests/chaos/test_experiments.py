@@ -14,7 +14,7 @@ from chaos import actions, expectations, probes
 from chaos.gameday import EXPERIMENTS_DIR, experiment_names
 
 REQUIRED = ["region-loss", "feature-store-outage", "corrupted-artifact", "stale-ann-index", "stale-features",
-            "ranking-latency", "controller-loss"]
+            "ranking-latency", "controller-loss", "hung-region", "hung-redis", "slow-region"]
 RESTORES = {
     "kill_region": "restore_region", "stop_feature_store": "restore_feature_store",
     "publish_corrupt_bundle": "restore_good_bundle", "freeze_index": "unfreeze_index",
@@ -22,6 +22,8 @@ RESTORES = {
     "kill_controller_leader": "restore_controllers", "partition_region": "heal_partition",
     "inject_homepage_errors": "clear_cell_faults",
     "kill_etcd_leader": "restore_etcd", "kill_etcd_quorum": "restore_etcd",
+    "hang_region": "resume_region", "hang_feature_store": "resume_feature_store",
+    "inject_answer_latency": "clear_answer_latency",
 }
 FILES = sorted(EXPERIMENTS_DIR.glob("*.json"))
 
