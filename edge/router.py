@@ -150,13 +150,16 @@ class Edge:
                            deadline: float) -> tuple[str, list[str], list[str], bool]:
         """(region that stored, stream ids, problems, refused); region "" when none stored them."""
         problems = []
-        for region in regions:
-            left = deadline - time.perf_counter()
-            if left <= 0.001:
+        for n, region in enumerate(regions):
+            # each region but the last gets its share of what is left (as reads do): a region that
+            # accepts the call and never answers (hung) must leave time for its peer
+            budget = attempt_budget_ms((deadline - time.perf_counter()) * 1000.0, attempts_left=len(regions) - n,
+                                       settings=self.settings)
+            if budget <= 0:
                 problems.append(f"{region}: no time left")
                 break
             try:
-                return region, await self.clients[region].log_events(events, timeout_s=left), problems, False
+                return region, await self.clients[region].log_events(events, timeout_s=budget / 1000.0), problems, False
             except CellFailed as exc:
                 problems.append(str(exc))
             except CellRefused as exc:  # invalid for every region: do not try the next one

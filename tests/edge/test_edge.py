@@ -253,6 +253,18 @@ def test_events_fail_over_inside_the_geography(edge: TestClient, stack: StandInS
     assert resp.status_code == 200 and list(resp.json()["stored"]) == [({"us-east", "us-west"} - {first}).pop()]
 
 
+def test_a_hung_region_leaves_its_peer_time_to_store_the_events(edge: TestClient, stack: StandInStack) -> None:
+    """The first region gets first_attempt_share of the events deadline, not all of it."""
+    first = rendezvous_order("us-3", {"us-east": 1, "us-west": 1})[0]
+    stack.cells[first].events_mode = "hang"
+    started = time.perf_counter()
+    resp = edge.post("/v1/events", json={"events": _events("us-3")})
+    took_ms = (time.perf_counter() - started) * 1000
+    settings = EdgeSettings()
+    assert resp.status_code == 200 and list(resp.json()["stored"]) == [({"us-east", "us-west"} - {first}).pop()]
+    assert settings.events_deadline_ms * settings.first_attempt_share <= took_ms < settings.events_deadline_ms + 200
+
+
 def test_events_refused_by_the_cell_are_422_not_retried(edge: TestClient, stack: StandInStack) -> None:
     for cell in stack.cells.values():
         cell.events_mode = "refuse"
