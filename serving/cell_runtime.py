@@ -14,9 +14,10 @@ from typing import Any, Mapping, Sequence
 
 from contracts.bearer import bearer_token
 from contracts.events import Event
+from fallback_tiers.breaker import BreakerStatus
 from fallback_tiers.settings import LadderSettings
 from regions import redis_keys
-from regions.errors import InputError, ShopNowError
+from regions.errors import InputError, ShopNowError, TemporaryError
 from regions.tokens import read_roles
 from regions.topology import Topology
 from replication.artifact_store import ArtifactStore
@@ -177,7 +178,14 @@ class CellRuntime:
 
     def store_events(self, events: Sequence[Event]) -> list[str]:
         """Append validated events (the gRPC server converts its messages with
-        contracts.cell_api.event_from_pb); residency is checked by append_events."""
+        contracts.cell_api.event_from_pb); residency is checked by append_events. While the Redis
+        breaker is not closed (Redis refused or timed out the last calls: down or hung) the batch is
+        refused at once, TemporaryError: a hung Redis would hold it for the log client's timeouts,
+        and the edge stores it in another region of the geography sooner."""
+        breaker = self.recommender.breakers["redis"]
+        if breaker.status is not BreakerStatus.CLOSED:
+            self.metrics.refuse_events("log_unavailable", count=len(events))
+            raise TemporaryError(f"the Redis of {self.region} is not answering (its breaker is {breaker.status.value})")
         try:
             ids = append_events(self._log_client, events, topology=self.topology, region=self.region)
         except InputError as exc:
