@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 
 from contracts.bearer import bearer_token
 from contracts.events import Event
-from fallback_tiers.breaker import BreakerStatus
-from fallback_tiers.settings import LadderSettings
+from fallback_tiers.breaker import CircuitBreaker
+from fallback_tiers.settings import BreakerSettings, LadderSettings
 from regions import redis_keys
 from regions.errors import InputError, ShopNowError, TemporaryError
 from regions.tokens import read_roles
@@ -61,6 +61,9 @@ class CellSettings:
     """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
 
 
+LOG_BREAKER = BreakerSettings(failure_threshold=2, open_duration_s=5.0)
+"""Two unacknowledged appends in a row (each already waited the log client's 1 s timeout and one
+retry: not a busy moment) open the log's breaker for 5 s."""
 OBSERVED_BACKLOG = 50_000
 """Answered requests waiting to be counted (flushed every second, and before /readyz and /metrics)."""
 
@@ -90,6 +93,7 @@ class CellRuntime:
                                        on_anonymous=lambda reason: self.metrics.anonymous_answers.labels(reason=reason).inc())
         self.sampler = FeatureSampler(sampler_settings)
         self.recommender.feature_sampler = self.sampler
+        self.log_breaker = CircuitBreaker("log", settings=LOG_BREAKER)
         self._log_client = connect(topology, region, settings=ClientSettings(connect_timeout_s=0.2, socket_timeout_s=1.0, retries=1))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -178,19 +182,26 @@ class CellRuntime:
 
     def store_events(self, events: Sequence[Event]) -> list[str]:
         """Append validated events (the gRPC server converts its messages with
-        contracts.cell_api.event_from_pb); residency is checked by append_events. While the Redis
-        breaker is not closed (Redis refused or timed out the last calls: down or hung) the batch is
-        refused at once, TemporaryError: a hung Redis would hold it for the log client's timeouts,
-        and the edge stores it in another region of the geography sooner."""
-        breaker = self.recommender.breakers["redis"]
-        if breaker.status is not BreakerStatus.CLOSED:
+        contracts.cell_api.event_from_pb); residency is checked by append_events. The log has its
+        own breaker (LOG_BREAKER): after two appends in a row that Redis did not acknowledge (refused
+        or timed out: down or hung) batches are refused at once, TemporaryError, for its open time,
+        then one trial goes through. A hung Redis would otherwise hold every batch for the log
+        client's timeouts, and the edge stores it sooner in another region of the geography. (The
+        ladder's read breaker is no guide here: its 50 ms reads time out on a merely busy machine.)"""
+        if not self.log_breaker.try_acquire():
             self.metrics.refuse_events("log_unavailable", count=len(events))
-            raise TemporaryError(f"the Redis of {self.region} is not answering (its breaker is {breaker.status.value})")
+            raise TemporaryError(f"the log of {self.region} is not answering: {LOG_BREAKER.failure_threshold} appends "
+                                 f"in a row failed, retried after {LOG_BREAKER.open_duration_s:g} s (log breaker open)")
         try:
             ids = append_events(self._log_client, events, topology=self.topology, region=self.region)
         except InputError as exc:
+            self.log_breaker.record_success()  # Redis answered (or was not needed): the batch is refused
             self.metrics.refuse_events(exc.field, count=len(events))
             raise
+        except TemporaryError:
+            self.log_breaker.record_failure()
+            raise
+        self.log_breaker.record_success()
         self.metrics.accept_events(len(ids))
         return ids
 

@@ -337,8 +337,8 @@ def test_a_bundle_holding_users_of_another_geography_is_refused_by_the_residency
 
 def test_a_hung_redis_sends_reads_down_the_ladder_and_refuses_events_at_once(cell: Cell) -> None:
     """SIGSTOP, not kill: Redis accepts the connections and never answers. Reads must still be cut
-    at the deadline; once the breaker is open, an event batch is refused fast (503) rather than held
-    for the log client's timeouts, so the edge can store it in the peer region."""
+    at the deadline; after two unacknowledged appends the log's breaker opens and a batch is refused
+    fast (503) rather than held for the log client's timeouts, so the edge can store it in the peer."""
     import os
     import signal
 
@@ -353,16 +353,19 @@ def test_a_hung_redis_sends_reads_down_the_ladder_and_refuses_events_at_once(cel
             assert len(body["items"]) == 8 and body["latency_ms"] <= 150.0, body
             tiers.append(body["tier"])
         assert set(tiers[5:]) <= {"segment", "popularity"}, tiers
+        for _ in range(2):  # each waits the log client's timeout (and one retry): not acknowledged
+            assert httpx.post(cell.base + "/v1/events", json=events, timeout=10.0).status_code == 503
         started = time.perf_counter()
         refused = httpx.post(cell.base + "/v1/events", json=events, timeout=5.0)
         took_ms = (time.perf_counter() - started) * 1000
-        assert refused.status_code == 503 and "breaker" in refused.text and took_ms < 500, (refused.text, took_ms)
+        assert refused.status_code == 503 and "log breaker open" in refused.text and took_ms < 500, (refused.text, took_ms)
         ready = cell.get("/readyz")
         assert ready.status_code == 200 and ready.json()["redis_ok"] is False
     finally:
         os.kill(cell.redis.pid, signal.SIGCONT)
     wait_until(lambda: cell.homepage(users[3])["tier"] == "full", timeout=30, interval=0.5, what="full ranking after SIGCONT")
-    assert httpx.post(cell.base + "/v1/events", json=events, timeout=5.0).status_code == 200
+    wait_until(lambda: httpx.post(cell.base + "/v1/events", json=events, timeout=5.0).status_code == 200, timeout=30,
+               interval=1.0, what="events acknowledged again (one trial after the log breaker's open time)")
 
 
 def test_the_answer_latency_fault_slows_answers_outside_the_cells_own_timing(cell: Cell) -> None:
