@@ -72,16 +72,31 @@ def _reads(real_stack: Stack, out: str, since: float) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, lines) if r["kind"] != "events" and r["t"] >= since]
 
 
+def _premise_failed(report: dict[str, Any]) -> bool:
+    """The steady state before the fault was not met, so nothing was injected (invalid, not failed)."""
+    return report["invalid_reasons"] == ["no fault action ran"] and report["hypothesis"]["before"] is False
+
+
 def _run(real_stack: Stack, experiments: Any, name: str, base: str, pause: float | None, **kwargs: Any) -> dict[str, Any]:
-    """The game day, once every region is back at its full weight and healthy (the premise)."""
-    real_stack.wait_full_weights()
-    ControlClient(f"http://127.0.0.1:{real_stack.topology.settings.controller_port}",
-                  stack.token_for(real_stack.state, "viewer")).wait_until_healthy(timeout_s=120)
+    """The game day, once every region is back at its full weight and healthy (the premise). With
+    8 sessions sharing the 2 cores a region is sometimes judged degraded (a homepage served below
+    full, a slow readyz) just as the experiment starts: it then injects nothing and is invalid;
+    such a run is repeated once, and said so."""
+    api = ControlClient(f"http://127.0.0.1:{real_stack.topology.settings.controller_port}",
+                        stack.token_for(real_stack.state, "viewer"))
     exp = experiments(name, base, pause_after_fault=pause, **kwargs)
-    try:
-        return real_stack.gameday(exp, name, load_rate=RATE, duration_s=DURATION_S, warmup_s=WARMUP_S)
-    finally:
-        _resume(real_stack, "us-east")
+    for attempt in (1, 2):
+        real_stack.wait_full_weights()
+        api.wait_until_healthy(timeout_s=120)
+        try:
+            report = real_stack.gameday(exp, name, load_rate=RATE, duration_s=DURATION_S, warmup_s=WARMUP_S)
+        finally:
+            _resume(real_stack, "us-east")
+        if not _premise_failed(report) or attempt == 2:
+            return report
+        print(f"
+{name}: the steady state before the fault was not met ({report['hypothesis']}); running it again")
+    raise AssertionError("unreachable")
 
 
 def test_a_hung_region_is_cut_at_the_deadline_and_routed_around(real_stack: Stack, experiments: Any) -> None:
