@@ -13,12 +13,14 @@ from typing import Any, Mapping
 from contracts.limits import MAX_BATCH, MAX_ID_LEN
 from regions.errors import InputError
 
-__all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "MAX_BATCH", "MAX_FUTURE_SKEW_S", "Event", "parse_event", "validate_event"]
+__all__ = ["EVENT_TYPES", "EVENT_WEIGHTS", "MAX_BATCH", "MAX_FUTURE_SKEW_S", "MAX_SEQ", "Event", "parse_event", "validate_event"]
 
 EVENT_WEIGHTS: Mapping[str, float] = {"impression": 0.0, "view": 1.0, "cart": 3.0, "purchase": 5.0}
 EVENT_TYPES = tuple(EVENT_WEIGHTS)
 MAX_FUTURE_SKEW_S = 300.0
 """Clock skew tolerated between clients and the cell before an event is refused as 'in the future'."""
+MAX_SEQ = 2**63 - 1
+"""Largest `seq` (the proto's int64); -1 means not set."""
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,16 @@ def validate_event(event: Event, *, now: float, max_future_s: float = MAX_FUTURE
         raise InputError("ts", f"is {event.ts - now:.0f}s in the future; at most {max_future_s:.0f}s of clock skew is allowed")
     if not math.isfinite(event.price) or event.price < 0:
         raise InputError("price", f"must be a non-negative number, got {event.price!r}")
+    if not -1 <= event.seq <= MAX_SEQ:
+        raise InputError("seq", f"must be -1 (not set) or 0..{MAX_SEQ}, got {event.seq}")
     for name in ("event_id", "user_id", "item_id", "session_id"):
         value = getattr(event, name)
         if not value and name in ("event_id", "user_id", "item_id"):
             raise InputError(name, "is required (a non-empty string)")
         if len(value) > MAX_ID_LEN:
             raise InputError(name, f"must be at most {MAX_ID_LEN} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(name, "must be Unicode text (a lone surrogate such as \\ud800 cannot be stored)") from None
     return event

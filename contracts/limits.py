@@ -12,3 +12,5 @@ MAX_DEADLINE_S = 1.0
 """No client may ask a cell to spend more than a second on one request."""
 SURFACES: tuple[str, ...] = ("homepage", "similar", "cart")
 """Where a slate is shown: GET /v1/recommendations/<surface>, the proto's `Surface`."""
+MAX_REASON_LEN = 500
+"""Longest reason an operator gives a change (drain, steer, drill, deletion): it is journaled."""

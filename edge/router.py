@@ -28,15 +28,17 @@ from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Mapping
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from contracts import openapi as oa
 from contracts.events import Event, parse_event
 from contracts.events_body import events_of_body
-from contracts.http_errors import error_body, install_error_handlers
+from contracts.http_errors import error_body, install_error_handlers, readiness_response
 from edge.cell_clients import CellClient, CellFailed, CellNotFound, CellRefused, cell_clients
 from edge.fast_reads import FastReads
 from edge.last_resort import LastResort, last_resort_answer
+from edge.openapi_doc import read_paths
 from edge.routing import attempt_budget_ms, cell_call, plan_events, plan_request
 from edge.settings import EdgeSettings
 from edge.table_watcher import TableWatcher, WatchState
@@ -241,31 +243,40 @@ def create_app(*, topology: Topology, store: ControlStore | None, last_resort: L
             for client in edge.clients.values():
                 await client.close()
 
-    # No generated OpenAPI/docs: the read routes are served by edge.fast_reads, outside FastAPI's
-    # routing, so a generated schema would leave them out; docs/interfaces.md describes the API.
-    app = FastAPI(title="ShopNow edge router", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # The read routes are served by edge.fast_reads, outside FastAPI's routing: their OpenAPI paths
+    # come from edge.openapi_doc and are merged into the generated document (GET /openapi.json).
+    app = FastAPI(title="ShopNow edge router", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.edge = edge
 
     install_error_handlers(app)
+    oa.install(app, paths=read_paths(default_count=settings.default_count, max_count=settings.max_count))
 
     # The read routes (homepage, similar, cart) are served by the lean ASGI layer edge.fast_reads.
     app.add_middleware(FastReads, edge=edge, default_ms=default_ms)
 
-    @app.post("/v1/events")
+    @app.post("/v1/events", openapi_extra=oa.json_body(oa.ref("EventsBatch")), responses={
+        **oa.ok({"type": "object", "required": ["accepted", "stored", "stream_ids", "edge_ms"]},
+                "every event stored by a region of its user's geography"),
+        **oa.errors(413, 422, 503, why={
+            422: "an event is invalid (the field names it: events[i].<field>); nothing stored",
+            503: "some events not stored (not_stored lists them, stored what was): retry them with the same ids"})})
     async def events(request: Request) -> JSONResponse:
         status, answer = await edge.log_events(events_of_body(await request.body()), now=time.time())
         return JSONResponse(status_code=status, content=answer)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=oa.ok({"type": "object", "required": ["status"]}))
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={**oa.ok(), **oa.errors(503, why={503: "not ready: no routing table poll yet, "
+                                                                          "watcher stopped or no last-resort list"})})
     async def readyz() -> JSONResponse:
         ready, body = edge.readiness()
-        return JSONResponse(status_code=200 if ready else 503, content=body)
+        why = [w for w, bad in (("no routing table poll yet", not body["polls"]),
+                                ("no last-resort list", not body["last_resort"]["items"])) if bad]
+        return readiness_response(ready, body, why="not ready: " + ("; ".join(why) or "the table watcher stopped"))
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         edge.metrics.table_version.set(watcher.state.table.version)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

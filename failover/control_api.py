@@ -26,15 +26,17 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Annotated, Any, Callable, Mapping, Optional
 
 import httpx
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from contracts import openapi as oa
 from contracts.http_errors import error_response as _error
-from contracts.http_errors import install_error_handlers
+from contracts.http_errors import install_error_handlers, unauthorized_response
+from contracts.limits import MAX_ID_LEN, MAX_REASON_LEN
 from failover import controller_metrics, dashboard, status_view
 from failover.auth import Forbidden, Permission, Principal, TokenBook, Unauthorized
 from failover.controller import Controller
@@ -48,8 +50,14 @@ from regions.errors import InputError, PermanentError, ShopNowError, TemporaryEr
 from regions.processes import wait_until
 from replication.user_erasure import erase_user
 
-Duration = Optional[Union[float, str]]
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = r"\s*(-?\d+(?:\.\d+)?)\s*([smhd]?)\s*"
+Duration = Annotated[Any, WithJsonSchema({"anyOf": [
+    {"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": f"^{_DURATION}$"}, {"type": "null"}],
+    "description": "seconds, or a duration such as 30s, 10m, 1h, 24h"})]
+"""Seconds, or a duration such as 30s, 10m, 1h, 24h: checked by parse_duration (422 naming the field)."""
+Reason = Annotated[str, Field(max_length=MAX_REASON_LEN, description="why: journaled with the change")]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
 
 
 def parse_duration(value: float | int | str | None, *, field: str = "ttl") -> float | None:
@@ -61,7 +69,7 @@ def parse_duration(value: float | int | str | None, *, field: str = "ttl") -> fl
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        match = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
+        match = re.fullmatch(_DURATION, str(value))
         if not match:
             raise InputError(field, f"{value!r} is not a duration; use seconds or a number with s, m, h or d "
                                     "(30s, 10m, 1h, 24h)")
@@ -71,32 +79,47 @@ def parse_duration(value: float | int | str | None, *, field: str = "ttl") -> fl
     return seconds
 
 
-class DrainBody(BaseModel):
-    reason: str = ""
+class _Body(BaseModel):
+    """Request bodies are read strictly: "true" is not a boolean, "5" is not a weight."""
+    model_config = ConfigDict(strict=True)
+
+
+class DrainBody(_Body):
+    reason: Reason = ""
     force: bool = False
     ttl: Duration = None
 
 
-class UndrainBody(BaseModel):
-    reason: str = ""
+class UndrainBody(_Body):
+    reason: Reason = ""
 
 
-class DeleteUserBody(BaseModel):
-    reason: str = ""
+class DeleteUserBody(_Body):
+    reason: Reason = ""
 
 
-class SteerBody(BaseModel):
-    geography: str
-    weights: dict[str, int]
+class SteerBody(_Body):
+    geography: Name
+    weights: dict[Name, Annotated[int, Field(ge=0, le=100)]] = Field(
+        min_length=1, max_length=64, description="region -> percent of the geography's traffic (summing to 100)")
     ttl: Duration = None
-    reason: str = ""
+    reason: Reason = ""
 
 
-class DrillBody(BaseModel):
-    region: str
+class DrillBody(_Body):
+    region: Name
     dry_run: bool = False
     hold: Duration = None
-    reason: str = ""
+    reason: Reason = ""
+
+
+_PATH_ID = Annotated[str, PathParam(min_length=1, max_length=MAX_ID_LEN)]
+"""A region, geography, user or drill id in a path."""
+_CHANGE = oa.errors(401, 403, 422, 503, why={503: "a standby (the body names the leader and its API) or the "
+                                                  "control store is unreachable (Retry-After)"})
+_NOT_JSON = oa.errors(400, why={400: "the body is not JSON"})
+_CHANGED = oa.ok({"type": "object", "required": ["ok", "overrides"]}, "the overrides now in force")
+_READ = oa.errors(401)
 
 
 def status_document(controller: Controller) -> dict[str, Any]:
@@ -162,11 +185,12 @@ def operator_views(controller: Controller, drills: DrillRunner) -> dict[str, Any
 
 def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner,
                retention_key: bytes | None = None, gamedays: Path | None = None) -> FastAPI:
-    app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="ShopNow controller", docs_url=None, redoc_url=None)
+    oa.install(app)
     controller_metrics.mount(app, controller)
 
     def need(permission: Permission) -> Callable[..., Principal]:
-        def check(authorization: Optional[str] = Header(default=None)) -> Principal:
+        def check(authorization: Optional[str] = Depends(oa.authorization)) -> Principal:
             return tokens.authorize(authorization, permission)
         return check
 
@@ -175,9 +199,7 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
-        response = _error(401, exc.field, exc.reason)
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        return unauthorized_response(exc.field, exc.reason)
 
     @app.exception_handler(Forbidden)
     async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
@@ -210,33 +232,37 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     def changed(overrides: Any) -> dict[str, Any]:
         return {"ok": True, "overrides": overrides.to_dict()}
 
-    @app.get("/v1/status")
+    @app.get("/v1/status", responses={**oa.ok(), **_READ})
     def status(_: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
         return {**status_document(controller), **operator_views(controller, drills)}
 
-    @app.post("/v1/regions/{region}/drain")
-    def drain(region: str, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
+    @app.post("/v1/regions/{region}/drain", responses={**_CHANGED, **_NOT_JSON, **_CHANGE})
+    def drain(region: _PATH_ID, body: DrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         ttl = parse_duration(body.ttl)
         return changed(controller.change_overrides(
             lambda s: request_drain(s, region=region, force=body.force, ttl_s=ttl, reason=body.reason),
             actor=who.actor, action=Action.DRAIN, reason=body.reason,
             inputs={"region": region, "force": body.force, "ttl_s": ttl}))
 
-    @app.post("/v1/regions/{region}/undrain")
-    def undrain(region: str, body: UndrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
+    @app.post("/v1/regions/{region}/undrain", responses={**_CHANGED, **_NOT_JSON, **_CHANGE})
+    def undrain(region: _PATH_ID, body: UndrainBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         return changed(controller.change_overrides(
             lambda s: request_undrain(s, region=region), actor=who.actor, action=Action.UNDRAIN,
             reason=body.reason, inputs={"region": region}))
 
-    @app.post("/v1/users/{user_id}/delete")
-    def delete_user(user_id: str, body: DeleteUserBody, who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
+    @app.post("/v1/users/{user_id}/delete", responses={
+        **oa.ok({"type": "object", "required": ["user_id", "geography", "complete", "regions"]}, "erased everywhere"),
+        **_NOT_JSON, **oa.errors(401, 403, 422, 503, why={503: "not erased in every region (the body says where "
+                                                                "not; retry)"})})
+    def delete_user(user_id: _PATH_ID, body: DeleteUserBody,
+                    who: Principal = Depends(need(Permission.DIRECT))) -> JSONResponse:
         report = erase_user(controller.topology, user_id, now=controller.clock(), reason=body.reason,
                             record=lambda why, inputs: controller.journal.append(
                                 actor=who.actor, action=Action.NOTE, reason=why, inputs=inputs),
                             pseudonym_key=retention_key)
         return JSONResponse(status_code=200 if report["complete"] else 503, content=report)
 
-    @app.post("/v1/steer")
+    @app.post("/v1/steer", responses={**_CHANGED, **_NOT_JSON, **_CHANGE})
     def steer(body: SteerBody, who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         ttl = parse_duration(body.ttl)
         return changed(controller.change_overrides(
@@ -244,14 +270,18 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
             actor=who.actor, action=Action.OVERRIDE, reason=body.reason,
             inputs={"geography": body.geography, "weights": body.weights, "ttl_s": ttl}))
 
-    @app.delete("/v1/steer/{geography}")
-    def unsteer(geography: str, reason: str = Query(""),
+    @app.delete("/v1/steer/{geography}", responses={**_CHANGED, **_CHANGE})
+    def unsteer(geography: _PATH_ID, reason: str = Query("", max_length=MAX_REASON_LEN),
                 who: Principal = Depends(need(Permission.DIRECT))) -> dict[str, Any]:
         return changed(controller.change_overrides(
             lambda s: clear_steer(s, geography=geography), actor=who.actor, action=Action.OVERRIDE_CLEARED,
             reason=reason, inputs={"geography": geography}))
 
-    @app.post("/v1/drills")
+    @app.post("/v1/drills", responses={
+        **oa.ok({"type": "object", "required": ["dry_run", "plan"]}, "dry run: the plan"),
+        **oa.ok({"type": "object", "required": ["id", "status", "plan"]}, "the drill started", code=202),
+        **_NOT_JSON, **oa.errors(401, 403, 409, 422, 503, why={409: "another drill runs, or the region cannot be "
+                                                                     "drilled now"})})
     def drill(body: DrillBody, who: Principal = Depends(need(Permission.DRILL))) -> JSONResponse:
         hold = parse_duration(body.hold, field="hold")
         if body.dry_run:
@@ -260,8 +290,8 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
         return JSONResponse(status_code=202, content={"id": record.id, "status": record.status,
                                                       "plan": record.plan})
 
-    @app.get("/v1/drills/{drill_id}")
-    def drill_status(drill_id: str, _: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
+    @app.get("/v1/drills/{drill_id}", responses={**oa.ok(), **oa.errors(401, 404)})
+    def drill_status(drill_id: _PATH_ID, _: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
         try:
             return drills.get(drill_id).document()
         except InputError as exc:
@@ -271,7 +301,8 @@ def create_app(*, controller: Controller, tokens: TokenBook, drills: DrillRunner
     async def _not_found(_: Request, exc: _NotFound) -> JSONResponse:
         return _error(404, exc.field, exc.reason)
 
-    @app.get("/v1/journal")
+    @app.get("/v1/journal", responses={**oa.ok({"type": "object", "required": ["entries"]}),
+                                       **oa.errors(401, 422, 503)})
     def journal(limit: int = Query(50, ge=0, le=10_000),
                 _: Principal = Depends(need(Permission.READ))) -> dict[str, Any]:
         entries = controller.journal.entries(limit=limit)

@@ -31,11 +31,13 @@ import time
 from typing import Any, Callable, Iterator
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from contracts import openapi as oa
+from contracts.http_errors import readiness_response
 from failover.controller import Controller, StepResult
 from failover.health import HealthState
 
@@ -169,19 +171,20 @@ def mount(app: FastAPI, controller: Controller, *, clock: Callable[[], float] = 
     """Add GET /metrics, /healthz and /readyz to the control API app."""
     metrics = ControllerMetrics(controller)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", response_class=PlainTextResponse)
     def _metrics() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", responses=oa.ok({"type": "object", "required": ["status", "controller"]}))
     def _healthz() -> dict[str, str]:
         return {"status": "ok", "controller": controller.holder}
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.get("/readyz", responses={**oa.ok(), **oa.errors(503, why={503: "no probe round finished recently"})})
     def _readyz() -> JSONResponse:
         ready, body = readiness(controller, now=clock())
-        return JSONResponse(status_code=200 if ready else 503, content=body)
+        return readiness_response(ready, body, why=f"no probe round finished within {body['stale_after_s']} s "
+                                                   f"(last error: {body['last_error']})")
 
     return metrics
 

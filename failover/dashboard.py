@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from contracts import openapi as oa
+from contracts.http_errors import error_response
 
 PAGE = Path(__file__).with_name("dashboard.html")
 POLL_MS = 2000
@@ -52,23 +56,27 @@ def mount(app: FastAPI, *, gamedays_dir: Path, reader: Callable[..., Any]) -> No
     """Add /ui and the game-day routes; `reader` is the control API's viewer-permission dependency."""
     page = PAGE.read_text().replace("__POLL_MS__", str(POLL_MS))
 
-    @app.get("/ui", include_in_schema=False)
+    @app.get("/ui", response_class=HTMLResponse)
     def ui() -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-store",
                                            "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "
                                                                       "style-src 'self' 'unsafe-inline'; "
                                                                       "script-src 'self' 'unsafe-inline'"})
 
-    @app.get("/v1/gamedays")
+    @app.get("/v1/gamedays", responses={**oa.ok({"type": "object", "required": ["directory", "reports"]}),
+                                        **oa.errors(401)})
     def gamedays(_: Any = Depends(reader)) -> dict[str, Any]:
         return {"directory": str(gamedays_dir), "reports": gameday_summaries(gamedays_dir)}
 
-    @app.get("/v1/gamedays/{name}/report.png")
-    def plot(name: str, _: Any = Depends(reader)) -> Response:
+    @app.get("/v1/gamedays/{name}/report.png", response_class=FileResponse, responses={
+        200: {"description": "the report's plot",
+              "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        **oa.errors(401, 404, 422)})
+    def plot(name: str = PathParam(pattern=_NAME.pattern, description="a game day's directory name"),
+             _: Any = Depends(reader)) -> Response:
         path = gamedays_dir / name / "report.png"
-        if not _NAME.match(name) or not path.is_file():
-            return JSONResponse(status_code=404, content={"error": {
-                "field": "name", "message": f"no game-day report named {name!r} with a plot; see GET /v1/gamedays"}})
+        if not path.is_file():
+            return error_response(404, "name", f"no game-day report named {name!r} with a plot; see GET /v1/gamedays")
         return FileResponse(path, media_type="image/png")
 
 

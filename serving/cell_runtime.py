@@ -42,10 +42,12 @@ from serving.residency import TombstoneView
 log = logging.getLogger(__name__)
 
 HOMEPAGE_FAULT_STATUSES = (0, 404, 500)
+"""Chaos fault homepage_status: off, or the status the HTTP API answers homepages with."""
+MAX_FAULT_LATENCY_MS = 10_000
+"""Largest latency a chaos fault may add (POST /admin/faults ranking_latency_ms and answer_latency_ms, 0..10000)."""
 FAULT_NAMES = ("answer_latency_ms", "freeze_index", "homepage_status", "ranking_latency_ms")
 """What POST /admin/faults sets; DELETE /admin/faults turns every one off (CLEARED_FAULTS)."""
 CLEARED_FAULTS = {"ranking_latency_ms": 0, "freeze_index": False, "homepage_status": 0, "answer_latency_ms": [0, 0]}
-"""Chaos fault homepage_status: off, or the status the HTTP API answers homepages with."""
 
 
 @dataclass(frozen=True)
@@ -294,16 +296,18 @@ class CellRuntime:
         if unknown:
             raise InputError(sorted(unknown)[0], f"unknown fault; allowed: {', '.join(FAULT_NAMES)}")
         answer_latency = _answer_latency(body["answer_latency_ms"]) if "answer_latency_ms" in body else None
-        if "homepage_status" in body and body["homepage_status"] not in HOMEPAGE_FAULT_STATUSES:
+        status = body.get("homepage_status", 0)
+        if isinstance(status, bool) or not isinstance(status, int) or status not in HOMEPAGE_FAULT_STATUSES:
             raise InputError("homepage_status", f"must be one of {', '.join(map(str, HOMEPAGE_FAULT_STATUSES))}")
+        value = body.get("ranking_latency_ms", 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_FAULT_LATENCY_MS:
+            raise InputError("ranking_latency_ms", f"must be a number of milliseconds in 0..{MAX_FAULT_LATENCY_MS}")
+        if not isinstance(body.get("freeze_index", False), bool):
+            raise InputError("freeze_index", "must be true or false")
+        # every field is valid: apply (a refused body changes nothing)
         if "ranking_latency_ms" in body:
-            value = body["ranking_latency_ms"]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000:
-                raise InputError("ranking_latency_ms", "must be a number of milliseconds in 0..10000")
             self.recommender.faults.ranking_latency_ms = float(value)
         if "freeze_index" in body:
-            if not isinstance(body["freeze_index"], bool):
-                raise InputError("freeze_index", "must be true or false")
             self.holder.frozen = body["freeze_index"]
         if "homepage_status" in body:
             self.recommender.faults.homepage_status = int(body["homepage_status"])
@@ -321,10 +325,10 @@ def _answer_latency(value: Any) -> tuple[float, float]:
     pair = [value, value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
     if (not isinstance(pair, list) or len(pair) != 2
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair)
-            or not 0 <= pair[0] <= pair[1] <= 10_000):
-        raise InputError("answer_latency_ms", "must be [low, high] milliseconds with 0 <= low <= high <= 10000 "
-                         "(or one number)")
+            or not 0 <= pair[0] <= pair[1] <= MAX_FAULT_LATENCY_MS):
+        raise InputError("answer_latency_ms", f"must be [low, high] milliseconds with 0 <= low <= high <= "
+                         f"{MAX_FAULT_LATENCY_MS} (or one number)")
     return float(pair[0]), float(pair[1])
 
 
-__all__ = ["CLEARED_FAULTS", "FAULT_NAMES", "CellRuntime", "CellSettings"]
+__all__ = ["CLEARED_FAULTS", "FAULT_NAMES", "MAX_FAULT_LATENCY_MS", "CellRuntime", "CellSettings"]

@@ -11,7 +11,9 @@
 
 Bad input never crashes the cell: every InputError is a 422 naming the field (404 for an unknown
 product, 413 for an oversized batch); anything unexpected is a 500 with a short message, and is
-logged.
+logged. The OpenAPI document (GET /openapi.json, contracts.openapi) lists every status each route
+answers, the one error body, the request bodies with their bounds and the bearer scheme of
+/admin/faults.
 """
 from __future__ import annotations
 
@@ -20,20 +22,42 @@ import time
 from typing import Any, Callable
 
 import orjson
-from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from contracts.cell_api import MAX_DEADLINE_S, MAX_ID_LEN, check_count
+from contracts import openapi as oa
+from contracts.cell_api import MAX_COUNT, MAX_DEADLINE_S, MAX_ID_LEN
 from contracts.events_body import events_of_body
 from contracts.http_errors import error_response as _error
-from contracts.http_errors import install_error_handlers
+from contracts.http_errors import install_error_handlers, readiness_response, unauthorized_response
 from contracts.tiers import Tier
 from fallback_tiers.deadline import DEADLINE_HEADER, deadline_seconds
 from regions.errors import InputError, TemporaryError
-from serving.cell_runtime import CLEARED_FAULTS, CellRuntime
+from serving.cell_runtime import CLEARED_FAULTS, HOMEPAGE_FAULT_STATUSES, MAX_FAULT_LATENCY_MS, CellRuntime
 from serving.recommender import UnknownProduct
 
 log = logging.getLogger(__name__)
+
+_FAULT_STATUS = {404: "only while the chaos fault homepage_status=404 is injected", 500: oa.MEANING[500]}
+_FAULTS_BODY = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"ranking_latency_ms": {"type": "number", "minimum": 0, "maximum": MAX_FAULT_LATENCY_MS},
+                   "freeze_index": {"type": "boolean"},
+                   "homepage_status": {"type": "integer", "enum": list(HOMEPAGE_FAULT_STATUSES)},
+                   "answer_latency_ms": {"oneOf": [
+                       {"type": "number", "minimum": 0, "maximum": MAX_FAULT_LATENCY_MS},
+                       {"type": "array", "minItems": 2, "maxItems": 2,
+                        "items": {"type": "number", "minimum": 0, "maximum": MAX_FAULT_LATENCY_MS},
+                        "description": "[low, high] with low <= high"}]}},
+}
+_FAULTS = {"type": "object", "required": ["ranking_latency_ms", "freeze_index", "homepage_status", "answer_latency_ms"],
+           "properties": {**_FAULTS_BODY["properties"], "answer_latency_ms": {
+               "type": "array", "minItems": 2, "maxItems": 2,
+               "items": {"type": "number", "minimum": 0, "maximum": MAX_FAULT_LATENCY_MS}}}}
+
+
+def _denied(status: int, message: str) -> JSONResponse:
+    return unauthorized_response("authorization", message) if status == 401 else _error(status, "authorization", message)
 
 
 def create_app(runtime: CellRuntime) -> FastAPI:
@@ -41,6 +65,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     rec = runtime.recommender
 
     install_error_handlers(app)
+    oa.install(app)
 
     @app.exception_handler(UnknownProduct)
     async def _unknown(_: Request, exc: UnknownProduct) -> JSONResponse:
@@ -70,36 +95,41 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     # costs each request up to the 50 ms socket timeout until the breaker opens, and on the event
     # loop those waits would queue behind one another (measured: 16 concurrent homepages at the
     # onset of a SIGSTOPped Redis took ~260-300 ms inline against ~120 ms in the threadpool).
-    @app.get("/v1/recommendations/homepage")
+    @app.get("/v1/recommendations/homepage",
+             responses={**oa.ok(oa.ref("Slate")), **oa.errors(422, 404, 500, why=_FAULT_STATUS)})
     def homepage(
-        user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = 8, max_tier: str = "full",
-        anonymous: bool = False, deadline: str | None = Header(default=None, alias=DEADLINE_HEADER),
+        user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = Query(8, ge=1, le=MAX_COUNT),
+        max_tier: Tier = Query(Tier.FULL, description="the cheapest tier tried first"),
+        anonymous: bool = False, deadline: str | None = Header(default=None, alias=DEADLINE_HEADER,
+                                                               description="the request's budget in milliseconds"),
         geography: str = Query(default="", max_length=MAX_ID_LEN, description="home geography, as the edge computed it"),
     ) -> Response:
-        check_count(count)
         if rec.faults.homepage_status:  # chaos fault: a broken release answering errors
             return _error(rec.faults.homepage_status, "homepage",
                           f"chaos fault homepage_status={rec.faults.homepage_status}: a broken release answering errors")
-        tier = Tier.parse(max_tier)
+        tier = max_tier
         budget = deadline_seconds(deadline, default_s=rec.ladder_settings.deadline_s, max_s=MAX_DEADLINE_S)
         user = None if anonymous or not user_id else user_id
         return timed("homepage", lambda: rec.homepage(user_id=user, count=count, max_tier=tier, deadline_s=budget,
                                                       geography=geography if user else ""))
 
-    @app.get("/v1/recommendations/similar")
-    def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN), count: int = 8) -> Response:
-        check_count(count)
+    @app.get("/v1/recommendations/similar", responses={**oa.ok(oa.ref("Slate")), **oa.errors(404, 422)})
+    def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN),
+                count: int = Query(8, ge=1, le=MAX_COUNT)) -> Response:
         return timed("similar", lambda: rec.similar(product_id=product_id, count=count))
 
-    @app.get("/v1/recommendations/cart")
-    def cart(cart_items: str = Query(min_length=1, max_length=4096), count: int = 4) -> Response:
-        check_count(count)
+    @app.get("/v1/recommendations/cart", responses={**oa.ok(oa.ref("Slate")), **oa.errors(404, 422)})
+    def cart(cart_items: str = Query(min_length=1, max_length=4096, description="comma-separated product ids"),
+             count: int = Query(4, ge=1, le=MAX_COUNT)) -> Response:
         items = [i for i in (p.strip() for p in cart_items.split(",")) if i]
         if not items:
             raise InputError("cart_items", "give at least one product id, comma-separated")
         return timed("cart", lambda: rec.cart(cart_items=items, count=count))
 
-    @app.post("/v1/events")
+    @app.post("/v1/events", openapi_extra=oa.json_body(oa.ref("EventsBatch")), responses={
+        **oa.ok({"type": "object", "required": ["accepted", "stream_ids", "region"]},
+                "acknowledged: durable in the region's log"),
+        **oa.errors(413, 422, 503, why={503: "Redis is unavailable: not acknowledged; retry with the same event ids"})})
     async def events(request: Request) -> JSONResponse:
         raw = events_of_body(await request.body())
         try:
@@ -108,26 +138,28 @@ def create_app(runtime: CellRuntime) -> FastAPI:
             return _error(503, "events", f"not acknowledged: {exc}; retry with the same event ids")
         return JSONResponse({"accepted": len(ids), "stream_ids": ids, "region": runtime.region})
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=oa.ok({"type": "object", "required": ["alive", "region"]}))
     def healthz() -> dict[str, Any]:
         return {"alive": True, "region": runtime.region}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={**oa.ok(), **oa.errors(503, why={503: "not ready (the readiness document "
+                                                                          "with the error body naming why)"})})
     def readyz() -> JSONResponse:
         ready, body = runtime.readiness()
-        return JSONResponse(status_code=200 if ready else 503, content=body)
+        return readiness_response(ready, body, why="the cell is not ready")
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> Response:
         runtime.flush_observed()
         body, content_type = runtime.metrics.render()
         return Response(content=body, media_type=content_type)
 
-    @app.post("/admin/faults")
-    async def set_faults(request: Request, authorization: str | None = Header(default=None)) -> JSONResponse:
+    @app.post("/admin/faults", openapi_extra=oa.json_body(_FAULTS_BODY),
+              responses={**oa.ok(_FAULTS, "the faults now injected"), **oa.errors(401, 403, 422)})
+    async def set_faults(request: Request, authorization: str | None = Depends(oa.authorization)) -> JSONResponse:
         denied = runtime.check_chaos_token(authorization)
         if denied:
-            return _error(denied[0], "authorization", denied[1])
+            return _denied(*denied)
         try:
             body = await request.json()
         except ValueError:
@@ -137,11 +169,11 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         except InputError as exc:
             return _error(422, exc.field, exc.reason)
 
-    @app.delete("/admin/faults")
-    def clear_faults(authorization: str | None = Header(default=None)) -> JSONResponse:
+    @app.delete("/admin/faults", responses={**oa.ok(_FAULTS, "every fault cleared"), **oa.errors(401, 403)})
+    def clear_faults(authorization: str | None = Depends(oa.authorization)) -> JSONResponse:
         denied = runtime.check_chaos_token(authorization)
         if denied:
-            return _error(denied[0], "authorization", denied[1])
+            return _denied(*denied)
         return JSONResponse(runtime.set_faults(dict(CLEARED_FAULTS)))
 
     return app

@@ -83,3 +83,17 @@ def test_answer_from_pb_has_the_http_answer_fields() -> None:
 def test_the_ts_default_of_the_http_api_is_the_receivers_clock() -> None:
     now = time.time()
     assert parse_event({"user_id": "us-1", "item_id": "i", "type": "view"}, now=now, geo="us").ts == now
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"seq": 2**63}, "seq"), ({"seq": -2}, "seq"),
+    ({"item_id": "sku-\ud800"}, "item_id"), ({"session_id": "\udfff"}, "session_id"),
+])
+def test_what_the_message_cannot_carry_is_refused_by_the_json_parser(change: dict, field: str) -> None:
+    """Found by schemathesis against the edge: a seq beyond int64 or a lone surrogate in an id was
+    a 500 when the edge built the gRPC message; now a 422 naming the field, before any cell is asked."""
+    with pytest.raises(InputError) as err:
+        parse_event({"user_id": "us-1", "item_id": "i", "type": "view", **change}, now=NOW, geo="us")
+    assert err.value.field == field
+    ok = parse_event({"user_id": "us-1", "item_id": "i", "type": "view", "seq": 2**63 - 1}, now=NOW, geo="us")
+    assert event_to_pb(ok).seq == 2**63 - 1

@@ -61,3 +61,16 @@ def test_error_body_shape() -> None:
 ])
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "field"), [
+    ("POST", "/b", {"content": b"U\x1cb\xff", "headers": {"content-type": "application/json"}}, 400, "body"),
+    ("GET", "/nowhere", {}, 404, "path"),
+    ("DELETE", "/q", {}, 405, "method"),
+])
+def test_starlettes_own_refusals_answer_the_one_error_body(method: str, path: str, kwargs: dict, status: int,
+                                                            field: str) -> None:
+    resp = _client().request(method, path, **kwargs)
+    assert resp.status_code == status
+    assert resp.json()["error"]["field"] == field and resp.json()["error"]["message"]
+    assert set(resp.json()) == {"error"}

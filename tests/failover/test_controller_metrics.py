@@ -48,6 +48,7 @@ def test_readyz_waits_for_a_probe_round_and_healthz_answers_at_once(rig_api: tup
     ctl.step(time.time())
     after = client.get("/readyz")
     assert after.status_code == 200 and after.json()["leader"] is True and after.json()["term"] >= 1
+    assert before.json()["error"]["field"] == "readiness" and "error" not in after.json()
 
 
 def test_readyz_fails_when_the_loop_stops_stepping(rig_api: tuple[TestClient, Controller, object]) -> None:
@@ -55,6 +56,7 @@ def test_readyz_fails_when_the_loop_stops_stepping(rig_api: tuple[TestClient, Co
     ctl.step(time.time() - 60)  # the last round is a minute old: the loop is stuck
     body = client.get("/readyz")
     assert body.status_code == 503 and body.json()["last_round_age_s"] >= 59
+    assert body.json()["error"]["field"] == "readiness" and "no probe round finished" in body.json()["error"]["message"]
 
 
 def test_metrics_show_leadership_health_weights_and_latencies(rig_api: tuple[TestClient, Controller, object]) -> None:
