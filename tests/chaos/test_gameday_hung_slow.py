@@ -94,8 +94,7 @@ def _run(real_stack: Stack, experiments: Any, name: str, base: str, pause: float
             _resume(real_stack, "us-east")
         if not _premise_failed(report) or attempt == 2:
             return report
-        print(f"
-{name}: the steady state before the fault was not met ({report['hypothesis']}); running it again")
+        print(f"\n{name}: the steady state before the fault was not met ({report['hypothesis']}); running it again")
     raise AssertionError("unreachable")
 
 
