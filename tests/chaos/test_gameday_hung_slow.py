@@ -11,7 +11,7 @@
   us-east answering 300-450 ms late (under the 500 ms probe timeout, so error-based health sees
   nothing): us-east keeps its weight and the slow-region game day fails.
 
-Short runs at 25 req/s (50 s, the fault 8-18 s in). Processes are never left stopped: every
+Short runs at 25 req/s (55 s, the fault 10-20 s in). Processes are never left stopped: every
 test SIGCONTs its region in `finally`, whatever the game day did.
 """
 from __future__ import annotations
@@ -34,11 +34,11 @@ SLO_P99_MS = "400"
 """The controllers' cell p99 SLO in this module (the product's default is 150 ms): on 2 shared cores
 a tiny cell's own p99 reaches 100-150 ms and a degraded region fails the premise (every region
 healthy). The latency-outlier threshold keeps the product's 180 ms: it is what these tests test."""
-RATE, DURATION_S, WARMUP_S = 25, 50, 8
-SETTLE_LEAVES_S = 32.0
+RATE, DURATION_S, WARMUP_S = 25, 55, 8
+SETTLE_LEAVES_S = 38.0
 """After the warm-up a game day waits (load running) for every region healthy, but never into the
-last SETTLE_LEAVES_S of the load (45 s by default, which a 50 s run leaves no room for): here 32 s,
-the fault and one 30 s window, so the wait gets about 10 s. Under load on the starved machine a
+last SETTLE_LEAVES_S of the load (45 s by default, which a 55 s run leaves little room for): here
+38 s, the hypothesis probes, the fault and one 30 s window, so the wait gets about 9 s. Under load on the starved machine a
 region is often judged degraded for a few seconds; the experiment's premise needs them healthy."""
 
 
