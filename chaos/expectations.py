@@ -27,7 +27,9 @@ from chaoslib.types import Configuration, Secrets
 
 from chaos import fault_registry
 from chaos.actions import fault_ledger
-from chaos.context import HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_from, local_store, population
+from chaos.context import (
+    HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_from, local_store, population, process_stopped,
+)
 from chaos.redis_io import answers_ping
 from chaos.fault_registry import pending as registered_faults
 from contracts.store_keys import TABLE_KEY
@@ -36,7 +38,8 @@ from contracts.feature_drift import MIN_SAMPLE, PRICE_FEATURES, PSI_ALERT
 
 __all__ = ["feature_store_fallback", "bundle_guarded", "index_freeze_contained", "feature_freshness_reported",
            "ranking_deadline_holds", "leader_in_office", "routed_around", "edge_routes_around", "lossy_link_served",
-           "control_store_quorum", "price_drift_reported", "drift_detected"]
+           "control_store_quorum", "price_drift_reported", "drift_detected",
+           "slow_region_routed_around"]
 
 DEGRADED_TIERS = ("segment", "popularity")
 """What a cell can serve without its Redis: both lists ship in the bundle (cached results live in Redis)."""
@@ -115,16 +118,21 @@ def _store_json(ctx: StackContext, key: str) -> Any:
 
 
 # -- feature-store outage ----------------------------------------------------------------------
-def feature_store_fallback(region: str, requests: int = 20, configuration: Configuration = None,
-                           secrets: Secrets = None) -> dict[str, Any]:
-    """Without its Redis the cell answers every request from segment/popularity and says redis_ok
-    false; with it, redis_ok is true. Non-empty answers either way."""
+def feature_store_fallback(region: str, requests: int = 20, deadline_ms: float | None = None,
+                           configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Without its Redis (dead, or hung: it does not answer PING) the cell answers every request
+    from segment/popularity and says redis_ok false; with it, redis_ok is true. Non-empty answers
+    either way; with `deadline_ms`, asked with that X-Deadline-Ms, p90 within it (+ SLACK_MS): a
+    hung Redis must not hold an answer past its deadline."""
     ctx = context_from(configuration)
     fault = not answers_ping(ctx, region)
-    answers = ask_cell(ctx, region, requests=requests)
+    answers = ask_cell(ctx, region, requests=requests, deadline_ms=deadline_ms)
     ready = _readyz(ctx, region)
     problems = _answer_problems(answers, region)
     tiers = _tiers(answers)
+    p90 = float(np.percentile([a["latency_ms"] for a in answers], 90))
+    if deadline_ms is not None and p90 > deadline_ms + SLACK_MS:
+        problems.append(f"p90 {p90:.0f} ms over the {deadline_ms:g} ms deadline (+{SLACK_MS:g} ms slack)")
     if fault:
         if set(tiers) - set(DEGRADED_TIERS):
             problems.append(f"Redis is down but the cell served tiers {tiers} (expected only {'/'.join(DEGRADED_TIERS)})")
@@ -132,7 +140,7 @@ def feature_store_fallback(region: str, requests: int = 20, configuration: Confi
             problems.append("Redis is down but /readyz says redis_ok is not false")
     elif ready.get("redis_ok") is not True:
         problems.append("Redis answers PING but /readyz says redis_ok is not true")
-    return _verdict(problems, fault=fault, tiers=tiers, redis_ok=ready.get("redis_ok"))
+    return _verdict(problems, fault=fault, tiers=tiers, redis_ok=ready.get("redis_ok"), p90_ms=round(p90, 1))
 
 
 # -- corrupted artifact -------------------------------------------------------------------------
@@ -283,7 +291,8 @@ def routed_around(region: str, configuration: Configuration = None, secrets: Sec
     lost = not all(_running(ctx, region=region, kinds=("cell",)).values())
     faults = registered_faults(ctx.state_dir)
     partitioned = any(key.format(region=region) in faults for key in CUT_OFF)
-    fault = lost or partitioned
+    hung = _hung(ctx, region=region, kinds=("cell",))
+    fault = lost or hung or partitioned
     if not fault:
         return _verdict(_routing_problems(ctx, exclude=()), fault=False)
     geo = ctx.topology.region(region).geography
@@ -291,14 +300,49 @@ def routed_around(region: str, configuration: Configuration = None, secrets: Sec
     state = (_store_json(ctx, f"health/{region}") or {}).get("state")
     problems = []
     if state == "healthy":
-        problems.append(f"{region} is {'lost' if lost else 'partitioned'} but its health is still healthy")
+        problems.append(f"{region} is {'lost' if lost else 'hung' if hung else 'partitioned'} but its health is still healthy")
     if weights.get(region, 0) != 0:
         problems.append(f"{region} still has weight {weights.get(region)} in {geo}")
     others = sum(w for r, w in weights.items() if r != region)
     peers = [r for r in ctx.topology.regions if r != region and ctx.topology.region(r).geography == geo]
     if peers and others != 100:
         problems.append(f"the other regions of {geo} hold {others}, not 100")
-    return _verdict(problems, fault=True, lost=lost, partitioned=partitioned, state=state, weights=weights)
+    return _verdict(problems, fault=True, lost=lost, hung=hung, partitioned=partitioned, state=state, weights=weights)
+
+
+def _hung(ctx: StackContext, *, region: str, kinds: tuple[str, ...]) -> bool:
+    """Whether a process of the region of these kinds is stopped (SIGSTOP), by the kernel's word."""
+    state = stack.StackState.load(ctx.state_dir)
+    return any(stack.is_running(p) and process_stopped(p.pid) for p in stack.select(state, region=region, kinds=kinds))
+
+
+# -- slow region (gray failure) -----------------------------------------------------------------
+def slow_region_routed_around(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """While chaos slows the region's answers (the cell-fault ledger's answer_latency_ms) the
+    controller has ejected it as a latency outlier, with the window p99 that says why, and its
+    geography's other regions hold all of its weight. Without the fault no region is an outlier and every region is healthy and weighted."""
+    ctx = context_from(configuration)
+    low, high = (fault_ledger(ctx.state_dir).get(region, {}).get("answer_latency_ms") or [0.0, 0.0])[:2]
+    fault = float(high) > 0
+    outliers = {r: bool(((_store_json(ctx, f"health/{r}") or {}).get("outlier") or {}).get("ejected"))
+                for r in sorted(ctx.topology.regions)}
+    if not fault:
+        problems = _routing_problems(ctx, exclude=())
+        problems += [f"{r} is ejected as a latency outlier without a slow-region fault" for r, out in outliers.items() if out]
+        return _verdict(problems, fault=False, outliers=outliers)
+    geo = ctx.topology.region(region).geography
+    weights = ((((_store_json(ctx, TABLE_KEY) or {}).get("geos") or {}).get(geo) or {}).get("regions") or {})
+    evidence = ((_store_json(ctx, f"health/{region}") or {}).get("outlier") or {})
+    problems = []
+    if not evidence.get("ejected"):
+        problems.append(f"{region} answers {low:g}-{high:g} ms late but is not ejected as a latency outlier "
+                        f"(window p99 {evidence.get('window_p99_ms')} ms, {evidence.get('bad_windows')} bad windows)")
+    if weights.get(region, 0) != 0:
+        problems.append(f"{region} still has weight {weights.get(region)} in {geo}")
+    peers = [r for r in ctx.topology.regions if r != region and ctx.topology.region(r).geography == geo]
+    if peers and sum(w for r, w in weights.items() if r != region) != 100:
+        problems.append(f"the other regions of {geo} hold {sum(w for r, w in weights.items() if r != region)}, not 100")
+    return _verdict(problems, fault=True, injected_ms=[low, high], weights=weights, outlier=evidence)
 
 
 def edge_routes_around(region: str, requests: int = 20, configuration: Configuration = None,

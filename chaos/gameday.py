@@ -90,8 +90,11 @@ def affected_geographies(experiment: Mapping[str, Any], ctx: StackContext) -> li
     return geos or None
 
 
-LOSING_ACTIONS = ("kill_region", "cut_region")
-"""Actions after which a region answers nobody: killed, or cut off from the hub (chaos.net_actions)."""
+LOSING_ACTIONS = ("kill_region", "cut_region", "hang_region")
+"""Faults that take a whole region away (killed, cut off from the hub by chaos.net_actions, or hung):
+the game day measures the RPO (events acknowledged by the region that its peers do not hold when
+the rollbacks begin: what would be lost if it never came back; a hung or cut-off region's are only
+stuck, and replicate once it continues) and checks that the region stopped answering."""
 
 
 def lost_region_of(experiment: Mapping[str, Any]) -> str | None:

@@ -35,6 +35,9 @@ _KINDS_OF = {
     "freeze_index": ("cell",), "unfreeze_index": ("cell",),
     "inject_ranking_latency": ("cell",), "clear_ranking_latency": ("cell",),
     "inject_homepage_errors": ("cell",), "clear_cell_faults": ("cell",),
+    "hang_region": REGION_KINDS, "resume_region": REGION_KINDS,
+    "hang_feature_store": ("redis",), "resume_feature_store": ("redis",),
+    "inject_answer_latency": ("cell",), "clear_answer_latency": ("cell",),
 }
 
 

@@ -40,7 +40,7 @@ from contracts.store_keys import LEADER_KEY, OVERRIDES_KEY, TABLE_KEY
 from failover.control_store import ControlStore, FenceRejected
 from failover.dns_publish import DnsPublisher
 from failover.effects import Entry, Plan, dump, health_votes, plan_effects, plan_take_over
-from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain
+from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain, with_outlier
 from failover.journal import Action, Journal
 from failover.key_watch import Followed, KeyFollower
 from failover.leadership import Leadership, LeadershipSettings, NotLeader
@@ -169,7 +169,7 @@ class Controller:
         start = clock()
         self._health: dict[str, RegionHealth] = {r: initial_health(r, now=start) for r in sorted(topology.regions)}
         self._leading = False
-        self._written_health: dict[str, tuple[str, str]] = {}
+        self._written_health: dict[str, tuple[str, ...]] = {}
         self._last_problems: tuple[str, ...] = ()
         self.last: StepResult | None = None
         self.store_error = ""
@@ -200,8 +200,9 @@ class Controller:
         for region, previous in self._health.items():
             report = reports.get(region)
             probe = report.probe if report else Probe.failed(at=now, error="not probed")
-            health[region] = with_drains(transition(previous, probe, settings=self.settings, now=now),
-                                         base.overrides, now=now)
+            moved = with_outlier(transition(previous, probe, settings=self.settings, now=now), probe,
+                                 settings=self.settings, now=now)
+            health[region] = with_drains(moved, base.overrides, now=now)
         self._health = health
         snapshot = Snapshot(topology=self.topology, health=health, now=now, settings=self.settings,
                             demand_qps=demand_by_geography(self.topology, reports),

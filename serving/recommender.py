@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -125,9 +126,18 @@ class Faults:
     """Chaos faults injected through the cell's admin API (see chaos/)."""
 
     ranking_latency_ms: float = 0.0
+    answer_latency_ms: tuple[float, float] = (0.0, 0.0)
+    """(low, high): every recommendation answer (HTTP and gRPC) waits a uniform draw from this range
+    before the cell works on it, outside the cell's own timing (like a starved host or a slow network
+    path): the cell stays up and its readyz stays fast and unaware (a gray failure). (0, 0): off."""
     homepage_status: int = 0
     """When 404 or 500, the cell's HTTP API answers homepages with that status instead of a slate
     (a broken release; game days prove that the load counts such answers as failures). 0: off."""
+
+    def answer_delay_s(self) -> float:
+        """How long this answer waits (seconds) under the answer-latency fault; 0.0 when off."""
+        low, high = self.answer_latency_ms
+        return random.uniform(low, high) / 1000.0 if high > 0 else 0.0
 
 
 @dataclass

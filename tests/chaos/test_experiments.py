@@ -14,7 +14,8 @@ from chaos import actions, expectations, net_actions, probes
 from chaos.gameday import EXPERIMENTS_DIR, experiment_names
 
 REQUIRED = ["region-loss", "feature-store-outage", "corrupted-artifact", "stale-ann-index", "stale-features",
-            "ranking-latency", "controller-loss", "feature-drift"]
+            "ranking-latency", "controller-loss", "feature-drift",
+            "hung-region", "hung-redis", "slow-region"]
 RESTORES = {
     "kill_region": "restore_region", "stop_feature_store": "restore_feature_store",
     "publish_corrupt_bundle": "restore_good_bundle", "freeze_index": "unfreeze_index",
@@ -24,6 +25,8 @@ RESTORES = {
     "kill_etcd_leader": "restore_etcd", "kill_etcd_quorum": "restore_etcd",
     "limit_cell_cpu": "restore_cell_cpu",
     "reprice_items": "restore_item_prices",
+    "hang_region": "resume_region", "hang_feature_store": "resume_feature_store",
+    "inject_answer_latency": "clear_answer_latency",
 }
 NET_RESTORES = {
     "cut_region": "heal_region", "partition_regions": "heal_partition", "block_controller_path": "unblock_controller_path",
