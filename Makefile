@@ -22,6 +22,12 @@ $(STAMP): pyproject.toml extensions/chaostoolkit-shopnow/pyproject.toml $(wildca
 	@command -v etcd >/dev/null 2>&1 || { \
 	  echo "installing etcd-server (apt-get)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }
+	@command -v nft >/dev/null 2>&1 || { \
+	  echo "installing nftables (apt-get; the network faults of the netns stack)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; }
+	@command -v ip >/dev/null 2>&1 || { \
+	  echo "installing iproute2 (apt-get; regionctl up --netns)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,dev]'

@@ -11,7 +11,7 @@ import redis
 
 from regions.errors import TemporaryError
 from regions.processes import ManagedProcess, free_port, start_redis, wait_until
-from regions.topology import Topology, parse_topology
+from regions.topology import Topology, parse_topology, render_topology
 from replication.redis_io import connect_all
 
 US_EU = {"us-east": "us", "us-west": "us", "eu-west": "eu"}
@@ -33,14 +33,7 @@ def make_topology(layout: dict[str, str], redis_ports: dict[str, int]) -> Topolo
 
 
 def topology_toml(topology: Topology) -> str:
-    s = topology.settings
-    lines = ["[settings]", f'host = "{s.host}"', f"controller_port = {s.controller_port}", f"edge_port = {s.edge_port}", ""]
-    for g in topology.geographies.values():
-        lines += [f"[geographies.{g.name}]", f"peak_share = {g.peak_share!r}", ""]
-    for r in topology.regions.values():
-        lines += [f'[regions.{r.name}]', f'geography = "{r.geography}"', f"capacity_qps = {r.capacity_qps!r}",
-                  f"http_port = {r.http_port}", f"grpc_port = {r.grpc_port}", f"redis_port = {r.redis_port}", ""]
-    return "\n".join(lines)
+    return render_topology(topology)
 
 
 def paper_topology(layout: dict[str, str] = US_EU) -> Topology:

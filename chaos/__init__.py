@@ -25,6 +25,7 @@ def discover(discover_system: bool = True) -> dict[str, Any]:
 
     discovery: dict[str, Any] = initialize_discovery_result("shopnow-chaos", __version__, "shopnow")
     discovery["activities"].extend(discover_actions("chaos.actions"))
+    discovery["activities"].extend(discover_actions("chaos.net_actions"))
     discovery["activities"].extend(discover_probes("chaos.probes"))
     discovery["activities"].extend(discover_probes("chaos.expectations"))
     return discovery

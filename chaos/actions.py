@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -30,23 +32,23 @@ import httpx
 from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
-from contracts.store_keys import PARTITIONS_KEY
 from chaos import fault_registry
 from chaos.context import (
-    HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, bundle_files, context_from, local_store, population,
+    HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, bundle_files, context_from, local_store, population, process_stopped,
 )
 from regions import cpu_quota, stack
-from regions.cas_retry import LOST, CasRetry, Lost
 from regions.errors import ShopNowError
 
 __all__ = [
     "kill_region", "restore_region", "stop_feature_store", "restore_feature_store",
     "publish_corrupt_bundle", "restore_good_bundle", "freeze_index", "unfreeze_index",
     "stop_feature_updater", "restore_feature_updater", "inject_ranking_latency", "clear_ranking_latency",
-    "kill_controller_leader", "restore_controllers", "partition_region", "heal_partition", "log_events",
+    "kill_controller_leader", "restore_controllers", "log_events",
     "inject_homepage_errors", "clear_cell_faults", "kill_etcd_leader", "kill_etcd_quorum", "restore_etcd",
     "limit_cell_cpu", "restore_cell_cpu",
     "reprice_items", "restore_item_prices",
+    "hang_region", "resume_region", "hang_feature_store", "resume_feature_store", "inject_answer_latency",
+    "clear_answer_latency",
 ]
 
 SETTLE_TIMEOUT_S = 10.0
@@ -55,8 +57,6 @@ FAULT_LEDGER = "chaos-faults.json"
 """<state_dir>/chaos-faults.json: {region: the cell's fault state as chaos last set it}. The
 expectation probes (chaos.expectations) read which cell faults are in place from here, not from
 the cell under test."""
-PARTITIONS_RETRY = CasRetry(attempts=20, backoff_s=0.01, max_backoff_s=0.2, exhausted=lambda n: ActivityFailed(
-    f"{PARTITIONS_KEY} changed under us {n} times in a row (another chaos run?); retry the action"))
 READY_TIMEOUT_S = 60.0
 """A restarted cell loads its bundle before it opens its port; a minute covers the demo bundle."""
 
@@ -146,6 +146,71 @@ def restore_region(region: str, ready_timeout_s: float = READY_TIMEOUT_S, config
     ctx = context_from(configuration)
     result = _restart(ctx, "restore_region", region=region, kinds=REGION_KINDS, ready_timeout_s=ready_timeout_s)
     _forget(ctx, f"region:{region}")
+    return result
+
+
+# -- hung processes (SIGSTOP: the kernel still accepts connections, nothing answers) -----------
+def _signal_group(ctx: StackContext, what: str, sig: int, *, region: str, kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Send `sig` to the process group of every running process of the region of these kinds
+    (each stack process leads its own session: children are stopped and continued with it), then
+    wait until the kernel says each one is stopped (SIGSTOP) or no longer is (SIGCONT)."""
+    with _failing_as_activity(what):
+        ctx.topology.region(region)
+        pids = _running_pids(ctx, region=region, kinds=kinds)
+        if not pids and sig == signal.SIGSTOP:
+            raise ActivityFailed(f"{what}: no running process of region {region} (kinds {','.join(kinds)}) in "
+                                 f"{ctx.state_dir / stack.STACK_FILE}; start the stack with `regionctl up` or fix state_dir")
+        at = time.time()  # the fault time: stamped immediately before the first signal
+        sent = []
+        for name, pid in sorted(pids.items()):
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    continue
+            sent.append(name)
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        stopping = sig == signal.SIGSTOP
+        while time.monotonic() < deadline and any(process_stopped(pids[n]) != stopping for n in sent):
+            time.sleep(0.01)
+        left = [n for n in sent if process_stopped(pids[n]) != stopping]
+        if left:
+            raise ActivityFailed(f"{what}: {', '.join(left)} did not {'stop' if stopping else 'continue'} within "
+                                 f"{SETTLE_TIMEOUT_S:g} s")
+    return {"at": at, "action": what, "region": region, "signal": signal.Signals(sig).name, "processes": sent,
+            "pids": {n: pids[n] for n in sent}}
+
+
+def hang_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGSTOP the region's cell, Redis, replicator and feature updater: every port still accepts
+    connections (the kernel's backlog), nothing answers. `resume_region` continues them."""
+    ctx = context_from(configuration)
+    _register(ctx, f"hang:region:{region}", undo="resume_region", what="hang_region", region=region)
+    return _signal_group(ctx, "hang_region", signal.SIGSTOP, region=region, kinds=REGION_KINDS)
+
+
+def resume_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGCONT every process of the region (idempotent: a running process ignores it)."""
+    ctx = context_from(configuration)
+    result = _signal_group(ctx, "resume_region", signal.SIGCONT, region=region, kinds=REGION_KINDS)
+    _forget(ctx, f"hang:region:{region}")
+    return result
+
+
+def hang_feature_store(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGSTOP the region's Redis alone: connections are accepted, no command is ever answered."""
+    ctx = context_from(configuration)
+    _register(ctx, f"hang:feature-store:{region}", undo="resume_feature_store", what="hang_feature_store", region=region)
+    return _signal_group(ctx, "hang_feature_store", signal.SIGSTOP, region=region, kinds=("redis",))
+
+
+def resume_feature_store(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """SIGCONT the region's Redis (idempotent)."""
+    ctx = context_from(configuration)
+    result = _signal_group(ctx, "resume_feature_store", signal.SIGCONT, region=region, kinds=("redis",))
+    _forget(ctx, f"hang:feature-store:{region}")
     return result
 
 
@@ -255,57 +320,6 @@ def restore_etcd(ready_timeout_s: float = READY_TIMEOUT_S, configuration: Config
     return result
 
 
-def _partitions(store: Any) -> list[str]:
-    current = store.get(PARTITIONS_KEY)
-    if current is None:
-        return []
-    try:
-        regions = json.loads(current.text)
-    except json.JSONDecodeError as exc:
-        raise ActivityFailed(f"control store key {PARTITIONS_KEY} is not JSON; delete it") from exc
-    return [str(r) for r in regions] if isinstance(regions, list) else []
-
-
-def _write_partitions(ctx: StackContext, update: Any) -> tuple[list[str], float]:
-    """Read-modify-write `chaos/partitions` with compare-and-set (other writers are retried)."""
-    from failover.control_stores import store_from_url
-
-    with store_from_url(ctx.control_store_url) as store:
-        def try_once() -> tuple[list[str], float] | Lost:
-            current = store.get(PARTITIONS_KEY)
-            regions = update(_partitions(store))
-            at = time.time()  # stamped immediately before the write that injects the fault
-            if regions:
-                ok = store.put(PARTITIONS_KEY, json.dumps(sorted(set(regions))), cas=current.version if current else 0)
-            else:
-                ok = current is None or store.delete(PARTITIONS_KEY, cas=current.version)
-            return (sorted(set(regions)), at) if ok else LOST
-
-        return PARTITIONS_RETRY.run(try_once)
-
-
-def partition_region(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """Make the controller see the region's probes fail (control store key chaos/partitions)."""
-    ctx = context_from(configuration)
-    with _failing_as_activity("partition_region"):
-        ctx.topology.region(region)
-        _register(ctx, f"partition:{region}", undo="heal_partition", what="partition_region", region=region)
-        regions, at = _write_partitions(ctx, lambda cur: [*cur, region])
-    return {"at": at, "action": "partition_region", "region": region, "partitions": regions,
-            "key": PARTITIONS_KEY, "store": ctx.control_store_url}
-
-
-def heal_partition(region: str = "", configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """Remove the region from chaos/partitions ("" heals every partition)."""
-    ctx = context_from(configuration)
-    with _failing_as_activity("heal_partition"):
-        regions, at = _write_partitions(ctx, lambda cur: [r for r in cur if region and r != region])
-        for key in fault_registry.pending(ctx.state_dir):
-            if key.startswith("partition:") and (not region or key == f"partition:{region}"):
-                _forget(ctx, key)
-    return {"at": at, "action": "heal_partition", "region": region, "partitions": regions, "key": PARTITIONS_KEY}
-
-
 # -- cell faults (POST/DELETE /admin/faults with the chaos token) -------------------------------
 def chaos_token(state_dir: Path) -> str:
     """The token with role "chaos" from <state_dir>/tokens.json ({token: role})."""
@@ -333,7 +347,7 @@ def fault_ledger(state_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _record_faults(state_dir: Path, region: str, faults: dict[str, Any]) -> None:
     ledger = fault_ledger(state_dir)
-    if any(faults.values()):
+    if any(any(v) if isinstance(v, list) else v for v in faults.values()):  # [0, 0]: answer latency off
         ledger[region] = faults
     else:
         ledger.pop(region, None)
@@ -387,6 +401,21 @@ def inject_ranking_latency(region: str, latency_ms: float = 300.0, configuration
 def clear_ranking_latency(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
     """Clear the cell's faults (DELETE /admin/faults)."""
     return _cell_faults(context_from(configuration), "clear_ranking_latency", region, None)
+
+
+def inject_answer_latency(region: str, low_ms: float = 300.0, high_ms: float = 800.0, configuration: Configuration = None,
+                          secrets: Secrets = None) -> dict[str, Any]:
+    """Make every recommendation answer of the cell wait low_ms..high_ms (uniform) before the cell
+    works on it, while the cell stays up and its readyz stays fast: a slow region (gray failure)."""
+    if not 0 <= low_ms <= high_ms <= 10_000:
+        raise ActivityFailed(f"inject_answer_latency: need 0 <= low_ms <= high_ms <= 10000, got {low_ms}, {high_ms}")
+    return _cell_faults(context_from(configuration), "inject_answer_latency", region,
+                        {"answer_latency_ms": [float(low_ms), float(high_ms)]})
+
+
+def clear_answer_latency(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Clear the cell's faults (DELETE /admin/faults)."""
+    return _cell_faults(context_from(configuration), "clear_answer_latency", region, None)
 
 
 def inject_homepage_errors(region: str, status: int = 500, configuration: Configuration = None,

@@ -27,6 +27,16 @@ HTTP_TIMEOUT_S = 2.0
 """Loopback calls answer in milliseconds; 2 s means the target is down or stuck."""
 
 
+def process_stopped(pid: int) -> bool:
+    """True while the kernel says the process is stopped (SIGSTOP: state T in /proc/<pid>/stat):
+    ground truth for the hung-process faults, not something the process reports."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:][:1] in ("T", "t")
+
+
 @dataclass(frozen=True)
 class StackContext:
     """Where the stack lives, resolved from a Chaos Toolkit configuration."""
@@ -37,7 +47,7 @@ class StackContext:
     artifacts_url: str
 
     def cell_url(self, region: str) -> str:
-        return f"http://{self.topology.settings.host}:{self.topology.region(region).http_port}"
+        return f"http://{self.topology.region_host(region)}:{self.topology.region(region).http_port}"
 
     @property
     def edge_url(self) -> str:

@@ -4,8 +4,8 @@ Chaos Toolkit checks the steady-state hypothesis before the method and again aft
 "after" check runs while the fault is still injected (the rollbacks come later). Each probe here
 is therefore a conditional invariant: it first finds out, from ground truth that does not come
 from the system under test, whether its fault is in place (a Redis that does not answer PING, a
-process that is not running, a current bundle that fails its checksums, the chaos/partitions
-key, the fault ledger the cell-fault actions keep), then checks the behaviour the product
+process that is not running, a current bundle that fails its checksums, the network faults
+of the fault registry (chaos.net_actions), the fault ledger the cell-fault actions keep), then checks the behaviour the product
 promises for that situation. Before the fault the check is the normal one (e.g. full ranking
 serves, the region is healthy and weighted), after it the degraded one (e.g. segment/popularity
 serve, the region is routed around). A regression makes the "after" hypothesis deviate.
@@ -27,15 +27,19 @@ from chaoslib.types import Configuration, Secrets
 
 from chaos import fault_registry
 from chaos.actions import fault_ledger
-from chaos.context import HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_from, local_store, population
+from chaos.context import (
+    HTTP_TIMEOUT_S, LEADER_LEASE, StackContext, context_from, local_store, population, process_stopped,
+)
 from chaos.redis_io import answers_ping
-from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
+from chaos.fault_registry import pending as registered_faults
+from contracts.store_keys import TABLE_KEY
 from regions import stack
 from contracts.feature_drift import MIN_SAMPLE, PRICE_FEATURES, PSI_ALERT
 
 __all__ = ["feature_store_fallback", "bundle_guarded", "index_freeze_contained", "feature_freshness_reported",
-           "ranking_deadline_holds", "leader_in_office", "routed_around", "control_store_quorum",
-           "price_drift_reported", "drift_detected"]
+           "ranking_deadline_holds", "leader_in_office", "routed_around", "edge_routes_around", "lossy_link_served",
+           "control_store_quorum", "price_drift_reported", "drift_detected",
+           "slow_region_routed_around"]
 
 DEGRADED_TIERS = ("segment", "popularity")
 """What a cell can serve without its Redis: both lists ship in the bundle (cached results live in Redis)."""
@@ -114,16 +118,21 @@ def _store_json(ctx: StackContext, key: str) -> Any:
 
 
 # -- feature-store outage ----------------------------------------------------------------------
-def feature_store_fallback(region: str, requests: int = 20, configuration: Configuration = None,
-                           secrets: Secrets = None) -> dict[str, Any]:
-    """Without its Redis the cell answers every request from segment/popularity and says redis_ok
-    false; with it, redis_ok is true. Non-empty answers either way."""
+def feature_store_fallback(region: str, requests: int = 20, deadline_ms: float | None = None,
+                           configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """Without its Redis (dead, or hung: it does not answer PING) the cell answers every request
+    from segment/popularity and says redis_ok false; with it, redis_ok is true. Non-empty answers
+    either way; with `deadline_ms`, asked with that X-Deadline-Ms, p90 within it (+ SLACK_MS): a
+    hung Redis must not hold an answer past its deadline."""
     ctx = context_from(configuration)
     fault = not answers_ping(ctx, region)
-    answers = ask_cell(ctx, region, requests=requests)
+    answers = ask_cell(ctx, region, requests=requests, deadline_ms=deadline_ms)
     ready = _readyz(ctx, region)
     problems = _answer_problems(answers, region)
     tiers = _tiers(answers)
+    p90 = float(np.percentile([a["latency_ms"] for a in answers], 90))
+    if deadline_ms is not None and p90 > deadline_ms + SLACK_MS:
+        problems.append(f"p90 {p90:.0f} ms over the {deadline_ms:g} ms deadline (+{SLACK_MS:g} ms slack)")
     if fault:
         if set(tiers) - set(DEGRADED_TIERS):
             problems.append(f"Redis is down but the cell served tiers {tiers} (expected only {'/'.join(DEGRADED_TIERS)})")
@@ -131,7 +140,7 @@ def feature_store_fallback(region: str, requests: int = 20, configuration: Confi
             problems.append("Redis is down but /readyz says redis_ok is not false")
     elif ready.get("redis_ok") is not True:
         problems.append("Redis answers PING but /readyz says redis_ok is not true")
-    return _verdict(problems, fault=fault, tiers=tiers, redis_ok=ready.get("redis_ok"))
+    return _verdict(problems, fault=fault, tiers=tiers, redis_ok=ready.get("redis_ok"), p90_ms=round(p90, 1))
 
 
 # -- corrupted artifact -------------------------------------------------------------------------
@@ -269,16 +278,21 @@ def _routing_problems(ctx: StackContext, *, exclude: Sequence[str]) -> list[str]
 
 
 # -- region loss and partition ------------------------------------------------------------------
+CUT_OFF = ("net:isolate:{region}", "net:controller-path:{region}")
+"""Network faults (chaos.net_actions) after which the controller cannot reach the region."""
+
+
 def routed_around(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """When the region is lost (its cell is not running) or partitioned from the controller
-    (chaos/partitions), the controller marks it not healthy, gives it weight 0 and its geography's
-    other regions 100; a partitioned cell must still answer directly (only the controller is cut
-    off). Without a fault every region is healthy and weighted."""
+    """When the region is lost (its cell is not running) or the controller cannot reach it (it is cut
+    off from the hub, or only the controller's path to it is: the fault registry's network faults),
+    the controller marks it not healthy, gives it weight 0 and its geography's other regions 100.
+    Without a fault every region is healthy and weighted."""
     ctx = context_from(configuration)
     lost = not all(_running(ctx, region=region, kinds=("cell",)).values())
-    parts = _store_json(ctx, PARTITIONS_KEY) or []
-    partitioned = region in parts
-    fault = lost or partitioned
+    faults = registered_faults(ctx.state_dir)
+    partitioned = any(key.format(region=region) in faults for key in CUT_OFF)
+    hung = _hung(ctx, region=region, kinds=("cell",))
+    fault = lost or hung or partitioned
     if not fault:
         return _verdict(_routing_problems(ctx, exclude=()), fault=False)
     geo = ctx.topology.region(region).geography
@@ -286,16 +300,102 @@ def routed_around(region: str, configuration: Configuration = None, secrets: Sec
     state = (_store_json(ctx, f"health/{region}") or {}).get("state")
     problems = []
     if state == "healthy":
-        problems.append(f"{region} is {'lost' if lost else 'partitioned'} but its health is still healthy")
+        problems.append(f"{region} is {'lost' if lost else 'hung' if hung else 'partitioned'} but its health is still healthy")
     if weights.get(region, 0) != 0:
         problems.append(f"{region} still has weight {weights.get(region)} in {geo}")
     others = sum(w for r, w in weights.items() if r != region)
     peers = [r for r in ctx.topology.regions if r != region and ctx.topology.region(r).geography == geo]
     if peers and others != 100:
         problems.append(f"the other regions of {geo} hold {others}, not 100")
-    if partitioned and not lost:
-        problems += _answer_problems(ask_cell(ctx, region, requests=5), region)
-    return _verdict(problems, fault=True, lost=lost, partitioned=partitioned, state=state, weights=weights)
+    return _verdict(problems, fault=True, lost=lost, hung=hung, partitioned=partitioned, state=state, weights=weights)
+
+
+def _hung(ctx: StackContext, *, region: str, kinds: tuple[str, ...]) -> bool:
+    """Whether a process of the region of these kinds is stopped (SIGSTOP), by the kernel's word."""
+    state = stack.StackState.load(ctx.state_dir)
+    return any(stack.is_running(p) and process_stopped(p.pid) for p in stack.select(state, region=region, kinds=kinds))
+
+
+# -- slow region (gray failure) -----------------------------------------------------------------
+def slow_region_routed_around(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
+    """While chaos slows the region's answers (the cell-fault ledger's answer_latency_ms) the
+    controller has ejected it as a latency outlier, with the window p99 that says why, and its
+    geography's other regions hold all of its weight. Without the fault no region is an outlier and every region is healthy and weighted."""
+    ctx = context_from(configuration)
+    low, high = (fault_ledger(ctx.state_dir).get(region, {}).get("answer_latency_ms") or [0.0, 0.0])[:2]
+    fault = float(high) > 0
+    outliers = {r: bool(((_store_json(ctx, f"health/{r}") or {}).get("outlier") or {}).get("ejected"))
+                for r in sorted(ctx.topology.regions)}
+    if not fault:
+        problems = _routing_problems(ctx, exclude=())
+        problems += [f"{r} is ejected as a latency outlier without a slow-region fault" for r, out in outliers.items() if out]
+        return _verdict(problems, fault=False, outliers=outliers)
+    geo = ctx.topology.region(region).geography
+    weights = ((((_store_json(ctx, TABLE_KEY) or {}).get("geos") or {}).get(geo) or {}).get("regions") or {})
+    evidence = ((_store_json(ctx, f"health/{region}") or {}).get("outlier") or {})
+    problems = []
+    if not evidence.get("ejected"):
+        problems.append(f"{region} answers {low:g}-{high:g} ms late but is not ejected as a latency outlier "
+                        f"(window p99 {evidence.get('window_p99_ms')} ms, {evidence.get('bad_windows')} bad windows)")
+    if weights.get(region, 0) != 0:
+        problems.append(f"{region} still has weight {weights.get(region)} in {geo}")
+    peers = [r for r in ctx.topology.regions if r != region and ctx.topology.region(r).geography == geo]
+    if peers and sum(w for r, w in weights.items() if r != region) != 100:
+        problems.append(f"the other regions of {geo} hold {sum(w for r, w in weights.items() if r != region)}, not 100")
+    return _verdict(problems, fault=True, injected_ms=[low, high], weights=weights, outlier=evidence)
+
+
+def edge_routes_around(region: str, requests: int = 20, configuration: Configuration = None,
+                       secrets: Secrets = None) -> dict[str, Any]:
+    """When the edge cannot reach the region but the controller can (net:edge-path:<region>), the
+    controller does not drain it (it is not unhealthy and keeps a weight: one edge's view must not
+    evacuate a region that every other client still reaches; a latency "degraded" on a starved
+    machine is not what is judged here) and the edge serves its users from the geography's other
+    region: every homepage of the region's geography through the edge answers with items, none from
+    the region. Without the fault every region is healthy and weighted."""
+    ctx = context_from(configuration)
+    if f"net:edge-path:{region}" not in registered_faults(ctx.state_dir):
+        return _verdict(_routing_problems(ctx, exclude=()), fault=False)
+    geo = ctx.topology.region(region).geography
+    weight = ((((_store_json(ctx, TABLE_KEY) or {}).get("geos") or {}).get(geo) or {}).get("regions") or {}).get(region, 0)
+    state = (_store_json(ctx, f"health/{region}") or {}).get("state")
+    problems = [f"the controller drained {region} ({state}, weight {weight}) though it still reaches it"] \
+        if state == "unhealthy" or weight <= 0 else []
+    answered = _edge_homepages(ctx, region, requests)
+    if answered.get("failed"):
+        problems.append(f"{answered['failed']}/{requests} homepages through the edge failed or were empty")
+    if answered.get(region):
+        problems.append(f"{answered[region]}/{requests} homepages were answered by {region}, which the edge cannot reach")
+    return _verdict(problems, fault=True, answered_by=answered)
+
+
+def lossy_link_served(region: str, requests: int = 20, configuration: Configuration = None,
+                      secrets: Secrets = None) -> dict[str, Any]:
+    """With packet loss on the region's link (net:loss:<region>), every homepage of the region's
+    geography through the edge still answers with items (TCP retransmits, the edge's retry); the
+    controller may or may not drain the region (its probes see the loss too), either is right.
+    Without the fault every region is healthy and weighted."""
+    ctx = context_from(configuration)
+    if f"net:loss:{region}" not in registered_faults(ctx.state_dir):
+        return _verdict(_routing_problems(ctx, exclude=()), fault=False)
+    answered = _edge_homepages(ctx, region, requests)
+    problems = [f"{answered['failed']}/{requests} homepages through the edge failed or were empty"] if answered.get("failed") else []
+    return _verdict(problems, fault=True, answered_by=answered)
+
+
+def _edge_homepages(ctx: StackContext, region: str, requests: int) -> dict[str, int]:
+    """Homepages of users of the region's geography through the edge: {answering region | "failed": count}."""
+    base = f"{ctx.edge_url}/v1/recommendations/homepage"
+    answered: dict[str, int] = {}
+    with httpx.Client(timeout=HTTP_TIMEOUT_S, trust_env=False) as client:
+        for user in _users_of(ctx, region, requests):
+            try:
+                body = client.get(base, params={"user_id": user}).json()
+            except (httpx.HTTPError, ValueError):
+                body = {}
+            who = str(body.get("region")) if body.get("items") else "failed"
+            answered[who] = answered.get(who, 0) + 1
+    return answered
 
 
 # -- the etcd control store (a stack started with `regionctl up --control-store etcd`) ------------

@@ -1,7 +1,8 @@
 """The faults chaos has injected and not removed, in the stack's state directory.
 
 <state_dir>/chaos-fault-registry.json maps a fault key ("region:us-east", "cell:us-west",
-"controllers", ...) to the action that removes it ({"func", "arguments", "what", "at", "pid"}).
+"controllers", ...) to the action that removes it ({"func", "arguments", "what", "at", "pid"}; a function of chaos.actions
+or, for the network faults of a netns stack, chaos.net_actions).
 Every injecting action in chaos.actions records its fault BEFORE injecting it (a run killed
 between the two leaves an entry whose undo is harmless: every undo action is idempotent), and
 every undo action removes the entry once it succeeded. So whatever started the fault, a game day,
@@ -68,12 +69,13 @@ def forget(state_dir: Path, key: str) -> None:
 
 def clear_all(state_dir: Path, *, configuration: Mapping[str, Any], progress: Callable[[str], None]) -> list[dict[str, Any]]:
     """Run the undo action of every registered fault; an undo that fails stays registered."""
-    from chaos import actions
+    from chaos import actions, net_actions
 
     done = []
     for key, entry in sorted(pending(state_dir).items()):
-        func = getattr(actions, str(entry.get("func")), None)
-        if func is None or entry.get("func") not in actions.__all__:
+        module = next((m for m in (actions, net_actions) if entry.get("func") in m.__all__), None)
+        func = getattr(module, str(entry.get("func")), None) if module is not None else None
+        if func is None:
             progress(f"fault {key}: unknown undo action {entry.get('func')!r}; left registered")
             done.append({"key": key, "status": "failed", "error": "unknown undo action"})
             continue

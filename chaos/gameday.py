@@ -31,10 +31,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from chaos import fault_registry
+from chaos import fault_registry, partition_rpo
 from chaos import gameday_io as io
 from chaos.context import StackContext, context_from
 from chaos.load import LoadSpec, processes_for, read_records, run_load_async, validate
+from chaos.net_gameday import pair_lags, partition_of, replica_counts, unobserved_faults, wait_drained
 from chaos.overload import OVERLOAD_TAG, overload_section
 from chaos.measurement import (
     NOT_MEASURED, QualityRto, Rpo, Rto, compute_quality_rto, compute_rpo, compute_rto, degradation, edge_retries,
@@ -89,10 +90,17 @@ def affected_geographies(experiment: Mapping[str, Any], ctx: StackContext) -> li
     return geos or None
 
 
+LOSING_ACTIONS = ("kill_region", "cut_region", "hang_region")
+"""Faults that take a whole region away (killed, cut off from the hub by chaos.net_actions, or hung):
+the game day measures the RPO (events acknowledged by the region that its peers do not hold when
+the rollbacks begin: what would be lost if it never came back; a hung or cut-off region's are only
+stuck, and replicate once it continues) and checks that the region stopped answering."""
+
+
 def lost_region_of(experiment: Mapping[str, Any]) -> str | None:
     for activity in experiment.get("method", []):
         provider = activity.get("provider", {})
-        if provider.get("func") == "kill_region":
+        if provider.get("func") in LOSING_ACTIONS:
             return str(provider.get("arguments", {}).get("region"))
     return None
 
@@ -208,14 +216,17 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
     load_started = time.time()
     load = LoadRun(spec, out_dir / "load.jsonl", progress).start()
     reader = _stack_reader(ctx)
-    sampler = Sampler(reader).start()
+    pair = partition_of(experiment)
+    sampler = Sampler(_with_live_rpo(reader, ctx, pair) if pair else reader).start()
     lost = lost_region_of(experiment)
     snapshot = io.DurableSnapshot(ctx, lost_region=lost, since=load_started)
     previous = _on_sigterm(load.cancel)
     if warmup_s > 0:
         progress(f"steady load for {warmup_s:g} s before the experiment")
         load.wait(min(warmup_s, duration_s / 3))
-        _settle(ctx, timeout_s=min(SETTLE_S, duration_s - warmup_s - SETTLE_LEAVES_S), progress=progress)
+        unsettled = _settle(ctx, timeout_s=min(SETTLE_S, duration_s - warmup_s - SETTLE_LEAVES_S), progress=progress)
+    else:
+        unsettled = None
     try:
         journal = run_experiment(experiment, settings=ROLLBACKS_ALWAYS,
                                  event_handlers=[io.ProgressHandler(progress, before_rollbacks=snapshot.take)])
@@ -263,7 +274,18 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
         method_runs=journal.get("run", []), fault_at=fault_at, load=load.result,
         load_error=str(load.error) if load.error else None, lost_region=lost,
         lost_region_answers=still_answering(records, region=lost, fault_at=fault_at, until=fault_end)
-        if lost is not None and fault_at is not None else 0)
+        if lost is not None and fault_at is not None else 0, hypothesis=hypothesis_of(journal), unsettled=unsettled)
+    invalid += unobserved_faults(journal.get("rollbacks"))
+    replication = None
+    if pair is not None and fault_at is not None:
+        replication = _partition_replication(ctx, pair, samples=samples, records=records, fault_at=fault_at,
+                                             healed_at=fault_end or time.time(), load_started=load_started)
+        invalid += partition_rpo.not_observed(replication)
+        journal["replication"] = asdict(replication)
+        notes.append(f"replication {pair[0]}<->{pair[1]}: live RPO peaked at {_s(replication.live_rpo_peak_s)} while cut "
+                     f"off (before: {_s(replication.live_rpo_before_s)}); drained {_s(replication.drained_after_s)} "
+                     f"after healing; {replication.lost} lost, {replication.duplicated} duplicated of "
+                     f"{replication.acknowledged} acknowledged events")
     journal["rto"] = {**asdict(rto), "measured": rto.measured}
     journal["quality_rto"] = asdict(quality)
     journal["rpo"] = asdict(rpo) if rpo is not None else None
@@ -277,12 +299,38 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
                           hypothesis=hypothesis_of(journal), fault_end=fault_end, load=load.result, invalid=invalid,
                           geographies=geos, overload=overload, figures=figure_verdicts(journal.get("run", [])),
                           targets=Targets.of(ctx.topology.settings))
+    if replication is not None:
+        report = partition_rpo.with_replication(report, replication)
     report = with_residency(report, _residency(ctx, progress))
     paths = write_report(report, out_dir)
     for line in summary_lines(report):
         progress(line)
     progress(f"report: {paths['md']} ({paths['png'].name}, {paths['json'].name}), journal: {out_dir / 'journal.json'}")
     return report
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"
+
+
+def _with_live_rpo(reader: Any, ctx: StackContext, pair: tuple[str, str]) -> Any:
+    """The sampler's reader, plus the live RPO of both directions of the partitioned pair."""
+    def read() -> dict[str, Any]:
+        return {**reader(), "rpo": pair_lags(ctx, pair)}
+
+    read.close = getattr(reader, "close", lambda: None)  # type: ignore[attr-defined]
+    return read
+
+
+def _partition_replication(ctx: StackContext, pair: tuple[str, str], *, samples: Sequence[Mapping[str, Any]],
+                           records: Sequence[Mapping[str, Any]], fault_at: float, healed_at: float,
+                           load_started: float) -> partition_rpo.PartitionReplication:
+    """After healing: wait for the backlog to drain, then count every acknowledged event in its peer."""
+    drained = wait_drained(ctx, pair, healed_at=healed_at)
+    counts = replica_counts(ctx, pair, since=load_started)
+    return partition_rpo.measure(pair=pair, samples=samples, acked=io.acked_events(records), replica_counts=counts,
+                                 fault_at=fault_at, healed_at=healed_at, drained_after_s=drained,
+                                 load_started=load_started)
 
 
 SETTLE_S = 20.0
@@ -296,21 +344,22 @@ SETTLE_LEAVES_S = 45.0
 window must still fit (a shorter run does not wait at all)."""
 
 
-def _settle(ctx: StackContext, *, timeout_s: float, progress: Progress) -> None:
+def _settle(ctx: StackContext, *, timeout_s: float, progress: Progress) -> str | None:
     """Wait, at most `timeout_s` and while the load runs, until the controller says every region is
-    healthy; say how long it took or that it did not settle (the hypothesis then decides)."""
+    healthy; say how long it took or that it did not settle (the hypothesis then decides). Returns
+    what it saw when it gave up (for the invalid reason), None when settled or not waited."""
     import httpx
     from chaoslib.exceptions import ActivityFailed
 
     from chaos.actions import chaos_token
 
     if timeout_s <= 0:
-        return
+        return None
     try:
         token = chaos_token(ctx.state_dir)
     except ActivityFailed as exc:  # no tokens file: nothing to ask; the hypothesis decides
         progress(f"not waiting for the stack to settle: {exc}")
-        return
+        return None
     started = time.monotonic()
     deadline = started + timeout_s
     states: dict[str, str] = {}
@@ -324,9 +373,11 @@ def _settle(ctx: StackContext, *, timeout_s: float, progress: Progress) -> None:
         if states and all(v == "healthy" for v in states.values()):
             if time.monotonic() - started > 1.0:
                 progress(f"every region healthy {time.monotonic() - started:.1f} s after the warm-up")
-            return
+            return None
         time.sleep(0.5)
-    progress(f"the stack did not settle within {timeout_s:g} s after the warm-up: {states or 'no status'}")
+    unsettled = f"the stack did not settle within {timeout_s:g} s after the warm-up: {states or 'no status'}"
+    progress(unsettled)
+    return unsettled
 
 
 def _stack_reader(ctx: StackContext, *, tries: int = 10) -> Any:

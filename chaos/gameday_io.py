@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable, Mapping
 from chaoslib.run import RunEventHandler
 
 from chaos.context import REGION_KINDS, StackContext, default_geography, population
-from chaos.redis_io import region_client
-from contracts.store_keys import PARTITIONS_KEY
+from chaos.redis_io import region_client, stream_event_counts
 from chaos.measurement import AckedEvent, first_rollback_at
+from chaos.net_gameday import NET_FAULTS, net_targets
 from regions import stack
 from regions.errors import InputError
 from regions.geo import replication_peers
@@ -35,6 +35,9 @@ _KINDS_OF = {
     "freeze_index": ("cell",), "unfreeze_index": ("cell",),
     "inject_ranking_latency": ("cell",), "clear_ranking_latency": ("cell",),
     "inject_homepage_errors": ("cell",), "clear_cell_faults": ("cell",),
+    "hang_region": REGION_KINDS, "resume_region": REGION_KINDS,
+    "hang_feature_store": ("redis",), "resume_feature_store": ("redis",),
+    "inject_answer_latency": ("cell",), "clear_answer_latency": ("cell",),
 }
 
 
@@ -56,8 +59,8 @@ def targets_of(func: str, arguments: Mapping[str, Any], ctx: StackContext) -> li
     if func in ("kill_controller_leader", "restore_controllers"):
         who = "the holder of lease 'controller', one of: " if func == "kill_controller_leader" else ""
         return [who + ", ".join(_describe(stack.select(state, kinds=("controller",)))) or "no controller recorded"]
-    if func in ("partition_region", "heal_partition"):
-        return [f"control store key {PARTITIONS_KEY} in {ctx.control_store_url} (region {region or 'all'})"]
+    if func in NET_FAULTS:
+        return net_targets(func, arguments, ctx)
     if func in ("publish_corrupt_bundle", "restore_good_bundle"):
         geo = default_geography(ctx)
         current = None
@@ -144,15 +147,7 @@ def play_rollbacks(experiment: Mapping[str, Any], progress: Progress) -> list[di
 # -- RPO evidence -------------------------------------------------------------------------------
 def stream_event_ids(client: Any, key: str, *, since: float) -> set[str]:
     """`event_id` fields of the stream's entries added at or after `since` (epoch seconds)."""
-    ids: set[str] = set()
-    start = f"{int(since * 1000)}-0"
-    while True:
-        batch = client.xrange(key, min=start, max="+", count=1000)
-        ids.update(str(fields["event_id"]) for _, fields in batch if fields.get("event_id"))
-        if len(batch) < 1000:
-            return ids
-        ms, _, n = batch[-1][0].partition("-")
-        start = f"{ms}-{int(n) + 1}"
+    return set(stream_event_counts(client, key, since=since))
 
 
 class DurableSnapshot:
@@ -209,6 +204,9 @@ def summarize_run(out_dir: Path) -> dict[str, Any]:
     during = window_summary(records, start=report.get("fault_at"), end=first_rollback_at(journal))
     hypothesis = hypothesis_of(journal)
     rpo = report.get("rpo") or {}
+    if not rpo and report.get("replication"):  # a partition: the peak live RPO, and the events lost after healing
+        rep = report["replication"]
+        rpo = {"seconds": rep.get("live_rpo_peak_s"), "lost": rep.get("lost"), "acknowledged": rep.get("acknowledged")}
     quality = report.get("quality_rto") or {}
     edge = report.get("edge") or {}
     return {"experiment": report["experiment"], "dir": str(out_dir), "status": report["status"],

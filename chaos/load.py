@@ -8,10 +8,13 @@ and p99 schedule lag. A run that sent more than 2 % below its rate (`MAX_SHORTFA
 its `summary["valid"]` is false and a game day built on it is invalid.
 
 Bounded: it stops at `duration_s`, never keeps more than `max_in_flight` requests open (a request
-that cannot be sent because of that cap is a failed record, `status="client-overload"`), refuses
+that cannot be sent because of that cap is a failed record, `status="client-overload"`, and is not
+counted as sent, so a capped run goes short and invalid); by default the cap is `cap_for(rate,
+timeout)` (see there: sized so that it refuses nothing while the timeout holds), refuses
 any target that is not a loopback address, and caps rate and duration. `processes` > 1 splits the
 schedule over that many worker processes (request i goes to worker i mod N, same t0), each with
-its own event loop, for rates one core cannot send (bench/bench_load.py measures that).
+its own event loop, for rates one core cannot send (bench/bench_load.py measures that); the
+schedule's t0 is set once every worker has started, so spawning them is never schedule lag.
 
 Reacting users (`reactions`, a chaos.reactions.ReactionTable; off by default): after a homepage
 answer, the user's clicks, carts and purchases of what it showed are drawn from the table and sent
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import multiprocessing
 import random
 import time
@@ -80,12 +84,31 @@ class LoadSpec:
     seed: int = 7
     timeout_s: float = 1.0
     """A request unanswered after 1 s counts as failed (the SLO is 180 ms)."""
-    max_in_flight: int = 256
+    max_in_flight: int | None = None
+    """Cap on open requests, all processes together; None: `cap_for(rate, timeout_s)`."""
     events_per_batch: int = 3
     processes: int = 1
     """Worker processes sharing the schedule (see the module docstring)."""
     reactions: ReactionTable | None = None
     """Users react to their homepages (see the module docstring); None: they do not."""
+
+
+CAP_HEADROOM = 1.25
+"""The open-request cap is 25 % above rate x timeout (see cap_for)."""
+MIN_CAP = 32
+
+
+def cap_for(rate: float, timeout_s: float = 1.0) -> int:
+    """The open-request cap of a run at `rate` whose requests give up after `timeout_s`.
+
+    Little's law: open requests = arrival rate x time each stays open, and no request stays open
+    longer than the timeout, so at most rate x timeout are open at once while the timeout holds
+    (300 req/s x 1 s = 300: the former fixed cap of 256 refused requests of a slow-but-answering
+    stack, which made the load itself go short). The cap keeps 25 % above that for timeouts that
+    fire a little late on a starved event loop; it only bites when the generator cannot even time
+    its requests out, and then the run is short and invalid, as it should be. It still bounds the
+    sockets one run opens (a test tool, not a flood)."""
+    return max(MIN_CAP, math.ceil(rate * timeout_s * CAP_HEADROOM))
 
 
 def processes_for(rate: float) -> int:
@@ -107,6 +130,9 @@ def validate(spec: LoadSpec) -> None:
         raise InputError("duration", f"must be in (0, {MAX_DURATION_S:g}] seconds, got {spec.duration_s}")
     if isinstance(spec.processes, bool) or not isinstance(spec.processes, int) or not 1 <= spec.processes <= MAX_PROCESSES:
         raise InputError("processes", f"must be a whole number in [1, {MAX_PROCESSES}], got {spec.processes!r}")
+    if spec.max_in_flight is not None and (isinstance(spec.max_in_flight, bool) or not isinstance(spec.max_in_flight, int)
+                                           or spec.max_in_flight < 1):
+        raise InputError("max_in_flight", f"must be a whole number >= 1 or None (cap_for the rate), got {spec.max_in_flight!r}")
     if not spec.users or not spec.items:
         raise InputError("users", "the load needs at least one user id and one item id")
 
@@ -186,7 +212,8 @@ async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, 
                 for rec in task.result():
                     write(rec)
 
-        async with LeanClient(host, port, max_connections=spec.max_in_flight) as client:
+        cap = math.ceil((spec.max_in_flight or cap_for(spec.rate, spec.timeout_s)) / of)  # this worker's share
+        async with LeanClient(host, port, max_connections=cap) as client:
             try:
                 for i in range(index, total, of):
                     delay = mono0 + i / spec.rate - time.monotonic()
@@ -197,7 +224,7 @@ async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, 
                     now = time.time()
                     last_sent = now
                     lags.append(max(now - scheduled, 0.0) * 1000)
-                    if len(in_flight) >= spec.max_in_flight:
+                    if len(in_flight) >= cap:
                         overload += 1
                         write({"t": scheduled, "sent": now, "done": now, "lag_ms": lags[-1], "kind": request[0],
                                "user_id": request[1], "geo": request[1].split("-", 1)[0], "latency_ms": (now - scheduled) * 1000,
@@ -242,9 +269,11 @@ def _merge(parts: Sequence[Path], out_path: Path) -> None:
         part.unlink(missing_ok=True)
 
 
-def _process_worker(spec: LoadSpec, path: str, epoch0: float, index: int, conn: Any) -> None:
+def _process_worker(spec: LoadSpec, path: str, index: int, conn: Any) -> None:
     _use_uvloop()
     try:
+        conn.send("ready")  # imported and ready: the parent sets t0 once every worker is
+        epoch0 = float(conn.recv())
         conn.send(asyncio.run(_worker(spec, Path(path), epoch0=epoch0, index=index, of=spec.processes)))
     except BaseException as exc:  # noqa: BLE001 - reported by the parent
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
@@ -261,8 +290,11 @@ def _use_uvloop() -> None:
         pass
 
 
-START_DELAY_S = 2.0
-"""Worker processes are spawned and have imported this module within 2 s of the schedule's t0."""
+START_DELAY_S = 0.2
+"""The schedule's t0 is 0.2 s after the last worker process said it was ready (spawned and
+imported: seconds on a loaded machine, which must not count as schedule lag)."""
+READY_TIMEOUT_S = 60.0
+"""A worker that has not started within a minute has failed."""
 
 
 async def run_load_async(spec: LoadSpec, out_path: Path, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -273,18 +305,29 @@ async def run_load_async(spec: LoadSpec, out_path: Path, *, progress: Callable[[
         epoch0 = time.time()
         part = await _worker(spec, out_path, epoch0=epoch0, index=0, of=1, progress=progress)
         return summarize(spec, [part], epoch0=epoch0, path=out_path)
-    epoch0 = time.time() + START_DELAY_S
     paths = [out_path.with_name(f"{out_path.name}.part{i}") for i in range(spec.processes)]
     ctx = multiprocessing.get_context("spawn")  # never fork a process that runs threads (the game day's)
     workers = []
     for i, path in enumerate(paths):
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_process_worker, args=(spec, str(path), epoch0, i, child), name=f"load-{i}", daemon=True)
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_process_worker, args=(spec, str(path), i, child), name=f"load-{i}", daemon=True)
         proc.start()
         child.close()
         workers.append((proc, parent))
     parts = []
     try:
+        started = time.monotonic()
+        for proc, conn in workers:
+            while not conn.poll(0):
+                if not proc.is_alive() or time.monotonic() - started > READY_TIMEOUT_S:
+                    raise RuntimeError(f"load worker {proc.name} did not start (exit code {proc.exitcode})")
+                await asyncio.sleep(0.02)
+            ready = conn.recv()
+            if ready != "ready":
+                raise RuntimeError(f"load worker {proc.name} failed to start: {ready.get('error', ready)}")
+        epoch0 = time.time() + START_DELAY_S
+        for _, conn in workers:
+            conn.send(epoch0)
         for proc, conn in workers:
             while not conn.poll(0):
                 if not proc.is_alive() and not conn.poll(0):

@@ -1,7 +1,9 @@
 """Game-day verdicts: is the experiment valid at all, and does each figure meet its bound. Pure.
 
 INVALID comes first and is never a pass: the fault action failed (it raised, or no method action
-reported when it injected), the load never saw the fault (the killed region still answered), or
+reported when it injected), no fault was injected because the steady state before the method was
+not met (the reason names the failing probes, and that the stack did not settle after the warm-up
+when that wait gave up), the load never saw the fault (the killed region still answered), or
 the load fell more than 2 % short of its rate (its figures describe another load). An invalid
 game day's figures are still reported, with the reasons, and `regionctl gameday` exits non-zero.
 
@@ -149,9 +151,16 @@ def still_answering(records: Iterable[Mapping[str, Any]], *, region: str, fault_
 
 
 def invalid_reasons(*, method_runs: Sequence[Mapping[str, Any]], fault_at: float | None, load: Mapping[str, Any] | None,
-                    load_error: str | None, lost_region: str | None, lost_region_answers: int) -> list[str]:
-    """Why the game day is invalid ([] when it is valid); see the module docstring."""
+                    load_error: str | None, lost_region: str | None, lost_region_answers: int,
+                    hypothesis: Mapping[str, Any] | None = None, unsettled: str | None = None) -> list[str]:
+    """Why the game day is invalid ([] when it is valid); see the module docstring. `hypothesis`:
+    chaos.report.hypothesis_of the journal; `unsettled`: what the settle wait saw when it gave up."""
     reasons = []
+    if hypothesis is not None and hypothesis.get("before") is False:
+        failing = [v.removeprefix("before: ") for v in hypothesis.get("violations", []) if v.startswith("before: ")]
+        reasons.append("the steady state before the method was not met, so no fault was injected"
+                       + (f" ({'; '.join(failing)})" if failing else "")
+                       + (f"; {unsettled}" if unsettled else ""))
     for run in method_runs:
         activity = run.get("activity", {})
         if activity.get("type") == "action" and run.get("status") != "succeeded":

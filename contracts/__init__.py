@@ -1,7 +1,7 @@
 """The contracts between processes: one definition each, just above `regions/`.
 
     tiers.py          the `Tier` enum and the tier-name order (cell answer, table, capacity, metrics)
-    store_keys.py     control-store keys (`routing/table`, `chaos/partitions`)
+    store_keys.py     control-store keys (`routing/table`, `control/overrides`, ...)
     routing_table.py  the routing table: its one render (the controller) and one parse (the edge)
     events.py         interaction events: shape, validation, stream encoding
     cell_api.py       the cell's wire API: limits, surfaces, pb <-> Event / answer conversion

@@ -4,8 +4,6 @@ from __future__ import annotations
 TABLE_KEY = "routing/table"
 """The routing table: written by the controller leader (contracts.routing_table.render_table),
 read by every edge (contracts.routing_table.parse_table) and by game days."""
-PARTITIONS_KEY = "chaos/partitions"
-"""JSON list of regions a game day cuts off from the controller's probes (empty outside game days)."""
 OVERRIDES_KEY = "control/overrides"
 """The operator's active drains and steers (failover.overrides), written with compare-and-set."""
 FAILBACK_KEY = "control/failback"

@@ -177,8 +177,8 @@ class HttpCellClient:
 
 
 def cell_clients(topology: Topology, *, transport: str = "grpc") -> dict[str, CellClient]:
-    """A client per region of the topology, on the topology's loopback host."""
+    """A client per region of the topology, on the region's host (loopback, or its namespace's address)."""
     if transport not in ("grpc", "http"):
         raise InputError("transport", f"{transport!r} is not a transport; use grpc or http")
     make = GrpcCellClient if transport == "grpc" else HttpCellClient
-    return {name: make(region, host=topology.settings.host) for name, region in sorted(topology.regions.items())}
+    return {name: make(region, host=topology.region_host(name)) for name, region in sorted(topology.regions.items())}

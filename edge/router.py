@@ -150,15 +150,18 @@ class Edge:
 
     async def _store_group(self, regions: tuple[str, ...], events: list[Event], *,
                            deadline: float) -> tuple[str, list[str], list[str], bool]:
-        """(region that stored, stream ids, problems, refused); region "" when none stored them."""
+        """(region that stored, stream ids, problems, refused); region "" when none stored them. Each
+        region but the last gets a share of what is left (attempt_budget_ms, as reads do), so that a
+        region that never answers (a network cut) leaves time to store in the next one."""
         problems = []
-        for region in regions:
-            left = deadline - time.perf_counter()
-            if left <= 0.001:
+        for n, region in enumerate(regions):
+            left_ms = (deadline - time.perf_counter()) * 1000.0
+            budget_ms = attempt_budget_ms(left_ms, attempts_left=len(regions) - n, settings=self.settings)
+            if budget_ms <= 1.0:
                 problems.append(f"{region}: no time left")
                 break
             try:
-                return region, await self.clients[region].log_events(events, timeout_s=left), problems, False
+                return region, await self.clients[region].log_events(events, timeout_s=budget_ms / 1000.0), problems, False
             except CellFailed as exc:
                 problems.append(str(exc))
             except CellRefused as exc:  # invalid for every region: do not try the next one

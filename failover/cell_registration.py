@@ -33,7 +33,7 @@ class CellService:
 
 def cell_service(topology: Topology, region: str) -> CellService:
     reg = topology.region(region)
-    host = topology.settings.host
+    host = topology.region_host(region)
     return CellService(name=f"cell-{region}", service_id=f"cell-{region}-{reg.http_port}", port=reg.http_port,
                        http_check_url=f"http://{host}:{reg.http_port}/readyz", grpc_check=f"{host}:{reg.grpc_port}")
 

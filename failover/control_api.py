@@ -137,7 +137,10 @@ def status_document(controller: Controller) -> dict[str, Any]:
         h = last.health.get(name) if last else None
         report = last.reports.get(name) if last else None
         ready = report.readyz if report else None
-        regions[name] = {**(health_document(h) if h else {"region": name, "state": "unknown"}),
+        document = health_document(h, controller.settings) if h else {"region": name, "state": "unknown"}
+        if h and last:  # whether the ejection costs the region its traffic is steering's call
+            document["outlier"]["traffic_removed"] = last.snapshot.ejected(name)
+        regions[name] = {**document,
                          "geography": controller.topology.regions[name].geography,
                          "bundle_version": h.last_probe.bundle_version if h and h.last_probe else None,
                          "qps": ready.qps if ready else None,

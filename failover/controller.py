@@ -36,11 +36,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping
 
 from capacity.calibration import Calibration
-from contracts.store_keys import LEADER_KEY, OVERRIDES_KEY, PARTITIONS_KEY, TABLE_KEY
+from contracts.store_keys import LEADER_KEY, OVERRIDES_KEY, TABLE_KEY
 from failover.control_store import ControlStore, FenceRejected
 from failover.dns_publish import DnsPublisher
 from failover.effects import Entry, Plan, dump, health_votes, plan_effects, plan_take_over
-from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain
+from failover.health import HealthState, Probe, RegionHealth, drain, initial_health, transition, undrain, with_outlier
 from failover.journal import Action, Journal
 from failover.key_watch import Followed, KeyFollower
 from failover.leadership import Leadership, LeadershipSettings, NotLeader
@@ -70,15 +70,6 @@ def weights_of(table: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
         if isinstance(route, Mapping) and not route.get("anonymous"):
             out[geo] = {str(r): int(w) for r, w in (route.get("regions") or {}).items()}
     return out
-
-
-def partitioned(reports: Mapping[str, CellReport], regions: tuple[str, ...], *, now: float) -> dict[str, CellReport]:
-    """The reports with every region in `regions` (the chaos/partitions list) replaced by a failed
-    probe, as if the controller could not reach it. Pure."""
-    cut = set(regions)
-    return {region: CellReport(region=region, probe=Probe.failed(at=now, error=f"partitioned ({PARTITIONS_KEY})"),
-                               readyz=None) if region in cut else report
-            for region, report in reports.items()}
 
 
 def demand_by_geography(topology: Topology, reports: Mapping[str, CellReport]) -> dict[str, float]:
@@ -178,7 +169,7 @@ class Controller:
         start = clock()
         self._health: dict[str, RegionHealth] = {r: initial_health(r, now=start) for r in sorted(topology.regions)}
         self._leading = False
-        self._written_health: dict[str, tuple[str, str]] = {}
+        self._written_health: dict[str, tuple[str, ...]] = {}
         self._last_problems: tuple[str, ...] = ()
         self.last: StepResult | None = None
         self.store_error = ""
@@ -198,7 +189,6 @@ class Controller:
         reports = dict(self._prober(now))
         try:
             stored = read_stored(self.store)
-            reports = partitioned(reports, stored.partitions, now=now)
         except TemporaryError as exc:
             stored = None
             store_error = str(exc)
@@ -210,8 +200,9 @@ class Controller:
         for region, previous in self._health.items():
             report = reports.get(region)
             probe = report.probe if report else Probe.failed(at=now, error="not probed")
-            health[region] = with_drains(transition(previous, probe, settings=self.settings, now=now),
-                                         base.overrides, now=now)
+            moved = with_outlier(transition(previous, probe, settings=self.settings, now=now), probe,
+                                 settings=self.settings, now=now)
+            health[region] = with_drains(moved, base.overrides, now=now)
         self._health = health
         snapshot = Snapshot(topology=self.topology, health=health, now=now, settings=self.settings,
                             demand_qps=demand_by_geography(self.topology, reports),

@@ -10,6 +10,8 @@ nothing an operator's change could use, and Prometheus and process supervisors c
     shopnow_controller_region_weight_percent{geography,region}   the decided weights
     shopnow_controller_region_health{region,state}    1 for the region's state (healthy, degraded,
                                                       unhealthy, drained), 0 for the others
+    shopnow_controller_region_latency_outlier{region} 1 while the region is ejected as a latency outlier
+    shopnow_controller_region_probe_window_p99_seconds{region}  p99 of its last complete probe window
     shopnow_controller_last_round_timestamp_seconds   when the last probe round ran
     shopnow_controller_rounds_total                   probe rounds run
     shopnow_controller_round_errors_total             rounds that ended with a store error or deposition
@@ -98,6 +100,18 @@ class _State(Collector):
             for st in HealthState:
                 health.add_metric([ctl.holder, region, st.value], 1.0 if h.state is st else 0.0)
         yield health
+        outlier = GaugeMetricFamily("shopnow_controller_region_latency_outlier",
+                                    "1 while the region is ejected as a latency outlier (failover.outlier).",
+                                    labels=["controller", "region"])
+        window = GaugeMetricFamily("shopnow_controller_region_probe_window_p99_seconds",
+                                   "p99 of the last complete probe window per region (the outlier detector's input).",
+                                   labels=["controller", "region"])
+        for region, h in sorted(last.health.items()):
+            outlier.add_metric([ctl.holder, region], 1.0 if h.outlier.ejected else 0.0)
+            if h.outlier.last_p99_ms is not None:
+                window.add_metric([ctl.holder, region], h.outlier.last_p99_ms / 1000.0)
+        yield outlier
+        yield window
         at = GaugeMetricFamily("shopnow_controller_last_round_timestamp_seconds", "When the last probe round ran.",
                                labels=["controller"])
         at.add_metric(who, last.now)

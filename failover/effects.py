@@ -55,8 +55,8 @@ class Plan:
     writes: tuple[Write, ...] = ()
     entries: tuple[Entry, ...] = ()
     logs: tuple[str, ...] = ()
-    health_marks: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    """health/<region> key -> the (state, probed) it records: remembered once written."""
+    health_marks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """health/<region> key -> the (state, probed, outlier ejection) it records: remembered once written."""
     last_problems: tuple[str, ...] = ()
 
 
@@ -65,19 +65,30 @@ class Plan:
 def health_votes(health: Mapping[str, RegionHealth]) -> dict[str, Any]:
     """Journal inputs: what the probes said about each region."""
     return {r: {"state": h.state.value, "probed": h.probed.value, "failures": h.failures, "successes": h.successes,
-                "last_error": h.last_probe.error if h.last_probe else "no probe"} for r, h in sorted(health.items())}
+                "last_error": h.last_probe.error if h.last_probe else "no probe",
+                "outlier": {"ejected": h.outlier.ejected, "window_p99_ms": _rounded(h.outlier.last_p99_ms),
+                            "bad_windows": h.outlier.bad_windows, "good_windows": h.outlier.good_windows}}
+            for r, h in sorted(health.items())}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def thresholds(settings: ControllerSettings) -> dict[str, Any]:
     return {"failures_down": settings.failures_down, "successes_up": settings.successes_up,
             "slo_error_rate": settings.slo_error_rate, "slo_p99_ms": settings.slo_p99_ms,
-            "fail_static_threshold": settings.fail_static_threshold, "probe_timeout_s": settings.probe_timeout_s}
+            "fail_static_threshold": settings.fail_static_threshold, "probe_timeout_s": settings.probe_timeout_s,
+            "outlier": {"enabled": settings.outlier_enabled, "p99_ms": settings.outlier_p99_ms,
+                        "window_probes": settings.outlier_window_probes, "bad_windows": settings.outlier_bad_windows,
+                        "good_windows": settings.outlier_good_windows}}
 
 
-def health_document(h: RegionHealth) -> dict[str, Any]:
+def health_document(h: RegionHealth, settings: ControllerSettings) -> dict[str, Any]:
     probe = h.last_probe
     return {"region": h.region, "state": h.state.value, "probed": h.probed.value, "since": h.since,
             "reason": h.reason, "failures": h.failures, "successes": h.successes,
+            "outlier": h.outlier.to_dict(settings),
             "last_probe": None if probe is None else {
                 "ok": probe.ok, "at": probe.at, "latency_ms": round(probe.latency_ms, 3), "error": probe.error,
                 "tier_served": probe.tier_served, "bundle_version": probe.bundle_version,
@@ -101,13 +112,14 @@ def plan_take_over(*, holder: str, term: int, api_url: str, ttl_s: float, now: f
         logs=(f"LEADER id={holder} term={term}",))
 
 
-def _health_writes(health: Mapping[str, RegionHealth],
-                   written: Mapping[str, tuple[str, str]]) -> tuple[list[Write], dict[str, tuple[str, str]]]:
+def _health_writes(health: Mapping[str, RegionHealth], written: Mapping[str, tuple[str, ...]],
+                   settings: ControllerSettings) -> tuple[list[Write], dict[str, tuple[str, ...]]]:
     writes, marks = [], {}
     for region, h in sorted(health.items()):
-        key, mark = f"{HEALTH_PREFIX}{region}", (h.state.value, h.probed.value)
+        key = f"{HEALTH_PREFIX}{region}"
+        mark = (h.state.value, h.probed.value, "outlier" if h.outlier.ejected else "")
         if written.get(key) != mark:
-            writes.append(Write(key, dump(health_document(h))))
+            writes.append(Write(key, dump(health_document(h, settings))))
             marks[key] = mark
     return writes, marks
 
@@ -145,13 +157,13 @@ def _table_entries(*, holder: str, old: Mapping[str, Any] | None, new: Mapping[s
 def plan_effects(*, holder: str, now: float, health: Mapping[str, RegionHealth], steering: Steering, problems: tuple[str, ...],
                  settings: ControllerSettings, table: Mapping[str, Any] | None, table_version: int,
                  overrides: Overrides, overrides_version: int, failback_raw: Mapping[str, Any],
-                 took_over: bool, written_health: Mapping[str, tuple[str, str]],
+                 took_over: bool, written_health: Mapping[str, tuple[str, ...]],
                  last_problems: tuple[str, ...]) -> Plan:
     """The leader's writes for one round (see the module docstring). `table`/`overrides`/
     `failback_raw` and the versions are what the round read from the store; `written_health` and
     `last_problems` are the controller's memory of what it already wrote and journaled."""
     votes, limits = health_votes(health), thresholds(settings)
-    writes, marks = _health_writes(health, written_health)
+    writes, marks = _health_writes(health, written_health, settings)
     if problems:
         if problems == last_problems:
             return Plan(writes=tuple(writes), health_marks=marks, last_problems=problems)

@@ -24,10 +24,11 @@ drained until `undrain`, which returns the region to whatever the probes say.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from contracts.tiers import TIER_NAMES
+from failover.outlier import OutlierState, observe, probe_latency_ms
 from failover.settings import ControllerSettings
 
 
@@ -109,6 +110,9 @@ class RegionHealth:
     answered: int = 0
     successes: int = 0
     last_probe: Probe | None = None
+    outlier: OutlierState = field(default_factory=OutlierState)
+    """Latency outlier detection over probe windows (failover.outlier); steering decides what an
+    ejection costs the region (Snapshot.ejected)."""
 
     @property
     def usable(self) -> bool:
@@ -163,6 +167,12 @@ def transition(health: RegionHealth, probe: Probe, *, settings: ControllerSettin
         health, state=state, probed=probed, since=now if state is not health.state else health.since,
         reason=reason, failures=failures, bad=bad, answered=answered, successes=successes, last_probe=probe,
     )
+
+
+def with_outlier(health: RegionHealth, probe: Probe, *, settings: ControllerSettings, now: float) -> RegionHealth:
+    """The health with one more probe's latency fed to its outlier detection (failover.outlier)."""
+    latency = probe_latency_ms(ok=probe.ok, latency_ms=probe.latency_ms, timeout_s=settings.probe_timeout_s)
+    return replace(health, outlier=observe(health.outlier, latency, settings=settings, now=now))
 
 
 def drain(health: RegionHealth, *, now: float, reason: str = "") -> RegionHealth:

@@ -146,9 +146,8 @@ def to_probe(*, region: str, readyz: HttpResult, homepage: HttpResult, at: float
 
 
 def cell_urls(topology: Topology) -> dict[str, str]:
-    """Base URL of every region's cell (loopback, the topology's HTTP ports)."""
-    host = topology.settings.host
-    return {name: f"http://{host}:{r.http_port}" for name, r in sorted(topology.regions.items())}
+    """Base URL of every region's cell (the region's host: loopback, or its namespace's address)."""
+    return {name: f"http://{topology.region_host(name)}:{r.http_port}" for name, r in sorted(topology.regions.items())}
 
 
 class Prober:

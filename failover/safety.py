@@ -51,11 +51,13 @@ def _known_geography(snapshot: Snapshot, geography: str) -> None:
 
 
 def _out_of_service(snapshot: Snapshot, region: str) -> str | None:
-    """'drained' or 'unhealthy' when the region may not receive traffic, else None."""
+    """'drained', 'unhealthy' or 'a latency outlier' when the region may not receive traffic, else None."""
     if snapshot.drained(region):
         return "drained"
     if snapshot.health_of(region).state is HealthState.UNHEALTHY:
         return "unhealthy"
+    if snapshot.ejected(region):
+        return "a latency outlier"
     return None
 
 

@@ -52,13 +52,26 @@ class ControllerSettings:
     """A drill halves the region's share first, then evacuates it: the survivors warm up in between."""
     drill_hold_s: float = 60.0
     """Each drill stage is held a minute with SLO gates green before the next."""
+    outlier_enabled: bool = True
+    """Demote a region on latency as well as on errors (failover.outlier): a slow region is a failure."""
+    outlier_p99_ms: float = 180.0
+    """A probe window whose p99 round trip exceeds the 180 ms end-to-end SLO is bad."""
+    outlier_window_probes: int = 5
+    """Five probe rounds (5 s) per window: the p99 of a window is its slowest probe."""
+    outlier_bad_windows: int = 2
+    """N: two bad windows in a row (about 10 s) eject a region; one slow probe or one slow window does not."""
+    outlier_good_windows: int = 3
+    """M: three good windows in a row (about 15 s) bring it back, more than it took to eject: no flapping."""
 
     def __post_init__(self) -> None:
         for name in ("interval_s", "probe_timeout_s", "slo_p99_ms", "override_ttl_s", "max_override_ttl_s"):
             if getattr(self, name) <= 0:
                 raise InputError(name, f"must be greater than 0, got {getattr(self, name)!r}")
-        for name in ("failures_down", "successes_up"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+        if self.outlier_p99_ms <= 0:
+            raise InputError("outlier_p99_ms", f"must be greater than 0, got {self.outlier_p99_ms!r}")
+        for name in ("failures_down", "successes_up", "outlier_window_probes", "outlier_bad_windows",
+                     "outlier_good_windows"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise InputError(name, f"must be an integer of at least 1, got {getattr(self, name)!r}")
         for name in ("slo_error_rate", "degraded_weight_factor"):
             if not 0 <= getattr(self, name) <= 1:

@@ -81,8 +81,21 @@ class Snapshot:
         return (self.health_of(region).state is HealthState.DRAINED
                 or self.overrides.is_drained(region, now=self.now))
 
-    def usable(self, region: str) -> bool:
+    def _serves(self, region: str) -> bool:
         return self.health_of(region).usable and not self.drained(region)
+
+    def ejected(self, region: str) -> bool:
+        """A latency outlier (failover.outlier) loses its traffic while another region of its
+        geography serves and is not an outlier itself: never the last one (a slow answer, cut by
+        the edge's deadline, beats an anonymous one from another geography)."""
+        if not self.health_of(region).outlier.ejected or not self._serves(region):
+            return False
+        geo = self.topology.regions[region].geography
+        return any(self._serves(p.name) and not self.health_of(p.name).outlier.ejected
+                   for p in self.topology.regions_in(geo) if p.name != region)
+
+    def usable(self, region: str) -> bool:
+        return self._serves(region) and not self.ejected(region)
 
     def usable_in(self, geography: str) -> tuple[str, ...]:
         return tuple(sorted(r.name for r in self.topology.regions_in(geography) if self.usable(r.name)))
@@ -376,6 +389,8 @@ def _explain(snapshot: Snapshot, *, weights: Weights, progress: Mapping[str, Fai
             h = snapshot.health_of(region)
             if snapshot.drained(region):
                 why = "drained by operator"
+            elif snapshot.ejected(region):
+                why = f"latency outlier: {h.outlier.reason}"
             elif not h.usable:
                 why = f"{h.state.value}: {h.reason}"
             elif region in progress:

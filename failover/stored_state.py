@@ -1,7 +1,7 @@
 """What the controller reads from the control store each round (and before an operator change).
 
-    read_stored(store) -> Stored   the routing table, overrides, failback progress and the
-                                   chaos/partitions list, each with its store version; a malformed
+    read_stored(store) -> Stored   the routing table, overrides, and failback progress,
+                                   each with its store version; a malformed
                                    document is reported in `problems` and read as empty
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from contracts.store_keys import FAILBACK_KEY, OVERRIDES_KEY, PARTITIONS_KEY, TABLE_KEY
+from contracts.store_keys import FAILBACK_KEY, OVERRIDES_KEY, TABLE_KEY
 from failover.control_store import ControlStore
 from failover.overrides import Overrides
 from failover.steering import FailbackProgress
@@ -26,8 +26,6 @@ class Stored:
     failback: Mapping[str, FailbackProgress] = field(default_factory=dict)
     failback_raw: Mapping[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
-    partitions: tuple[str, ...] = ()
-    """Regions the chaos/partitions fault cuts off from this controller (empty outside game days)."""
 
 
 def read_stored(store: ControlStore) -> Stored:
@@ -47,7 +45,6 @@ def read_stored(store: ControlStore) -> Stored:
     table, table_v = load(TABLE_KEY)
     raw_over, over_v = load(OVERRIDES_KEY)
     raw_fb, fb_v = load(FAILBACK_KEY)
-    partitions, _ = load(PARTITIONS_KEY)
     try:
         overrides = Overrides.from_dict(raw_over or {})
     except InputError as exc:
@@ -61,8 +58,7 @@ def read_stored(store: ControlStore) -> Stored:
             problems.append(f"{FAILBACK_KEY} entry {region} is malformed ({exc!r})")
     return Stored(table=table if isinstance(table, Mapping) else None, table_version=table_v,
                   overrides=overrides, overrides_version=over_v, failback=failback,
-                  failback_raw=raw_fb if isinstance(raw_fb, Mapping) else {}, problems=tuple(problems),
-                  partitions=tuple(str(r) for r in partitions) if isinstance(partitions, list) else ())
+                  failback_raw=raw_fb if isinstance(raw_fb, Mapping) else {}, problems=tuple(problems))
 
 
 __all__ = ["Stored", "read_stored"]

@@ -288,28 +288,30 @@ class Ladder:
     def _open_dependencies(self) -> frozenset[str]:
         return frozenset(name for name, breaker in self.breakers.items() if not breaker.would_allow())
 
-    def _acquire(self, dependencies: frozenset[str]) -> list[tuple[str, CircuitBreaker]] | None:
-        taken: list[tuple[str, CircuitBreaker]] = []
+    def _acquire(self, dependencies: frozenset[str]) -> list[tuple[str, CircuitBreaker, float]] | None:
+        """(name, breaker, admitted at) of every dependency, or None (each taken one given back)."""
+        taken: list[tuple[str, CircuitBreaker, float]] = []
         for name in sorted(dependencies):
             breaker = self.breakers[name]
-            if not breaker.try_acquire():
-                for _, other in taken:
+            admitted = breaker.acquire()
+            if admitted is None:
+                for _, other, _ in taken:
                     other.abandon()
                 return None
-            taken.append((name, breaker))
+            taken.append((name, breaker, admitted))
         return taken
 
     @staticmethod
     def _report(
-        acquired: list[tuple[str, CircuitBreaker]], report: BreakerReport, error: BaseException | None,
+        acquired: list[tuple[str, CircuitBreaker, float]], report: BreakerReport, error: BaseException | None,
     ) -> None:
         blamed = error.dependency if isinstance(error, DependencyFailed) else None
-        if blamed is not None and blamed not in {name for name, _ in acquired}:
+        if blamed is not None and blamed not in {name for name, _, _ in acquired}:
             blamed = None  # it blamed a dependency it did not declare: blame them all
-        for name, breaker in acquired:
+        for name, breaker, admitted in acquired:
             if report is BreakerReport.SUCCESS:
                 breaker.record_success()
             elif blamed is None or name == blamed:
-                breaker.record_failure()
+                breaker.record_failure(admitted_at=admitted)
             else:
                 breaker.abandon()

@@ -7,6 +7,7 @@ process with `os.environ`; the variables carry the REGIONCTL_ prefix:
     REGIONCTL_TIER_MIN_FILL         fraction of `count` a non-floor tier must fill (0 < f <= 1)
     REGIONCTL_BREAKER_FAILURES      consecutive failures that open a breaker
     REGIONCTL_BREAKER_OPEN_S        seconds a breaker stays open before a half-open trial
+    REGIONCTL_BREAKER_MIN_FAILING_S seconds the consecutive failures must last before it opens (0: no minimum)
 """
 from __future__ import annotations
 
@@ -25,12 +26,22 @@ class BreakerSettings:
     """Five consecutive failures: one slow request does not open it, a dead dependency does quickly."""
     open_duration_s: float = 5.0
     """Five seconds open: long enough for a restarting Redis, short against an RTO of seconds."""
+    min_failing_s: float = 0.5
+    """The consecutive failures must have lasted 0.5 s (first to last, no success between) before
+    the breaker opens: a stall of the host (a 2-core machine whose CPUs something else took for a
+    few hundred ms) times out every Redis read in flight and then passes; opening on it cost every
+    user of the region 5 s of segment answers (docs/gamedays.md). A dependency that is really down
+    keeps failing and opens it 0.5 s later; meanwhile each request still degrades within its own
+    deadline (a refused connection fails at once, a stuck one at the 50 ms read timeout)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.failure_threshold, bool) or not isinstance(self.failure_threshold, int) \
                 or self.failure_threshold < 1:
             raise InputError("failure_threshold", f"{self.failure_threshold!r} is not allowed; use an integer >= 1.")
         _positive("open_duration_s", self.open_duration_s)
+        if not (isinstance(self.min_failing_s, (int, float)) and not isinstance(self.min_failing_s, bool)
+                and math.isfinite(self.min_failing_s) and self.min_failing_s >= 0):
+            raise InputError("min_failing_s", f"{self.min_failing_s!r} is not allowed; use a finite number >= 0.")
 
 
 def _frozen(values: Mapping[Tier, float]) -> Mapping[Tier, float]:
@@ -90,6 +101,7 @@ ENV_VARIABLES: Mapping[str, EnvVar] = {
     "REGIONCTL_TIER_MIN_FILL": EnvVar("min_fill_fraction"),
     "REGIONCTL_BREAKER_FAILURES": EnvVar("breaker.failure_threshold"),
     "REGIONCTL_BREAKER_OPEN_S": EnvVar("breaker.open_duration_s"),
+    "REGIONCTL_BREAKER_MIN_FAILING_S": EnvVar("breaker.min_failing_s"),
 }
 """The variables of the module docstring and the (nested) setting each one sets."""
 

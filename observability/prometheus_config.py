@@ -50,7 +50,8 @@ def scrape_config(state: StackState, topology: Topology, *, rule_files: Iterable
         if not port:
             continue
         labels = {"process": proc.name, **({"region": proc.region} if proc.region else {})}
-        jobs[proc.kind].append({"targets": [f"{host}:{port}"], "labels": labels})
+        where = topology.region_host(proc.region) if proc.region else host
+        jobs[proc.kind].append({"targets": [f"{where}:{port}"], "labels": labels})
     interval = f"{scrape_interval_s:g}s"
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},

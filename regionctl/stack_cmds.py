@@ -1,4 +1,5 @@
-"""`regionctl up | ps | down`: the local three-region stack on loopback."""
+"""`regionctl up | ps | down`: the local three-region stack, on loopback or (`up --netns`, topology
+`[network] mode = "netns"`) with each region in its own network namespace (regions.netns)."""
 from __future__ import annotations
 
 import os
@@ -44,6 +45,20 @@ def ensure_bundle(artifacts_url: str, *, topology, progress=lambda m: None) -> s
     return ", ".join(f"{g}: {v}" for g, v in sorted(current.items()))
 
 
+def _netns_topology(topo, state: Path):  # type: ignore[no-untyped-def]
+    """The topology in netns mode, written to <state>/topology.netns.toml: every process of the stack
+    reads it (REGIONCTL_TOPOLOGY), so that each one addresses the regions by their namespaces' addresses."""
+    from regions import netns_apply
+    from regions.topology import render_topology
+
+    netns_apply.require_root()
+    topo = topo.with_network("netns")
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / "topology.netns.toml"
+    path.write_text(render_topology(topo))
+    return topo, path
+
+
 def register(app: typer.Typer) -> None:
     @app.command("up")
     def up(
@@ -55,18 +70,28 @@ def register(app: typer.Typer) -> None:
             None, "--control-store", help="sqlite (the default: one file in the state dir) or etcd (a 3-member "
                                           "etcd cluster on loopback, started with the stack); default: what the "
                                           "state dir already uses."),
+        netns: bool = typer.Option(False, "--netns", help="Each region (redis, cell, replicator, feature updater) in "
+                                   "its own network namespace, joined to a hub by veth pairs on topology.toml's "
+                                   "[network] subnet (needs root); the default is loopback."),
     ) -> None:
         """Start the local stack: [etcd cluster]; per region redis + cell + replicator + feature updater; the retention worker; controllers; edge."""
         from regions.stack_etcd import choose_store
 
         topo = load_topology(topology_path(os.environ, topology))
         state = (state_dir or stack.default_state_dir()).resolve()
+        topo_file = topology_path(os.environ, topology) or default_topology_path()
+        if netns or topo.netns:
+            topo, topo_file = _netns_topology(topo, state)
         choose_store(state, control_store)
         urls = stack.stack_urls(state)
         started = time.monotonic()
         version = ensure_bundle(urls.artifacts, topology=topo, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         console.print(f"bundles {version}")
-        topo_file = topology_path(os.environ, topology) or default_topology_path()
+        if topo.netns:
+            from regions import netns_apply
+            from regions.netns import plan_for
+
+            netns_apply.create(plan_for(topo), state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         stack.up(stack_specs(topo, state_dir=state, urls=urls), topology_path=topo_file, state_dir=state, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         if observability:
             from observability.prometheus_stack import start_prometheus, write_config
@@ -85,15 +110,16 @@ def register(app: typer.Typer) -> None:
         state = (state_dir or stack.default_state_dir()).resolve()
         if as_json:
             output.print_json({"state_dir": str(state), "processes": [
-                {"name": p.name, "kind": p.kind, "region": p.region, "pid": p.pid, "port": p.port, "running": running,
+                {"name": p.name, "kind": p.kind, "region": p.region, "pid": p.pid, "port": p.port, "host": p.host or "127.0.0.1",
+                 "netns": p.netns, "running": running,
                  "started_at": p.started_at, "log": p.log} for p, running in stack.ps(state_dir=state)]})
             return
         table = Table(title=f"local stack ({state})")
-        for col in ("process", "kind", "region", "pid", "port", "running", "up for"):
+        for col in ("process", "kind", "region", "pid", "port", "netns", "running", "up for"):
             table.add_column(col)
         rows = stack.ps(state_dir=state)
         for proc, running in rows:
-            table.add_row(proc.name, proc.kind, proc.region or "-", str(proc.pid), str(proc.port or "-"),
+            table.add_row(proc.name, proc.kind, proc.region or "-", str(proc.pid), str(proc.port or "-"), proc.netns or "-",
                           "[green]yes[/green]" if running else "[red]no[/red]",
                           f"{time.time() - proc.started_at:.0f}s" if running else "-")
         console.print(table if rows else "nothing started: run `regionctl up`")

@@ -10,6 +10,10 @@ entry points (regions.stack starts and stops whatever specs it is handed and nam
     then         the controllers a (control API on the topology's port) and b (standby, control API on
                  a free port, so that both are scraped), the edge
 
+In netns mode (topology `[network] mode = "netns"`, regions.netns) every process of a region runs
+in the region's namespace (`ip netns exec`), listening on the region's address; the rest stays in
+the host namespace.
+
 `prometheus_spec` is the Prometheus of `regionctl up --observability` (observability.prometheus_stack
 writes its configuration from the processes recorded, and starts it).
 """
@@ -21,6 +25,7 @@ from pathlib import Path
 from observability.prometheus_stack import NAME as PROMETHEUS, prometheus_argv
 from regions.processes import free_port, redis_argv
 from regions.stack import ProcessSpec, StackUrls
+from regions.netns import exec_prefix, plan_for
 from regions.stack_etcd import load_members, member_commands
 from regions.topology import Topology
 
@@ -32,7 +37,15 @@ def _py(module: str, *args: str) -> tuple[str, ...]:
 def stack_specs(topology: Topology, *, state_dir: Path, urls: StackUrls) -> list[ProcessSpec]:
     """Everything `regionctl up` starts, in start order."""
     artifacts_url, control_store_url = urls.artifacts, urls.control_store
-    host = topology.settings.host
+    plan = plan_for(topology) if topology.netns else None
+
+    def in_region(region: str, argv: tuple[str, ...]) -> dict[str, object]:
+        """Where a region's process runs: its namespace and address in netns mode, loopback otherwise."""
+        if plan is None:
+            return {"argv": argv}
+        ns = plan.namespace_of(region)
+        return {"argv": exec_prefix(ns) + argv, "netns": ns, "host": topology.region_host(region)}
+
     specs: list[ProcessSpec] = []
     for member, argv in member_commands(load_members(state_dir) or (), state_dir):
         specs.append(ProcessSpec(name=member.name, kind="etcd", port=member.client_port, argv=tuple(argv)))
@@ -40,18 +53,21 @@ def stack_specs(topology: Topology, *, state_dir: Path, urls: StackUrls) -> list
         data = state_dir / "redis" / region.name
         specs.append(ProcessSpec(
             name=f"redis-{region.name}", kind="redis", region=region.name, port=region.redis_port,
-            argv=tuple(redis_argv(port=region.redis_port, data_dir=data, host=host)),
+            **in_region(region.name, tuple(redis_argv(port=region.redis_port, data_dir=data,
+                                                      host=topology.region_host(region.name)))),  # type: ignore[arg-type]
         ))
     for region in topology.regions.values():
         specs.append(ProcessSpec(
             name=f"cell-{region.name}", kind="cell", region=region.name, port=region.http_port,
-            argv=_py("regionctl.main", "cell", "--region", region.name, "--artifacts", artifacts_url),
+            **in_region(region.name, _py("regionctl.main", "cell", "--region", region.name,
+                                         "--artifacts", artifacts_url)),  # type: ignore[arg-type]
         ))
         for kind, command in (("replicator", "replicate"), ("feature-updater", "feature-updater")):
             metrics_port = free_port()  # the worker's /metrics (live RPO, updater lag); also its readiness
             specs.append(ProcessSpec(
                 name=f"{kind}-{region.name}", kind=kind, region=region.name, port=metrics_port,
-                argv=_py("regionctl.worker_main", command, "--region", region.name, "--metrics-port", str(metrics_port)),
+                **in_region(region.name, _py("regionctl.worker_main", command, "--region", region.name,
+                                             "--metrics-port", str(metrics_port))),  # type: ignore[arg-type]
             ))
     retention_port = free_port()
     specs.append(ProcessSpec(  # one for the stack: retention over every region, hourly (replication.retention_worker)

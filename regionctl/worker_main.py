@@ -72,8 +72,8 @@ def run_replicator(region: str, *, topology_path: str | None, batch: int | None,
     topology = load_topology(env_topology_path(os.environ, topology_path))
     topology.region(region)
     registry = CollectorRegistry()
-    if metrics_port:
-        start_http_server(metrics_port, addr=LOOPBACK, registry=registry)
+    if metrics_port:  # the region's address: its namespace's in netns mode, loopback otherwise
+        start_http_server(metrics_port, addr=topology.region_host(region), registry=registry)
     settings = ReplicatorSettings(batch_size=batch) if batch else ReplicatorSettings()
     replicator = Replicator(topology=topology, source=region, clients=connect_all(topology), settings=settings,
                             metrics=ReplicationMetrics(registry))
@@ -89,7 +89,7 @@ def run_feature_updater(region: str, *, topology_path: str | None, batch: int | 
     topology.region(region)
     registry = CollectorRegistry()
     if metrics_port:
-        start_http_server(metrics_port, addr=LOOPBACK, registry=registry)
+        start_http_server(metrics_port, addr=topology.region_host(region), registry=registry)
     settings = UpdaterSettings(batch_size=batch) if batch else UpdaterSettings()
     updater = FeatureUpdater(topology=topology, region=region, client=connect(topology, region), settings=settings,
                              metrics=ReplicationMetrics(registry))

@@ -118,10 +118,14 @@ power loss. `everysec` does not (see replication/interaction_log.py); measured c
 
 
 def redis_argv(*, port: int, data_dir: Path, host: str = LOOPBACK, appendfsync: str = REDIS_APPENDFSYNC) -> list[str]:
-    """The command line of a region's redis-server: loopback, AOF on, no RDB snapshots."""
+    """The command line of a region's redis-server: bound to `host` only, AOF on, no RDB snapshots.
+    Protected mode (loopback clients only) stays on for loopback; a region's namespace address
+    (netns mode, regions.netns) is reachable only on the stack's own bridge, and its peers and the
+    host must connect from there."""
     return [
         redis_server_binary(), "--port", str(port), "--bind", host, "--dir", str(data_dir),
-        "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "", "--protected-mode", "yes",
+        "--appendonly", "yes", "--appendfsync", appendfsync, "--save", "",
+        "--protected-mode", "yes" if host == LOOPBACK else "no",
         "--daemonize", "no",
     ]
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 from regions.errors import InputError, TemporaryError
 from regions.tokens import TOKENS_FILE, ensure_tokens_file, read_roles
-from regions.processes import port_open, wait_until
+from regions.processes import LOOPBACK, port_open, wait_until
 from regions.topology import REPO_ROOT, Topology
 
 STACK_FILE = "stack.json"
@@ -56,6 +56,10 @@ class ProcessSpec:
     region: str = ""
     port: int = 0
     """A TCP port that accepts connections once the process is ready (0: none)."""
+    host: str = ""
+    """Where `port` is reached ("" = loopback); a region's namespace address in netns mode."""
+    netns: str = ""
+    """The network namespace the process runs in ("" = the host's); argv then starts with `ip netns exec`."""
 
 
 @dataclass
@@ -70,6 +74,8 @@ class RunningProcess:
     log: str = ""
     proc_start: int = 0
     """Kernel start time of the PID (clock ticks since boot): tells our process from a recycled PID."""
+    host: str = ""
+    netns: str = ""
 
 
 @dataclass
@@ -131,14 +137,17 @@ def start_process(spec: ProcessSpec, *, state_dir: Path, env: dict[str, str] | N
     return RunningProcess(
         name=spec.name, kind=spec.kind, pid=popen.pid, argv=list(spec.argv), region=spec.region,
         port=spec.port, started_at=time.time(), log=str(log_path), proc_start=_proc_start(popen.pid) or 0,
+        host=spec.host, netns=spec.netns,
     )
 
 
 def wait_ready(proc: RunningProcess, *, timeout: float) -> None:
     if not proc.port:
         return
+    host = proc.host or LOOPBACK
     try:
-        wait_until(lambda: port_open(proc.port) or not is_running(proc), timeout=timeout, what=f"{proc.name} on port {proc.port}")
+        wait_until(lambda: port_open(proc.port, host) or not is_running(proc), timeout=timeout,
+                   what=f"{proc.name} on {host}:{proc.port}")
     except TemporaryError as exc:
         raise TemporaryError(f"{proc.name} did not open port {proc.port} within {timeout:.0f}s; see {proc.log}") from exc
     if not is_running(proc):
@@ -200,10 +209,11 @@ class StackUrls:
 
 
 def stack_urls(state_dir: Path) -> StackUrls:
-    """Where the local stack keeps its bundles and its control store. The default stack shares
-    var/artifacts with `regionctl train`/`artifacts`; any other state dir keeps its own."""
+    """Where the local stack keeps its bundles and its control store. The default stack (var/stack)
+    shares var/artifacts with `regionctl train`/`artifacts`; any other state dir keeps its own, also
+    when REGIONCTL_STATE_DIR names it (a bare `chaos run` finds the stack by that variable)."""
     root = state_dir.resolve()
-    artifacts = REPO_ROOT / "var" / "artifacts" if root == default_state_dir().resolve() else root / "artifacts"
+    artifacts = REPO_ROOT / "var" / "artifacts" if root == (REPO_ROOT / "var" / "stack").resolve() else root / "artifacts"
     from regions.stack_etcd import control_store_url, load_members
 
     members = load_members(root)
@@ -231,7 +241,7 @@ def up(
             existing = state.processes.get(spec.name)
             if existing is not None and is_running(existing):
                 continue
-            if spec.port and port_open(spec.port):
+            if spec.port and port_open(spec.port, spec.host or LOOPBACK):
                 raise InputError("port", f"{spec.name} needs port {spec.port}, which something else already uses; "
                                  "stop it or change topology.toml")
             if spec.kind != "etcd" and not etcd_healthy and any(p.kind == "etcd" for p in started):
@@ -278,7 +288,9 @@ def _env(topology_path: str, state_dir: Path) -> dict[str, str]:
 
 
 def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str]:
-    """Stop exactly the processes `up` recorded, edge first and Redis last."""
+    """Stop exactly the processes `up` recorded, edge first and Redis last; then remove the network
+    namespaces and links a netns stack recorded (<state_dir>/netns.json, regions.netns_apply), also
+    those of an `up` that crashed half way. What cannot be removed raises, naming it."""
     state = StackState.load(state_dir)
     order = ["prometheus", "edge", "controller", "cell", "replicator", "feature-updater", "retention", "redis", "etcd"]
     stopped: list[str] = []
@@ -289,6 +301,13 @@ def down(*, state_dir: Path, progress: ProgressFn = lambda _m: None) -> list[str
         stopped.extend(names)
     state.processes.clear()
     state.save(state_dir)
+    from regions import netns_apply
+
+    if netns_apply.recorded(state_dir) is not None:
+        netns_apply.require_root("removing the netns stack's namespaces needs root; run `regionctl down` as root")
+        left = netns_apply.remove(state_dir, progress=progress)
+        if left:
+            raise TemporaryError(f"could not remove {', '.join(left)}; remove them by hand (`ip netns del NAME`)", delay=0)
     return stopped
 
 
@@ -319,7 +338,8 @@ def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), r
     for old in sorted(chosen, key=lambda p: order.get(p.kind, 9)):
         if is_running(old):
             continue
-        spec = ProcessSpec(name=old.name, kind=old.kind, argv=tuple(old.argv), region=old.region, port=old.port)
+        spec = ProcessSpec(name=old.name, kind=old.kind, argv=tuple(old.argv), region=old.region, port=old.port,
+                           host=old.host, netns=old.netns)
         proc = start_process(spec, state_dir=state_dir, env=env)
         state.processes[old.name] = proc
         state.save(state_dir)

@@ -63,11 +63,60 @@ class Region:
         return f"redis://{host}:{self.redis_port}/0"
 
 
+NETWORK_MODES = ("loopback", "netns")
+DEFAULT_NETNS_SUBNET = "10.213.7.0/24"
+
+
+@dataclass(frozen=True)
+class Network:
+    """How the stack's processes reach each other ([network] in topology.toml).
+
+    loopback  every process on settings.host (the default: fast tests, no root needed)
+    netns     each region in its own network namespace, addresses from `subnet` (regions/netns.py
+              plans and applies it; `regionctl up --netns` selects this mode too)
+    """
+
+    mode: str = "loopback"
+    subnet: str = DEFAULT_NETNS_SUBNET
+    """A private /24 the stack creates and removes itself: .1 is the host's end, regions from .11."""
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def host_address(self) -> str:
+        """The host's (controllers', edge's, load's) address on the stack's subnet."""
+        return str(self.network.network_address + 1)
+
+    def region_address(self, index: int) -> str:
+        """The address of the region at `index` (topology order) in netns mode."""
+        return str(self.network.network_address + 11 + index)
+
+
 @dataclass(frozen=True)
 class Topology:
     geographies: Mapping[str, Geography]
     regions: Mapping[str, Region]
     settings: Settings = field(default_factory=Settings)
+    network: Network = field(default_factory=Network)
+
+    @property
+    def netns(self) -> bool:
+        return self.network.mode == "netns"
+
+    def region_host(self, name: str) -> str:
+        """Where region `name`'s processes listen: settings.host on loopback, its namespace's
+        address in netns mode."""
+        self.region(name)
+        if not self.netns:
+            return self.settings.host
+        return self.network.region_address(list(self.regions).index(name))
+
+    def with_network(self, mode: str) -> "Topology":
+        from dataclasses import replace
+
+        return replace(self, network=_network({"mode": mode, "subnet": self.network.subnet}))
 
     def region(self, name: str) -> Region:
         try:
@@ -119,6 +168,25 @@ def _port(key: str, value: Any) -> int:
     if not 1 <= port <= 65535:
         raise TopologyError(key, f"must be a TCP port 1..65535, got {port}")
     return port
+
+
+def _network(raw: Any) -> Network:
+    if not isinstance(raw, Mapping):
+        raise TopologyError("network", "must be a table: [network] mode = \"loopback\" | \"netns\"")
+    unknown = set(raw) - {"mode", "subnet"}
+    if unknown:
+        raise TopologyError(f"network.{sorted(unknown)[0]}", "unknown key; allowed: mode, subnet")
+    mode = raw.get("mode", "loopback")
+    if mode not in NETWORK_MODES:
+        raise TopologyError("network.mode", f"must be one of {', '.join(NETWORK_MODES)}, got {mode!r}")
+    subnet = raw.get("subnet", DEFAULT_NETNS_SUBNET)
+    try:
+        net = ipaddress.IPv4Network(subnet) if isinstance(subnet, str) else None
+    except ValueError:
+        net = None
+    if net is None or net.prefixlen != 24 or not net.is_private or net.is_loopback:
+        raise TopologyError("network.subnet", f"must be a private IPv4 /24 such as {DEFAULT_NETNS_SUBNET}, got {subnet!r}")
+    return Network(mode=str(mode), subnet=str(net))
 
 
 def parse_topology(raw: Mapping[str, Any]) -> Topology:
@@ -195,7 +263,10 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
     for geo in geographies:
         if not any(r.geography == geo for r in regions.values()):
             raise TopologyError(f"geographies.{geo}", "has no region; every geography needs at least one")
-    return Topology(geographies=geographies, regions=regions, settings=settings)
+    network = _network(raw.get("network", {}))
+    if network.mode == "netns" and len(regions) > 200:
+        raise TopologyError("regions", f"netns mode gives each region an address of one /24: at most 200 regions, got {len(regions)}")
+    return Topology(geographies=geographies, regions=regions, settings=settings, network=network)
 
 
 def default_topology_path() -> Path:
@@ -215,3 +286,19 @@ def load_topology(path: Path | str | None = None) -> Topology:
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError("topology", f"{path} is not valid TOML: {exc}") from exc
     return parse_topology(raw)
+
+
+def render_topology(topology: Topology) -> str:
+    """`topology` as topology.toml text (load_topology reads it back to an equal Topology)."""
+    s = topology.settings
+    lines = ["[settings]"]
+    for key in _SETTINGS_TYPES:
+        value = getattr(s, key)
+        lines.append(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value!r}")
+    lines += ["", "[network]", f'mode = "{topology.network.mode}"', f'subnet = "{topology.network.subnet}"', ""]
+    for g in topology.geographies.values():
+        lines += [f"[geographies.{g.name}]", f"peak_share = {g.peak_share!r}", ""]
+    for r in topology.regions.values():
+        lines += [f"[regions.{r.name}]", f'geography = "{r.geography}"', f"capacity_qps = {r.capacity_qps!r}",
+                  f"http_port = {r.http_port}", f"grpc_port = {r.grpc_port}", f"redis_port = {r.redis_port}", ""]
+    return "\n".join(lines)

@@ -39,10 +39,10 @@ class ClientSettings:
 
 
 def connect(topology: Topology, region: str, *, settings: ClientSettings = ClientSettings()) -> Redis:
-    """A client (bytes replies) for `region`'s Redis on the topology's loopback host."""
+    """A client (bytes replies) for `region`'s Redis on its host (loopback, or its namespace's address)."""
     port = topology.region(region).redis_port
     return Redis(
-        host=topology.settings.host, port=port, socket_connect_timeout=settings.connect_timeout_s,
+        host=topology.region_host(region), port=port, socket_connect_timeout=settings.connect_timeout_s,
         socket_timeout=settings.socket_timeout_s,
         retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), settings.retries),
     )

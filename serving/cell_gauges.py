@@ -8,7 +8,7 @@
     shopnow_cell_bundle_refused                      1 while the store's current bundle is refused
                                                      (the cell keeps serving an older one)
     shopnow_cell_injected_fault{fault}               1 while a chaos fault is injected
-                                                     (ranking_latency, freeze_index)
+                                                     (ranking_latency, freeze_index, answer_latency)
     shopnow_cell_injected_ranking_latency_seconds    the latency the chaos fault adds to ranking
 
 Reading state at scrape time (instead of setting gauges where it changes) keeps the gauge and the
@@ -56,6 +56,7 @@ class CellGauges(Collector):
                                    labels=["fault"])
         faults.add_metric(["ranking_latency"], 1.0 if latency_ms > 0 else 0.0)
         faults.add_metric(["freeze_index"], 1.0 if frozen else 0.0)
+        faults.add_metric(["answer_latency"], 1.0 if rt.recommender.faults.answer_latency_ms[1] > 0 else 0.0)
         yield faults
         yield GaugeMetricFamily("shopnow_cell_injected_ranking_latency_seconds",
                                 "Latency the chaos fault adds to the ranking stage.", value=latency_ms / 1000.0)

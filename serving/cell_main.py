@@ -23,7 +23,7 @@ from serving.http_app import create_app
 def build_runtime(topology: Topology, *, region: str, artifacts_url: str, state_dir: Path,
                   tokens_file: str = "") -> CellRuntime:
     reg = topology.region(region)
-    store = FeatureStore.from_url(reg.redis_url(topology.settings.host), region=region, topology=topology)
+    store = FeatureStore.from_url(reg.redis_url(topology.region_host(region)), region=region, topology=topology)
     return CellRuntime(
         topology=topology, region=region, store=store,
         artifacts=open_geo_store(artifacts_url, reg.geography, topology=topology),  # its geography's bundles only
@@ -38,8 +38,8 @@ def run_cell(topology: Topology, *, region: str, artifacts_url: str, state_dir: 
     reg = topology.region(region)
     runtime = build_runtime(topology, region=region, artifacts_url=artifacts_url, state_dir=state_dir, tokens_file=tokens_file)
     runtime.start()
-    grpc_server, _ = start_grpc(runtime, host=topology.settings.host, port=reg.grpc_port)
-    config = uvicorn.Config(create_app(runtime), host=topology.settings.host, port=reg.http_port, log_level="warning",
+    grpc_server, _ = start_grpc(runtime, host=topology.region_host(region), port=reg.grpc_port)
+    config = uvicorn.Config(create_app(runtime), host=topology.region_host(region), port=reg.http_port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     stopped = threading.Event()

@@ -20,10 +20,11 @@ from contracts.events import Event
 from contracts.impressions import Impression
 from contracts.serving_plan import ServingPlan
 from fallback_tiers.admission import AdmissionSettings
-from fallback_tiers.settings import LadderSettings
 from fallback_tiers.tiers import SkipReason, Tier
+from fallback_tiers.breaker import CircuitBreaker
+from fallback_tiers.settings import BreakerSettings, LadderSettings
 from regions import redis_keys
-from regions.errors import InputError, ShopNowError
+from regions.errors import InputError, ShopNowError, TemporaryError
 from regions.tokens import read_roles
 from regions.topology import Topology
 from replication.artifact_store import ArtifactStore
@@ -56,9 +57,12 @@ from serving.traffic_split import Route, route, shadow_due
 log = logging.getLogger(__name__)
 
 HOMEPAGE_FAULT_STATUSES = (0, 404, 500)
-MAX_FAULT_LATENCY_MS = 10_000
-"""Largest ranking latency a chaos fault may add (POST /admin/faults ranking_latency_ms 0..10000)."""
 """Chaos fault homepage_status: off, or the status the HTTP API answers homepages with."""
+MAX_FAULT_LATENCY_MS = 10_000
+"""Largest latency a chaos fault may add (POST /admin/faults ranking_latency_ms and answer_latency_ms, 0..10000)."""
+FAULT_NAMES = ("answer_latency_ms", "freeze_index", "homepage_status", "ranking_latency_ms")
+"""What POST /admin/faults sets; DELETE /admin/faults turns every one off (CLEARED_FAULTS)."""
+CLEARED_FAULTS = {"ranking_latency_ms": 0, "freeze_index": False, "homepage_status": 0, "answer_latency_ms": [0, 0]}
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,15 @@ RANKED_REASONS = frozenset({SkipReason.TIMEOUT.value, SkipReason.ERROR.value, Sk
                             SkipReason.TOO_FEW.value})
 """A full tier skipped for these reasons did run (late, failed or short): its round trip counts."""
 
+LOG_BREAKER = BreakerSettings(failure_threshold=2, open_duration_s=5.0)
+"""Two unacknowledged appends in a row (each already waited the log client's 1 s timeout and one
+retry: not a busy moment) open the log's breaker for 5 s."""
+
 
 def _ranked(answer: Answer) -> bool:
     """A full ranking ran to its end for this answer (it served, or came back late, failed or short)."""
     return answer.tier == Tier.FULL.value or any(t == Tier.FULL.value and r in RANKED_REASONS for t, r in answer.skipped)
+
 
 OBSERVED_BACKLOG = 50_000
 """Answered requests waiting to be counted (flushed every second, and before /readyz and /metrics)."""
@@ -126,6 +135,7 @@ class CellRuntime:
         self.shadow = ShadowScorer(self._shadow_score, on_compare=self._shadow_compared)
         self.sampler = FeatureSampler(sampler_settings)
         self.recommender.feature_sampler = self.sampler
+        self.log_breaker = CircuitBreaker("log", settings=LOG_BREAKER)
         self._log_client = connect(topology, region, settings=ClientSettings(connect_timeout_s=0.2, socket_timeout_s=1.0, retries=1))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -383,12 +393,26 @@ class CellRuntime:
 
     def store_events(self, events: Sequence[Event]) -> list[str]:
         """Append validated events (the gRPC server converts its messages with
-        contracts.cell_api.event_from_pb); residency is checked by append_events."""
+        contracts.cell_api.event_from_pb); residency is checked by append_events. The log has its
+        own breaker (LOG_BREAKER): after two appends in a row that Redis did not acknowledge (refused
+        or timed out: down or hung) batches are refused at once, TemporaryError, for its open time,
+        then one trial goes through. A hung Redis would otherwise hold every batch for the log
+        client's timeouts, and the edge stores it sooner in another region of the geography. (The
+        ladder's read breaker is no guide here: its 50 ms reads time out on a merely busy machine.)"""
+        if not self.log_breaker.try_acquire():
+            self.metrics.refuse_events("log_unavailable", count=len(events))
+            raise TemporaryError(f"the log of {self.region} is not answering: {LOG_BREAKER.failure_threshold} appends "
+                                 f"in a row failed, retried after {LOG_BREAKER.open_duration_s:g} s (log breaker open)")
         try:
             ids = append_events(self._log_client, events, topology=self.topology, region=self.region)
         except InputError as exc:
+            self.log_breaker.record_success()  # Redis answered (or was not needed): the batch is refused
             self.metrics.refuse_events(exc.field, count=len(events))
             raise
+        except TemporaryError:
+            self.log_breaker.record_failure()
+            raise
+        self.log_breaker.record_success()
         self.metrics.accept_events(len(ids))
         return ids
 
@@ -453,7 +477,8 @@ class CellRuntime:
             "error_rate": summary.error_rate, "p99_ms": summary.p99_ms, "qps": summary.qps,
             "tier_mix": summary.tier_mix, "replication": self._replication(now),
             "breakers": {name: b.status.value for name, b in self.recommender.breakers.items()},
-            "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms},
+            "faults": {"ranking_latency_ms": self.recommender.faults.ranking_latency_ms,
+                       "answer_latency_ms": list(self.recommender.faults.answer_latency_ms)},
             "drift": None if drift is None else {k: drift[k] for k in ("verdict", "rows", "max_psi", "drifted")},
             "rollout": self.rollout_view(now),
             "new_items": list(self.new_items),
@@ -497,9 +522,10 @@ class CellRuntime:
     def set_faults(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InputError("body", "must be a JSON object")
-        unknown = set(body) - {"ranking_latency_ms", "freeze_index", "homepage_status"}
+        unknown = set(body) - set(FAULT_NAMES)
         if unknown:
-            raise InputError(sorted(unknown)[0], "unknown fault; allowed: ranking_latency_ms, freeze_index, homepage_status")
+            raise InputError(sorted(unknown)[0], f"unknown fault; allowed: {', '.join(FAULT_NAMES)}")
+        answer_latency = _answer_latency(body["answer_latency_ms"]) if "answer_latency_ms" in body else None
         status = body.get("homepage_status", 0)
         if isinstance(status, bool) or not isinstance(status, int) or status not in HOMEPAGE_FAULT_STATUSES:
             raise InputError("homepage_status", f"must be one of {', '.join(map(str, HOMEPAGE_FAULT_STATUSES))}")
@@ -515,11 +541,24 @@ class CellRuntime:
             self.holder.frozen = body["freeze_index"]
         if "homepage_status" in body:
             self.recommender.faults.homepage_status = int(body["homepage_status"])
+        if answer_latency is not None:
+            self.recommender.faults.answer_latency_ms = answer_latency
         faults = self.recommender.faults
-        log.warning("faults now: ranking_latency_ms=%s freeze_index=%s homepage_status=%s", faults.ranking_latency_ms,
-                    self.holder.frozen, faults.homepage_status)
+        log.warning("faults now: ranking_latency_ms=%s freeze_index=%s homepage_status=%s answer_latency_ms=%s",
+                    faults.ranking_latency_ms, self.holder.frozen, faults.homepage_status, faults.answer_latency_ms)
         return {"ranking_latency_ms": faults.ranking_latency_ms, "freeze_index": self.holder.frozen,
-                "homepage_status": faults.homepage_status}
+                "homepage_status": faults.homepage_status, "answer_latency_ms": list(faults.answer_latency_ms)}
 
 
-__all__ = ["CellRuntime", "CellSettings"]
+def _answer_latency(value: Any) -> tuple[float, float]:
+    """[low, high] milliseconds (0 <= low <= high <= 10000), or one number for both."""
+    pair = [value, value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if (not isinstance(pair, list) or len(pair) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in pair)
+            or not 0 <= pair[0] <= pair[1] <= MAX_FAULT_LATENCY_MS):
+        raise InputError("answer_latency_ms", f"must be [low, high] milliseconds with 0 <= low <= high <= "
+                         f"{MAX_FAULT_LATENCY_MS} (or one number)")
+    return float(pair[0]), float(pair[1])
+
+
+__all__ = ["CLEARED_FAULTS", "FAULT_NAMES", "MAX_FAULT_LATENCY_MS", "CellRuntime", "CellSettings"]

@@ -78,9 +78,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         return min(budget, MAX_DEADLINE_S)
 
     def Recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
+        rec = self.runtime.recommender
+        delay = rec.faults.answer_delay_s()
+        if delay:  # chaos fault: a slow host, before (and outside) the cell's own timing
+            time.sleep(delay)
         started = time.perf_counter()
         surface = surface_name(request.surface)
-        rec = self.runtime.recommender
         try:
             count = check_count(request.count or 8)
             if request.surface == pb.SIMILAR:

@@ -36,7 +36,7 @@ from contracts.tiers import Tier
 from fallback_tiers.deadline import DEADLINE_HEADER, deadline_seconds
 from online_metrics.from_logs import MAX_TS
 from regions.errors import InputError, TemporaryError
-from serving.cell_runtime import HOMEPAGE_FAULT_STATUSES, MAX_FAULT_LATENCY_MS, CellRuntime
+from serving.cell_runtime import CLEARED_FAULTS, HOMEPAGE_FAULT_STATUSES, MAX_FAULT_LATENCY_MS, CellRuntime
 from serving.recommender import UnknownProduct
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,17 @@ _FAULTS_BODY = {
     "type": "object", "additionalProperties": False,
     "properties": {"ranking_latency_ms": {"type": "number", "minimum": 0, "maximum": MAX_FAULT_LATENCY_MS},
                    "freeze_index": {"type": "boolean"},
-                   "homepage_status": {"type": "integer", "enum": list(HOMEPAGE_FAULT_STATUSES)}},
+                   "homepage_status": {"type": "integer", "enum": list(HOMEPAGE_FAULT_STATUSES)},
+                   "answer_latency_ms": {"oneOf": [
+                       {"type": "number", "minimum": 0, "maximum": MAX_FAULT_LATENCY_MS},
+                       {"type": "array", "minItems": 2, "maxItems": 2,
+                        "items": {"type": "number", "minimum": 0, "maximum": MAX_FAULT_LATENCY_MS},
+                        "description": "[low, high] with low <= high"}]}},
 }
-_FAULTS = {"type": "object", "required": ["ranking_latency_ms", "freeze_index", "homepage_status"],
-           "properties": _FAULTS_BODY["properties"]}
+_FAULTS = {"type": "object", "required": ["ranking_latency_ms", "freeze_index", "homepage_status", "answer_latency_ms"],
+           "properties": {**_FAULTS_BODY["properties"], "answer_latency_ms": {
+               "type": "array", "minItems": 2, "maxItems": 2,
+               "items": {"type": "number", "minimum": 0, "maximum": MAX_FAULT_LATENCY_MS}}}}
 
 
 def _denied(status: int, message: str) -> JSONResponse:
@@ -91,6 +98,9 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         return _error(500, "server", f"internal error ({type(exc).__name__}); the cell keeps running")
 
     def timed(surface: str, call: Callable[[], Any]) -> Response:
+        delay = rec.faults.answer_delay_s()
+        if delay:  # chaos fault: a slow host, before (and outside) the cell's own timing
+            time.sleep(delay)
         started = time.perf_counter()
         try:
             answer = call()
@@ -217,6 +227,6 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         denied = runtime.check_chaos_token(authorization)
         if denied:
             return _denied(*denied)
-        return JSONResponse(runtime.set_faults({"ranking_latency_ms": 0, "freeze_index": False, "homepage_status": 0}))
+        return JSONResponse(runtime.set_faults(dict(CLEARED_FAULTS)))
 
     return app

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -129,9 +130,18 @@ class Faults:
     """Chaos faults injected through the cell's admin API (see chaos/)."""
 
     ranking_latency_ms: float = 0.0
+    answer_latency_ms: tuple[float, float] = (0.0, 0.0)
+    """(low, high): every recommendation answer (HTTP and gRPC) waits a uniform draw from this range
+    before the cell works on it, outside the cell's own timing (like a starved host or a slow network
+    path): the cell stays up and its readyz stays fast and unaware (a gray failure). (0, 0): off."""
     homepage_status: int = 0
     """When 404 or 500, the cell's HTTP API answers homepages with that status instead of a slate
     (a broken release; game days prove that the load counts such answers as failures). 0: off."""
+
+    def answer_delay_s(self) -> float:
+        """How long this answer waits (seconds) under the answer-latency fault; 0.0 when off."""
+        low, high = self.answer_latency_ms
+        return random.uniform(low, high) / 1000.0 if high > 0 else 0.0
 
 
 @dataclass
@@ -247,10 +257,11 @@ class Recommender:
         breaker = self.breakers["redis"]
         if breaker.status is not BreakerStatus.CLOSED:
             raise DependencyFailed("redis", "the redis breaker is not closed")
+        began = breaker.now()
         try:
             result = call()
         except FeatureStoreUnavailable as exc:
-            breaker.record_failure()
+            breaker.record_failure(admitted_at=began)
             raise DependencyFailed("redis", str(exc)) from exc
         return result
 
@@ -438,6 +449,7 @@ class Recommender:
         finally:
             if finish is not None:
                 finish(answer)
+        assert answer is not None  # the ladder returned
         if result.tier is Tier.FULL and user_id is not None and remember:
             self._remember(user_id, result.items, serving.version)
         if remember and user_id is not None and answer.items and self._record_impressions is not None \

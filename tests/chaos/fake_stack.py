@@ -99,6 +99,8 @@ class FakeHttp:
         self.items, self.readyz, self.token = items, readyz or {"ready": True}, token
         self.tier = "full"
         """The tier every homepage answer names (tests of the expectations change it)."""
+        self.status: dict[str, Any] | None = None
+        """When set, GET /v1/status answers {"regions": status} (a controller's status API)."""
         self.requests: list[tuple[str, str, dict[str, Any] | None, str]] = []
         fake = self
 
@@ -125,6 +127,8 @@ class FakeHttp:
                     self._send(200, {"items": [{"item_id": f"i{i}", "score": 1.0} for i in range(fake.items)], "tier": fake.tier})
                 elif self.path == "/readyz":
                     self._send(200, fake.readyz)
+                elif self.path == "/v1/status" and fake.status is not None:
+                    self._send(200, {"regions": fake.status})
                 else:
                     self._send(404, {"detail": "not found"})
 

@@ -11,7 +11,7 @@ import redis
 from chaoslib.exceptions import ActivityFailed
 
 from chaos import actions, probes
-from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
+from contracts.store_keys import TABLE_KEY
 from failover.control_stores import store_from_url
 from regions import stack
 from replication.verifying import BundleRejected, verify_bundle
@@ -105,23 +105,6 @@ def test_kill_controller_leader_kills_the_lease_holder_only(conf: dict[str, Any]
     assert all(_running(state_dir).values())
 
 
-def test_partition_region_writes_the_store_key_and_heal_clears_it(conf: dict[str, Any]) -> None:
-    url = stack.stack_urls(Path(conf["state_dir"])).control_store
-
-    def key() -> Any:
-        with store_from_url(url) as store:
-            value = store.get(PARTITIONS_KEY)
-        return None if value is None else json.loads(value.text)
-
-    assert actions.partition_region("us-east", configuration=conf)["partitions"] == ["us-east"]
-    assert actions.partition_region("eu-west", configuration=conf)["partitions"] == ["eu-west", "us-east"]
-    assert key() == ["eu-west", "us-east"]
-    assert actions.heal_partition("us-east", configuration=conf)["partitions"] == ["eu-west"]
-    assert key() == ["eu-west"]
-    actions.heal_partition(configuration=conf)
-    assert key() is None
-
-
 def test_corrupt_bundle_is_refused_by_verification_and_rollback_restores_the_good_one(conf: dict[str, Any], tmp_path: Path) -> None:
     store = store_with_bundle(Path(conf["state_dir"]), tmp_path)
     good = store.current()
@@ -154,6 +137,72 @@ def test_cell_fault_actions_send_the_chaos_token_and_the_fault(conf: dict[str, A
         ("DELETE", "/admin/faults", None),
     ]
     assert {auth for *_, auth in cell.requests} == {"Bearer chaos-token"}
+
+
+def test_hang_region_stops_every_process_of_the_region_and_resume_continues_them(
+        conf: dict[str, Any], region_stack: stack.StackState, ports: Ports) -> None:
+    from chaos import fault_registry
+    from chaos.context import process_stopped
+
+    state_dir = Path(conf["state_dir"])
+    pids = {n: p.pid for n, p in region_stack.processes.items()}
+    client = redis.Redis(port=ports.redis["us-east"], socket_timeout=0.3, socket_connect_timeout=0.3)
+    try:
+        hung = actions.hang_region("us-east", configuration=conf)
+        assert sorted(hung["processes"]) == ["cell-us-east", "feature-updater-us-east", "redis-us-east",
+                                             "replicator-us-east"] and hung["signal"] == "SIGSTOP"
+        assert {n: process_stopped(pid) for n, pid in pids.items()} == {
+            "redis-us-east": True, "cell-us-east": True, "replicator-us-east": True, "feature-updater-us-east": True,
+            "cell-us-west": False}
+        assert "hang:region:us-east" in fault_registry.pending(state_dir)
+        with pytest.raises(redis.TimeoutError):  # the kernel accepts the connection; nothing answers
+            client.ping()
+    finally:
+        resumed = actions.resume_region("us-east", configuration=conf)
+    assert sorted(resumed["processes"]) == sorted(hung["processes"]) and resumed["signal"] == "SIGCONT"
+    assert not any(process_stopped(pid) for pid in pids.values()) and all(_running(state_dir).values())
+    assert client.ping() and fault_registry.pending(state_dir) == {}
+    assert actions.resume_region("us-east", configuration=conf)["processes"], "idempotent"
+
+
+def test_hang_feature_store_stops_redis_alone_and_abort_continues_it(
+        conf: dict[str, Any], region_stack: stack.StackState, ports: Ports) -> None:
+    from chaos import fault_registry
+    from chaos.context import process_stopped
+
+    state_dir = Path(conf["state_dir"])
+    try:
+        assert actions.hang_feature_store("us-east", configuration=conf)["processes"] == ["redis-us-east"]
+        stopped = {n: process_stopped(p.pid) for n, p in region_stack.processes.items()}
+        assert [n for n, s in stopped.items() if s] == ["redis-us-east"]
+        done = fault_registry.clear_all(state_dir, configuration=conf, progress=lambda _m: None)
+        assert [d["func"] for d in done] == ["resume_feature_store"]
+    finally:
+        actions.resume_feature_store("us-east", configuration=conf)
+    assert not process_stopped(region_stack.processes["redis-us-east"].pid)
+    assert redis.Redis(port=ports.redis["us-east"]).ping()
+
+
+def test_hang_refuses_an_unknown_region_and_registers_nothing(conf: dict[str, Any], region_stack: stack.StackState) -> None:
+    from chaos import fault_registry
+
+    with pytest.raises(ActivityFailed, match="mars-north"):
+        actions.hang_region("mars-north", configuration=conf)
+    with pytest.raises(ActivityFailed, match="no running process of region eu-west"):
+        actions.hang_feature_store("eu-west", configuration=conf)
+    actions.resume_feature_store("eu-west", configuration=conf)  # the registry entry the refused hang left
+    assert fault_registry.pending(Path(conf["state_dir"])) == {}
+
+
+def test_answer_latency_action_sends_the_range_and_checks_it(conf: dict[str, Any], ports: Ports) -> None:
+    Path(conf["state_dir"], "tokens.json").write_text(json.dumps({"chaos-token": "chaos"}))
+    with FakeHttp(ports.http["us-east"]) as cell:
+        slow = actions.inject_answer_latency("us-east", low_ms=300.0, high_ms=800.0, configuration=conf)
+        actions.clear_answer_latency("us-east", configuration=conf)
+    assert slow["faults"] == {"answer_latency_ms": [300.0, 800.0]}
+    assert [(m, b) for m, _, b, _ in cell.requests] == [("POST", {"answer_latency_ms": [300.0, 800.0]}), ("DELETE", None)]
+    with pytest.raises(ActivityFailed, match="low_ms <= high_ms"):
+        actions.inject_answer_latency("us-east", low_ms=900.0, high_ms=800.0, configuration=conf)
 
 
 def test_cell_fault_refused_by_the_cell_fails_the_activity(conf: dict[str, Any], ports: Ports) -> None:

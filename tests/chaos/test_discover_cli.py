@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from chaos import actions, expectations, probes
+from chaos import actions, expectations, net_actions, probes
 from regions.topology import REPO_ROOT
 from tests.browser import ARTIFACTS
 
@@ -32,7 +32,7 @@ def test_chaos_discover_lists_every_action_and_probe(tmp_path: Path) -> None:
     found = json.loads(out.read_text())
     assert found["extension"]["name"] == "shopnow-chaos"
     kinds = {a["name"]: a["type"] for a in found["activities"]}
-    assert {n for n, t in kinds.items() if t == "action"} == set(actions.__all__)
+    assert {n for n, t in kinds.items() if t == "action"} == set(actions.__all__) | set(net_actions.__all__)
     assert {n for n, t in kinds.items() if t == "probe"} == set(probes.__all__) | set(expectations.__all__)
     assert all(a["doc"] for a in found["activities"]), "every activity says what it does"
     kill = next(a for a in found["activities"] if a["name"] == "kill_region")

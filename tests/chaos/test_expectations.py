@@ -1,5 +1,5 @@
-"""The fault-aware steady-state probes (chaos.expectations), the fault ledger, and the controller's
-handling of the chaos/partitions fault (failover.controller.partitioned / read_stored).
+"""The fault-aware steady-state probes (chaos.expectations) and the fault ledger. (The network faults
+they read from the fault registry are tested against real namespaces in tests/chaos/test_netns_faults.py.)
 
 Ground truth is real: a real redis-server (or a port nothing listens on), real processes in the
 stack state, a real SQLite control store. The cell is the fake HTTP cell of tests.chaos.fake_stack
@@ -14,11 +14,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from chaos import actions, expectations
-from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
-from failover import controller as ctl
+from chaos import fault_registry
+from contracts.store_keys import TABLE_KEY
 from failover.control_stores import store_from_url
-from failover.health import Probe
-from failover.probing import CellReport
 from regions import stack
 from tests.chaos.fake_stack import FakeHttp, Ports, sleeper, start_stack, store_with_bundle, write_topology
 
@@ -44,46 +42,6 @@ def _put(conf: dict[str, str], key: str, value: Any) -> None:
     with store_from_url(stack.stack_urls(Path(conf["state_dir"])).control_store) as store:
         current = store.get(key)
         assert store.put(key, json.dumps(value), cas=current.version if current else 0)
-
-
-# -- controller: chaos/partitions ---------------------------------------------------------------
-def _report(region: str) -> CellReport:
-    return CellReport(region=region, probe=Probe(ok=True, at=1.0, error="", latency_ms=5.0, homepage_nonempty=True), readyz=None)
-
-
-@pytest.mark.parametrize(("cut", "failed"), [
-    ((), set()),
-    (("us-east",), {"us-east"}),
-    (("us-east", "eu-west"), {"us-east", "eu-west"}),
-    (("mars-1",), set()),
-])
-def test_partitioned_regions_get_a_failed_probe_and_others_keep_theirs(cut: tuple[str, ...], failed: set[str]) -> None:
-    reports = {r: _report(r) for r in ("us-east", "us-west", "eu-west")}
-    out = ctl.partitioned(reports, cut, now=2.0)
-    assert set(out) == set(reports)
-    assert {r for r, rep in out.items() if not rep.probe.ok} == failed
-    assert all(out[r] is reports[r] for r in reports if r not in failed)
-    assert all("partitioned" in out[r].probe.error and out[r].probe.at == 2.0 for r in failed)
-
-
-@pytest.mark.parametrize(("stored", "expected"), [
-    (["us-east"], ("us-east",)), ([], ()), ({"us-east": 1}, ()), (None, ()),
-])
-def test_the_controller_reads_the_partition_key_the_chaos_action_writes(setup: dict[str, str], stored: Any,
-                                                                      expected: tuple[str, ...]) -> None:
-    if stored is not None:
-        _put(setup, PARTITIONS_KEY, stored)
-    with store_from_url(stack.stack_urls(Path(setup["state_dir"])).control_store) as store:
-        assert ctl.read_stored(store).partitions == expected
-
-
-def test_partition_action_is_what_the_controller_then_reads(setup: dict[str, str]) -> None:
-    actions.partition_region("us-east", configuration=setup)
-    with store_from_url(stack.stack_urls(Path(setup["state_dir"])).control_store) as store:
-        assert ctl.read_stored(store).partitions == ("us-east",)
-    actions.heal_partition("us-east", configuration=setup)
-    with store_from_url(stack.stack_urls(Path(setup["state_dir"])).control_store) as store:
-        assert ctl.read_stored(store).partitions == ()
 
 
 # -- fault ledger -------------------------------------------------------------------------------
@@ -174,8 +132,9 @@ def test_routed_around(setup: dict[str, str], ports: Ports, partitioned: bool, s
     for region in ("us-west", "eu-west"):
         _put(setup, f"health/{region}", {"state": "healthy"})
     _put(setup, "health/us-east", {"state": state})
-    if partitioned:
-        _put(setup, PARTITIONS_KEY, ["us-east"])
+    if partitioned:  # what chaos.net_actions.cut_region registers before it drops the packets
+        fault_registry.record(Path(setup["state_dir"]), "net:isolate:us-east", undo="heal_region",
+                              arguments={"region": "us-east"}, what="us-east cut off from the hub")
     with FakeHttp(ports.http["us-east"]):
         found = expectations.routed_around("us-east", configuration=setup)
     assert found["verdict"].startswith(verdict), found

@@ -13,7 +13,7 @@ import redis
 
 from chaos import actions, gameday
 from chaos import fault_registry
-from contracts.store_keys import PARTITIONS_KEY, TABLE_KEY
+from contracts.store_keys import TABLE_KEY
 from chaos.gameday_io import DurableSnapshot, acked_events, claim_state, stream_event_ids
 from chaos.load import LoadSpec, read_records
 from chaos.measurement import compute_rpo
@@ -111,20 +111,25 @@ def test_state_file_refuses_a_second_running_game_day_and_replaces_a_dead_one(tm
     assert json.loads(path.read_text())["experiment"] == "stale-features" == info["experiment"]
 
 
+def _updater_running(state_dir: Path, region: str) -> bool:
+    return stack.is_running(stack.StackState.load(state_dir).processes[f"feature-updater-{region}"])
+
+
 def test_abort_signals_the_game_day_and_plays_its_rollbacks(setup: tuple[Path, Path]) -> None:
     state_dir, topology = setup
-    actions.partition_region("us-east", configuration=_conf(state_dir, topology))
+    start_stack(state_dir, [sleeper("feature-updater-us-east", "feature-updater", "us-east")])
+    actions.stop_feature_updater("us-east", configuration=_conf(state_dir, topology))
     pretend = _sleep()  # stands in for the game-day process
     (state_dir / gameday.STATE_FILE).write_text(json.dumps(
-        {"pid": pretend.pid, "argv": ["sleep", "1000"], "experiment": "region-partition", "topology": str(topology)}))
+        {"pid": pretend.pid, "argv": ["sleep", "1000"], "experiment": "stale-features", "topology": str(topology)}))
 
-    assert set(fault_registry.pending(state_dir)) == {"partition:us-east"}
+    assert set(fault_registry.pending(state_dir)) == {"feature-updater:us-east"}
+    assert not _updater_running(state_dir, "us-east")
     result = gameday.abort_gameday(state_dir=state_dir, timeout_s=10, progress=lambda _m: None)
 
     assert result["signalled"] and pretend.poll() is not None, result
-    assert result["rollbacks"] == [{"name": "partition:us-east", "status": "succeeded"}], result
-    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
-        assert store.get(PARTITIONS_KEY) is None
+    assert result["rollbacks"] == [{"name": "feature-updater:us-east", "status": "succeeded"}], result
+    assert _updater_running(state_dir, "us-east")
     assert not (state_dir / gameday.STATE_FILE).exists() and fault_registry.pending(state_dir) == {}
     with pytest.raises(InputError, match="no game day is running"):
         gameday.abort_gameday(state_dir=state_dir)
@@ -133,11 +138,11 @@ def test_abort_signals_the_game_day_and_plays_its_rollbacks(setup: tuple[Path, P
 def test_abort_removes_the_faults_of_a_run_it_did_not_start(setup: tuple[Path, Path]) -> None:
     """No game-day state file (a bare `chaos run`, or an action called by hand): the registry knows."""
     state_dir, topology = setup
-    actions.partition_region("us-west", configuration=_conf(state_dir, topology))
+    start_stack(state_dir, [sleeper("feature-updater-us-west", "feature-updater", "us-west")])
+    actions.stop_feature_updater("us-west", configuration=_conf(state_dir, topology))
     result = gameday.abort_gameday(state_dir=state_dir, timeout_s=10, progress=lambda _m: None)
-    assert not result["signalled"] and result["rollbacks"] == [{"name": "partition:us-west", "status": "succeeded"}]
-    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
-        assert store.get(actions.PARTITIONS_KEY) is None
+    assert not result["signalled"] and result["rollbacks"] == [{"name": "feature-updater:us-west", "status": "succeeded"}]
+    assert _updater_running(state_dir, "us-west")
 
 
 def test_rpo_from_a_survivors_replica_stream_by_event_id(tmp_path: Path, redis_factory: Callable[..., Any]) -> None:
@@ -218,21 +223,23 @@ def test_a_short_game_day_end_to_end_against_the_fake_stack(setup: tuple[Path, P
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     state_dir, topology = setup
     store_with_bundle(state_dir, tmp_path)
-    experiment = json.loads((gameday.EXPERIMENTS_DIR / "region-partition.json").read_text())
+    start_stack(state_dir, [sleeper("feature-updater-us-east", "feature-updater", "us-east")])
+    experiment = json.loads((gameday.EXPERIMENTS_DIR / "stale-features.json").read_text())
+    experiment["method"] = [a for a in experiment["method"] if a["provider"]["func"] != "log_events"]  # no cell here
     for activity in experiment["method"]:
         activity.pop("pauses", None)
     hypothesis = experiment["steady-state-hypothesis"]
-    # the fake stack has no controller to mark us-east unhealthy: the expectation is tested against real servers
+    # the fake stack has no cell to read freshness from: the expectation is tested against real servers
     hypothesis["probes"] = [p for p in hypothesis["probes"] if p["provider"]["module"] != "chaos.expectations"]
     experiments = tmp_path / "experiments"
     experiments.mkdir()
-    (experiments / "quick-partition.json").write_text(json.dumps(experiment))
+    (experiments / "quick-stale-features.json").write_text(json.dumps(experiment))
     monkeypatch.setattr(gameday, "EXPERIMENTS_DIR", experiments)
     with store_from_url(stack.stack_urls(state_dir).control_store) as store:
         store.put(TABLE_KEY, json.dumps({"version": 1, "geos": {"us": {"regions": {"us-east": 50, "us-west": 50}}}}))
 
     with FakeHttp(ports.edge):
-        report = gameday.run_gameday("quick-partition", state_dir=state_dir, topology=topology, load_rate=20, duration_s=3,
+        report = gameday.run_gameday("quick-stale-features", state_dir=state_dir, topology=topology, load_rate=20, duration_s=3,
                                      out_dir=tmp_path / "out", progress=lambda _m: None)
 
     journal = json.loads((tmp_path / "out" / "journal.json").read_text())
@@ -248,9 +255,43 @@ def test_a_short_game_day_end_to_end_against_the_fake_stack(setup: tuple[Path, P
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"load.jsonl", "report.json", "report.md", "report.png"}
     assert len(read_records(tmp_path / "out" / "load.jsonl")) == report["load"]["requests"] > 0
     assert any(s.get("weights") == {"us": {"us-east": 50.0, "us-west": 50.0}} for s in report["samples"])
-    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
-        assert store.get(PARTITIONS_KEY) is None  # the rollback healed it
+    assert _updater_running(state_dir, "us-east")  # the rollback restored it
+    assert fault_registry.pending(state_dir) == {}
     assert not (state_dir / gameday.STATE_FILE).exists()
+
+
+def test_a_stack_that_never_settles_makes_the_game_day_invalid_with_the_reason(
+        setup: tuple[Path, Path], tmp_path: Path, ports: Ports, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settle wait after the warm-up gives up at its bound; the hypothesis (every region healthy
+    and weighted) then fails before the method, nothing is injected, and the verdict says why."""
+    state_dir, topology = setup
+    store_with_bundle(state_dir, tmp_path)
+    (state_dir / "tokens.json").write_text(json.dumps({"chaos-token": "chaos"}))
+    experiment = json.loads((gameday.EXPERIMENTS_DIR / "region-partition.json").read_text())
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "unsettled.json").write_text(json.dumps(experiment))
+    monkeypatch.setattr(gameday, "EXPERIMENTS_DIR", experiments)
+    monkeypatch.setattr(gameday, "SETTLE_S", 1.5)
+    monkeypatch.setattr(gameday, "SETTLE_LEAVES_S", 1.0)
+    with store_from_url(stack.stack_urls(state_dir).control_store) as store:
+        store.put(TABLE_KEY, json.dumps({"version": 1, "geos": {"us": {"regions": {"us-east": 50, "us-west": 50}},
+                                                                 "eu": {"regions": {"eu-west": 100}}}}))
+        for region, state in (("us-east", "degraded"), ("us-west", "healthy"), ("eu-west", "healthy")):
+            store.put(f"health/{region}", json.dumps({"state": state}))
+    messages: list[str] = []
+    with FakeHttp(ports.edge), FakeHttp(ports.controller) as controller:
+        controller.status = {"us-east": {"state": "degraded"}, "us-west": {"state": "healthy"},
+                             "eu-west": {"state": "healthy"}}
+        report = gameday.run_gameday("unsettled", state_dir=state_dir, topology=topology, load_rate=20, duration_s=5,
+                                     out_dir=tmp_path / "out", progress=messages.append, warmup_s=1.0)
+    assert sum(1 for r in controller.requests if r[1] == "/v1/status") >= 2, "the settle wait polled the controller"
+    assert any(m.startswith("the stack did not settle within 1.5 s") for m in messages), messages
+    assert report["verdict"] == "invalid" and report["fault_at"] is None
+    reason = next(r for r in report["invalid_reasons"] if r.startswith("the steady state before the method was not met"))
+    assert "us-east is degraded with weight 50" in reason and "did not settle within 1.5 s" in reason, reason
+    assert "'us-east': 'degraded'" in reason
+    assert "no fault action ran" in report["invalid_reasons"]
 
 
 def test_cli_lists_experiments_and_dry_runs_without_touching(tmp_path: Path) -> None:

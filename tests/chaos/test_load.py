@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from chaos.load import LoadMix, LoadSpec, read_records, run_load, summarize
+from chaos.load import LoadMix, LoadSpec, cap_for, read_records, run_load, summarize
 from chaos.load_records import classify_events, classify_read
 from regions.errors import InputError
 from regions.processes import free_port
@@ -68,6 +68,12 @@ def test_a_run_short_of_its_rate_is_invalid(tmp_path: Path) -> None:
     assert not got["valid"] and "more than 2% below its rate" in got["invalid_reasons"][0]
 
 
+def test_the_open_request_cap_is_sized_from_rate_times_timeout() -> None:
+    # Little's law: at most rate x timeout requests are open while the timeout holds; 25 % above it
+    assert cap_for(300, 1.0) == 375 and cap_for(1000, 1.0) == 1250 and cap_for(40, 1.0) == 50
+    assert cap_for(300, 0.5) == 188 and cap_for(1, 1.0) == 32  # a floor for tiny rates
+
+
 def test_bad_specs_are_refused_naming_the_field() -> None:
     with pytest.raises(InputError) as exc:
         run_load(LoadSpec(base_url="http://10.0.0.1:80", rate=10, duration_s=1, users=["u"], items=["i"]), Path("/nonexistent"))
@@ -76,6 +82,10 @@ def test_bad_specs_are_refused_naming_the_field() -> None:
         run_load(LoadSpec(base_url="http://127.0.0.1:80", rate=10, duration_s=1, users=["u"], items=["i"], processes=0),
                  Path("/nonexistent"))
     assert exc.value.field == "processes"
+    with pytest.raises(InputError) as exc:
+        run_load(LoadSpec(base_url="http://127.0.0.1:80", rate=10, duration_s=1, users=["u"], items=["i"], max_in_flight=0),
+                 Path("/nonexistent"))
+    assert exc.value.field == "max_in_flight"
 
 
 @pytest.fixture

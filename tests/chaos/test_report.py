@@ -146,6 +146,18 @@ def test_a_short_load_and_an_unobserved_fault_are_invalid() -> None:
                            lost_region_answers=0) == []
 
 
+def test_a_steady_state_not_met_before_the_method_is_invalid_with_the_failing_probe() -> None:
+    hypothesis = {"before": False, "after": None, "violations": ["before: routed-around: {'verdict': 'violated: x'}"]}
+    reasons = invalid_reasons(method_runs=[], fault_at=None, load=GOOD_LOAD, load_error=None, lost_region=None,
+                              lost_region_answers=0, hypothesis=hypothesis, unsettled="the stack did not settle within 20 s")
+    assert reasons[0] == ("the steady state before the method was not met, so no fault was injected "
+                          "(routed-around: {'verdict': 'violated: x'}); the stack did not settle within 20 s")
+    assert "no fault action ran" in reasons and overall([], invalid=reasons) == INVALID
+    met = {"before": True, "after": True, "violations": []}
+    assert invalid_reasons(method_runs=KILLED, fault_at=T0, load=GOOD_LOAD, load_error=None, lost_region=None,
+                           lost_region_answers=0, hypothesis=met, unsettled="ignored when the hypothesis held") == []
+
+
 def test_timeline_buckets_cover_every_record() -> None:
     recs = records(seconds=5, bad=(1, 2), slow=(3, 4))
     buckets = timeline(recs, origin=T0)

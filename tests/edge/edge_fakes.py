@@ -25,7 +25,7 @@ from contracts.proto import recommend_pb2_grpc as pb_grpc
 @dataclass
 class StandInCell(pb_grpc.RecommenderServicer):
     """A fake cell of `region`. `mode`: ok | fail | slow | empty | refuse (invalid input) | not_found
-    (an unknown product); `events_mode`: ok | fail | refuse."""
+    (an unknown product); `events_mode`: ok | fail | refuse | hang (never answers, as behind a network cut)."""
 
     region: str
     mode: str = "ok"
@@ -59,6 +59,10 @@ class StandInCell(pb_grpc.RecommenderServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.region} redis is down (stand-in)")
         if self.events_mode == "refuse":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "type: unknown event type (stand-in)")
+        if self.events_mode == "hang":
+            while context.is_active():  # far past any deadline; stops when the caller gives up
+                time.sleep(0.01)
+            return pb.LogAck()
         with self.lock:
             self.batches.append(request)
             offset = sum(len(b.events) for b in self.batches)

@@ -253,6 +253,17 @@ def test_events_fail_over_inside_the_geography(edge: TestClient, stack: StandInS
     assert resp.status_code == 200 and list(resp.json()["stored"]) == [({"us-east", "us-west"} - {first}).pop()]
 
 
+def test_a_region_that_never_answers_leaves_time_to_store_events_in_the_next(edge: TestClient, stack: StandInStack) -> None:
+    """A blackholed first region (the edge-cut game day) must not eat the whole events deadline: it
+    gets its share (first_attempt_share of 1 s) and the peer stores the batch within the deadline."""
+    first = rendezvous_order("us-3", {"us-east": 1, "us-west": 1})[0]
+    stack.cells[first].events_mode = "hang"
+    started = time.perf_counter()
+    resp = edge.post("/v1/events", json={"events": _events("us-3")})
+    assert resp.status_code == 200 and list(resp.json()["stored"]) == [({"us-east", "us-west"} - {first}).pop()], resp.json()
+    assert time.perf_counter() - started < 1.5
+
+
 def test_events_refused_by_the_cell_are_422_not_retried(edge: TestClient, stack: StandInStack) -> None:
     for cell in stack.cells.values():
         cell.events_mode = "refuse"

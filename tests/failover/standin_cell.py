@@ -31,6 +31,8 @@ class StandinCell:
         self.requests = 0
         self.rollout: dict[str, Any] = {}
         """The /readyz "rollout" view (serving.cell_runtime.rollout_view) the stand-in reports, when set."""
+        self.homepage_delay_s = 0.0
+        """Added to every homepage answer while the cell stays up (a slow region, a gray failure)."""
         cell = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,6 +56,7 @@ class StandinCell:
                     status, body = cell.readyz()
                     self._send(status, body)
                 elif parts.path == "/v1/recommendations/homepage":
+                    time.sleep(cell.homepage_delay_s)
                     count = int(parse_qs(parts.query).get("count", ["8"])[0])
                     self._send(200, cell.homepage(count))
                 else:

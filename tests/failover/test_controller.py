@@ -330,3 +330,43 @@ def _operator_cli(*, api_a: str, api_b: str, tokens: Path) -> None:
     assert "REGIONCTL_CONTROLLER_FAILBACK_HOLD_S" in plan.output
     undrained = runner.invoke(app, ["undrain", "us-west", "--reason", "cli done", "--api", api_a], env=env)
     assert undrained.exit_code == 0, undrained.output
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_slow_region_is_ejected_on_latency_with_evidence_or_not_when_detection_is_off(
+        rig: Rig, store: SqliteStore, enabled: bool) -> None:
+    """us-west answers every probe, 300 ms late (under the 500 ms probe timeout): errors say nothing,
+    the outlier detection ejects it after N bad windows; switched off, it keeps its weight."""
+    from failover.controller_metrics import ControllerMetrics
+    from failover.effects import health_document
+
+    settings = replace(FAST, outlier_enabled=enabled)
+    ctl = rig.controller(store, settings=settings)
+    metrics = ControllerMetrics(ctl)
+    now = time.time()
+    ctl.step(now)
+    rig.cells["us-west"].homepage_delay_s = 0.3
+    rounds = settings.outlier_window_probes * settings.outlier_bad_windows - 1  # the first probe filled a window too
+    results = [ctl.step(now + i) for i in range(1, rounds + 1)]
+    west = results[-1].health["us-west"]
+    assert west.state is HealthState.HEALTHY, "every probe answered: error-based health sees nothing"
+    if not enabled:
+        assert not west.outlier.ejected and table(store)["geos"]["us"]["regions"]["us-west"] > 0
+        return
+    assert not results[-2].health["us-west"].outlier.ejected and west.outlier.ejected
+    assert table(store)["geos"]["us"]["regions"] == {"us-east": 100, "us-west": 0}
+    doc = json.loads(store.get("health/us-west").value)
+    assert doc["outlier"]["ejected"] and doc["outlier"]["window_p99_ms"] >= 300 and doc["outlier"]["threshold_ms"] == 180
+    entry = ctl.journal.entries()[-1]
+    assert entry.action == Action.WEIGHT_CHANGE.value and "latency outlier" in entry.reason
+    assert entry.inputs["health"]["us-west"]["outlier"]["ejected"] is True
+    assert entry.inputs["thresholds"]["outlier"]["p99_ms"] == 180
+    text = metrics.render()[0].decode()
+    assert 'shopnow_controller_region_latency_outlier{controller="A",region="us-west"} 1.0' in text
+    assert 'shopnow_controller_region_latency_outlier{controller="A",region="us-east"} 0.0' in text
+    assert health_document(west, settings)["outlier"]["bad_windows"] >= settings.outlier_bad_windows
+    rig.cells["us-west"].homepage_delay_s = 0.0
+    back = [ctl.step(now + rounds + i) for i in range(1, settings.outlier_window_probes * settings.outlier_good_windows + 1)]
+    back.append(ctl.step(now + rounds + len(back) + 1))  # the failback starts on the round after the return
+    assert back[-3].health["us-west"].outlier.ejected and not back[-2].health["us-west"].outlier.ejected
+    assert 0 < table(store)["geos"]["us"]["regions"]["us-west"] < 50, "it fails back gradually"

@@ -69,7 +69,7 @@ def test_only_the_changed_region_health_is_written() -> None:
     hs = {**healthy_all(), "us-east": health("us-east", HealthState.UNHEALTHY)}
     plan, _ = _plan(hs, table=table, written=_marks(first))
     assert _keys(plan)[0] == "health/us-east" and "health/us-west" not in _keys(plan)
-    assert _marks(plan) == {"health/us-east": ("unhealthy", "unhealthy")}
+    assert _marks(plan) == {"health/us-east": ("unhealthy", "unhealthy", "")}
     table_write = plan.writes[-1]
     assert table_write.key == TABLE_KEY
     before_after = table_write.then[0].inputs

@@ -13,7 +13,7 @@ from fallback_tiers.breaker import (
 from fallback_tiers.settings import BreakerSettings
 from tests.fallback_tiers.virtual import VirtualClock
 
-S = BreakerSettings(failure_threshold=5, open_duration_s=5.0)
+S = BreakerSettings(failure_threshold=5, open_duration_s=5.0, min_failing_s=0.0)
 CLOSED, OPEN, HALF = BreakerStatus.CLOSED, BreakerStatus.OPEN, BreakerStatus.HALF_OPEN
 
 
@@ -38,8 +38,8 @@ def test_admit_table(state: BreakerState, now: float, allowed: bool, after: Brea
 @pytest.mark.parametrize(
     ("state", "now", "after"),
     [
-        (BreakerState(), 1.0, BreakerState(CLOSED, failures=1)),
-        (BreakerState(CLOSED, failures=3), 1.0, BreakerState(CLOSED, failures=4)),
+        (BreakerState(), 1.0, BreakerState(CLOSED, failures=1, last_failure_at=1.0, failing_since=1.0)),
+        (BreakerState(CLOSED, failures=3), 1.0, BreakerState(CLOSED, failures=4, last_failure_at=1.0, failing_since=1.0)),
         (BreakerState(CLOSED, failures=4), 7.0, BreakerState(OPEN, failures=5, opened_at=7.0)),
         (BreakerState(HALF, 5, 1.0, trial_started_at=6.0), 6.5, BreakerState(OPEN, 6, opened_at=6.5)),
         # a late failure while open does not extend the open period
@@ -48,6 +48,59 @@ def test_admit_table(state: BreakerState, now: float, allowed: bool, after: Brea
 )
 def test_failure_table(state: BreakerState, now: float, after: BreakerState) -> None:
     assert on_failure(state, now=now, settings=S) == after
+
+
+@pytest.mark.parametrize(
+    ("state", "admitted_at", "after"),
+    [
+        # admitted before the last counted failure: in flight during it, the same incident
+        (BreakerState(CLOSED, failures=1, last_failure_at=2.0), 1.9, BreakerState(CLOSED, failures=1, last_failure_at=2.0)),
+        (BreakerState(CLOSED, failures=4, last_failure_at=2.0), 1.0, BreakerState(CLOSED, failures=4, last_failure_at=2.0)),
+        # admitted after it: new evidence
+        (BreakerState(CLOSED, failures=1, last_failure_at=2.0, failing_since=2.0), 2.0,
+         BreakerState(CLOSED, failures=2, last_failure_at=3.0, failing_since=2.0)),
+        (BreakerState(CLOSED, failures=4, last_failure_at=2.0), 2.5, BreakerState(OPEN, failures=5, opened_at=3.0)),
+        # the first failure always counts; so does a failed trial, however old its admission
+        (BreakerState(), 0.0, BreakerState(CLOSED, failures=1, last_failure_at=3.0, failing_since=3.0)),
+        (BreakerState(HALF, 5, 1.0, trial_started_at=2.9), 0.5, BreakerState(OPEN, 6, opened_at=3.0)),
+    ],
+)
+def test_failures_count_once_per_incident(state: BreakerState, admitted_at: float, after: BreakerState) -> None:
+    assert on_failure(state, now=3.0, settings=S, admitted_at=admitted_at) == after
+
+
+def test_failures_must_last_min_failing_s_before_the_breaker_opens() -> None:
+    cfg = BreakerSettings(failure_threshold=3, open_duration_s=5.0, min_failing_s=0.5)
+    clock = VirtualClock(0.0)
+    breaker = CircuitBreaker("redis", settings=cfg, clock=clock)
+    for _ in range(10):  # a 0.2 s stall: ten failures one after the other, then a success
+        breaker.record_failure(admitted_at=breaker.acquire())
+        clock.advance(0.02)
+    assert breaker.status is CLOSED and breaker.state.failures == 10
+    breaker.record_success()
+    assert breaker.state == BreakerState()
+    down_at = clock.now
+    for _ in range(30):  # a dependency that stays down: open once the streak is 0.5 s old
+        breaker.record_failure(admitted_at=breaker.acquire())
+        if breaker.status is OPEN:
+            break
+        clock.advance(0.05)
+    assert breaker.status is OPEN and breaker.state.opened_at == pytest.approx(down_at + 0.5)
+
+
+def test_a_stall_that_fails_every_open_call_is_one_failure_and_a_dead_dependency_still_opens() -> None:
+    clock = VirtualClock()
+    breaker = CircuitBreaker("redis", settings=S, clock=clock)
+    admitted = [breaker.acquire() for _ in range(8)]  # eight requests in flight, then the process stalls
+    clock.advance(0.06)
+    for at in admitted:
+        breaker.record_failure(admitted_at=at)
+    assert breaker.status is CLOSED and breaker.state.failures == 1
+    for _ in range(S.failure_threshold - 1):  # a dead Redis: each new call fails, one after the other
+        at = breaker.acquire()
+        clock.advance(0.001)
+        breaker.record_failure(admitted_at=at)
+    assert breaker.status is OPEN
 
 
 @pytest.mark.parametrize(
@@ -85,7 +138,7 @@ def test_effective_status(state: BreakerState, now: float, status: BreakerStatus
 
 def test_lifecycle_on_virtual_time() -> None:
     clock = VirtualClock()
-    breaker = CircuitBreaker("redis", settings=BreakerSettings(failure_threshold=3, open_duration_s=2.0),
+    breaker = CircuitBreaker("redis", settings=BreakerSettings(failure_threshold=3, open_duration_s=2.0, min_failing_s=0.0),
                              clock=clock)
     for _ in range(2):
         assert breaker.try_acquire()
@@ -121,7 +174,7 @@ _OPS = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(ops=_OPS, threshold=st.integers(1, 4), open_s=st.sampled_from([0.5, 1.0, 2.5]))
 def test_invariants_under_any_sequence(ops: list[tuple[str, float]], threshold: int, open_s: float) -> None:
-    cfg = BreakerSettings(failure_threshold=threshold, open_duration_s=open_s)
+    cfg = BreakerSettings(failure_threshold=threshold, open_duration_s=open_s, min_failing_s=0.0)
     clock = VirtualClock(0.0)
     breaker = CircuitBreaker("dep", settings=cfg, clock=clock)
     consecutive = 0
@@ -160,7 +213,7 @@ def test_invariants_under_any_sequence(ops: list[tuple[str, float]], threshold: 
 
 def test_half_open_admits_exactly_one_of_many_threads() -> None:
     clock = VirtualClock()
-    breaker = CircuitBreaker("ranker", settings=BreakerSettings(failure_threshold=1, open_duration_s=1.0),
+    breaker = CircuitBreaker("ranker", settings=BreakerSettings(failure_threshold=1, open_duration_s=1.0, min_failing_s=0.0),
                              clock=clock)
     breaker.record_failure()
     clock.advance(1.0)
@@ -194,4 +247,4 @@ def test_concurrent_failures_are_all_counted() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert breaker.state == BreakerState(CLOSED, failures=800)
+    assert breaker.state == BreakerState(CLOSED, failures=800, last_failure_at=1000.0, failing_since=1000.0)  # no admission time: all count

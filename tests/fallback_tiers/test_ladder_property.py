@@ -40,7 +40,7 @@ BREAKER = st.sampled_from(["closed", "closed", "open", "half_open_ready", "one_f
 
 
 def make_breaker(name: str, how: str, clock: VirtualClock) -> CircuitBreaker:
-    breaker = CircuitBreaker(name, settings=BreakerSettings(failure_threshold=2, open_duration_s=5.0), clock=clock)
+    breaker = CircuitBreaker(name, settings=BreakerSettings(failure_threshold=2, open_duration_s=5.0, min_failing_s=0.0), clock=clock)
     if how in ("open", "half_open_ready"):
         breaker.record_failure()
         breaker.record_failure()

@@ -76,7 +76,7 @@ class World:
 @pytest.fixture
 def world() -> World:
     clock = VirtualClock()
-    breakers = {name: CircuitBreaker(name, settings=BreakerSettings(), clock=clock) for name in ("redis", "ranker")}
+    breakers = {name: CircuitBreaker(name, settings=BreakerSettings(min_failing_s=0.0), clock=clock) for name in ("redis", "ranker")}
     return World(clock=clock, tiers={t: Scripted(t, clock) for t in Tier}, breakers=breakers, processed=[])
 
 
@@ -194,13 +194,13 @@ class _Racing(CircuitBreaker):
     def would_allow(self) -> bool:
         return True
 
-    def try_acquire(self) -> bool:
-        return False
+    def acquire(self) -> float | None:
+        return None
 
 
 def test_breaker_lost_between_peek_and_call_gives_the_trial_back(world: World) -> None:
     clock = world.clock
-    redis = CircuitBreaker("redis", settings=BreakerSettings(failure_threshold=1, open_duration_s=1.0), clock=clock)
+    redis = CircuitBreaker("redis", settings=BreakerSettings(failure_threshold=1, open_duration_s=1.0, min_failing_s=0.0), clock=clock)
     redis.record_failure()
     clock.advance(1.0)
     world.breakers = {"redis": redis, "ranker": _Racing("ranker", clock=clock)}

@@ -40,6 +40,8 @@ def test_every_default_documents_its_reason(cls: type) -> None:
         (lambda: BreakerSettings(failure_threshold=0), "failure_threshold"),
         (lambda: BreakerSettings(failure_threshold=True), "failure_threshold"),
         (lambda: BreakerSettings(open_duration_s=0), "open_duration_s"),
+        (lambda: BreakerSettings(min_failing_s=-0.1), "min_failing_s"),
+        (lambda: BreakerSettings(min_failing_s=float("inf")), "min_failing_s"),
         (lambda: LadderSettings(deadline_s=-1), "deadline_s"),
         (lambda: LadderSettings(min_fill_fraction=0), "min_fill_fraction"),
         (lambda: LadderSettings(min_fill_fraction=1.5), "min_fill_fraction"),
@@ -58,10 +60,11 @@ def test_invalid_settings_name_the_field(build, field: str) -> None:  # type: ig
 
 def test_from_env_overrides_only_what_is_set() -> None:
     env = {"REGIONCTL_TIER_DEADLINE_MS": "120", "REGIONCTL_BREAKER_FAILURES": "3",
-           "REGIONCTL_BREAKER_OPEN_S": "2.5", "REGIONCTL_TIER_MIN_FILL": "0.8", "OTHER": "x"}
+           "REGIONCTL_BREAKER_OPEN_S": "2.5", "REGIONCTL_BREAKER_MIN_FAILING_S": "0", "REGIONCTL_TIER_MIN_FILL": "0.8",
+           "OTHER": "x"}
     settings = LadderSettings.from_env(env)
     assert settings.deadline_s == pytest.approx(0.120)
-    assert settings.breaker == BreakerSettings(failure_threshold=3, open_duration_s=2.5)
+    assert settings.breaker == BreakerSettings(failure_threshold=3, open_duration_s=2.5, min_failing_s=0.0)
     assert settings.min_fill_fraction == 0.8
     assert settings.stage_budget_s == LadderSettings().stage_budget_s
     assert LadderSettings.from_env({}) == LadderSettings()
@@ -77,6 +80,7 @@ def test_from_env_overrides_only_what_is_set() -> None:
         ("REGIONCTL_BREAKER_FAILURES", "0"),
         ("REGIONCTL_BREAKER_OPEN_S", "nan"),
         ("REGIONCTL_BREAKER_OPEN_S", "0"),
+        ("REGIONCTL_BREAKER_MIN_FAILING_S", "-1"),
     ],
 )
 def test_from_env_errors_name_the_variable(variable: str, raw: str) -> None:

@@ -251,7 +251,10 @@ def test_redis_killed_mid_stream_then_restarted(cell: Cell) -> None:
     assert "segment" in tiers
     metrics = cell.metrics()
     assert metrics[("shopnow_cell_redis_ok", (("region", "us-east"),))] == 0
-    assert metrics[("shopnow_cell_breaker_state", (("breaker", "redis"), ("region", "us-east"), ("state", "closed")))] == 0
+    # the failures must last BreakerSettings.min_failing_s (0.5 s) before the breaker opens
+    wait_until(lambda: cell.homepage(users[0])["tier"] in ("segment", "popularity") and cell.metrics()[
+        ("shopnow_cell_breaker_state", (("breaker", "redis"), ("region", "us-east"), ("state", "closed")))] == 0,
+        timeout=10, interval=0.1, what="the redis breaker open while Redis is down")
     cell.start_redis()  # same port, same AOF directory: the data comes back
     wait_until(lambda: cell.homepage(users[3])["tier"] == "full", timeout=30, interval=0.5, what="full ranking after Redis restart")
 
@@ -333,3 +336,62 @@ def test_a_bundle_holding_users_of_another_geography_is_refused_by_the_residency
         assert cell.get("/readyz").json()["bundle_version"] == cell.version
     finally:
         store.rollback()
+
+
+def test_a_hung_redis_sends_reads_down_the_ladder_and_refuses_events_at_once(cell: Cell) -> None:
+    """SIGSTOP, not kill: Redis accepts the connections and never answers. Reads must still be cut
+    at the deadline; after two unacknowledged appends the log's breaker opens and a batch is refused
+    fast (503) rather than held for the log client's timeouts, so the edge can store it in the peer."""
+    import os
+    import signal
+
+    users = _users(cell)
+    assert cell.redis is not None
+    events = {"events": [{"user_id": users[0], "item_id": "i-1", "type": "view"}]}
+    os.kill(cell.redis.pid, signal.SIGSTOP)
+    try:
+        tiers = []
+        for n in range(20):
+            body = cell.homepage(users[n % len(users)])
+            assert len(body["items"]) == 8 and body["latency_ms"] <= 150.0, body
+            tiers.append(body["tier"])
+        assert set(tiers[5:]) <= {"segment", "popularity"}, tiers
+        for _ in range(2):  # each waits the log client's timeout (and one retry): not acknowledged
+            assert httpx.post(cell.base + "/v1/events", json=events, timeout=10.0).status_code == 503
+        started = time.perf_counter()
+        refused = httpx.post(cell.base + "/v1/events", json=events, timeout=5.0)
+        took_ms = (time.perf_counter() - started) * 1000
+        assert refused.status_code == 503 and "log breaker open" in refused.text and took_ms < 500, (refused.text, took_ms)
+        ready = cell.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["redis_ok"] is False
+    finally:
+        os.kill(cell.redis.pid, signal.SIGCONT)
+    wait_until(lambda: cell.homepage(users[3])["tier"] == "full", timeout=30, interval=0.5, what="full ranking after SIGCONT")
+    wait_until(lambda: httpx.post(cell.base + "/v1/events", json=events, timeout=5.0).status_code == 200, timeout=30,
+               interval=1.0, what="events acknowledged again (one trial after the log breaker's open time)")
+
+
+def test_the_answer_latency_fault_slows_answers_outside_the_cells_own_timing(cell: Cell) -> None:
+    (cell.root / "state" / "tokens.json").write_text(json.dumps({"t-chaos": "chaos", "t-viewer": "viewer"}))
+    url, chaos = cell.base + "/admin/faults", {"Authorization": "Bearer t-chaos"}
+    bad = httpx.post(url, json={"answer_latency_ms": [500, 200]}, headers=chaos, timeout=5.0)
+    assert bad.status_code == 422 and "answer_latency_ms" in bad.text
+    assert httpx.post(url, json={"answer_latency_ms": [200, 200]}, headers={"Authorization": "Bearer t-viewer"},
+                      timeout=5.0).status_code == 403
+    set_ = httpx.post(url, json={"answer_latency_ms": [200, 250]}, headers=chaos, timeout=5.0)
+    assert set_.status_code == 200 and set_.json()["answer_latency_ms"] == [200.0, 250.0]
+    try:
+        started = time.perf_counter()
+        body = cell.homepage()
+        took_ms = (time.perf_counter() - started) * 1000
+        assert took_ms >= 200 and body["latency_ms"] < 200, (took_ms, body["latency_ms"])
+        channel = grpc.insecure_channel(f"127.0.0.1:{cell.region.grpc_port}")
+        started = time.perf_counter()
+        pb_grpc.RecommenderStub(channel).Recommend(pb.RecommendRequest(user_id="us-1", count=4), timeout=5.0)
+        assert (time.perf_counter() - started) * 1000 >= 200
+        channel.close()
+        ready = cell.get("/readyz").json()
+        assert ready["faults"]["answer_latency_ms"] == [200.0, 250.0]
+        assert ready["p99_ms"] < 200, "the cell's own timing does not see the delay: it looks fine to itself"
+    finally:
+        assert httpx.delete(url, headers=chaos, timeout=5.0).json()["answer_latency_ms"] == [0.0, 0.0]
