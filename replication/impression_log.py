@@ -8,10 +8,13 @@ Personal data stays home: an impression is written only in a region of the user'
 (regions.geo; a batch holding another geography's user is refused whole, nothing written), it is
 never replicated (attribution runs in each region over that region's impressions and the logs of
 its geography, and only the per-variant totals, which name no user, leave the region), and
-replication.deletion removes a deleted user's entries.
+replication.deletion removes a deleted user's entries. A tombstoned user's impression is dropped by
+the append script itself (HEXISTS users:deleted in the same atomic step as the XADD, as the event
+append does): a slate answered just before the deletion and recorded just after it leaves nothing.
 """
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 from contracts.impressions import Impression
@@ -22,6 +25,19 @@ from regions.topology import Topology
 from replication.redis_io import Redis, RedisError, text
 
 __all__ = ["append_impressions", "read_impressions"]
+
+_APPEND_SCRIPT = """
+local added = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then
+    local fields = cjson.decode(ARGV[i + 1])
+    added[#added + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+  end
+end
+return added
+"""
+"""KEYS: the stream, the tombstones; ARGV: the cap, then user_id and a JSON [field, value, ...] list per
+impression. Returns the ids it added (a tombstoned user's impressions are not added)."""
 
 READ_BATCH = 2000
 """Entries per XRANGE while reading: bounded memory per round trip."""
@@ -39,11 +55,12 @@ def append_impressions(client: Redis, impressions: Sequence[Impression], *, topo
                                         "record what they were shown")
     if not impressions:
         return []
+    args: list[str] = []
+    for imp in impressions:
+        args += [imp.user_id, json.dumps([str(x) for kv in imp.to_fields().items() for x in kv])]
     try:
-        with client.pipeline(transaction=False) as pipe:
-            for imp in impressions:
-                pipe.xadd(redis_keys.IMPRESSIONS, imp.to_fields(), maxlen=cap, approximate=True)  # type: ignore[arg-type]
-            return [text(i) for i in pipe.execute()]
+        ids = client.eval(_APPEND_SCRIPT, 2, redis_keys.IMPRESSIONS, redis_keys.TOMBSTONES, str(int(cap)), *args)
+        return [text(i) for i in ids]
     except RedisError as exc:
         raise TemporaryError(f"region {region!r}: could not append to {redis_keys.IMPRESSIONS}: {exc}", delay=0.5) from exc
 

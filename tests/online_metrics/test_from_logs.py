@@ -76,3 +76,15 @@ def test_times_beyond_what_a_stream_id_holds_are_refused_naming_the_field(redis_
         measure_region(redis_client, topology=TOPOLOGY, region="us-east", until_ts=1.2e159)
     with pytest.raises(InputError, match="^since_ts:"):
         measure_region(redis_client, topology=TOPOLOGY, region="us-east", since_ts=-1.0)
+
+
+def test_a_deleted_users_impression_recorded_after_the_deletion_is_dropped(redis_client: redis.Redis) -> None:
+    """The cell records impressions off the request path: one answered just before a deletion and
+    written just after it must not bring the user back (the append script checks the tombstone)."""
+    now = time.time()
+    assert delete_user(make_topology({"us": ["us-east"], "eu": ["eu-west"]}), {"us-east": redis_client}, "us-1", now).complete
+    ids = append_impressions(redis_client, [_imp("us-1", ("a",), now, "good"), _imp("us-2", ("b",), now, "good")],
+                             topology=TOPOLOGY, region="us-east")
+    got, bad = read_impressions(redis_client, region="us-east")
+    assert len(ids) == 1 and bad == 0
+    assert [i.user_id for i in got] == ["us-2"]
