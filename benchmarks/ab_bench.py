@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import shutil
 import sys
@@ -41,6 +40,7 @@ import httpx
 
 from benchmarks.redis_stack import start_stack, topology_toml
 from chaos.load import LoadMix, LoadSpec, run_load_async
+from contracts import bucketing
 from chaos.reactions import ReactionTable
 from online_metrics.attribution import VariantTotals, merge_totals
 from online_metrics.significance import DecisionPolicy, compare
@@ -93,8 +93,9 @@ class AbSettings:
 
 
 def arm_of(user_id: str) -> int:
-    """0 (arm A) or 1 (arm B): a stable hash of the user id, so a user always sees the same arm."""
-    return hashlib.sha256(b"ab-bench\0" + user_id.encode()).digest()[0] & 1
+    """0 (arm A) or 1 (arm B): the product's consistent bucketing (contracts.bucketing), salted by
+    the bench's own experiment id, so a user always sees the same arm."""
+    return 0 if bucketing.bucket(user_id, "ab-bench") < bucketing.BUCKETS // 2 else 1
 
 
 @dataclass
