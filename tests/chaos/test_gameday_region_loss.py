@@ -242,12 +242,12 @@ def test_the_drift_game_day_detects_prices_published_10x(real_stack: Stack) -> N
     within 30 s; the rollback publishes the true prices again."""
     real_stack.wait_full_weights()
     report = real_stack.gameday("feature-drift", "feature-drift", load_rate=25, duration_s=50, warmup_s=8)
-    detected = _verdict(report, "drift detected", "target")
+    detected = verdict_of(report, "drift detected", "target")
     print(f"\nfeature-drift: {detected}, verdict {report['verdict']}")
     assert not report["invalid_reasons"], report["invalid_reasons"]
     assert detected["status"] == "pass" and detected["value"] is not None and detected["value"] <= 30.0, detected
-    assert _verdict(report, "steady state before", "hypothesis")["status"] == "pass", report["hypothesis"]
-    assert _verdict(report, "steady state after", "hypothesis")["status"] == "pass", report["hypothesis"]
+    assert verdict_of(report, "steady state before", "hypothesis")["status"] == "pass", report["hypothesis"]
+    assert verdict_of(report, "steady state after", "hypothesis")["status"] == "pass", report["hypothesis"]
     assert fault_registry.pending(real_stack.state) == {}
     item, catalog, live = _catalog_price(real_stack, "us-east")
     wait_until(lambda: abs(_catalog_price(real_stack, "us-east")[2] - catalog) < 1e-6, timeout=10,
@@ -265,12 +265,12 @@ def test_the_drift_game_day_fails_when_no_drift_is_injected(real_stack: Stack, e
     exp["method"][1]["provider"]["arguments"]["within_s"] = 12.0
     name = experiments("drift-not-injected", "feature-drift", method=exp["method"])
     report = real_stack.gameday(name, "drift-not-injected", load_rate=25, duration_s=36, warmup_s=8)
-    detected = _verdict(report, "drift detected", "target")
+    detected = verdict_of(report, "drift detected", "target")
     print(f"\ndrift not injected: {detected}, verdict {report['verdict']}")
     assert not report["invalid_reasons"], report["invalid_reasons"]
     assert detected["status"] == "fail" and detected["value"] is None and "not detected within 12 s" in detected["note"]
-    assert _verdict(report, "steady state before", "hypothesis")["status"] == "pass", report["hypothesis"]
-    assert _verdict(report, "steady state after", "hypothesis")["status"] == "fail"
+    assert verdict_of(report, "steady state before", "hypothesis")["status"] == "pass", report["hypothesis"]
+    assert verdict_of(report, "steady state after", "hypothesis")["status"] == "fail"
     assert report["verdict"] == "fail"
     assert fault_registry.pending(real_stack.state) == {}
 
