@@ -159,6 +159,9 @@ class _Request:
     """The full tier's output, whose items' live features that tier already made usable."""
     user: tuple[UserState | None, dict[str, float]] | None = None
     """The user's stored state and seen set, once read (by the first tier that needed them)."""
+    user_failed: DependencyFailed | None = None
+    """The failure of that read, once: later tiers of the same request do not wait on Redis again
+    (a hung Redis would otherwise cost each tier its own timeout, past the request's deadline)."""
 
 
 class Recommender:
@@ -296,13 +299,18 @@ class Recommender:
         Redis's breaker is closed, and without it nothing of the user's is excluded."""
         if ctx.user is not None:
             return ctx.user
+        if ctx.user_failed is not None:
+            if in_tier:
+                raise ctx.user_failed
+            return None, {}
         bundle = ctx.serving.bundle
         if bundle is None:
             return None, {}
         call = lambda: self.store.get_user_context(user_id, kinds=bundle.seen_policy.of(surface).kinds)  # noqa: E731
         try:
             ctx.user = self._in_tier(call) if in_tier else self._outside_tier(call)
-        except DependencyFailed:
+        except DependencyFailed as exc:
+            ctx.user_failed = exc
             if in_tier:
                 raise
             return None, {}

@@ -159,7 +159,7 @@ def test_a_frozen_replicator_fails_the_rpo_and_names_the_lost_events(real_stack:
         real_stack.signal(("replicator-us-east",), signal.SIGCONT)  # restored by the rollback: a new process
     rpo = report["rpo"]
     print(f"\nfrozen replicator: RPO {rpo['seconds']} s, lost {rpo['lost']} of {rpo['acknowledged']}")
-    assert rpo["status"] == "measured" and rpo["acknowledged"] >= 5
+    assert rpo["status"] == "measured" and rpo["acknowledged"] >= 1, rpo  # us-east at a quarter of the weight: few events
     assert rpo["lost"] == rpo["acknowledged"], "nothing acknowledged by us-east reached us-west"
     assert verdict_of(report, "RPO", "target")["status"] == "fail"
     assert report["verdict"] in ("fail", "invalid") and report["verdict"] != "pass"
