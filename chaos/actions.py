@@ -33,6 +33,7 @@ from chaoslib.exceptions import ActivityFailed
 from chaoslib.types import Configuration, Secrets
 
 from chaos import fault_registry
+from chaos.cell_fault_ledger import FAULT_LEDGER, chaos_token, fault_ledger, record_faults  # noqa: F401 (re-exported)
 from chaos.context import (
     HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, bundle_files, context_from, local_store, population, process_stopped,
 )
@@ -53,10 +54,6 @@ __all__ = [
 
 SETTLE_TIMEOUT_S = 10.0
 """A SIGKILLed process is gone, and a started one has exec'd, within milliseconds; 10 s is a stuck kernel."""
-FAULT_LEDGER = "chaos-faults.json"
-"""<state_dir>/chaos-faults.json: {region: the cell's fault state as chaos last set it}. The
-expectation probes (chaos.expectations) read which cell faults are in place from here, not from
-the cell under test."""
 READY_TIMEOUT_S = 60.0
 """A restarted cell loads its bundle before it opens its port; a minute covers the demo bundle."""
 
@@ -321,41 +318,6 @@ def restore_etcd(ready_timeout_s: float = READY_TIMEOUT_S, configuration: Config
 
 
 # -- cell faults (POST/DELETE /admin/faults with the chaos token) -------------------------------
-def chaos_token(state_dir: Path) -> str:
-    """The token with role "chaos" from <state_dir>/tokens.json ({token: role})."""
-    path = state_dir / "tokens.json"
-    try:
-        tokens = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ActivityFailed(f"{path} does not exist; `regionctl up` writes it") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ActivityFailed(f"cannot read {path} ({exc}); restart the stack to rewrite it") from exc
-    for token, role in (tokens.items() if isinstance(tokens, dict) else ()):
-        if role == "chaos":
-            return str(token)
-    raise ActivityFailed(f"{path} holds no token with role 'chaos'; restart the stack to rewrite it")
-
-
-def fault_ledger(state_dir: Path) -> dict[str, dict[str, Any]]:
-    """The cell faults chaos has set and not cleared, per region ({} when none or unreadable)."""
-    try:
-        ledger = json.loads((state_dir / FAULT_LEDGER).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return {str(k): v for k, v in ledger.items() if isinstance(v, dict)} if isinstance(ledger, dict) else {}
-
-
-def _record_faults(state_dir: Path, region: str, faults: dict[str, Any]) -> None:
-    ledger = fault_ledger(state_dir)
-    if any(any(v) if isinstance(v, list) else v for v in faults.values()):  # [0, 0]: answer latency off
-        ledger[region] = faults
-    else:
-        ledger.pop(region, None)
-    tmp = state_dir / f"{FAULT_LEDGER}.tmp"
-    tmp.write_text(json.dumps(ledger, sort_keys=True))
-    tmp.replace(state_dir / FAULT_LEDGER)
-
-
 def _cell_faults(ctx: StackContext, what: str, region: str, body: dict[str, Any] | None) -> dict[str, Any]:
     if body is not None:
         _register(ctx, f"cell:{region}", undo="clear_cell_faults", what=what, region=region)
@@ -372,7 +334,7 @@ def _cell_faults(ctx: StackContext, what: str, region: str, body: dict[str, Any]
     except ValueError:
         answer = resp.text[:200]
     with _failing_as_activity(what):
-        _record_faults(ctx.state_dir, region, answer if isinstance(answer, dict) else (body or {}))
+        record_faults(ctx.state_dir, region, answer if isinstance(answer, dict) else (body or {}))
     if body is None:
         _forget(ctx, f"cell:{region}")
     return {"at": at, "action": what, "region": region, "url": url, "faults": body or {}, "answer": answer}

@@ -99,7 +99,7 @@ def test_empty_answers_violate_every_expectation(setup: dict[str, str], ports: P
 ])
 def test_ranking_deadline_holds(setup: dict[str, str], ports: Ports, injected: float, tier: str, verdict: str) -> None:
     state_dir = Path(setup["state_dir"])
-    actions._record_faults(state_dir, "us-east", {"ranking_latency_ms": injected, "freeze_index": False})
+    actions.record_faults(state_dir, "us-east", {"ranking_latency_ms": injected, "freeze_index": False})
     with FakeHttp(ports.http["us-east"]) as cell:
         cell.tier = tier
         found = expectations.ranking_deadline_holds("us-east", deadline_ms=150.0, requests=5, configuration=setup)
@@ -111,7 +111,7 @@ def test_ranking_deadline_holds(setup: dict[str, str], ports: Ports, injected: f
     (True, True, OK), (True, False, "violated"), (False, False, OK), (False, True, "violated"),
 ])
 def test_index_freeze_contained(setup: dict[str, str], ports: Ports, frozen: bool, reported: bool, verdict: str) -> None:
-    actions._record_faults(Path(setup["state_dir"]), "us-east", {"ranking_latency_ms": 0.0, "freeze_index": frozen})
+    actions.record_faults(Path(setup["state_dir"]), "us-east", {"ranking_latency_ms": 0.0, "freeze_index": frozen})
     with FakeHttp(ports.http["us-east"], readyz={"ready": True, "index_frozen": reported, "bundle_version": "v1"}):
         found = expectations.index_freeze_contained("us-east", requests=3, configuration=setup)
     assert found["verdict"].startswith(verdict) and found["fault"] is frozen
