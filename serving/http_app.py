@@ -25,6 +25,7 @@ from typing import Any, Callable, Literal
 
 import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from contracts import openapi as oa
@@ -170,7 +171,11 @@ def create_app(runtime: CellRuntime) -> FastAPI:
     async def events(request: Request) -> JSONResponse:
         raw = events_of_body(await request.body())
         try:
-            ids = runtime.log_events(raw)
+            # The append waits for Redis (an fsync'ed write, up to the log client's 1 s timeout): in the
+            # threadpool, never on the event loop, which every other request needs to be read and answered
+            # (inline, one Redis stall froze the whole cell: ~1 s with every answer late, measured in the
+            # overload test at 140 req/s; docs/gamedays.md).
+            ids = await run_in_threadpool(runtime.log_events, raw)
         except TemporaryError as exc:
             return _error(503, "events", f"not acknowledged: {exc}; retry with the same event ids")
         return JSONResponse({"accepted": len(ids), "stream_ids": ids, "region": runtime.region})

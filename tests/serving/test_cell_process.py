@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import shutil
 import time
 from pathlib import Path
@@ -356,8 +357,19 @@ def test_a_hung_redis_sends_reads_down_the_ladder_and_refuses_events_at_once(cel
             assert len(body["items"]) == 8 and body["latency_ms"] <= 150.0, body
             tiers.append(body["tier"])
         assert set(tiers[5:]) <= {"segment", "popularity"}, tiers
-        for _ in range(2):  # each waits the log client's timeout (and one retry): not acknowledged
-            assert httpx.post(cell.base + "/v1/events", json=events, timeout=10.0).status_code == 503
+        # Each of the first two appends waits the log client's timeout (and one retry): not acknowledged.
+        # While the first waits, the cell answers other requests: the append is off the event loop (inline,
+        # the wait froze every request of the cell, homepages included).
+        pending: list[int] = []
+        waiting = threading.Thread(target=lambda: pending.append(
+            httpx.post(cell.base + "/v1/events", json=events, timeout=10.0).status_code))
+        waiting.start()
+        time.sleep(0.3)
+        assert cell.get("/healthz").status_code == 200 and cell.homepage(users[1])["items"]
+        assert waiting.is_alive(), "the blocked append held the other requests: it ran on the event loop"
+        waiting.join()
+        assert pending == [503]
+        assert httpx.post(cell.base + "/v1/events", json=events, timeout=10.0).status_code == 503
         started = time.perf_counter()
         refused = httpx.post(cell.base + "/v1/events", json=events, timeout=5.0)
         took_ms = (time.perf_counter() - started) * 1000
