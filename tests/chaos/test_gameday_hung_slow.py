@@ -160,11 +160,16 @@ def test_a_slow_region_is_ejected_on_latency_and_never_waited_on_past_the_budget
 
 def test_without_outlier_detection_a_slow_region_keeps_its_traffic_and_the_game_day_fails(
         real_stack: Stack, experiments: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs last: it leaves the controllers restarted with outlier detection off."""
+    """Runs last: it leaves the controllers restarted with outlier detection off, and the edge
+    without its own ejection (REGIONCTL_EDGE_EJECTION=off: else the edge alone would stop sending
+    first attempts to the slow cell, edge.ejection, and the first-attempt failures asserted below
+    would be the handful before it ejected the cell, not the controller's miss)."""
     controllers = ("controller-a", "controller-b")
-    stack.kill(real_stack.state, names=controllers)
+    stack.kill(real_stack.state, names=controllers + ("edge",))
     monkeypatch.setenv("REGIONCTL_CONTROLLER_OUTLIER_ENABLED", "false")
-    stack.restart(real_stack.topology, real_stack.state, names=controllers)
+    monkeypatch.setenv("REGIONCTL_EDGE_EJECTION", "off")
+    stack.restart(real_stack.topology, real_stack.state, names=controllers + ("edge",))
+    real_stack.wait_edge_ready()
     slower = [action("inject_answer_latency", pause=20, region="us-east", low_ms=300.0, high_ms=450.0)]
     try:
         report = _run(real_stack, experiments, "slow-no-outlier", "slow-region", None, method=slower)

@@ -11,7 +11,8 @@ days fail the way they must.
 - a fault action that raises: the game day is INVALID;
 - us-east's cell answering 404, then 500, to homepages (the load straight at the cell): the
   availability RTO is not met;
-- the edge's in-geography retry switched off (REGIONCTL_EDGE_PERSONAL_TRIES=1) and both
+- the edge's in-geography retry and ejection switched off (REGIONCTL_EDGE_PERSONAL_TRIES=1,
+  REGIONCTL_EDGE_EJECTION=off) and both
   controllers frozen (SIGSTOP), then us-east killed: first-attempt failures above 0 and the
   quality RTO not met (availability holds: the edge's anonymous cross-geography ask answers);
 - `chaos run` interrupted with SIGINT (us-west's index frozen): no fault is left (rollbacks
@@ -300,6 +301,7 @@ def test_no_retry_and_frozen_controllers_show_first_attempt_failures(real_stack:
     real_stack.wait_full_weights()  # frozen controllers keep the table as it is: us-east must be in it
     stack.kill(real_stack.state, names=("edge",))
     monkeypatch.setenv("REGIONCTL_EDGE_PERSONAL_TRIES", "1")  # the edge's in-geography retry off
+    monkeypatch.setenv("REGIONCTL_EDGE_EJECTION", "off")  # and its ejection, which would move the first try itself
     stack.restart(real_stack.topology, real_stack.state, names=("edge",))
     real_stack.wait_edge_ready()
     real_stack.wait_personalised()  # the quality RTO needs a personalised baseline before the fault

@@ -219,7 +219,9 @@ def test_edge_cut_is_served_around_by_the_edge_while_the_controller_keeps_the_re
     report = _run(net_stack, "edge-cut")
     assert report["invalid_reasons"] == [], report["invalid_reasons"]
     assert _held(report, "edge-routes-around-us-east"), report["hypothesis"]
-    assert report["edge"]["first_attempt_failure_rate"] > 0, "the users' first tries to us-east must have hit the cut"
+    # the users' first tries to us-east hit the cut until the edge ejected the cell (edge.ejection):
+    # then only its probes still went there first (28 % of first attempts failed before the ejection)
+    assert 0 < report["edge"]["first_attempt_failure_rate"] < 0.10, report["edge"]
     assert report["load"]["empty_slates"] == 0
     during = [r for r in read_records(report["out"] / "load.jsonl") if r["t"] >= report["fault_at"]]
     reads = [r for r in during if r.get("kind") != "events"]
