@@ -7,8 +7,8 @@ Like Envoy's outlier detection, from the attempts the edge makes anyway (no prob
   demoted to the end of every first-attempt order (reads and events) for an ejection time of
   `base_s` x (its ejection count), at most `max_s`; the count decays by one for each `base_s` the
   cell then stays admitted, so a cell that keeps failing stays out longer and longer;
-- after the ejection time ONE real attempt is let through as a probe (the next request that ranks
-  the cell first); its success re-admits the cell, its failure ejects it again, for longer; an
+- after the ejection time ONE real attempt is let through as a probe (the next read that ranks
+  the cell first: event batches keep demoting it); its success re-admits the cell, its failure ejects it again, for longer; an
   attempt that reaches a demoted cell before that (a retry, when its peer failed too) decides nothing;
 - the guard: at most `max_percent` of a geography's regions are ejected at once, and never all of
   them (a geography of one region never ejects it). Demotion never removes a region from a plan:
@@ -143,9 +143,14 @@ class Ejector:
         self._ejected = 0
         """How many views are ejected: the fast path while none is."""
 
-    def demoted(self) -> frozenset[str]:
+    def demoted(self, *, probe: bool = True) -> frozenset[str]:
+        """The cells to demote in the plan being made. `probe=False` (event batches): every ejected
+        cell, due for its probe or not, so that only reads probe (a read's probe costs its 90 ms
+        first attempt, an event batch's would cost 150 ms)."""
         if not self._ejected:
             return NONE
+        if not probe:
+            return frozenset(r for r, v in self.views.items() if v.ejected_until is not None)
         now = self._clock()
         return frozenset(r for r, v in self.views.items() if is_demoted(v, now, self.policy))
 

@@ -209,7 +209,7 @@ class Edge:
         if not raw_events:
             raise InputError("events", "must hold at least one event")
         state = self.watcher.state
-        demoted = self.ejector.demoted()
+        demoted = self.ejector.demoted(probe=False)
         groups: dict[tuple[str, tuple[str, ...]], list[Event]] = {}
         for i, raw in enumerate(raw_events):
             try:

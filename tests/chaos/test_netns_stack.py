@@ -11,7 +11,8 @@ controller-cut and region-partition must; their controllers hold each failback s
 - up: the namespaces exist, each region's processes run in theirs, the controllers and the edge in
   the host's; us-west's Redis is reached from us-east's namespace over the hub, not on loopback;
 - edge-cut: the controller keeps us-east healthy and weighted, the edge serves its share from
-  us-west (first-attempt failures > 0: the users' first tries saw the cut);
+  us-west and ejects the cell it cannot reach (first-attempt failures > 0: the users' first tries
+  saw the cut; under 10 %: after the ejection only probes try it first, 28 % before ejection existed);
 - geo-partition: the live RPO rises while us-east and us-west are cut off, and after healing every
   acknowledged event is in its peer's replica stream exactly once;
 - a partition whose rules match nothing (sabotaged): the game day is INVALID, the fault not observed;

@@ -61,8 +61,8 @@ def test_after_the_ejection_time_one_probe_readmits_the_cell() -> None:
     fail(e, "us-east", 3)
     clock.now += 4.9
     assert e.demoted() == {"us-east"}
-    clock.now += 0.2  # the ejection time has passed: the cell is due for its probe
-    assert e.demoted() == frozenset()
+    clock.now += 0.2  # the ejection time has passed: the cell is due for its probe (by a read)
+    assert e.demoted() == frozenset() and e.demoted(probe=False) == {"us-east"}
     e.started("us-east")  # the probe is in flight: every other request still demotes the cell
     assert e.demoted() == {"us-east"} and e.status()["ejected"]["us-east"]["probing"] is True
     assert e.finished("us-east", failed=False) == "readmitted"

@@ -161,7 +161,15 @@ def test_a_cell_that_stops_answering_is_ejected_and_readmitted_and_without_eject
         ready = httpx.get(f"{on_url}/readyz", timeout=5).json()["ejection"]
         assert ready["enabled"] is True and DEAD in ready["ejected"], ready
         assert _metric(on_url, "shopnow_edge_ejected_cells") == 1.0
-        assert _metric(on_url, f'shopnow_edge_ejections_total{{region="{DEAD}",event="ejected"}}') == 1.0
+        assert _metric(on_url, f'shopnow_edge_ejections_total{{event="ejected",region="{DEAD}"}}') == 1.0
+        # the ejection time passes while us-east is still stopped: ONE read probes it, times out, and
+        # the cell is ejected again (for twice as long); every other read goes to the peer
+        time.sleep(BASE_S)
+        again = _homepages(on_url, users)
+        assert _first(again, DEAD) == 1 and again[0]["tried"][0] == {**again[0]["tried"][0], "region": DEAD,
+                                                                        "result": "timeout"}, again[0]["tried"]
+        assert all(a["region"] == PEER for a in again)
+        assert _metric(on_url, f'shopnow_edge_ejections_total{{event="re-ejected",region="{DEAD}"}}') == 1.0
     finally:
         cells.signal(DEAD, signal.SIGCONT)
 
@@ -173,5 +181,5 @@ def test_a_cell_that_stops_answering_is_ejected_and_readmitted_and_without_eject
     wait_until(readmitted, timeout=60, what="us-east re-admitted by the edge")
     back = _homepages(on_url, users)
     assert _first(back, DEAD) == len(back) and sum(a["region"] == DEAD for a in back) >= len(back) - 1
-    assert _metric(on_url, f'shopnow_edge_ejections_total{{region="{DEAD}",event="readmitted"}}') == 1.0
+    assert _metric(on_url, f'shopnow_edge_ejections_total{{event="readmitted",region="{DEAD}"}}') == 1.0
     assert _metric(on_url, "shopnow_edge_ejected_cells") == 0.0
