@@ -39,7 +39,7 @@ demo: setup
 
 test: setup
 	.venv/bin/lint-imports
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 bench: setup
 	$(PY) -m regionctl.main bench serving

@@ -218,6 +218,7 @@ def summarize_run(out_dir: Path) -> dict[str, Any]:
             "rpo_s": rpo.get("seconds"), "lost": rpo.get("lost"), "acknowledged": rpo.get("acknowledged"),
             "empty_slates": report["load"]["empty_slates"], "requests": report["load"]["requests"],
             "success_rate": report["load"]["success_rate"], "p99_ms": report["load"]["p99_ms"], "during_fault": during,
+            "achieved_rate": report["load"].get("achieved_rate"), "p99_schedule_lag_ms": report["load"].get("p99_schedule_lag_ms"),
             "weights_changed_after_s": weights_changed_after(report.get("samples") or [], fault_at=report.get("fault_at")),
             "hypothesis": hypothesis, "verdict": report["verdict"]}
 

@@ -30,6 +30,17 @@ from regions.topology import Region, Topology
 
 _GRPC_OPTIONS = (("grpc.enable_http_proxy", 0),)
 """Loopback only: never let an HTTP(S)_PROXY variable route a cell call elsewhere."""
+MAX_RECONNECT_BACKOFF_MS = 1000
+"""gRPC's reconnect backoff grows to 120 s by default: a cell that came back would stay unreached
+(and fail its re-admission probe, edge.ejection) for up to two minutes; here for at most a second."""
+
+
+def grpc_options(connect_timeout_ms: float) -> tuple[tuple[str, int], ...]:
+    """The channel's options: no proxy; give up on a connection attempt after `connect_timeout_ms`
+    (gRPC's minimum connect timeout is its min reconnect backoff), retry it soon after."""
+    ms = max(1, int(connect_timeout_ms))
+    return _GRPC_OPTIONS + (("grpc.min_reconnect_backoff_ms", ms), ("grpc.initial_reconnect_backoff_ms", ms),
+                            ("grpc.max_reconnect_backoff_ms", max(ms, MAX_RECONNECT_BACKOFF_MS)))
 
 
 class CellFailed(TemporaryError):
@@ -67,15 +78,16 @@ class CellClient(Protocol):
 class GrpcCellClient:
     """One channel per cell, created in the running event loop on first use (grpc.aio's rule)."""
 
-    def __init__(self, region: Region, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, region: Region, *, host: str = "127.0.0.1", connect_timeout_ms: float = 100.0) -> None:
         self.region = region.name
         self._target = f"{host}:{region.grpc_port}"
+        self._options = grpc_options(connect_timeout_ms)
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.RecommenderStub | None = None
 
     def _get_stub(self) -> pb_grpc.RecommenderStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self._target, options=_GRPC_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(self._target, options=self._options)
             self._stub = pb_grpc.RecommenderStub(self._channel)
         return self._stub
 
@@ -118,9 +130,10 @@ class HttpCellClient:
     """The cell's HTTP API: GET /v1/recommendations/<surface> with `max_tier`, `anonymous` and the
     X-Deadline-Ms header; POST /v1/events. Used where gRPC is not wanted (REGIONCTL_EDGE_TRANSPORT)."""
 
-    def __init__(self, region: Region, *, host: str = "127.0.0.1",
+    def __init__(self, region: Region, *, host: str = "127.0.0.1", connect_timeout_ms: float = 100.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.region = region.name
+        self._connect_s = connect_timeout_ms / 1000.0
         self._client = httpx.AsyncClient(base_url=f"http://{host}:{region.http_port}", trust_env=False,
                                          transport=transport)
 
@@ -130,7 +143,8 @@ class HttpCellClient:
 
     async def _send(self, method: str, url: str, *, timeout_s: float, **kwargs: Any) -> Any:
         try:
-            resp = await self._client.request(method, url, timeout=timeout_s, **kwargs)
+            resp = await self._client.request(method, url, timeout=httpx.Timeout(
+                timeout_s, connect=min(timeout_s, self._connect_s)), **kwargs)
         except httpx.HTTPError as exc:
             raise self._failed(exc) from exc
         if resp.status_code == 404:
@@ -176,9 +190,10 @@ class HttpCellClient:
         await self._client.aclose()
 
 
-def cell_clients(topology: Topology, *, transport: str = "grpc") -> dict[str, CellClient]:
+def cell_clients(topology: Topology, *, transport: str = "grpc", connect_timeout_ms: float = 100.0) -> dict[str, CellClient]:
     """A client per region of the topology, on the region's host (loopback, or its namespace's address)."""
     if transport not in ("grpc", "http"):
         raise InputError("transport", f"{transport!r} is not a transport; use grpc or http")
     make = GrpcCellClient if transport == "grpc" else HttpCellClient
-    return {name: make(region, host=topology.region_host(name)) for name, region in sorted(topology.regions.items())}
+    return {name: make(region, host=topology.region_host(name), connect_timeout_ms=connect_timeout_ms)
+            for name, region in sorted(topology.regions.items())}

@@ -15,6 +15,11 @@ a cell failure) and never answers it from the last-resort list. The answer adds 
 `tried` (each attempt's region, role, result and ms), `outcome` (primary, retry, cross_geo or
 last_resort: which attempt answered) and `routing_version`.
 
+Every attempt's result also feeds the edge's passive outlier ejection (edge.ejection): a cell this
+edge cannot reach is moved to the end of first-attempt orders for reads and events (its geography
+peer gets the first try) until a single probe attempt finds it answering again; /readyz shows
+`ejection`, /metrics shopnow_edge_ejected_cells and shopnow_edge_ejections_total.
+
 Events are grouped by the user's geography (and chosen region) and sent only to regions of that
 geography; when none of them stores a group, the answer is 503 and names what was stored and what
 was not: the edge never acknowledges an event no region stored.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Mapping
@@ -40,13 +46,15 @@ from edge.fast_reads import FastReads
 from edge.last_resort import LastResort, last_resort_answer
 from edge.openapi_doc import read_paths
 from edge.routing import attempt_budget_ms, cell_call, plan_events, plan_request
-from edge.settings import EdgeSettings
+from edge.ejection import Ejector
+from edge.settings import EdgeSettings, ejection_policy
 from edge.table_watcher import TableWatcher, WatchState
 from failover.control_store import ControlStore
 from regions.errors import InputError
 from regions.geo import home_geography_of
 from regions.topology import Topology
 
+log = logging.getLogger("shopnow.edge")
 
 @dataclass(frozen=True)
 class EdgeMetrics:
@@ -59,6 +67,8 @@ class EdgeMetrics:
     client_errors: Counter
     table_version: Gauge
     latency: Histogram
+    ejected: Gauge
+    ejections: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EdgeMetrics:
@@ -84,6 +94,10 @@ class EdgeMetrics:
                                 registry=registry),
             latency=Histogram(f"{p}_request_seconds", "Edge time per read.", ["surface"], registry=registry,
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.18, 0.25, 0.5, 1.0)),
+            ejected=Gauge(f"{p}_ejected_cells", "Cells this edge has ejected from first attempts (edge.ejection), "
+                          "probing ones included.", registry=registry),
+            ejections=Counter(f"{p}_ejections_total", "Passive outlier ejection events by cell and event (ejected, "
+                              "re-ejected: its probe failed, readmitted).", ["region", "event"], registry=registry),
         )
 
 
@@ -95,6 +109,14 @@ class Edge:
         self.topology, self.clients, self.watcher = topology, clients, watcher
         self.last_resort, self.settings, self.registry = last_resort, settings, registry
         self.metrics = EdgeMetrics.create(registry)
+        self.ejector = Ejector({g: tuple(r.name for r in topology.regions_in(g)) for g in topology.geographies},
+                               ejection_policy(settings), on_event=self._ejection_event)
+
+    def _ejection_event(self, region: str, event: str) -> None:
+        self.metrics.ejections.labels(region=region, event=event).inc()
+        self.metrics.ejected.set(len(self.ejector.ejected()))
+        (log.info if event == "readmitted" else log.warning)("cell %s %s by this edge (%s)", region, event,
+                                                              self.ejector.status()["ejected"].get(region, "admitted"))
 
     async def recommend(self, *, surface: str, user_id: str | None, count: int, budget_ms: float,
                         product_id: str = "", cart_items: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -103,7 +125,7 @@ class Edge:
         key = user_id or product_id or ",".join(cart_items)
         geo = home_geography_of(key, self.topology)
         plan = plan_request(state.table, self.topology, key=key, home_geography=geo, personal=bool(user_id),
-                            settings=self.settings)
+                            settings=self.settings, demoted=self.ejector.demoted())
         tried: list[dict[str, Any]] = []
         answer: dict[str, Any] | None = None
         for n, attempt in enumerate(plan.attempts):
@@ -114,6 +136,7 @@ class Edge:
             call = cell_call(attempt, surface=surface, user_id=user_id, product_id=product_id, cart_items=cart_items,
                              count=count, budget_ms=budget, settings=self.settings, home_geography=geo)
             t0 = time.perf_counter()
+            self.ejector.started(attempt.region)
             try:
                 got = await self.clients[attempt.region].recommend(call, timeout_s=budget / 1000.0)
                 result = "ok" if got.get("items") else "empty"
@@ -121,9 +144,11 @@ class Edge:
                 result, got = exc.kind, None
             except CellRefused as exc:
                 reason = "not_found" if isinstance(exc, CellNotFound) else "invalid"
+                self.ejector.finished(attempt.region, failed=False)
                 self.metrics.attempts.labels(region=attempt.region, result="refused").inc()
                 self.metrics.client_errors.labels(surface=surface, reason=reason).inc()
                 raise
+            self.ejector.finished(attempt.region, failed=got is None)
             self.metrics.attempts.labels(region=attempt.region, result=result).inc()
             tried.append({"region": attempt.region, "role": attempt.role, "anonymous": call.anonymous,
                           "max_tier": attempt.max_tier or "full", "result": result,
@@ -151,21 +176,31 @@ class Edge:
     async def _store_group(self, regions: tuple[str, ...], events: list[Event], *,
                            deadline: float) -> tuple[str, list[str], list[str], bool]:
         """(region that stored, stream ids, problems, refused); region "" when none stored them. Each
-        region but the last gets a share of what is left (attempt_budget_ms, as reads do), so that a
-        region that never answers (a network cut) leaves time to store in the next one."""
+        region but the last gets `events_first_attempt_share` of what is left (attempt_budget_ms, as
+        reads do), so that a region that never answers (a network cut) leaves time to store in the
+        next one; the batch is idempotent by event id, so storing it again there is safe."""
         problems = []
         for n, region in enumerate(regions):
             left_ms = (deadline - time.perf_counter()) * 1000.0
-            budget_ms = attempt_budget_ms(left_ms, attempts_left=len(regions) - n, settings=self.settings)
+            budget_ms = attempt_budget_ms(left_ms, attempts_left=len(regions) - n, settings=self.settings,
+                                          share=self.settings.events_first_attempt_share)
             if budget_ms <= 1.0:
                 problems.append(f"{region}: no time left")
                 break
+            self.ejector.started(region)
             try:
-                return region, await self.clients[region].log_events(events, timeout_s=budget_ms / 1000.0), problems, False
+                ids = await self.clients[region].log_events(events, timeout_s=budget_ms / 1000.0)
             except CellFailed as exc:
+                # only a timeout says the cell may be unreachable: a fast error is the cell answering
+                # that it could not store the batch (its Redis is down), and its reads still work
+                self.ejector.finished(region, failed=exc.kind == "timeout")
                 problems.append(str(exc))
+                continue
             except CellRefused as exc:  # invalid for every region: do not try the next one
+                self.ejector.finished(region, failed=False)
                 return "", [], problems + [str(exc)], True
+            self.ejector.finished(region, failed=False)
+            return region, ids, problems, False
         return "", [], problems, False
 
     async def log_events(self, raw_events: list[Any], *, now: float) -> tuple[int, dict[str, Any]]:
@@ -174,6 +209,7 @@ class Edge:
         if not raw_events:
             raise InputError("events", "must hold at least one event")
         state = self.watcher.state
+        demoted = self.ejector.demoted(probe=False)
         groups: dict[tuple[str, tuple[str, ...]], list[Event]] = {}
         for i, raw in enumerate(raw_events):
             try:
@@ -182,7 +218,7 @@ class Edge:
                 event = replace(event, geo=geo)
             except InputError as exc:
                 raise InputError(f"events[{i}].{exc.field}", exc.reason) from exc
-            regions = plan_events(state.table, self.topology, key=event.user_id, home_geography=geo)
+            regions = plan_events(state.table, self.topology, key=event.user_id, home_geography=geo, demoted=demoted)
             groups.setdefault((geo, regions), []).append(event)
         deadline = start + self.settings.events_deadline_ms / 1000.0
         results = await asyncio.gather(*(self._store_group(regions, evs, deadline=deadline)
@@ -219,7 +255,7 @@ class Edge:
         return ready, {"ready": ready, "table_version": state.table.version, "table_source": state.source,
                        "table_first_seen_at": state.first_seen_at, "table_updated_at": state.table.updated_at,
                        "fail_static": state.table.fail_static, "table_error": state.error, "polls": state.polls,
-                       "table_follow": state.follow,
+                       "table_follow": state.follow, "ejection": self.ejector.status(),
                        "last_resort": {"source": self.last_resort.source, "items": len(self.last_resort.items),
                                        "note": self.last_resort.note}}
 
@@ -229,7 +265,8 @@ def create_app(*, topology: Topology, store: ControlStore | None, last_resort: L
     """The edge's FastAPI app; the table watcher and the cell channels live as long as the app."""
     registry = CollectorRegistry()
     watcher = TableWatcher(store, topology, interval_s=settings.poll_interval_s)
-    edge = Edge(topology=topology, clients=clients or cell_clients(topology, transport=settings.transport), watcher=watcher,
+    edge = Edge(topology=topology, clients=clients or cell_clients(topology, transport=settings.transport,
+                                                                    connect_timeout_ms=settings.connect_timeout_ms), watcher=watcher,
                 last_resort=last_resort, settings=settings, registry=registry)
     default_ms = topology.settings.request_deadline_ms
 
@@ -279,6 +316,7 @@ def create_app(*, topology: Topology, store: ControlStore | None, last_resort: L
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         edge.metrics.table_version.set(watcher.state.table.version)
+        edge.metrics.ejected.set(len(edge.ejector.ejected()))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -24,6 +24,7 @@ from typing import Mapping
 
 from contracts.routing_table import RoutingTable
 from contracts.tiers import TIER_NAMES
+from edge.ejection import demote
 from edge.settings import EdgeSettings
 from regions.topology import Topology
 
@@ -71,8 +72,10 @@ class RoutePlan:
 
 
 def plan_request(table: RoutingTable, topology: Topology, *, key: str, home_geography: str,
-                 personal: bool, settings: EdgeSettings) -> RoutePlan:
-    """Where a read goes, in order (see the module docstring). `personal`: the request has a user id."""
+                 personal: bool, settings: EdgeSettings, demoted: frozenset[str] = frozenset()) -> RoutePlan:
+    """Where a read goes, in order (see the module docstring). `personal`: the request has a user id.
+    `demoted`: cells this edge has ejected (edge.ejection): last of their part of the plan, so a
+    geography's other region gets the first attempt (and a demoted cell may fall off `tries`)."""
     route = table.route(home_geography)
     attempts: list[Attempt] = []
     seen: set[str] = set()
@@ -85,8 +88,8 @@ def plan_request(table: RoutingTable, topology: Topology, *, key: str, home_geog
                                     role=role))
 
     if not route.anonymous:
-        add(rendezvous_order(key, route.usable()), anonymous=not personal, tries=settings.personal_tries,
-            first_role="primary")
+        add(demote(rendezvous_order(key, route.usable()), demoted), anonymous=not personal,
+            tries=settings.personal_tries, first_role="primary")
     if route.anonymous:
         elsewhere = route.usable()
     else:
@@ -95,11 +98,13 @@ def plan_request(table: RoutingTable, topology: Topology, *, key: str, home_geog
             other = table.geos[geo]
             if geo != home_geography and not other.anonymous:
                 elsewhere.update(other.usable())
-    add(rendezvous_order(key, elsewhere), anonymous=True, tries=settings.cross_geo_tries, first_role="cross-geo")
+    add(demote(rendezvous_order(key, elsewhere), demoted), anonymous=True, tries=settings.cross_geo_tries,
+        first_role="cross-geo")
     return RoutePlan(home_geography=home_geography, attempts=tuple(attempts))
 
 
-def plan_events(table: RoutingTable, topology: Topology, *, key: str, home_geography: str) -> tuple[str, ...]:
+def plan_events(table: RoutingTable, topology: Topology, *, key: str, home_geography: str,
+                demoted: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """Regions that may store `key`'s events, in order: only the home geography's, never another's.
 
     First the regions the table gives weight (rendezvous order, as for reads); then the home
@@ -111,13 +116,16 @@ def plan_events(table: RoutingTable, topology: Topology, *, key: str, home_geogr
     own = {r.name for r in topology.regions_in(home_geography)}
     weighted = rendezvous_order(key, {r: w for r, w in route.usable().items() if r in own}) if not route.anonymous else ()
     rest = rendezvous_order(key, {r: 1 for r in own if r not in weighted})
-    return weighted + rest
+    return demote(weighted + rest, demoted)
 
 
-def attempt_budget_ms(remaining_ms: float, *, attempts_left: int, settings: EdgeSettings) -> float:
-    """What one attempt may spend: the whole rest for the last one, else `first_attempt_share` of it.
-    0 when less than `min_attempt_ms` would be left for it (skip to the last resort)."""
-    budget = remaining_ms if attempts_left <= 1 else remaining_ms * settings.first_attempt_share
+def attempt_budget_ms(remaining_ms: float, *, attempts_left: int, settings: EdgeSettings,
+                      share: float | None = None) -> float:
+    """What one attempt may spend: the whole rest for the last one, else `share` of it (reads:
+    `first_attempt_share`; event batches pass `events_first_attempt_share`). 0 when less than
+    `min_attempt_ms` would be left for it (skip to the last resort)."""
+    share = settings.first_attempt_share if share is None else share
+    budget = remaining_ms if attempts_left <= 1 else remaining_ms * share
     return budget if budget >= settings.min_attempt_ms else 0.0
 
 

@@ -64,33 +64,20 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command("gameday-table")
-    def gameday_table(runs: Path = typer.Argument(..., help="The parent directory of game-day --out-dir directories.")) -> None:
-        """Print both RTOs, first-attempt failures, RPO, lost events, empty slates and the tier mix during the fault of
-        every game day under RUNS."""
+    def gameday_table(runs: Path = typer.Argument(..., help="The parent directory of game-day --out-dir directories."),
+                      as_markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table (as in docs/gamedays.md).")) -> None:
+        """Print both RTOs, first-attempt failures, RPO, lost events, empty slates, the tier mix during the fault and
+        the load achieved of every game day under RUNS."""
         from chaos.gameday_io import summarize_runs
+        from chaos.gameday_table import HEADERS, markdown, row_cells
 
-        table = Table("experiment", "availability RTO s", "quality RTO s", "first-attempt fail %", "RPO s", "lost/acked",
-                      "empty", "during the fault: success, p99, tiers", "steered after s", "hypothesis before/after", "verdict")
-
-        def num(value: Optional[float]) -> str:
-            return "-" if value is None else f"{value:.2f}"
-
-        for row in summarize_runs(runs):
-            during = row["during_fault"] or {}
-            total = max(sum((during.get("tiers") or {}).values()), 1)
-            mix = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted((during.get("tiers") or {}).items(), key=lambda kv: -kv[1]))
-            hyp = row["hypothesis"]
-            def rto(seconds: Optional[float], status: Optional[str]) -> str:
-                return num(seconds) if status in (None, "met") else str(status)
-
-            rate = row["first_attempt_failure_rate"]
-            table.add_row(row["experiment"], rto(row["rto_s"], row["rto_status"]),
-                          rto(row["quality_rto_s"], row["quality_rto_status"]), "-" if rate is None else f"{100 * rate:.2f}",
-                          num(row["rpo_s"]),
-                          "-" if row["lost"] is None else f"{row['lost']}/{row['acknowledged']}", str(row["empty_slates"]),
-                          (f"{during['success_rate']:.1%}, {during['p99_ms']:.0f} ms; " if during.get("requests") else "") + mix,
-                          num(row["weights_changed_after_s"]), f"{hyp['before']}/{hyp['after']}",
-                          row["verdict"] + "".join(f"\n{r}" for r in row["invalid_reasons"]))
+        rows = summarize_runs(runs)
+        if as_markdown:
+            typer.echo(markdown(rows), nl=False)
+            return
+        table = Table(*HEADERS)
+        for row in rows:
+            table.add_row(*row_cells(row))
         out.print(table)
 
     @app.command("gameday")

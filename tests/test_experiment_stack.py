@@ -2,8 +2,9 @@
 starts them), with users who react to what they are shown:
 
 - `regionctl experiments create` with a control arm (the serving bundle) and an arm ranking with
-  its inverted copy: the cells bucket users by user id + experiment id, answers name the arm, the
-  cells record impressions per arm, and `regionctl experiments show` names the control the winner;
+  its inverted copy: the cells bucket users by user id + experiment id, answers name the
+  experiment and the arm (exactly the weak arm's answers come from the inverted bundle), the cells
+  record impressions per arm, and `regionctl experiments show` names the control the winner;
 - the A/A control: an arm with an identical copy of the serving bundle; no look at the running test
   names a winner, and `show` says no_difference. That is the check that the verdict can fail.
 Figures (printed): per-arm impressions and CTR, the p-value at each look, the time to significance.
@@ -83,7 +84,17 @@ def _holding(r: Rig, ident: str, version: str) -> bool:
     return all(v["experiment"] == ident and version in v["held"] for v in views)
 
 
-def _run(r: Rig, ident: str, weak_mode: str, states: dict[str, Any], reactions: Any) -> dict[str, Any]:
+def _answers_name_their_arm(r: Rig, ident: str, version: str, users: list[str]) -> None:
+    """Homepages of 40 seeded users from one us cell: each names the experiment and its arm, and
+    exactly the weak arm's answers come from the weak arm's bundle."""
+    answers = [httpx.get(r.cells[0] + "/v1/recommendations/homepage", params={"user_id": u, "count": 8}, timeout=5).json()
+               for u in users[:40]]
+    assert {a["experiment"] for a in answers} == {ident} and {a["arm"] for a in answers} == {"control", "weak"}, answers[:3]
+    assert all((a["bundle_version"] == version) == (a["arm"] == "weak") for a in answers)
+
+
+def _run(r: Rig, ident: str, weak_mode: str, states: dict[str, Any], reactions: Any, *,
+         check_answers: bool = False) -> dict[str, Any]:
     version = f"us-{ident}-{weak_mode}"
     weaken_bundle(r.bundles["us"], r.root / version, mode=weak_mode, version=version)
     r.store.publish(r.root / version)
@@ -118,6 +129,8 @@ def _run(r: Rig, ident: str, weak_mode: str, states: dict[str, Any], reactions: 
         if "unreachable" not in json.loads(shown.output):
             break
     assert "unreachable" not in json.loads(shown.output), shown.output
+    if check_answers:  # after the looks and `show`: these homepages are impressions outside the reacting load
+        _answers_name_their_arm(r, ident, version, users)
     stopped = r.cli("experiments", "stop", ident, "--geo", "us", "--reason", "test done")
     assert stopped.exit_code == 0, stopped.output
     first = next((lk["t_s"] for lk in looks if lk["verdict"] == "winner"), None)
@@ -132,7 +145,7 @@ def _run(r: Rig, ident: str, weak_mode: str, states: dict[str, Any], reactions: 
 def test_the_control_beats_an_inverted_arm_and_an_identical_arm_names_no_winner(rig: tuple[Rig, dict[str, Any], Any]) -> None:
     r, states, reactions = rig
     for attempt in (1, 2):  # a run on an overloaded machine whose answers were mostly degraded is run once more
-        ab = _run(r, f"ab{attempt}", "inverted", states, reactions)
+        ab = _run(r, f"ab{attempt}", "inverted", states, reactions, check_answers=True)
         if ab["full_tier_share"] >= MIN_FULL_SHARE:
             break
     assert ab["full_tier_share"] >= MIN_FULL_SHARE, (

@@ -26,8 +26,10 @@ from regions.topology import Topology
 from tests.stack_helpers import prepared_stack_dir
 
 QUIET = lambda _m: None  # noqa: E731
-FAILBACK_HOLD_S = "5,5"
-"""Each failback stage below 100 % is held 5 s (the product's default is 60 + 120 s)."""
+FAILBACK_HOLD_S = "2,2"
+"""Each failback stage below 100 % is held 2 s (the product's default is 60 + 120 s): a returning
+region still goes 10 -> 50 -> 100 % with its SLO gates checked at each stage, and the wait for full
+weights between two game days takes about 3 s of good probes and 4 s of holds."""
 
 
 class Stack:

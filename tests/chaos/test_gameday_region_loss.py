@@ -11,7 +11,8 @@ days fail the way they must.
 - a fault action that raises: the game day is INVALID;
 - us-east's cell answering 404, then 500, to homepages (the load straight at the cell): the
   availability RTO is not met;
-- the edge's in-geography retry switched off (REGIONCTL_EDGE_PERSONAL_TRIES=1) and both
+- the edge's in-geography retry and ejection switched off (REGIONCTL_EDGE_PERSONAL_TRIES=1,
+  REGIONCTL_EDGE_EJECTION=off) and both
   controllers frozen (SIGSTOP), then us-east killed: first-attempt failures above 0 and the
   quality RTO not met (availability holds: the edge's anonymous cross-geography ask answers);
 - `chaos run` interrupted with SIGINT (us-west's index frozen): no fault is left (rollbacks
@@ -19,8 +20,8 @@ days fail the way they must.
 - feature-drift (us-east's item feed publishes prices 10x): drift detected within 30 s, and the
   same game day with the true prices published (no drift) fails.
 
-Short runs at low rates (25-30 req/s, 8-60 s). The stack's controllers hold each failback stage
-5 s (REGIONCTL_CONTROLLER_FAILBACK_HOLD_S, instead of 60 + 120 s), so the waits for us-east to be
+Short runs at low rates (25-30 req/s, 8-65 s). The stack's controllers hold each failback stage
+2 s (REGIONCTL_CONTROLLER_FAILBACK_HOLD_S, instead of 60 + 120 s), so the waits for us-east to be
 weighted again, which the next game day's premise needs, take seconds.
 """
 from __future__ import annotations
@@ -154,7 +155,7 @@ def test_a_frozen_replicator_fails_the_rpo_and_names_the_lost_events(real_stack:
     real_stack.wait_weight("us-east", 25)  # us-east weighted again: it acknowledges a share of the events
     real_stack.signal(("replicator-us-east",), signal.SIGSTOP)
     try:
-        report = real_stack.gameday(name, "frozen-replicator", load_rate=30, duration_s=32, warmup_s=10)
+        report = real_stack.gameday(name, "frozen-replicator", load_rate=30, duration_s=28, warmup_s=10)
     finally:
         real_stack.signal(("replicator-us-east",), signal.SIGCONT)  # restored by the rollback: a new process
     rpo = report["rpo"]
@@ -241,7 +242,7 @@ def test_the_drift_game_day_detects_prices_published_10x(real_stack: Stack) -> N
     writes them, and the cell's drift metric must cross the alert threshold on the price features
     within 30 s; the rollback publishes the true prices again."""
     real_stack.wait_full_weights()
-    report = real_stack.gameday("feature-drift", "feature-drift", load_rate=25, duration_s=50, warmup_s=8)
+    report = real_stack.gameday("feature-drift", "feature-drift", load_rate=25, duration_s=42, warmup_s=8)
     detected = verdict_of(report, "drift detected", "target")
     print(f"\nfeature-drift: {detected}, verdict {report['verdict']}")
     assert not report["invalid_reasons"], report["invalid_reasons"]
@@ -264,7 +265,7 @@ def test_the_drift_game_day_fails_when_no_drift_is_injected(real_stack: Stack, e
     exp["method"][0]["provider"]["arguments"]["factor"] = 1.0
     exp["method"][1]["provider"]["arguments"]["within_s"] = 12.0
     name = experiments("drift-not-injected", "feature-drift", method=exp["method"])
-    report = real_stack.gameday(name, "drift-not-injected", load_rate=25, duration_s=36, warmup_s=8)
+    report = real_stack.gameday(name, "drift-not-injected", load_rate=25, duration_s=30, warmup_s=8)
     detected = verdict_of(report, "drift detected", "target")
     print(f"\ndrift not injected: {detected}, verdict {report['verdict']}")
     assert not report["invalid_reasons"], report["invalid_reasons"]
@@ -300,6 +301,7 @@ def test_no_retry_and_frozen_controllers_show_first_attempt_failures(real_stack:
     real_stack.wait_full_weights()  # frozen controllers keep the table as it is: us-east must be in it
     stack.kill(real_stack.state, names=("edge",))
     monkeypatch.setenv("REGIONCTL_EDGE_PERSONAL_TRIES", "1")  # the edge's in-geography retry off
+    monkeypatch.setenv("REGIONCTL_EDGE_EJECTION", "off")  # and its ejection, which would move the first try itself
     stack.restart(real_stack.topology, real_stack.state, names=("edge",))
     real_stack.wait_edge_ready()
     real_stack.wait_personalised()  # the quality RTO needs a personalised baseline before the fault

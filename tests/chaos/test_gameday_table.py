@@ -103,3 +103,20 @@ def test_summarize_runs_reads_each_game_day_dir(tmp_path: Path) -> None:
     assert rows[0] == summarize_run(run)
     with pytest.raises(InputError):
         summarize_runs(tmp_path / "nowhere")
+
+
+def test_markdown_table_has_one_row_per_game_day_with_the_reasons_of_an_invalid_one() -> None:
+    from chaos.gameday_table import HEADERS, markdown, row_cells
+
+    row = {"experiment": "region-loss", "rto_s": None, "rto_status": "not measured", "quality_rto_s": 12.0,
+           "quality_rto_status": "met", "first_attempt_failure_rate": 0.0253, "rpo_s": 0.0, "lost": 2, "acknowledged": 30,
+           "empty_slates": 0, "during_fault": {"requests": 10, "success_rate": 1.0, "p99_ms": 31.2, "tiers": {"full": 9, "segment": 1}},
+           "weights_changed_after_s": 3.0, "hypothesis": {"before": False, "after": None}, "achieved_rate": 39.9,
+           "p99_schedule_lag_ms": 6.7, "verdict": "invalid", "invalid_reasons": ["no fault action ran", "a|b"]}
+    cells = row_cells(row)
+    assert len(cells) == len(HEADERS)
+    assert cells[1:6] == ["not measured", "12.00", "2.53", "0.00", "2/30"]
+    assert cells[7] == "100.0%, 31 ms; full 90%, segment 10%" and cells[10] == "39.9, 7 ms"
+    lines = markdown([row, {**row, "experiment": "ranking-latency", "invalid_reasons": [], "verdict": "pass"}]).splitlines()
+    assert len(lines) == 4 and lines[0].count("|") == len(HEADERS) + 1
+    assert lines[2].endswith("| invalid; no fault action ran; a\\|b |") and lines[3].endswith("| pass |")

@@ -3,15 +3,17 @@ namespace, every network fault drops real packets in a short game day, and `regi
 leaves no namespace, link or nftables table behind.
 
 One stack for the module (`regionctl up --netns` as a subprocess, on a free 10.213.N.0/24), the
-game days 35-45 s at 20 req/s, in an order that needs no failback between the ones that do not
+game days 30-34 s at 20 req/s (8 s of warm-up, the fault and the hypothesis after it: each run
+is as long as its experiment), in an order that needs no failback between the ones that do not
 drain (geo-partition, the sabotaged partition, edge-cut: not the first, whose cold cells' latency
 made the regions "degraded" and failed its premise twice) and the ones that do (packet loss may,
-controller-cut and region-partition must; their controllers hold each failback stage 5 s):
+controller-cut and region-partition must; their controllers hold each failback stage 2 s):
 
 - up: the namespaces exist, each region's processes run in theirs, the controllers and the edge in
   the host's; us-west's Redis is reached from us-east's namespace over the hub, not on loopback;
 - edge-cut: the controller keeps us-east healthy and weighted, the edge serves its share from
-  us-west (first-attempt failures > 0: the users' first tries saw the cut);
+  us-west and ejects the cell it cannot reach (first-attempt failures > 0: the users' first tries
+  saw the cut; under 10 %: after the ejection only probes try it first, 28 % before ejection existed);
 - geo-partition: the live RPO rises while us-east and us-west are cut off, and after healing every
   acknowledged event is in its peer's replica stream exactly once;
 - a partition whose rules match nothing (sabotaged): the game day is INVALID, the fault not observed;
@@ -153,7 +155,13 @@ def _premise_failed(report: dict[str, Any]) -> bool:
     return report["hypothesis"]["before"] is False and "no fault action ran" in report["invalid_reasons"]
 
 
-def _run(net_stack: NetStack, name: str, duration_s: float = 40.0, out: str = "") -> dict[str, Any]:
+WARMUP_S = 8.0
+"""Steady load before the experiment (the product's 15 s, capped at a third of the run, was 13 s of
+a 40 s run, which then outlasted its experiment by 8 s): these game days measure no RTO, and 8 s
+at 20 req/s gives the cut-off region's RPO its acknowledged events."""
+
+
+def _run(net_stack: NetStack, name: str, duration_s: float = 30.0, out: str = "") -> dict[str, Any]:
     """The experiments' premise first: every region back at full weight AND healthy (a short game day
     does not wait for the stack to settle; a region still degraded from the previous one would fail
     the hypothesis before the fault, and nothing would be injected). A run whose premise still
@@ -166,7 +174,8 @@ def _run(net_stack: NetStack, name: str, duration_s: float = 40.0, out: str = ""
         net_stack.wait_full_weights(timeout=240)
         wait_until(lambda: not _routing_problems(ctx, exclude=()), timeout=180, interval=1.0,
                    what="every region healthy and weighted")
-        report = net_stack.gameday(name, (out or name) + attempt, load_rate=20, duration_s=duration_s)
+        report = net_stack.gameday(name, (out or name) + attempt, load_rate=20, duration_s=duration_s,
+                                   warmup_s=WARMUP_S)
         report["out"] = net_stack.out((out or name) + attempt)
         if not _premise_failed(report):
             return report
@@ -182,7 +191,7 @@ def _held(report: dict[str, Any], probe: str) -> bool:
 
 
 def test_geo_partition_grows_the_live_rpo_and_loses_nothing_after_healing(net_stack: NetStack) -> None:
-    report = _run(net_stack, "geo-partition", duration_s=45.0)
+    report = _run(net_stack, "geo-partition", duration_s=34.0)
     assert report["invalid_reasons"] == [], report["invalid_reasons"]
     rep = report["replication"]
     assert rep["observed"] and rep["live_rpo_peak_s"] >= 10.0, rep
@@ -209,7 +218,7 @@ def test_a_partition_whose_rules_match_nothing_is_invalid(net_stack: NetStack, m
         return dataclasses.replace(fault, tables=tables)
 
     monkeypatch.setattr(net_faults, "partition", sabotaged)
-    report = _run(net_stack, "geo-partition", duration_s=35.0, out="sabotaged-partition")
+    report = _run(net_stack, "geo-partition", duration_s=32.0, out="sabotaged-partition")
     assert report["verdict"] == "invalid"
     reasons = " | ".join(report["invalid_reasons"])
     assert "net:partition:us-east+us-west was not observed" in reasons and "partition was not observed" in reasons, reasons
@@ -219,7 +228,9 @@ def test_edge_cut_is_served_around_by_the_edge_while_the_controller_keeps_the_re
     report = _run(net_stack, "edge-cut")
     assert report["invalid_reasons"] == [], report["invalid_reasons"]
     assert _held(report, "edge-routes-around-us-east"), report["hypothesis"]
-    assert report["edge"]["first_attempt_failure_rate"] > 0, "the users' first tries to us-east must have hit the cut"
+    # the users' first tries to us-east hit the cut until the edge ejected the cell (edge.ejection):
+    # then only its probes still went there first (28 % of first attempts failed before the ejection)
+    assert 0 < report["edge"]["first_attempt_failure_rate"] < 0.10, report["edge"]
     assert report["load"]["empty_slates"] == 0
     during = [r for r in read_records(report["out"] / "load.jsonl") if r["t"] >= report["fault_at"]]
     reads = [r for r in during if r.get("kind") != "events"]

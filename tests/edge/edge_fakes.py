@@ -32,6 +32,8 @@ class StandInCell(pb_grpc.RecommenderServicer):
     events_mode: str = "ok"
     requests: list[pb.RecommendRequest] = field(default_factory=list)
     batches: list[pb.EventBatch] = field(default_factory=list)
+    hung: int = 0
+    """Event batches received in `hang` mode (never answered)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def Recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
@@ -60,6 +62,8 @@ class StandInCell(pb_grpc.RecommenderServicer):
         if self.events_mode == "refuse":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "type: unknown event type (stand-in)")
         if self.events_mode == "hang":
+            with self.lock:
+                self.hung += 1
             while context.is_active():  # far past any deadline; stops when the caller gives up
                 time.sleep(0.01)
             return pb.LogAck()

@@ -255,13 +255,31 @@ def test_events_fail_over_inside_the_geography(edge: TestClient, stack: StandInS
 
 def test_a_region_that_never_answers_leaves_time_to_store_events_in_the_next(edge: TestClient, stack: StandInStack) -> None:
     """A blackholed first region (the edge-cut game day) must not eat the whole events deadline: it
-    gets its share (first_attempt_share of 1 s) and the peer stores the batch within the deadline."""
+    gets its share (events_first_attempt_share of 1 s) and the peer stores the batch within the deadline."""
     first = rendezvous_order("us-3", {"us-east": 1, "us-west": 1})[0]
     stack.cells[first].events_mode = "hang"
     started = time.perf_counter()
     resp = edge.post("/v1/events", json={"events": _events("us-3")})
     assert resp.status_code == 200 and list(resp.json()["stored"]) == [({"us-east", "us-west"} - {first}).pop()], resp.json()
     assert time.perf_counter() - started < 1.5
+
+
+def test_a_cell_whose_batches_time_out_is_ejected_and_the_next_batches_go_to_its_peer(
+        edge: TestClient, stack: StandInStack) -> None:
+    """Event batches feed the edge's ejection too (edge.ejection): after five timeouts in a row the
+    hung cell is no longer asked first; the batches are stored by its peer at once."""
+    first = rendezvous_order("us-3", {"us-east": 1, "us-west": 1})[0]
+    peer = ({"us-east", "us-west"} - {first}).pop()
+    stack.cells[first].events_mode = "hang"
+    for n in range(8):
+        resp = edge.post("/v1/events", json={"events": [{**_events("us-3")[0], "event_id": f"ej-{n}"}]})
+        assert resp.status_code == 200 and list(resp.json()["stored"]) == [peer], resp.json()
+    assert stack.cells[first].hung == 5, "only the five batches before the ejection waited on the hung cell"
+    ejection = edge.get("/readyz").json()["ejection"]
+    assert ejection["enabled"] and list(ejection["ejected"]) == [first], ejection
+    metrics = edge.get("/metrics").text
+    assert f'shopnow_edge_ejections_total{{event="ejected",region="{first}"}} 1.0' in metrics
+    assert "shopnow_edge_ejected_cells 1.0" in metrics
 
 
 def test_events_refused_by_the_cell_are_422_not_retried(edge: TestClient, stack: StandInStack) -> None:
