@@ -13,7 +13,7 @@ excess to the cheaper tiers of the ladder (cached, segment, popularity) instead:
    (Gradient2) as Envoy's adaptive concurrency filter uses it: every `window` full-ranking answers,
    the window's mean round trip (arrival -> answer, so queueing counts) is compared with a
    long-term average of them:
-       gradient = clamp(min(max(tolerance * long_rtt, rtt_floor_s), rtt_target_s) / short_rtt, 0.5, 1.0)
+       gradient = clamp(min(tolerance * long_rtt, rtt_target_s) / short_rtt, 0.5, 1.0)
        new      = limit * gradient + headroom            (headroom = sqrt(limit) while gradient = 1)
        limit    = clamp(limit * (1 - smoothing) + new * smoothing, min_limit, max_limit)
    While the round trip stays within `tolerance` of the long-term one the limit grows by the
@@ -81,11 +81,6 @@ class AdmissionSettings:
     rtt_target_s: float = 0.060
     """A full ranking's round trip (queueing included) above 60 ms shrinks the limit even when the
     reference is as slow: it leaves under 90 ms of the 150 ms deadline for everything else queued."""
-    rtt_floor_s: float = 0.020
-    """A window whose round trip is under 20 ms (a third of `rtt_target_s`) is never congestion,
-    whatever the reference: on a quiet cell with 3 ms answers a brief contention (5.5 ms) must not
-    shrink the limit (measured: it fell to 1.5 and 30 % of full rankings were refused for minutes
-    at 40 req/s), and once the round trip is back under it the limit grows again every window."""
     smoothing: float = 0.5
     """Share of each new estimate taken into the limit: a congested window takes a quarter off it."""
 
@@ -110,7 +105,6 @@ class AdmissionSettings:
                 raise InputError(name, f"{value!r} is not allowed; use a whole number >= 1.")
         _number("tolerance", self.tolerance, minimum=1.0)
         _number("rtt_target_s", self.rtt_target_s, minimum=0.001)
-        _number("rtt_floor_s", self.rtt_floor_s, minimum=0.0)
         _number("smoothing", self.smoothing, minimum=0.0)
         if not 0 < self.smoothing <= 1:
             raise InputError("smoothing", f"{self.smoothing!r} is not allowed; use 0 < smoothing <= 1.")
@@ -212,8 +206,7 @@ def observe(state: AdmissionState, *, rtt_s: float, in_flight: int, settings: Ad
         long = state.long_rtt_s * (1 - alpha) + short * alpha
     limit = state.limit
     if peak >= limit / 2:  # a limit nobody reached says nothing about the cell: do not grow it
-        reference = min(max(settings.tolerance * long, settings.rtt_floor_s), settings.rtt_target_s)
-        gradient = min(1.0, max(0.5, reference / short))
+        gradient = min(1.0, max(0.5, min(settings.tolerance * long, settings.rtt_target_s) / short))
         estimate = limit * gradient + (math.sqrt(limit) if gradient >= 1.0 else 0.0)
         limit = limit * (1 - settings.smoothing) + estimate * settings.smoothing
     limit = min(settings.max_limit, max(settings.min_limit, limit))

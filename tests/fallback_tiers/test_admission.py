@@ -168,13 +168,3 @@ def test_settings_from_the_environment() -> None:
     with pytest.raises(InputError) as err:
         AdmissionSettings.from_env({"REGIONCTL_ADMISSION_QUEUE_CACHED_MS": "5"})   # below the full bound
     assert "REGIONCTL_ADMISSION_QUEUE_CACHED_MS" in err.value.field
-
-
-def test_a_spike_well_inside_the_slo_does_not_shrink_the_limit_and_it_climbs_back() -> None:
-    quiet = _windows(AdmissionState.initial(S), 0.003, windows=2, in_flight=4)          # 3 ms answers
-    spike = _windows(quiet, 0.0055, windows=5, in_flight=int(quiet.limit))               # contention, under the floor
-    assert spike.limit >= quiet.limit
-    slow = _windows(spike, 0.080, windows=6, in_flight=64)                               # real congestion shrinks it
-    assert slow.limit < 0.5 * spike.limit
-    back = _windows(slow, 0.004, windows=10, in_flight=64)                               # latency normal again
-    assert back.limit > slow.limit * 2
