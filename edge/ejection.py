@@ -11,7 +11,11 @@ Like Envoy's outlier detection, from the attempts the edge makes anyway (no prob
   the cell first: event batches keep demoting it); its success re-admits the cell, its failure ejects it again, for longer; an
   attempt that reaches a demoted cell before that (a retry, when its peer failed too) decides nothing;
 - the guard: at most `max_percent` of a geography's regions are ejected at once, and never all of
-  them (a geography of one region never ejects it). Demotion never removes a region from a plan:
+  them (a geography of one region never ejects it); and a cell is an outlier only against peers
+  that do better: while an admitted peer of its geography failed `peer_failure_rate` or more of its
+  own recent attempts, nothing is ejected (both failing is the load or the edge itself, as when the
+  survivors of a region loss run past their capacity: ejecting one would pile its share on the
+  other; Envoy's success-rate detection compares a host with its cluster the same way). Demotion never removes a region from a plan:
   when the others fail too, the ejected cell is still tried.
 
 A cell that answers, even with an empty slate or a refusal, is reachable: that is a success here
@@ -41,6 +45,7 @@ class EjectionPolicy:
     base_s: float
     max_s: float
     max_percent: float
+    peer_failure_rate: float = 0.25
     probe_timeout_s: float = 2.0
     """A probe whose result never came (its request was cancelled) stops blocking the next probe."""
 
@@ -90,9 +95,14 @@ def attempt_started(view: CellView, now: float, policy: EjectionPolicy) -> CellV
 
 def may_eject(region: str, peers: Iterable[str], views: Mapping[str, CellView], policy: EjectionPolicy) -> bool:
     """The guard: ejecting `region` keeps at most max_percent of its geography (`peers`, itself
-    included) ejected, and at least one region of it admitted."""
+    included) ejected, and at least one region of it admitted; and no admitted peer failed
+    peer_failure_rate or more of its own recent attempts (then `region` is no outlier)."""
     peers = tuple(peers)
-    ejected = sum(1 for p in peers if p != region and views.get(p, CellView()).ejected_until is not None)
+    others = [views.get(p, CellView()) for p in peers if p != region]
+    ejected = sum(1 for v in others if v.ejected_until is not None)
+    if any(v.ejected_until is None and v.recent and sum(v.recent) >= policy.peer_failure_rate * len(v.recent)
+           for v in others):
+        return False
     return ejected + 1 <= math.floor(len(peers) * policy.max_percent / 100.0) and ejected + 1 < len(peers)
 
 

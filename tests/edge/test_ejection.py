@@ -183,3 +183,26 @@ def test_ejection_settings_from_the_environment_and_refused_values() -> None:
         with pytest.raises(InputError) as err:
             settings_from_env(env)
         assert err.value.field == field
+
+
+def test_a_cell_is_no_outlier_while_its_peer_fails_as_often() -> None:
+    """Both survivors of a geography timing out (the load, not one cell): nothing is ejected; the
+    same failures with a healthy peer eject the cell. Must-fail twin: a guard of 1.0 (off) ejects."""
+    geo = {"us": ("us-east", "us-west")}
+    failing_peer = CellView(recent=(True, False, True, False))  # 50 % of its own attempts failed
+    healthy_peer = CellView(recent=(False, False, False, True))  # 25 %: at the bound, still "failing"
+    clean_peer = CellView(recent=(False,) * 10)
+    assert may_eject("us-east", geo["us"], {"us-west": failing_peer}, POLICY) is False
+    assert may_eject("us-east", geo["us"], {"us-west": healthy_peer}, POLICY) is False
+    assert may_eject("us-east", geo["us"], {"us-west": clean_peer}, POLICY) is True
+    assert may_eject("us-east", geo["us"], {"us-west": CellView()}, POLICY) is True
+    assert may_eject("us-east", geo["us"], {"us-west": failing_peer}, replace(POLICY, peer_failure_rate=1.0)) is True
+
+    clock = Clock()
+    ejector = Ejector(geo, POLICY, clock=clock)
+    for _ in range(POLICY.consecutive_failures * 2):
+        ejector.finished("us-west", failed=True)
+        ejector.finished("us-east", failed=True)
+    assert ejector.ejected() == ()  # each one's failures keep the other in
+    with pytest.raises(InputError, match="ejection_peer_failure_rate"):
+        EdgeSettings(ejection_peer_failure_rate=0.0)
