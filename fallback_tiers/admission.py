@@ -23,8 +23,14 @@ excess to the cheaper tiers of the ladder (cached, segment, popularity) instead:
    used (fewer than half of it in flight) is not grown. The long-term round trip is the no-load
    reference, so it moves asymmetrically: down at once to a faster window, up only slowly (an
    exponential average over `long_window` windows). Gradient2's plain average catches up with a
-   sustained overload within a few dozen windows and lets the limit grow back into it; Envoy
-   re-measures its minimum round trip at low concurrency for the same reason. `rtt_target_s`
+   sustained overload within a few dozen windows and lets the limit grow back into it. A reference
+   that only the fastest window sets is too low in turn once the machine is busier than it was (a
+   neighbour, a restored region's traffic): the cell's ordinary 5.5 ms windows then read as
+   congestion against a 3 ms best and the limit stays at its minimum for minutes. So, as Envoy
+   re-measures its minimum round trip at low concurrency, a window with no load of the cell's own
+   (one full ranking in flight at a time, and its requests queued under `quiet_queue_s` on average)
+   IS the no-load round trip now, slower or not: the reference is set to it. Under overload the
+   requests queue, so no window re-anchors it and the limit stays down. `rtt_target_s`
    anchors the limit to the SLO as well: a window slower than it shrinks the limit whatever the
    reference says (a cell that was slow from its first window has a slow reference).
    A request that finds `limit` full rankings in flight skips full ranking (cached tier first).
@@ -81,6 +87,10 @@ class AdmissionSettings:
     rtt_target_s: float = 0.060
     """A full ranking's round trip (queueing included) above 60 ms shrinks the limit even when the
     reference is as slow: it leaves under 90 ms of the 150 ms deadline for everything else queued."""
+    quiet_queue_s: float = 0.002
+    """A window whose full rankings queued under 2 ms on average, one at a time, had no load of the
+    cell's own: its round trip becomes the reference (measured at 40 req/s on a quiet cell: 0.5-1 ms
+    queued; a saturated one queues 10-60 ms)."""
     smoothing: float = 0.5
     """Share of each new estimate taken into the limit: a congested window takes a quarter off it."""
 
@@ -105,6 +115,7 @@ class AdmissionSettings:
                 raise InputError(name, f"{value!r} is not allowed; use a whole number >= 1.")
         _number("tolerance", self.tolerance, minimum=1.0)
         _number("rtt_target_s", self.rtt_target_s, minimum=0.001)
+        _number("quiet_queue_s", self.quiet_queue_s, minimum=0.0)
         _number("smoothing", self.smoothing, minimum=0.0)
         if not 0 < self.smoothing <= 1:
             raise InputError("smoothing", f"{self.smoothing!r} is not allowed; use 0 < smoothing <= 1.")
@@ -181,6 +192,8 @@ class AdmissionState:
     window_count: int = 0
     window_peak_in_flight: int = 0
     """Most full rankings in flight during the window (was the limit used?)."""
+    window_queued_s: float = 0.0
+    """Seconds the window's full rankings queued before their handlers, summed."""
     windows: int = 0
 
     @classmethod
@@ -188,19 +201,25 @@ class AdmissionState:
         return cls(limit=float(settings.initial_limit))
 
 
-def observe(state: AdmissionState, *, rtt_s: float, in_flight: int, settings: AdmissionSettings) -> AdmissionState:
-    """A full-ranking answer came back `rtt_s` after the request arrived, with `in_flight` full
-    rankings (itself included) running when it was admitted; the new state (see the module)."""
-    if not math.isfinite(rtt_s) or rtt_s < 0:
-        raise InputError("rtt_s", f"{rtt_s!r} is not a round trip; give a finite number of seconds >= 0.")
+def observe(state: AdmissionState, *, rtt_s: float, queued_s: float, in_flight: int,
+            settings: AdmissionSettings) -> AdmissionState:
+    """A full-ranking answer came back `rtt_s` after the request arrived (of which it queued
+    `queued_s` before its handler), with `in_flight` full rankings (itself included) running when
+    it was admitted; the new state (see the module)."""
+    for name, value in (("rtt_s", rtt_s), ("queued_s", queued_s)):
+        if not math.isfinite(value) or value < 0:
+            raise InputError(name, f"{value!r} is not a duration; give a finite number of seconds >= 0.")
     total, count = state.window_sum_s + rtt_s, state.window_count + 1
+    queued = state.window_queued_s + queued_s
     peak = max(state.window_peak_in_flight, in_flight)
     if count < settings.window:
         return AdmissionState(limit=state.limit, long_rtt_s=state.long_rtt_s, short_rtt_s=state.short_rtt_s,
-                              window_sum_s=total, window_count=count, window_peak_in_flight=peak, windows=state.windows)
+                              window_sum_s=total, window_count=count, window_peak_in_flight=peak,
+                              window_queued_s=queued, windows=state.windows)
     short = max(total / count, 1e-6)
-    if state.long_rtt_s is None or short <= state.long_rtt_s:
-        long = short  # a faster window is the new no-load reference
+    no_load = peak <= 1 and queued / count < settings.quiet_queue_s
+    if state.long_rtt_s is None or short <= state.long_rtt_s or no_load:
+        long = short  # a faster window, or one without load: the new no-load reference
     else:
         alpha = 2.0 / (settings.long_window + 1)
         long = state.long_rtt_s * (1 - alpha) + short * alpha

@@ -59,6 +59,8 @@ class Ticket:
     """Full rankings in flight when it was admitted, itself included (0 when it may not rank)."""
     lane: str = SERVING_LANE
     """The bundle whose limit it counts against ("": the serving bundle)."""
+    queued_s: float = 0.0
+    """Seconds it waited between its arrival and its handler asking the gate."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class AdmissionGate:
             if admission.full:
                 own.full += 1
                 in_flight = own.full
-        return Ticket(admission=admission, arrived_at=arrived, in_flight=in_flight, lane=lane)
+        return Ticket(admission=admission, arrived_at=arrived, in_flight=in_flight, lane=lane, queued_s=queued)
 
     def done(self, ticket: Ticket, *, ranked: bool) -> None:
         """The request of `ticket` is answered. `ranked`: a full ranking ran to its end for it (it
@@ -136,7 +138,8 @@ class AdmissionGate:
                 return
             own.full -= 1
             if ranked and self.settings.enabled:
-                own.state = observe(own.state, rtt_s=rtt, in_flight=ticket.in_flight, settings=self.settings)
+                own.state = observe(own.state, rtt_s=rtt, queued_s=ticket.queued_s, in_flight=ticket.in_flight,
+                                    settings=self.settings)
 
     def limit_of(self, lane: str) -> float | None:
         """The concurrency limit of `lane` now (None: no request of it came yet)."""

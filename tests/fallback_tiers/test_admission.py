@@ -53,18 +53,18 @@ def test_disabled_keeps_what_was_asked(queued_s: float, in_flight: int) -> None:
 
 
 def _windows(state: AdmissionState, rtt_s: float, *, windows: int, in_flight: int, settings: AdmissionSettings = S,
-             ) -> AdmissionState:
+             queued_s: float = 0.0) -> AdmissionState:
     for _ in range(windows * settings.window):
-        state = observe(state, rtt_s=rtt_s, in_flight=in_flight, settings=settings)
+        state = observe(state, rtt_s=rtt_s, queued_s=queued_s, in_flight=in_flight, settings=settings)
     return state
 
 
 def test_a_window_is_needed_before_the_limit_moves() -> None:
     state = AdmissionState.initial(S)
     for n in range(S.window - 1):
-        state = observe(state, rtt_s=0.010, in_flight=8, settings=S)
+        state = observe(state, rtt_s=0.010, queued_s=0.0, in_flight=8, settings=S)
         assert state.limit == S.initial_limit and state.long_rtt_s is None and state.window_count == n + 1
-    state = observe(state, rtt_s=0.010, in_flight=8, settings=S)
+    state = observe(state, rtt_s=0.010, queued_s=0.0, in_flight=8, settings=S)
     assert state.windows == 1 and state.window_count == 0
     assert state.short_rtt_s == pytest.approx(0.010) and state.long_rtt_s == pytest.approx(0.010)
 
@@ -128,11 +128,13 @@ def test_the_limit_never_leaves_its_range() -> None:
         assert 2.0 <= state.limit <= 4.0
 
 
-@pytest.mark.parametrize("rtt", [-0.001, math.inf, math.nan])
-def test_a_bad_round_trip_is_refused(rtt: float) -> None:
+@pytest.mark.parametrize("field", ["rtt_s", "queued_s"])
+@pytest.mark.parametrize("bad", [-0.001, math.inf, math.nan])
+def test_a_bad_round_trip_or_queue_time_is_refused(field: str, bad: float) -> None:
+    given = {"rtt_s": 0.01, "queued_s": 0.0, field: bad}
     with pytest.raises(InputError) as err:
-        observe(AdmissionState.initial(S), rtt_s=rtt, in_flight=1, settings=S)
-    assert err.value.field == "rtt_s"
+        observe(AdmissionState.initial(S), in_flight=1, settings=S, **given)
+    assert err.value.field == field
 
 
 @pytest.mark.parametrize(
@@ -148,6 +150,7 @@ def test_a_bad_round_trip_is_refused(rtt: float) -> None:
         ({"tolerance": 0.9}, "tolerance"),
         ({"rtt_target_s": 0.0}, "rtt_target_s"),
         ({"smoothing": 0.0}, "smoothing"),
+        ({"quiet_queue_s": -0.001}, "quiet_queue_s"),
         ({"enabled": "yes"}, "enabled"),
     ],
 )
@@ -168,3 +171,31 @@ def test_settings_from_the_environment() -> None:
     with pytest.raises(InputError) as err:
         AdmissionSettings.from_env({"REGIONCTL_ADMISSION_QUEUE_CACHED_MS": "5"})   # below the full bound
     assert "REGIONCTL_ADMISSION_QUEUE_CACHED_MS" in err.value.field
+
+
+def test_after_a_spike_a_quiet_cell_re_anchors_its_reference_and_the_limit_climbs_back() -> None:
+    """Measured on a restored region at 40 req/s: best window 3.1 ms, ordinary windows 5.5 ms after
+    a CPU spike; against the 3.1 ms best the limit sat at 1.57 for two minutes. Windows with one
+    full ranking in flight and nothing queued are the no-load round trip: the limit climbs back."""
+    quiet = _windows(AdmissionState.initial(S), 0.0031, windows=2, in_flight=4)          # the best window
+    spike = _windows(quiet, 0.0055, windows=20, in_flight=int(quiet.limit))              # contention: shrinks
+    assert spike.limit < 2.0 and spike.long_rtt_s == pytest.approx(0.0031, rel=0.1)
+    # back to normal traffic: mostly one full ranking at a time, nothing queued
+    back = _windows(spike, 0.0055, windows=1, in_flight=1)
+    assert back.long_rtt_s == pytest.approx(0.0055)                                      # re-anchored upward
+    for _ in range(4):                                                                   # 20 rankings: a second or two
+        back = _windows(back, 0.0055, windows=1, in_flight=max(1, int(back.limit)))
+    assert back.limit >= S.initial_limit                                                 # back where it started
+
+
+def test_an_overloaded_cell_does_not_re_anchor_its_reference() -> None:
+    """The same windows, but the full rankings queued 10 ms each (a saturated cell): the reference
+    stays at the best window and the limit stays down, so the overload is not let back in."""
+    spike = _windows(_windows(AdmissionState.initial(S), 0.0031, windows=2, in_flight=4), 0.0155, windows=6,
+                     in_flight=4, queued_s=0.010)
+    busy = _windows(spike, 0.0155, windows=20, in_flight=1, queued_s=0.010)
+    assert busy.long_rtt_s is not None and busy.long_rtt_s < 0.005          # only the slow rise
+    assert busy.limit == S.min_limit
+    # and with two in flight, even unqueued, a slow window is still compared with the best one
+    two = _windows(spike, 0.0155, windows=20, in_flight=2)
+    assert two.long_rtt_s is not None and two.long_rtt_s < 0.005 and two.limit == S.min_limit
