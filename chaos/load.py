@@ -152,11 +152,25 @@ def _request(spec: LoadSpec, rng: random.Random) -> tuple[str, str, str, bytes |
     return "events", user, "/v1/events", json.dumps({"events": batch}).encode(), [e["event_id"] for e in batch]
 
 
+class _ScheduleClock:
+    """Epoch seconds read off the monotonic clock: the schedule, `sent` and `done` of every record are on one
+    clock, so a wall-clock slew or step during a run can neither put a send before its slot nor bend a latency."""
+
+    def __init__(self, epoch0: float) -> None:
+        self.epoch0, self.mono0 = epoch0, time.monotonic() - (time.time() - epoch0)
+
+    def now(self) -> float:
+        return self.epoch0 + (time.monotonic() - self.mono0)
+
+    def slot(self, i: int, rate: float) -> float:
+        return self.epoch0 + i / rate
+
+
 async def _one(client: LeanClient, spec: LoadSpec, request: tuple[str, str, str, bytes | None, list[str]],
-               scheduled: float, react_rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
+               scheduled: float, clock: _ScheduleClock, react_rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
     """The request's record, and the record of the user's reaction to it when there was one."""
     kind, user, target, body, event_ids = request
-    sent = time.time()
+    sent = clock.now()
     rec: dict[str, Any] = {"t": scheduled, "sent": sent, "lag_ms": max(sent - scheduled, 0.0) * 1000, "kind": kind,
                            "user_id": user, "geo": user.split("-", 1)[0]}
     decoded: Any = None
@@ -172,7 +186,7 @@ async def _one(client: LeanClient, spec: LoadSpec, request: tuple[str, str, str,
         rec.update(failed(kind, f"{type(exc).__name__}: {exc}"))
     if kind == "events":
         rec["event_ids"] = event_ids
-    rec["done"] = time.time()
+    rec["done"] = clock.now()
     rec["latency_ms"] = (rec["done"] - scheduled) * 1000
     if kind == "homepage" and rec.get("ok") and spec.reactions is not None and react_rng is not None:
         shown = [i.get("item_id") for i in decoded.get("items", []) if isinstance(i, dict)]
@@ -180,7 +194,7 @@ async def _one(client: LeanClient, spec: LoadSpec, request: tuple[str, str, str,
         if reaction:
             batch = json.dumps({"events": reaction}).encode()
             ids = [e["event_id"] for e in reaction]
-            follow = await _one(client, spec, ("events", user, "/v1/events", batch, ids), time.time())
+            follow = await _one(client, spec, ("events", user, "/v1/events", batch, ids), clock.now(), clock)
             follow[0]["reaction"] = True
             follow[0]["bundle_version"] = decoded.get("bundle_version")
             return [rec, *follow]
@@ -198,7 +212,7 @@ async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, 
     lags: list[float] = []
     sent = overload = failed_n = 0
     last_sent = epoch0
-    mono0 = time.monotonic() - (time.time() - epoch0)
+    clock = _ScheduleClock(epoch0)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with open(out_path, "w") as out:
         def write(rec: dict[str, Any]) -> None:
@@ -216,12 +230,12 @@ async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, 
         async with LeanClient(host, port, max_connections=cap) as client:
             try:
                 for i in range(index, total, of):
-                    delay = mono0 + i / spec.rate - time.monotonic()
+                    scheduled = clock.slot(i, spec.rate)
+                    delay = scheduled - clock.now()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    scheduled = epoch0 + i / spec.rate
                     request = _request(spec, rng)
-                    now = time.time()
+                    now = clock.now()
                     last_sent = now
                     lags.append(max(now - scheduled, 0.0) * 1000)
                     if len(in_flight) >= cap:
@@ -231,7 +245,7 @@ async def _worker(spec: LoadSpec, out_path: Path, *, epoch0: float, index: int, 
                                **failed(request[0], "client-overload: max_in_flight requests already open")})
                         continue
                     sent += 1
-                    task = asyncio.create_task(_one(client, spec, request, scheduled, react_rng))
+                    task = asyncio.create_task(_one(client, spec, request, scheduled, clock, react_rng))
                     in_flight.add(task)
                     task.add_done_callback(finished)
                     if progress and i % max(int(spec.rate), 1) == 0:
