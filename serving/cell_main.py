@@ -27,7 +27,7 @@ def build_runtime(topology: Topology, *, region: str, artifacts_url: str, state_
     return CellRuntime(
         topology=topology, region=region, store=store,
         artifacts=open_geo_store(artifacts_url, reg.geography, topology=topology),  # its geography's bundles only
-        cache_dir=state_dir / "cells" / region / "bundles", settings=CellSettings(tokens_file=tokens_file),
+        cache_dir=state_dir / "cells" / region / "bundles", settings=CellSettings.from_env(os.environ, base=CellSettings(tokens_file=tokens_file)),
         ladder_settings=LadderSettings.from_env(os.environ), sampler_settings=SamplerSettings.from_env(os.environ),
         admission_settings=AdmissionSettings.from_env(os.environ),
     )

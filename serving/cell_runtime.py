@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from contracts.bearer import bearer_token
+from contracts.environment import EnvVar, load_settings
 from contracts.events import Event
 from contracts.impressions import Impression
 from contracts.serving_plan import ServingPlan
@@ -79,6 +80,28 @@ class CellSettings:
     (PSI of a few thousand rows: about a millisecond), whether or not anyone asks /readyz."""
     tokens_file: str = ""
     """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
+    request_slots: int = 4
+    """Recommendation requests (homepage, similar, cart) each server, HTTP and gRPC, computes at once;
+    the rest wait for a slot (HTTP: on the event loop, with no thread; gRPC: asleep) and that wait
+    counts as queued for admission (serving.admission_gate). Python runs one thread at a time: more
+    computing threads only overlap Redis round trips and fight for the interpreter lock. With the 40
+    threads of the HTTP threadpool all runnable, a half-core cell's event loop got the lock so rarely
+    that at the onset of 140 req/s requests waited unseen, before their arrival stamp, up to the 1 s
+    client timeout (docs/gamedays.md, "Request slots")."""
+
+    def __post_init__(self) -> None:
+        slots = self.request_slots
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= MAX_REQUEST_SLOTS:
+            raise InputError("request_slots", f"{slots!r} is not allowed; use a whole number in 1..{MAX_REQUEST_SLOTS}.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, base: "CellSettings | None" = None) -> "CellSettings":
+        """`base` overridden by REGIONCTL_CELL_REQUEST_SLOTS when set (any other REGIONCTL_CELL_* is refused)."""
+        return load_settings(base or cls(), environ, prefix="REGIONCTL_CELL_", what="cell setting",
+                             variables={"REGIONCTL_CELL_REQUEST_SLOTS": EnvVar("request_slots")})
+
+
+MAX_REQUEST_SLOTS = 256
 
 
 RANKED_REASONS = frozenset({SkipReason.TIMEOUT.value, SkipReason.ERROR.value, SkipReason.EMPTY.value,

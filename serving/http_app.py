@@ -19,10 +19,13 @@ answers, the one error body, the request bodies with their bounds and the bearer
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Callable, Literal
 
+import anyio
+import anyio.to_thread
 import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -99,9 +102,6 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         return _error(500, "server", f"internal error ({type(exc).__name__}); the cell keeps running")
 
     def timed(surface: str, call: Callable[[], Any]) -> Response:
-        delay = rec.faults.answer_delay_s()
-        if delay:  # chaos fault: a slow host, before (and outside) the cell's own timing
-            time.sleep(delay)
         started = time.perf_counter()
         try:
             answer = call()
@@ -114,13 +114,25 @@ def create_app(runtime: CellRuntime) -> FastAPI:
                         version=answer.bundle_version, experiment=answer.experiment)
         return Response(content=orjson.dumps(answer.to_dict()), media_type="application/json")
 
-    # The recommendation routes are plain `def` (FastAPI's threadpool) on purpose: a stalled Redis
-    # costs each request up to the 50 ms socket timeout until the breaker opens, and on the event
+    slots: list[anyio.CapacityLimiter] = []
+
+    async def computed(surface: str, call: Callable[[], Any]) -> Response:
+        """`timed(surface, call)` on a worker thread, at most CellSettings.request_slots at once: a
+        request waiting for a slot waits here, on the event loop, with no thread of its own."""
+        delay = rec.faults.answer_delay_s()
+        if delay:  # chaos fault: a slow host, before (and outside) the cell's own timing and its slots
+            await asyncio.sleep(delay)
+        if not slots:  # made on the event loop, on first use
+            slots.append(anyio.CapacityLimiter(runtime.settings.request_slots))
+        return await anyio.to_thread.run_sync(timed, surface, call, limiter=slots[0])
+
+    # The recommendation work runs on worker threads (`computed`), never on the event loop: a stalled
+    # Redis costs each request up to the 50 ms socket timeout until the breaker opens, and on the event
     # loop those waits would queue behind one another (measured: 16 concurrent homepages at the
-    # onset of a SIGSTOPped Redis took ~260-300 ms inline against ~120 ms in the threadpool).
+    # onset of a SIGSTOPped Redis took ~260-300 ms inline against ~120 ms on threads).
     @app.get("/v1/recommendations/homepage",
              responses={**oa.ok(oa.ref("Slate")), **oa.errors(422, 404, 500, why=_FAULT_STATUS)})
-    def homepage(
+    async def homepage(
         request: Request, user_id: str | None = Query(default=None, max_length=MAX_ID_LEN), count: int = Query(8, ge=1, le=MAX_COUNT),
         max_tier: Tier = Query(Tier.FULL, description="the cheapest tier tried first"),
         anonymous: bool = False, deadline: str | None = Header(default=None, alias=DEADLINE_HEADER,
@@ -133,12 +145,12 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         tier = max_tier
         budget = deadline_seconds(deadline, default_s=rec.ladder_settings.deadline_s, max_s=MAX_DEADLINE_S)
         user = None if anonymous or not user_id else user_id
-        return timed("homepage", lambda: runtime.homepage(user_id=user, count=count, asked=tier, deadline_s=budget,
+        return await computed("homepage", lambda: runtime.homepage(user_id=user, count=count, asked=tier, deadline_s=budget,
                                                           geography=geography if user else "",
                                                           arrived_at=request.scope.get(ARRIVED_AT)))
 
     @app.get("/v1/recommendations/similar", responses={**oa.ok(oa.ref("Slate")), **oa.errors(404, 422)})
-    def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN),
+    async def similar(product_id: str = Query(min_length=1, max_length=MAX_ID_LEN),
                 count: int = Query(8, ge=1, le=MAX_COUNT),
                 user_id: str | None = Query(default=None, max_length=MAX_ID_LEN,
                                             description="the viewer: the similar surface's seen-items policy applies"),
@@ -146,11 +158,11 @@ def create_app(runtime: CellRuntime) -> FastAPI:
                 geography: str = Query(default="", max_length=MAX_ID_LEN, description="home geography, as the edge computed it"),
                 ) -> Response:
         user = None if anonymous or not user_id else user_id
-        return timed("similar", lambda: rec.similar(product_id=product_id, count=count, user_id=user,
+        return await computed("similar", lambda: rec.similar(product_id=product_id, count=count, user_id=user,
                                                     geography=geography if user else ""))
 
     @app.get("/v1/recommendations/cart", responses={**oa.ok(oa.ref("Slate")), **oa.errors(404, 422)})
-    def cart(cart_items: str = Query(min_length=1, max_length=4096, description="comma-separated product ids"),
+    async def cart(cart_items: str = Query(min_length=1, max_length=4096, description="comma-separated product ids"),
              count: int = Query(4, ge=1, le=MAX_COUNT),
              user_id: str | None = Query(default=None, max_length=MAX_ID_LEN,
                                          description="the shopper: the cart surface's seen-items policy applies"),
@@ -161,7 +173,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         if not items:
             raise InputError("cart_items", "give at least one product id, comma-separated")
         user = None if anonymous or not user_id else user_id
-        return timed("cart", lambda: rec.cart(cart_items=items, count=count, user_id=user,
+        return await computed("cart", lambda: rec.cart(cart_items=items, count=count, user_id=user,
                                               geography=geography if user else ""))
 
     @app.post("/v1/events", openapi_extra=oa.json_body(oa.ref("EventsBatch")), responses={

@@ -407,3 +407,48 @@ def test_the_answer_latency_fault_slows_answers_outside_the_cells_own_timing(cel
         assert ready["p99_ms"] < 200, "the cell's own timing does not see the delay: it looks fine to itself"
     finally:
         assert httpx.delete(url, headers=chaos, timeout=5.0).json()["answer_latency_ms"] == [0.0, 0.0]
+
+
+def _queued_reasons(cell: Cell, users: list[str]) -> list[set[str]]:
+    """Homepages of `users` sent at once while each full ranking takes 150 ms (the ranking-latency
+    fault): for each answer, the admission reasons it was lowered for."""
+    (cell.root / "state" / "tokens.json").write_text(json.dumps({"t-chaos": "chaos"}))
+    url, chaos = cell.base + "/admin/faults", {"Authorization": "Bearer t-chaos"}
+    assert httpx.post(url, json={"ranking_latency_ms": 150}, headers=chaos, timeout=5.0).status_code == 200
+    answers: list[dict[str, Any]] = []
+    try:
+        threads = [threading.Thread(target=lambda u=u: answers.append(cell.homepage(u))) for u in users]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+    finally:
+        httpx.delete(url, headers=chaos, timeout=5.0)
+    assert len(answers) == len(users) and all(a["items"] for a in answers)
+    return [{s["reason"] for s in a["skipped"] if s["reason"].startswith("admission_")} for a in answers]
+
+
+def test_requests_beyond_the_request_slots_wait_and_the_wait_counts_as_queued(
+        cell: Cell, tmp_path: Path, tiny_geo_bundles: dict[str, Path]) -> None:
+    users = _users(cell)[:4]
+    # One slot: the first homepage holds it through its 150 ms ranking, the other three wait for it
+    # and admission sees that wait (queue time from the arrival stamp): they skip full ranking.
+    with running_cell(tmp_path, tiny_geo_bundles, env={"REGIONCTL_CELL_REQUEST_SLOTS": "1"}) as single:
+        reasons = _queued_reasons(single, users)
+    assert sum("admission_queue_time" in r for r in reasons) >= 2, reasons
+    # The control, the module's cell with the default 4 slots: the four start at once, none queued.
+    assert not any("admission_queue_time" in r for r in _queued_reasons(cell, users)), reasons
+
+
+@pytest.mark.parametrize("value", ["0", "many", "1000"])
+def test_a_bad_request_slots_setting_is_refused_naming_the_variable(value: str) -> None:
+    from serving.cell_runtime import CellSettings
+    from regions.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        CellSettings.from_env({"REGIONCTL_CELL_REQUEST_SLOTS": value})
+    assert "REGIONCTL_CELL_REQUEST_SLOTS" in str(err.value)
+    with pytest.raises(InputError) as err:
+        CellSettings.from_env({"REGIONCTL_CELL_REQUEST_SLOT": "4"})
+    assert "REGIONCTL_CELL_REQUEST_SLOTS" in str(err.value), "an unknown variable is refused, naming the known ones"
+    assert CellSettings.from_env({"REGIONCTL_CELL_REQUEST_SLOTS": "8"}).request_slots == 8
