@@ -120,6 +120,7 @@ def _describe(run: dict[str, Any]) -> str:
 def test_admission_keeps_p99_bounded_by_moving_requests_to_cheaper_tiers(survivor: Survivor) -> None:
     run = survivor.overload("on")
     summary = run["summary"]
+    print(f"\nadmission on, {RATE:g} req/s: {_describe(run)}")  # the figures, with pytest -s
     assert run["load"]["valid"], run["load"]["invalid_reasons"]
     assert held(summary), _describe(run) + "; " + str(overload_verdicts(summary))
     cheaper = sum(share for tier, share in summary["homepage_mix"].items() if tier != "full")
@@ -134,6 +135,7 @@ def test_admission_keeps_p99_bounded_by_moving_requests_to_cheaper_tiers(survivo
 def test_without_admission_the_same_overload_fails_the_verdict(survivor: Survivor) -> None:
     run = survivor.overload("off")
     summary = run["summary"]
+    print(f"\nadmission off, {RATE:g} req/s: {_describe(run)}")
     assert run["load"]["valid"], run["load"]["invalid_reasons"]
     assert run["degraded"] == 0                      # the setting really switched it off
     assert not held(summary), _describe(run)
