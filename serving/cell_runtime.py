@@ -81,13 +81,14 @@ class CellSettings:
     tokens_file: str = ""
     """JSON {token: role}; the chaos role may inject faults. Empty: fault injection is refused."""
     request_slots: int = 4
-    """Recommendation requests (homepage, similar, cart) each server, HTTP and gRPC, computes at once;
-    the rest wait for a slot (HTTP: on the event loop, with no thread; gRPC: asleep) and that wait
-    counts as queued for admission (serving.admission_gate). Python runs one thread at a time: more
-    computing threads only overlap Redis round trips and fight for the interpreter lock. With the 40
-    threads of the HTTP threadpool all runnable, a half-core cell's event loop got the lock so rarely
-    that at the onset of 140 req/s requests waited unseen, before their arrival stamp, up to the 1 s
-    client timeout (docs/gamedays.md, "Request slots")."""
+    """Recommendation requests (homepage, similar, cart) the HTTP server computes at once; the rest
+    wait for a slot on the event loop, with no thread, and that wait counts as queued for admission
+    (serving.admission_gate). The HTTP server's event loop runs its protocol and middleware in Python
+    and needs the interpreter lock for every request: with the 40 threads of the threadpool all
+    runnable, a half-core cell's loop got the lock so rarely that at the onset of 140 req/s requests
+    waited unseen, before their arrival stamp, up to the 1 s client timeout. gRPC keeps its 16
+    executor workers: its I/O is in the C core, and 4 slots there cost the whole stack throughput
+    (requests holding a slot through a Redis round trip on a busy machine). docs/gamedays.md, "Request slots"."""
 
     def __post_init__(self) -> None:
         slots = self.request_slots

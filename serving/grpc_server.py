@@ -7,7 +7,6 @@ cell's own budget is the smaller of the request's `deadline_ms` and the time lef
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent import futures
 from typing import Any
@@ -68,7 +67,6 @@ class ArrivalInterceptor(grpc.ServerInterceptor):
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     def __init__(self, runtime: CellRuntime) -> None:
         self.runtime = runtime
-        self._slots = threading.BoundedSemaphore(runtime.settings.request_slots)
 
     def _budget(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> float:
         budget = self.runtime.recommender.ladder_settings.deadline_s
@@ -86,29 +84,28 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             time.sleep(delay)
         started = time.perf_counter()
         surface = surface_name(request.surface)
-        with self._slots:  # CellSettings.request_slots; the wait for one counts as queued (ArrivalInterceptor)
-            try:
-                count = check_count(request.count or 8)
-                if request.surface == pb.SIMILAR:
-                    answer = rec.similar(product_id=request.product_id, count=count)
-                elif request.surface == pb.CART:
-                    if not request.cart_items:
-                        raise InputError("cart_items", "give at least one product id")
-                    answer = rec.cart(cart_items=list(request.cart_items), count=count)
-                else:
-                    user = None if request.anonymous or not request.user_id else request.user_id
-                    tier = Tier.parse(request.max_tier) if request.max_tier else Tier.FULL
-                    answer = self.runtime.homepage(user_id=user, count=count, asked=tier,
-                                                   deadline_s=self._budget(request, context),
-                                                   geography=request.geography if user else "", arrived_at=ARRIVAL.get())
-            except UnknownProduct as exc:
-                context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-            except InputError as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            except Exception as exc:
-                self.runtime.observe(surface=surface, tier="error", ok=False, latency_ms=(time.perf_counter() - started) * 1000)
-                log.exception("Recommend failed")
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
+        try:
+            count = check_count(request.count or 8)
+            if request.surface == pb.SIMILAR:
+                answer = rec.similar(product_id=request.product_id, count=count)
+            elif request.surface == pb.CART:
+                if not request.cart_items:
+                    raise InputError("cart_items", "give at least one product id")
+                answer = rec.cart(cart_items=list(request.cart_items), count=count)
+            else:
+                user = None if request.anonymous or not request.user_id else request.user_id
+                tier = Tier.parse(request.max_tier) if request.max_tier else Tier.FULL
+                answer = self.runtime.homepage(user_id=user, count=count, asked=tier,
+                                               deadline_s=self._budget(request, context),
+                                               geography=request.geography if user else "", arrived_at=ARRIVAL.get())
+        except UnknownProduct as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except InputError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Exception as exc:
+            self.runtime.observe(surface=surface, tier="error", ok=False, latency_ms=(time.perf_counter() - started) * 1000)
+            log.exception("Recommend failed")
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
         self.runtime.observe(surface=surface, tier=answer.tier, ok=True, latency_ms=answer.latency_ms, skipped=answer.skipped,
                         version=answer.bundle_version, experiment=answer.experiment)
         return answer_pb(answer)

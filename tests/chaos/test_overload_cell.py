@@ -5,8 +5,8 @@ A real cell process (HTTP + gRPC) over a real redis-server, serving the tiny us 
 survivor: it runs in a cgroup with half a core, capped and weighted (regions.cpu_quota), so that the
 game day's load mix at 140 req/s is beyond its full-ranking capacity on this shared 2-core
 machine (a full ranking costs the cell ~4-5 ms of CPU under the quota: 100-125 of them per second
-on half a core) yet within what its cheaper tiers can serve. The cell computes at most 4 requests at
-once (CellSettings.request_slots): with the 40 threads of the HTTP threadpool all runnable, its event
+on half a core) yet within what its cheaper tiers can serve. The cell's HTTP server computes at most 4
+requests at once (CellSettings.request_slots): with the 40 threads of the HTTP threadpool all runnable, its event
 loop starved and requests waited unseen, before their arrival stamp, until they timed out; this half
 was then a known failing target (held 15 of 17 runs at best). The load is
 chaos.load's (open loop, latency from the scheduled send, bounded), straight at the cell; the
