@@ -87,8 +87,8 @@ class CellSettings:
     and needs the interpreter lock for every request: with the 40 threads of the threadpool all
     runnable, a half-core cell's loop got the lock so rarely that at the onset of 140 req/s requests
     waited unseen, before their arrival stamp, up to the 1 s client timeout. gRPC keeps its 16
-    executor workers: its I/O is in the C core, and 4 slots there cost the whole stack throughput
-    (requests holding a slot through a Redis round trip on a busy machine). docs/gamedays.md, "Request slots"."""
+    executor workers: its I/O is in the C core, and slots there were not shown to help
+    (docs/gamedays.md, "Request slots")."""
 
     def __post_init__(self) -> None:
         slots = self.request_slots
