@@ -66,6 +66,10 @@ FAULT_NAMES = ("answer_latency_ms", "freeze_index", "homepage_status", "ranking_
 CLEARED_FAULTS = {"ranking_latency_ms": 0, "freeze_index": False, "homepage_status": 0, "answer_latency_ms": [0, 0]}
 
 
+MAX_REQUEST_SLOTS = 256
+"""CellSettings.request_slots at most."""
+
+
 @dataclass(frozen=True)
 class CellSettings:
     bundle_poll_s: float = 2.0
@@ -100,9 +104,6 @@ class CellSettings:
         """`base` overridden by REGIONCTL_CELL_REQUEST_SLOTS when set (any other REGIONCTL_CELL_* is refused)."""
         return load_settings(base or cls(), environ, prefix="REGIONCTL_CELL_", what="cell setting",
                              variables={"REGIONCTL_CELL_REQUEST_SLOTS": EnvVar("request_slots")})
-
-
-MAX_REQUEST_SLOTS = 256
 
 
 RANKED_REASONS = frozenset({SkipReason.TIMEOUT.value, SkipReason.ERROR.value, SkipReason.EMPTY.value,

@@ -114,7 +114,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
                         version=answer.bundle_version, experiment=answer.experiment)
         return Response(content=orjson.dumps(answer.to_dict()), media_type="application/json")
 
-    slots: list[anyio.CapacityLimiter] = []
+    slots = anyio.CapacityLimiter(runtime.settings.request_slots)  # bound to the event loop on first use
 
     async def computed(surface: str, call: Callable[[], Any]) -> Response:
         """`timed(surface, call)` on a worker thread, at most CellSettings.request_slots at once: a
@@ -122,9 +122,7 @@ def create_app(runtime: CellRuntime) -> FastAPI:
         delay = rec.faults.answer_delay_s()
         if delay:  # chaos fault: a slow host, before (and outside) the cell's own timing and its slots
             await asyncio.sleep(delay)
-        if not slots:  # made on the event loop, on first use
-            slots.append(anyio.CapacityLimiter(runtime.settings.request_slots))
-        return await anyio.to_thread.run_sync(timed, surface, call, limiter=slots[0])
+        return await anyio.to_thread.run_sync(timed, surface, call, limiter=slots)
 
     # The recommendation work runs on worker threads (`computed`), never on the event loop: a stalled
     # Redis costs each request up to the 50 ms socket timeout until the breaker opens, and on the event

@@ -23,9 +23,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from observability.promtool import check_metrics
+from regions.errors import InputError
 from regions.processes import ManagedProcess, start_redis, wait_until
 from regions.topology import Topology, load_topology
 from replication.artifact_store import LocalArtifactStore
+from serving.cell_runtime import CellSettings
 from contracts.proto import recommend_pb2 as pb
 from contracts.proto import recommend_pb2_grpc as pb_grpc
 from tests.stack_helpers import publish_geo_bundles, start_cell, write_topology
@@ -442,9 +444,6 @@ def test_requests_beyond_the_request_slots_wait_and_the_wait_counts_as_queued(
 
 @pytest.mark.parametrize("value", ["0", "many", "1000"])
 def test_a_bad_request_slots_setting_is_refused_naming_the_variable(value: str) -> None:
-    from serving.cell_runtime import CellSettings
-    from regions.errors import InputError
-
     with pytest.raises(InputError) as err:
         CellSettings.from_env({"REGIONCTL_CELL_REQUEST_SLOTS": value})
     assert "REGIONCTL_CELL_REQUEST_SLOTS" in str(err.value)

@@ -60,7 +60,8 @@ def _drain(cell: Cell, client: redis.Redis) -> None:
 def test_a_bought_item_is_not_shown_again_on_the_homepage(cell: Cell) -> None:
     client = redis.Redis(port=cell.region.redis_port)
     user = _user(cell)
-    state_before = client.hgetall(redis_keys.user_features(user))
+    state_key = redis_keys.user_features(user)
+    state_before = client.hgetall(state_key)
     before = [i["item_id"] for i in cell.homepage(user, count=8)["items"]]
     bought = before[0]
     _post(cell, [{"user_id": user, "item_id": bought, "type": "purchase", "price": 9.5}])
@@ -73,7 +74,6 @@ def test_a_bought_item_is_not_shown_again_on_the_homepage(cell: Cell) -> None:
     # The control: with the session state put back as it was before the purchase, the seen set alone
     # still hides the item, and without it the item is back: the policy hid it, not the changed state
     # (which the ranker may also read against a just-bought item).
-    state_key = redis_keys.user_features(user)
     client.delete(state_key)
     if state_before:
         client.hset(state_key, mapping=state_before)
