@@ -89,13 +89,14 @@ def _running_pids(ctx: StackContext, *, region: str = "", kinds: tuple[str, ...]
     return {p.name: p.pid for p in chosen if stack.is_running(p)}
 
 
-def _settle(ctx: StackContext, names: list[str], *, running: bool, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
-    """Wait until the named processes are dead (a signal is delivered asynchronously) or running
-    their command (a fresh child execs asynchronously). Gives up quietly after `timeout_s`."""
+def _settle_started(ctx: StackContext, names: list[str], *, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
+    """Wait until the named processes are running their command (a fresh child execs
+    asynchronously). Gives up quietly after `timeout_s`. (`stack.kill` itself waits until the
+    killed are gone.)"""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         state = stack.StackState.load(ctx.state_dir)
-        if all(stack.is_running(state.processes[n]) == running for n in names if n in state.processes):
+        if all(stack.is_running(state.processes[n]) for n in names if n in state.processes):
             return
         time.sleep(0.02)
 
@@ -112,7 +113,6 @@ def _kill(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str, .
             )
         at = time.time()  # the fault time: stamped immediately before the first signal
         killed = stack.kill(ctx.state_dir, region=region, kinds=kinds, names=names)
-        _settle(ctx, killed, running=False)
     return {"at": at, "action": what, "region": region, "killed": killed, "pids": pids}
 
 
@@ -123,7 +123,7 @@ def _restart(ctx: StackContext, what: str, *, region: str = "", kinds: tuple[str
             ctx.topology.region(region)
         restarted = stack.restart(ctx.topology, ctx.state_dir, region=region, kinds=kinds, names=names,
                                   ready_timeout_s=ready_timeout_s)
-        _settle(ctx, restarted, running=True)
+        _settle_started(ctx, restarted)
         pids = _running_pids(ctx, region=region, kinds=kinds, names=names)
     return {"at": time.time(), "action": what, "region": region, "restarted": restarted,
             "pids": {n: pids[n] for n in restarted if n in pids}}

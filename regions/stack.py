@@ -316,14 +316,24 @@ def ps(*, state_dir: Path) -> list[tuple[RunningProcess, bool]]:
     return [(p, is_running(p)) for p in state.processes.values()]
 
 
-def kill(state_dir: Path, *, names: Iterable[str] = (), region: str = "", kinds: Iterable[str] = ()) -> list[str]:
-    """SIGKILL the chosen processes of the stack (what a crash looks like)."""
+def kill(state_dir: Path, *, names: Iterable[str] = (), region: str = "", kinds: Iterable[str] = (),
+         timeout: float = 10.0) -> list[str]:
+    """SIGKILL the chosen processes of the stack (what a crash looks like) and return once they are
+    gone: a signal is delivered asynchronously, and a `restart` right after must not find a dying
+    process still "running" and skip it. Raises TemporaryError naming any still alive after `timeout`."""
     state = StackState.load(state_dir)
     chosen = select(state, names=names, region=region, kinds=kinds)
-    killed = [p.name for p in chosen if signal_process(p, signal.SIGKILL)]
-    for proc in chosen:
-        _reap(proc.pid)
-    return killed
+    sent = [p for p in chosen if signal_process(p, signal.SIGKILL)]
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in sent:
+            _reap(proc.pid)
+        alive = [p.name for p in sent if is_running(p)]
+        if not alive:
+            return [p.name for p in sent]
+        if time.monotonic() >= deadline:
+            raise TemporaryError(f"{', '.join(alive)} still running {timeout:.0f}s after SIGKILL (stuck in the kernel?)")
+        time.sleep(0.02)
 
 
 def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), region: str = "", kinds: Iterable[str] = (),
