@@ -167,17 +167,25 @@ def signal_process(proc: RunningProcess, sig: int) -> bool:
 
 def stop_processes(procs: Iterable[RunningProcess], *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> list[str]:
     """Stop the given processes (TERM, then KILL after `timeout`). Returns the names stopped."""
-    procs = list(procs)
     sent = [p for p in procs if signal_process(p, sig)]
-    deadline = time.monotonic() + timeout
-    for proc in sent:
-        while is_running(proc) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if is_running(proc):
-            signal_process(proc, signal.SIGKILL)
+    for proc in _wait_gone(sent, timeout=timeout):
+        signal_process(proc, signal.SIGKILL)
     for proc in sent:
         _reap(proc.pid)
     return [p.name for p in sent]
+
+
+def _wait_gone(procs: list[RunningProcess], *, timeout: float) -> list[RunningProcess]:
+    """Reap and poll until none of `procs` runs (a signal is delivered asynchronously) or `timeout`
+    passes; returns those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in procs:
+            _reap(proc.pid)
+        alive = [p for p in procs if is_running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)
 
 
 def _reap(pid: int) -> None:
@@ -324,16 +332,11 @@ def kill(state_dir: Path, *, names: Iterable[str] = (), region: str = "", kinds:
     state = StackState.load(state_dir)
     chosen = select(state, names=names, region=region, kinds=kinds)
     sent = [p for p in chosen if signal_process(p, signal.SIGKILL)]
-    deadline = time.monotonic() + timeout
-    while True:
-        for proc in sent:
-            _reap(proc.pid)
-        alive = [p.name for p in sent if is_running(p)]
-        if not alive:
-            return [p.name for p in sent]
-        if time.monotonic() >= deadline:
-            raise TemporaryError(f"{', '.join(alive)} still running {timeout:.0f}s after SIGKILL (stuck in the kernel?)")
-        time.sleep(0.02)
+    alive = _wait_gone(sent, timeout=timeout)
+    if alive:
+        raise TemporaryError(f"{', '.join(p.name for p in alive)} still running {timeout:.0f}s after SIGKILL "
+                             "(stuck in the kernel?)")
+    return [p.name for p in sent]
 
 
 def restart(topology: Topology, state_dir: Path, *, names: Iterable[str] = (), region: str = "", kinds: Iterable[str] = (),
