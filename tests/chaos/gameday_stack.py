@@ -9,7 +9,7 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import httpx
 import pytest
@@ -43,6 +43,28 @@ class Stack:
     def gameday(self, name: str, out: str, *, topology: Path | None = None, **kwargs: Any) -> dict[str, Any]:
         return gameday.run_gameday(name, state_dir=self.state, topology=topology or self.topology_file,
                                    out_dir=self.out(out), progress=QUIET, **kwargs)
+
+    def judged_gameday(self, name: str, out: str, *, prepare: Callable[[], None] = lambda: None,
+                       cleanup: Callable[[], None] = lambda: None, **kwargs: Any) -> dict[str, Any]:
+        """The game day, run once more when its premise failed (`premise_failed`: the steady state
+        before the fault was not met, so nothing was injected and nothing was judged; on the shared
+        2-core machine a p99 probe or a region's health sometimes misses just as it starts). The
+        second run's report stands whatever it says, and the first is said to have failed.
+        `prepare` runs before each run (the waits for the premise), `cleanup` after each, whatever
+        happened."""
+        report: dict[str, Any] = {}
+        for attempt in (1, 2):
+            prepare()
+            try:
+                report = self.gameday(name, out, **kwargs)
+            finally:
+                cleanup()
+            if not premise_failed(report):
+                break
+            if attempt == 1:
+                print(f"\n{name}: the steady state before the fault was not met ({report['hypothesis']}); "
+                      "running it again")
+        return report
 
     def topology_with(self, name: str, **settings: float) -> Path:
         """A copy of the stack's topology (same ports) with other [settings] values: the budgets a
@@ -177,6 +199,36 @@ def experiment_writer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
         return name
 
     return write
+
+
+def premise_failed(report: Mapping[str, Any]) -> bool:
+    """The steady state before the fault was not met, so no fault was injected: the game day is
+    invalid and tested nothing (not a failed verdict)."""
+    return report["hypothesis"]["before"] is False and "no fault action ran" in report["invalid_reasons"]
+
+
+def tolerated_failures(requests: int, *, success: float = 0.999, confidence: float = 0.99) -> int:
+    """The most failed requests of `requests` that are still consistent with a success rate of
+    `success`: the smallest k with P(more than k failures) < 1 - confidence for a binomial count.
+    A short game day's window holds a few hundred requests, too few to tell 99.9 % from 99.75 % (one
+    failure in 400): asserting the rate itself fails a system that meets its target one run in three
+    (P(at least one failure in 400 at 0.1 %) = 33 %). At 400 requests this tolerates 2; a region whose
+    calls are not cut at their deadline fails a share of the whole window, hundreds."""
+    fail = 1.0 - success
+    tail, k = 1.0, 0
+    term = (1.0 - fail) ** requests  # P(X = 0)
+    while True:
+        tail -= term                     # P(X > k)
+        if tail < 1.0 - confidence:
+            return k
+        k += 1
+        term *= (requests - k + 1) / k * fail / (1.0 - fail)
+
+
+def failed_records(out: Path, *, start: float, end: float) -> list[dict[str, Any]]:
+    """The load's failed records sent in [start, end), for a failing assertion to show what failed."""
+    lines = (out / "load.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if not r.get("ok") and start <= float(r.get("t", 0.0)) < end]
 
 
 def action(func: str, pause: float = 0.0, **arguments: Any) -> dict[str, Any]:

@@ -83,12 +83,17 @@ def watch_the_dashboard(api: str, token: str, seen: dict[str, Any], stop: thread
             opened.set()
             wait_for(driver, lambda d: stop.is_set() or cell_text(d, f"{row} td.state") == "unhealthy", timeout=240,
                      what="us-east unhealthy on the dashboard")
-            wait_for(driver, lambda d: stop.is_set() or cell_text(d, f"{row} td.weight") == "0", timeout=30,
-                     what="us-east's weight moved on the dashboard")
-            seen["state"] = cell_text(driver, f"{row} td.state")
-            seen["weight"] = cell_text(driver, f"{row} td.weight")
-            seen["peer_weight"] = cell_text(driver, '#regions tr[data-region="us-west"] td.weight')
-            seen["journal"] = cell_text(driver, "#journal")
+
+            def moved(d: Any) -> bool:
+                # one reading of the page: the state, once its weight moved (read apart, the state
+                # could already be the next one, us-east back after the rollback)
+                shown = {"state": cell_text(d, f"{row} td.state"), "weight": cell_text(d, f"{row} td.weight"),
+                         "peer_weight": cell_text(d, '#regions tr[data-region="us-west"] td.weight'),
+                         "journal": cell_text(d, "#journal")}
+                seen.update(shown)
+                return stop.is_set() or (shown["state"] == "unhealthy" and shown["weight"] == "0")
+
+            wait_for(driver, moved, timeout=30, what="us-east's weight moved on the dashboard")
             seen["screenshot"] = screenshot(driver, "dashboard-region-loss-gameday.png")
     except Exception as exc:  # reported by the test's assertions
         seen["error"] = repr(exc)
@@ -107,9 +112,10 @@ def test_the_ordinary_region_loss_passes_with_both_rtos(real_stack: Stack) -> No
     watcher = threading.Thread(target=watch_the_dashboard, args=(api, viewer, seen, stop, opened), daemon=True)
     watcher.start()
     opened.wait(timeout=60)
-    ControlClient(api, viewer).wait_until_healthy(timeout_s=120)  # the premise: no region degraded (chromium's start-up is CPU)
+    # the premise, before each run: no region degraded (chromium's start-up is CPU)
     try:
-        report = real_stack.gameday("region-loss", "region-loss", load_rate=30, duration_s=65, warmup_s=15)
+        report = real_stack.judged_gameday("region-loss", "region-loss", load_rate=30, duration_s=65, warmup_s=15,
+                                           prepare=lambda: ControlClient(api, viewer).wait_until_healthy(timeout_s=120))
     finally:
         stop.set()
         watcher.join(timeout=60)
@@ -173,7 +179,8 @@ def test_cells_answering_404_and_500_do_not_meet_the_availability_rto(real_stack
                        method=[action("inject_homepage_errors", pause=12, region="us-east", status=404),
                                action("inject_homepage_errors", pause=26, region="us-east", status=500)],
                        rollbacks=[action("clear_cell_faults", region="us-east")])
-    report = real_stack.gameday(name, "homepage-errors", load_rate=25, duration_s=40, warmup_s=4, target="us-east")
+    report = real_stack.judged_gameday(name, "homepage-errors", load_rate=25, duration_s=40, warmup_s=4,
+                                       target="us-east")
     records = [json.loads(line) for line in (real_stack.out("homepage-errors") / "load.jsonl").read_text().splitlines()]
     statuses = {r["status"] for r in records if r["kind"] == "homepage" and r["t"] >= report["fault_at"]}
     assert {404, 500} <= statuses
@@ -241,8 +248,8 @@ def test_the_drift_game_day_detects_prices_published_10x(real_stack: Stack) -> N
     """feature-drift as shipped: us-east's item feed publishes every price 10x, the feature updater
     writes them, and the cell's drift metric must cross the alert threshold on the price features
     within 30 s; the rollback publishes the true prices again."""
-    real_stack.wait_full_weights()
-    report = real_stack.gameday("feature-drift", "feature-drift", load_rate=25, duration_s=42, warmup_s=8)
+    report = real_stack.judged_gameday("feature-drift", "feature-drift", load_rate=25, duration_s=42, warmup_s=8,
+                                       prepare=real_stack.wait_full_weights)
     detected = verdict_of(report, "drift detected", "target")
     print(f"\nfeature-drift: {detected}, verdict {report['verdict']}")
     assert not report["invalid_reasons"], report["invalid_reasons"]
@@ -265,7 +272,8 @@ def test_the_drift_game_day_fails_when_no_drift_is_injected(real_stack: Stack, e
     exp["method"][0]["provider"]["arguments"]["factor"] = 1.0
     exp["method"][1]["provider"]["arguments"]["within_s"] = 12.0
     name = experiments("drift-not-injected", "feature-drift", method=exp["method"])
-    report = real_stack.gameday(name, "drift-not-injected", load_rate=25, duration_s=30, warmup_s=8)
+    report = real_stack.judged_gameday(name, "drift-not-injected", load_rate=25, duration_s=30, warmup_s=8,
+                                       prepare=real_stack.wait_full_weights)
     detected = verdict_of(report, "drift detected", "target")
     print(f"\ndrift not injected: {detected}, verdict {report['verdict']}")
     assert not report["invalid_reasons"], report["invalid_reasons"]

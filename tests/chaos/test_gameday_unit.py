@@ -322,3 +322,12 @@ def test_the_fault_registry_keeps_what_it_could_not_remove(tmp_path: Path) -> No
     assert set(fault_registry.pending(tmp_path)) == {"cell:us-east"}  # what could not be removed stays registered
     fault_registry.forget(tmp_path, "cell:us-east")
     assert fault_registry.pending(tmp_path) == {}
+
+
+def test_tolerated_failures_is_the_binomial_bound_of_a_999_success_rate() -> None:
+    """P(X > 2 | n=400, p=0.001) = 0.8 % < 1 %, P(X > 1) = 6 %: 2 tolerated; none of 10 (P(X > 0) = 1 %)."""
+    from tests.chaos.gameday_stack import tolerated_failures
+
+    assert tolerated_failures(400) == 2 and tolerated_failures(10) == 0 and tolerated_failures(1000) == 4
+    assert tolerated_failures(400, success=0.99) > tolerated_failures(400)
+    assert tolerated_failures(400, confidence=0.5) == 0

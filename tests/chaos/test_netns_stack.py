@@ -44,6 +44,7 @@ from regions import netns_apply, stack
 from regions.processes import wait_until
 from regions.netns import NetnsPlan, parse_netns_list, plan_for, routed_conflicts
 from regions.topology import REPO_ROOT, load_topology
+from tests.chaos.gameday_stack import premise_failed
 from tests.chaos.test_gameday_region_loss import FAILBACK_HOLD_S, SLO_P99_MS, Stack
 from tests.stack_helpers import prepared_stack_dir
 
@@ -150,11 +151,6 @@ def experiments_without_the_p99_probe(tmp_path_factory: pytest.TempPathFactory) 
         yield
 
 
-def _premise_failed(report: dict[str, Any]) -> bool:
-    """The steady state before the fault failed, so no fault was injected (nothing was tested)."""
-    return report["hypothesis"]["before"] is False and "no fault action ran" in report["invalid_reasons"]
-
-
 WARMUP_S = 8.0
 """Steady load before the experiment (the product's 15 s, capped at a third of the run, was 13 s of
 a 40 s run, which then outlasted its experiment by 8 s): these game days measure no RTO, and 8 s
@@ -177,7 +173,7 @@ def _run(net_stack: NetStack, name: str, duration_s: float = 30.0, out: str = ""
         report = net_stack.gameday(name, (out or name) + attempt, load_rate=20, duration_s=duration_s,
                                    warmup_s=WARMUP_S)
         report["out"] = net_stack.out((out or name) + attempt)
-        if not _premise_failed(report):
+        if not premise_failed(report):
             return report
     return report
 
