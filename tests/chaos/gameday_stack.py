@@ -207,6 +207,18 @@ def premise_failed(report: Mapping[str, Any]) -> bool:
     return report["hypothesis"]["before"] is False and "no fault action ran" in report["invalid_reasons"]
 
 
+LATENCY_PROBE = "homepage-p99-within-slo"
+"""The shipped experiments' user-level latency probe: the p99 (so the slowest) of 50 homepages."""
+
+
+def after_held(report: Mapping[str, Any], *, but: tuple[str, ...] = ()) -> bool:
+    """The hypothesis checked with the fault in place ran, and none of its probes failed but those
+    named in `but`."""
+    hypothesis = report["hypothesis"]
+    return hypothesis["after"] is not None and not [
+        v for v in hypothesis["violations"] if v.startswith("after: ") and v.split(": ", 2)[1] not in but]
+
+
 def tolerated_failures(requests: int, *, success: float = 0.999, confidence: float = 0.99) -> int:
     """The most failed requests of `requests` that are still consistent with a success rate of
     `success`: the smallest k with P(more than k failures) < 1 - confidence for a binomial count.
