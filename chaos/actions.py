@@ -37,7 +37,7 @@ from chaos.cell_fault_ledger import FAULT_LEDGER, chaos_token, fault_ledger, rec
 from chaos.context import (
     HTTP_TIMEOUT_S, LEADER_LEASE, REGION_KINDS, StackContext, bundle_files, context_from, local_store, population, process_stopped,
 )
-from regions import cpu_quota, stack
+from regions import cpu_quota, proc_stat, stack
 from regions.errors import ShopNowError
 
 __all__ = [
@@ -542,7 +542,9 @@ def _quota_group(region: str) -> str:
 def limit_cell_cpu(region: str, cores: float = 0.5, configuration: Configuration = None,
                    secrets: Secrets = None) -> dict[str, Any]:
     """Give the region's cell `cores` of CPU, capped and guaranteed (regions.cpu_quota, a cgroup;
-    needs root): the survivor's size, so that its lost peer's traffic is beyond its capacity."""
+    needs root): the survivor's size, so that its lost peer's traffic is beyond its capacity. The
+    output holds the cell's CPU seconds so far by pid (`cpu_s`), as restore_cell_cpu's does at the
+    end: what the survivor really used meanwhile (chaos.overload.survivor_cpu)."""
     ctx = context_from(configuration)
     _register(ctx, f"cpu:{region}", undo="restore_cell_cpu", what="limit_cell_cpu", region=region)
     with _failing_as_activity("limit_cell_cpu"):
@@ -551,17 +553,20 @@ def limit_cell_cpu(region: str, cores: float = 0.5, configuration: Configuration
             raise ActivityFailed(f"limit_cell_cpu: {region}'s cell is not running in {ctx.state_dir / stack.STACK_FILE}")
         at = time.time()
         quota = cpu_quota.limit_cpu(_quota_group(region), pids.values(), cores=cores)
+        used = proc_stat.cpu_seconds(quota.pids)
     return {"at": at, "action": "limit_cell_cpu", "region": region, "cores": quota.cores, "pids": pids,
-            "group": str(quota.path)}
+            "group": str(quota.path), "cpu_s": used}
 
 
 def restore_cell_cpu(region: str, configuration: Configuration = None, secrets: Secrets = None) -> dict[str, Any]:
-    """Remove the CPU quota of the region's cell (idempotent)."""
+    """Remove the CPU quota of the region's cell (idempotent); its output has the seconds the quota
+    held the cell back (`throttled_s`) and the CPU seconds each released process has used (`cpu_s`)."""
     ctx = context_from(configuration)
     with _failing_as_activity("restore_cell_cpu"):
         ctx.topology.region(region)
         throttled = cpu_quota.throttled_s(_quota_group(region))
         moved = cpu_quota.release_cpu(_quota_group(region))
+        at, used = time.time(), proc_stat.cpu_seconds(moved)
     _forget(ctx, f"cpu:{region}")
-    return {"at": time.time(), "action": "restore_cell_cpu", "region": region, "released": moved,
-            "throttled_s": throttled}
+    return {"at": at, "action": "restore_cell_cpu", "region": region, "released": moved,
+            "throttled_s": throttled, "cpu_s": used}

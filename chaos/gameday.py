@@ -286,13 +286,14 @@ def _run(name: str, experiment: dict[str, Any], ctx: StackContext, *, load_rate:
                      f"off (before: {_s(replication.live_rpo_before_s)}); drained {_s(replication.drained_after_s)} "
                      f"after healing; {replication.lost} lost, {replication.duplicated} duplicated of "
                      f"{replication.acknowledged} acknowledged events")
+    overload = (overload_section(records, experiment=experiment, topology=ctx.topology, lost=lost, load_rate=load_rate,
+                                 journal=journal) if OVERLOAD_TAG in experiment.get("tags", ()) else None)
+    invalid += (overload or {}).get("invalid", [])
     journal["rto"] = {**asdict(rto), "measured": rto.measured}
     journal["quality_rto"] = asdict(quality)
     journal["rpo"] = asdict(rpo) if rpo is not None else None
     journal["invalid_reasons"] = invalid
     (out_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
-    overload = (overload_section(records, experiment=experiment, topology=ctx.topology, lost=lost, load_rate=load_rate)
-                if OVERLOAD_TAG in experiment.get("tags", ()) else None)
     report = build_report(experiment=name, title=experiment["title"], records=records, fault_at=fault_at, rto=rto,
                           quality=quality, degradation=degraded, retries=retries, rpo=rpo, region_lost=lost is not None,
                           status=str(journal.get("status")), samples=samples, notes=notes,

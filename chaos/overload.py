@@ -72,11 +72,60 @@ def survivor_of(experiment: Mapping[str, Any]) -> tuple[str | None, float | None
     return None, None
 
 
+STARVED_BELOW = 0.6
+"""A survivor that used less than this share of its CPU quota while limited was starved: the
+machine did not give it the size the experiment gave it (CPU stolen by the host, neighbours the
+cgroup's weight does not hold back). An overloaded cell has work waiting at every moment and uses
+0.43-0.45 of a half core here (the quota's accounting keeps a little back)."""
+
+
+def _output(runs: Sequence[Mapping[str, Any]], func: str) -> Mapping[str, Any] | None:
+    for run in runs:
+        provider = (run.get("activity") or {}).get("provider") or {}
+        if provider.get("func") == func and run.get("status") == "succeeded" and isinstance(run.get("output"), Mapping):
+            return run["output"]
+    return None
+
+
+def survivor_cpu(method_runs: Sequence[Mapping[str, Any]], rollback_runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The CPU the survivor really used while its quota held, from the journal: limit_cell_cpu's and
+    restore_cell_cpu's outputs (each the cell's CPU seconds so far, by pid, and when). None when
+    either is missing, or they share no process (the cell restarted meanwhile)."""
+    limit, restore = _output(method_runs, "limit_cell_cpu"), _output(rollback_runs, "restore_cell_cpu")
+    if limit is None or restore is None:
+        return None
+    before = {str(k): float(v) for k, v in (limit.get("cpu_s") or {}).items()}
+    after = {str(k): float(v) for k, v in (restore.get("cpu_s") or {}).items()}
+    common = sorted(set(before) & set(after))
+    seconds = float(restore.get("at", 0.0)) - float(limit.get("at", 0.0))
+    if not common or seconds <= 0:
+        return None
+    received = sum(after[p] - before[p] for p in common) / seconds
+    quota = float(limit.get("cores") or 0.0)
+    return {"region": limit.get("region"), "quota_cores": quota, "received_cores": received, "seconds": seconds,
+            "share": received / quota if quota else None}
+
+
+def starved(cpu: Mapping[str, Any] | None, *, below: float = STARVED_BELOW) -> str | None:
+    """Why the overload judged nothing when the survivor did not get its size (None: it did, or
+    its CPU is unknown, which the report says beside the figures)."""
+    if cpu is None or cpu.get("share") is None or cpu["share"] >= below:
+        return None
+    return (f"the survivor {cpu['region']} used {cpu['received_cores']:.2f} of its {cpu['quota_cores']:g} core(s) "
+            f"over {cpu['seconds']:.0f} s (under {below:.0%}): the machine did not give it its size, so the "
+            f"overload beyond its capacity was not the one tested")
+
+
 def overload_section(records: Sequence[Mapping[str, Any]], *, experiment: Mapping[str, Any], topology: Any,
-                     lost: str | None, load_rate: float, calibration_path: Any = None) -> dict[str, Any]:
+                     lost: str | None, load_rate: float, calibration_path: Any = None,
+                     journal: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The report's `overload` part: the whole run (chaos.overload.whole_run) of every request and of
-    the survivor's homepages, the verdicts, and the capacity model's prediction for this load."""
+    the survivor's homepages, the verdicts, the capacity model's prediction for this load, and the
+    CPU the survivor really used (`survivor_cpu`, from the `journal`); `invalid` holds the reason a
+    starved survivor makes the game day invalid."""
     survivor, cores = survivor_of(experiment)
+    cpu = survivor_cpu((journal or {}).get("run") or (), (journal or {}).get("rollbacks") or ())
+    reason = starved(cpu)
     summary = whole_run(records, region=survivor)
     prediction: dict[str, Any] | None = None
     problem = ""
@@ -88,13 +137,13 @@ def overload_section(records: Sequence[Mapping[str, Any]], *, experiment: Mappin
                                           cores=cores).to_dict()
         except Exception as exc:  # the prediction is reported beside the figures, never the reason a report is lost
             problem = f"no prediction: {exc}"
-    return {"whole_run": summary, "prediction": prediction, "problem": problem,
-            "verdicts": overload_verdicts(summary)}
+    return {"whole_run": summary, "prediction": prediction, "problem": problem, "survivor_cpu": cpu,
+            "invalid": [reason] if reason else [], "verdicts": overload_verdicts(summary)}
 
 
 def mix_text(mix: Mapping[str, float]) -> str:
     return ", ".join(f"{t} {s:.0%}" for t, s in sorted(mix.items(), key=lambda kv: -kv[1])) or "-"
 
 
-__all__ = ["OVERLOAD_TAG", "held", "mix_text", "overload_section", "overload_verdicts", "shares", "survivor_of",
-           "whole_run"]
+__all__ = ["OVERLOAD_TAG", "STARVED_BELOW", "held", "mix_text", "overload_section", "overload_verdicts", "shares",
+           "starved", "survivor_cpu", "survivor_of", "whole_run"]

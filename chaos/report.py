@@ -139,7 +139,7 @@ def build_report(*, experiment: str, title: str, records: Sequence[Mapping[str, 
         "timeline": [asdict(b) for b in timeline(records, origin=origin, geographies=geographies)],
         "samples": [dict(s) for s in samples], "notes": list(notes),
         "hypothesis": dict(hypothesis) if hypothesis is not None else None,
-        "overload": {k: v for k, v in overload.items() if k != "verdicts"} if overload is not None else None,
+        "overload": {k: v for k, v in overload.items() if k not in ("verdicts", "invalid")} if overload is not None else None,
     }
 
 
@@ -228,6 +228,10 @@ def _overload_lines(overload: Mapping[str, Any] | None) -> list[str]:
                      f"{pred['plan_utilisation']:.0%} of it; the mix that fits: {_mix(pred['fitting_mix'])}")
     elif overload.get("problem"):
         lines.append(f"- capacity model: {overload['problem']}")
+    cpu = overload.get("survivor_cpu")
+    lines.append(f"- survivor CPU: {cpu['region']} used {cpu['received_cores']:.2f} of its {cpu['quota_cores']:g} "
+                 f"core(s) over the {cpu['seconds']:.0f} s its quota held" if cpu else
+                 "- survivor CPU: not known (no limit_cell_cpu and restore_cell_cpu outputs with its CPU in the journal)")
     return lines
 
 

@@ -5,7 +5,7 @@ summarises and decides.
     percentile(values, q)                       re-exported from replication.lag (the one percentile)
     summarize(latencies_ms, wall_s=)            -> LatencyStats (count, p50, p99, mean, max, requests/s)
     ratio(numerator, denominator)               end-to-end / floor
-    cpu_ticks_of_stat(text)                     utime + stime from a /proc/<pid>/stat line
+    cpu_ticks_of_stat(text)                     utime + stime of a /proc/<pid>/stat line (regions.proc_stat)
     cpu_ms_per_request(ticks=, clock_ticks_per_s=, requests=)
     calibration_from(costs, machine=, measured_at=, cores=, saturation_qps=)   -> capacity Calibration
     LoadStep / saturation_of(steps, slo_ms=)    the throughput plateau of an open-loop load ramp
@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 from capacity.model import Calibration, TierCost, require_number
 from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
+from regions.proc_stat import cpu_ticks_of_stat
 from replication.lag import percentile
 
 
@@ -56,22 +57,6 @@ def ratio(numerator: float, denominator: float) -> float:
     require_number("numerator", numerator)
     require_number("denominator", denominator, inclusive=False)
     return numerator / denominator
-
-
-def cpu_ticks_of_stat(text: str) -> int:
-    """utime + stime (clock ticks, all threads) from the text of /proc/<pid>/stat.
-
-    The second field is the command name in parentheses and may itself hold spaces or ')', so the
-    fields are counted after the LAST ')': state is field 3, utime field 14, stime field 15.
-    """
-    _, sep, rest = text.rpartition(")")
-    fields = rest.split()
-    if not sep or len(fields) < 13:
-        raise InputError("stat", "not a /proc/<pid>/stat line: expected 'pid (comm) state ...' with at least 15 fields")
-    try:
-        return int(fields[11]) + int(fields[12])
-    except ValueError as exc:
-        raise InputError("stat", f"utime/stime are not integers: {fields[11]!r}, {fields[12]!r}") from exc
 
 
 def core_ticks_of_stat(text: str, cpu: int) -> tuple[int, int]:

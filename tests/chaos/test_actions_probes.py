@@ -3,6 +3,8 @@ in a StackState, a SQLite control store, a LocalArtifactStore and a fake HTTP ce
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,7 +15,7 @@ from chaoslib.exceptions import ActivityFailed
 from chaos import actions, probes
 from contracts.store_keys import TABLE_KEY
 from failover.control_stores import store_from_url
-from regions import stack
+from regions import cpu_quota, stack
 from replication.verifying import BundleRejected, verify_bundle
 from tests.chaos.fake_stack import FakeHttp, Ports, redis_spec, sleeper, start_stack, store_with_bundle, write_topology
 
@@ -269,3 +271,26 @@ def test_region_weight_from_the_routing_table(conf: dict[str, Any]) -> None:
         store.put(TABLE_KEY, json.dumps(TABLE))
     assert probes.region_weight("us-east", configuration=conf) == 0.0
     assert probes.region_weight("us-west", geography="us", configuration=conf) == 100.0
+
+
+@pytest.mark.skipif(cpu_quota.unavailable() is not None, reason=f"{cpu_quota.unavailable()}")
+def test_a_limited_cells_cpu_is_recorded_at_the_limit_and_at_the_restore(conf: dict[str, Any]) -> None:
+    """limit_cell_cpu and restore_cell_cpu record a real busy cell's CPU seconds: the survivor's
+    CPU while limited, as the overload game day reads it (chaos.overload.survivor_cpu): a busy loop
+    at 0.2 of a core uses some of it and not more than the quota lets it (a generous margin: ticks)."""
+    from chaos.overload import survivor_cpu
+
+    busy = stack.ProcessSpec(name="cell-us-west", kind="cell", region="us-west",
+                             argv=(sys.executable, "-c", "while True: pass"))
+    start_stack(Path(conf["state_dir"]), [busy])
+    limited = actions.limit_cell_cpu("us-west", cores=0.2, configuration=conf)
+    try:
+        pid = next(iter(limited["pids"].values()))
+        assert set(limited["cpu_s"]) == {pid}
+        time.sleep(1.5)
+    finally:
+        restored = actions.restore_cell_cpu("us-west", configuration=conf)
+    assert restored["released"] == [pid] and set(restored["cpu_s"]) == {pid}
+    cpu = survivor_cpu([{"activity": {"provider": {"func": "limit_cell_cpu"}}, "status": "succeeded", "output": limited}],
+                       [{"activity": {"provider": {"func": "restore_cell_cpu"}}, "status": "succeeded", "output": restored}])
+    assert cpu is not None and cpu["quota_cores"] == 0.2 and 0.0 < cpu["received_cores"] <= 0.2 * 1.5, cpu

@@ -15,8 +15,9 @@ verdict is chaos.overload's, the one the overload game day uses: p99 <= 180 ms a
 
 The premise is a cell of known size: its own CPU time during the overload says whether it got its
 half core (an overloaded cell has work waiting at every moment). A run where it got under 60 % of
-it (CPU stolen by the host: CI once saw 8 % of requests answered, even popularity lists late) is
-run once more, and a second such run skips the test saying so: it judged nothing, either way.
+it (chaos.overload.starved, the overload game day's rule; CPU stolen by the host: CI once saw 8 % of
+requests answered, even popularity lists late) is run once more, and a second such run skips the
+test saying so: it judged nothing, either way.
 """
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.cpu_accounting import cpu_ticks
 from chaos.load import LoadSpec, read_records, run_load
-from chaos.overload import held, overload_verdicts, whole_run
+from chaos.overload import held, overload_verdicts, starved, whole_run
 from regions import cpu_quota
+from regions.proc_stat import cpu_seconds
 from regions.processes import ManagedProcess, start_redis
 from regions.topology import load_topology
 from tests.stack_helpers import publish_geo_bundles, start_cell, write_topology
@@ -46,10 +47,6 @@ CORES = 0.5
 RATE = 140.0
 SECONDS = 20.0
 REDIS_GROUP = "test-overload-redis"
-STARVED_BELOW = 0.6
-"""A cell that used less than this share of its quota during the overload was starved (`starved`).
-An overloaded half-core cell here uses 0.43-0.45 cores (the quota's accounting keeps a little);
-the bound is for gross starvation, not for that."""
 
 
 class Survivor:
@@ -79,11 +76,11 @@ class Survivor:
             spec = LoadSpec(base_url=self.base, rate=20.0, duration_s=3.0, users=self.users, items=self.items)
             run_load(spec, self.root / f"warm-{admission}.jsonl")        # warm the caches; not judged
             path = self.root / f"load-{admission}.jsonl"
-            cpu_before, started = _cpu_s(cell.pid), time.monotonic()
+            cpu_before, started = cpu_seconds([cell.pid])[cell.pid], time.monotonic()
             with _raised_priority():
                 result = run_load(LoadSpec(base_url=self.base, rate=RATE, duration_s=SECONDS, users=self.users,
                                            items=self.items, seed=11), path)
-            received = (_cpu_s(cell.pid) - cpu_before) / (time.monotonic() - started)
+            used, seconds = cpu_seconds([cell.pid])[cell.pid] - cpu_before, time.monotonic() - started
             metrics = httpx.get(f"{self.base}/metrics", timeout=30.0).text
         finally:
             cpu_quota.release_cpu(group)
@@ -94,34 +91,22 @@ class Survivor:
         skips = {f"{dict(labels)['tier']}:{dict(labels)['reason']}": v for (name, labels), v in samples.items()
                  if name == "shopnow_cell_tier_skips_total" and v}
         return {"summary": whole_run(read_records(path), region="us-west"), "load": result, "degraded": degraded,
-                "skips": skips, "cores": received}
+                "skips": skips, "cpu": {"region": "us-west", "quota_cores": CORES, "received_cores": used / seconds,
+                                        "seconds": seconds, "share": used / seconds / CORES}}
 
     def judged_overload(self, admission: str) -> dict[str, Any]:
-        """The overload, run once more when the cell was starved (`starved`); starved twice, the
-        test is skipped, saying so: a cell that did not get its half core says nothing about
-        admission, whether the verdict held or not (without admission it fails all the more)."""
+        """The overload, run once more when the cell was starved (chaos.overload.starved, the rule
+        the overload game day judges its survivor by); starved twice, the test is skipped, saying
+        so: a cell that did not get its half core says nothing about admission, whether the verdict
+        held or not (without admission it fails all the more)."""
         run = self.overload(admission)
-        if starved(run):
-            print(f"\nadmission {admission}: the cell was starved ({_describe(run)}); running it again")
+        if starved(run["cpu"]):
+            print(f"\nadmission {admission}: {starved(run['cpu'])} ({_describe(run)}); running it again")
             run = self.overload(admission)
-        if starved(run):
-            pytest.skip(f"the machine gave the {CORES:g}-core cell only {run['cores']:.2f} cores in two runs: "
-                        f"the overload's premise (a cell of known size) failed, nothing was judged ({_describe(run)})")
+        reason = starved(run["cpu"])
+        if reason:
+            pytest.skip(f"twice: {reason}; nothing was judged ({_describe(run)})")
         return run
-
-
-def _cpu_s(pid: int) -> float:
-    """CPU seconds the process (every thread) has used."""
-    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
-
-
-def starved(run: dict[str, Any]) -> bool:
-    """The cell used less than STARVED_BELOW of its quota while overloaded. An overloaded cell has
-    work waiting at every moment, so it uses its whole quota unless the machine does not give it
-    (CPU stolen by the host, or neighbours the cgroup's weight does not hold back); CI once saw the
-    cell answer barely 8 % of requests at 140 req/s, even popularity lists late, which half a core
-    serves many times over. Judged from its own CPU time (/proc/<pid>/stat), not from the verdict."""
-    return run["cores"] < STARVED_BELOW * CORES
 
 
 @contextlib.contextmanager
@@ -154,7 +139,7 @@ def _describe(run: dict[str, Any]) -> str:
     summary = run["summary"]
     return (f"p99 {summary['p99_ms']:.0f} ms, success {summary['success_rate']:.4f}, homepages {summary['homepage_mix']}, "
             f"achieved {run['load']['achieved_rate']:.0f} req/s, degraded by admission {run['degraded']:.0f}, "
-            f"skips {run['skips']}, the cell used {run['cores']:.2f} cores")
+            f"skips {run['skips']}, the cell used {run['cpu']['received_cores']:.2f} cores")
 
 
 def test_admission_keeps_p99_bounded_by_moving_requests_to_cheaper_tiers(survivor: Survivor) -> None:
