@@ -135,8 +135,9 @@ def test_a_hung_region_is_cut_at_the_deadline_and_routed_around(real_stack: Stac
     seen = _after(real_stack, "hung-region", "routed-around-us-east")
     assert seen["hung"] and seen["state"] == "unhealthy" and seen["weights"] == {"us-east": 0, "us-west": 100}
     # While us-east hung, the requests were answered (99.9 %, as far as the window can tell) within
-    # the SLO: the edge cut each call at its deadline. The availability RTO's 30 s window also covers what follows the rollback, where
-    # stalls of the whole shared 2-core machine were seen: it is printed, and docs/gamedays.md has it.
+    # the SLO: the edge cut each call at its deadline. The availability RTO's 30 s window also
+    # covers what follows the rollback, where stalls of the whole shared 2-core machine were seen:
+    # it is printed, and docs/gamedays.md has it.
     during = report["during_fault"]
     _assert_served(real_stack, "hung-region", during)
     assert during["p99_ms"] <= 180.0 and during["empty_slates"] == 0, during
