@@ -87,7 +87,8 @@ def _output(runs: Sequence[Mapping[str, Any]], func: str) -> Mapping[str, Any] |
     return None
 
 
-def survivor_cpu(method_runs: Sequence[Mapping[str, Any]], rollback_runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def survivor_cpu(method_runs: Sequence[Mapping[str, Any]],
+                 rollback_runs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The CPU the survivor really used while its quota held, from the journal: limit_cell_cpu's and
     restore_cell_cpu's outputs (each the cell's CPU seconds so far, by pid, and when). None when
     either is missing, or they share no process (the cell restarted meanwhile)."""
