@@ -14,6 +14,7 @@ from regions.topology import REPO_ROOT
 
 if TYPE_CHECKING:
     from regions.stack import StackUrls
+    from serving.feature_store import FeatureStore
     from regions.topology import Topology
 
 DEFAULT_REGIONS = (("us-east", "us"), ("us-west", "us"), ("eu-west", "eu"))
@@ -116,3 +117,15 @@ def stop_all(procs: Iterable[ManagedProcess]) -> None:
 
 
 __all__ = ["write_topology", "train_tiny_bundle", "train_tiny_geo_bundles", "publish_geo_bundles", "publish_and_promote", "start_cell", "stop_all", "os"]
+
+
+def seeding_store(port: int, *, region: str, topology: "Topology") -> "FeatureStore":
+    """A feature store for a test's own setup writes (item features from a bundle) into a fresh
+    redis-server, with 2 s socket timeouts: the product's 50 ms ones are for a request's deadline,
+    and the cell's catalog sync retries a write that times out; a first pipelined write of the whole
+    catalog to a new server, fsynced on the shared disk, took longer than 50 ms in CI. What the
+    test reads back goes through the product's store."""
+    from serving.feature_store import FeatureStore, FeatureStoreSettings
+
+    return FeatureStore.from_url(f"redis://127.0.0.1:{port}/0", region=region, topology=topology,
+                                 settings=FeatureStoreSettings(connect_timeout_s=2.0, read_timeout_s=2.0))

@@ -109,12 +109,14 @@ def test_the_recommender_reads_live_stock_once_then_in_the_background(redis_serv
     from serving.bundle import LoadedBundle
     from serving.feature_store import FeatureStore, item_features_of
     from serving.recommender import Recommender, Serving
+    from tests.stack_helpers import seeding_store
 
     topology = load_topology()
     _, port = redis_server
     store = FeatureStore.from_url(f"redis://127.0.0.1:{port}/0", region="us-east", topology=topology)
+    seeder = seeding_store(port, region="us-east", topology=topology)
     bundle = LoadedBundle.load(tiny_bundle)
-    store.put_item_features(item_features_of(bundle.items, updated_at=1.0))
+    seeder.put_item_features(item_features_of(bundle.items, updated_at=1.0))
     serving = Serving.of(bundle)
     rec = Recommender(region="us-east", topology=topology, store=store, serving=lambda: serving)
     try:
@@ -125,7 +127,7 @@ def test_the_recommender_reads_live_stock_once_then_in_the_background(redis_serv
         top = first.items[0].item_id
         row = bundle.items.row_of[top]
         assert serving.live.stock_view().get(top) == int(bundle.items.stock[row])
-        store.put_item_features([ItemFeatures(item_id=top, price=float(bundle.items.price[row]), stock=0, updated_at=2.0)])
+        seeder.put_item_features([ItemFeatures(item_id=top, price=float(bundle.items.price[row]), stock=0, updated_at=2.0)])
         assert rec.homepage(user_id=user, count=8).items[0].item_id == top  # within the TTL: the cached value
         serving.live.fetched_at[row] -= 10.0  # older than the TTL: the next request marks it ...
         rec.homepage(user_id=user, count=8)
@@ -135,3 +137,4 @@ def test_the_recommender_reads_live_stock_once_then_in_the_background(redis_serv
     finally:
         rec.close()
         store.close()
+        seeder.close()

@@ -18,6 +18,7 @@ from regions.topology import load_topology
 from serving.bundle import LoadedBundle
 from serving.feature_store import FeatureStore, item_features_of
 from serving.recommender import Recommender, Serving
+from tests.stack_helpers import seeding_store
 
 
 @pytest.fixture
@@ -26,7 +27,8 @@ def rec(redis_server, tiny_bundle: Path) -> Iterator[tuple[Recommender, FeatureS
     _, port = redis_server
     store = FeatureStore.from_url(f"redis://127.0.0.1:{port}/0", region="us-east", topology=topology)
     bundle = LoadedBundle.load(tiny_bundle)
-    store.put_item_features(item_features_of(bundle.items, updated_at=time.time()))
+    seeding_store(port, region="us-east", topology=topology).put_item_features(
+        item_features_of(bundle.items, updated_at=time.time()))
     serving = Serving.of(bundle)
     recommender = Recommender(region="us-east", topology=topology, store=store, serving=lambda: serving)
     user = next(u["user_id"] for u in json.loads((tiny_bundle / "users.json").read_text()) if u["user_id"].startswith("us-"))
