@@ -75,8 +75,9 @@ def survivor_of(experiment: Mapping[str, Any]) -> tuple[str | None, float | None
 STARVED_BELOW = 0.6
 """A survivor that used less than this share of its CPU quota while limited was starved: the
 machine did not give it the size the experiment gave it (CPU stolen by the host, neighbours the
-cgroup's weight does not hold back). An overloaded cell has work waiting at every moment and uses
-0.43-0.45 of a half core here (the quota's accounting keeps a little back)."""
+cgroup's weight does not hold back). An overloaded cell has work waiting at every moment: here it
+used 0.43-0.46 of a half core alone, 0.23 of a quarter core as the game day's survivor (the quota's
+accounting keeps a little back)."""
 
 
 def _output(runs: Sequence[Mapping[str, Any]], func: str) -> Mapping[str, Any] | None:
