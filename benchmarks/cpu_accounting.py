@@ -5,7 +5,8 @@ import os
 import platform
 from pathlib import Path
 
-from serving.benchmarking import core_ticks_of_stat, cpu_ns_of_schedstat, cpu_ticks_of_stat
+from regions.proc_stat import cpu_ticks_of_stat
+from serving.benchmarking import core_ticks_of_stat, cpu_ns_of_schedstat
 
 
 def machine_description(cell_cpus: set[int]) -> str:

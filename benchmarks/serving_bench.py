@@ -42,7 +42,7 @@ from regions.topology import REPO_ROOT, load_topology
 from benchmarks.serving_peers import haproxy_binary, rss_mb, start_edge, start_haproxy
 from serving.benchmarking import (
     LatencyStats, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ns_of_schedstat,
-    cpu_ticks_of_stat, others_share, overhead_ms, percentile, ratio, summarize,
+    others_share, overhead_ms, percentile, ratio, summarize,
 )
 
 TRANSPORTS = ("http", "grpc")

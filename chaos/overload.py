@@ -102,10 +102,15 @@ def survivor_cpu(method_runs: Sequence[Mapping[str, Any]],
     seconds = float(restore.get("at", 0.0)) - float(limit.get("at", 0.0))
     if not common or seconds <= 0:
         return None
-    received = sum(after[p] - before[p] for p in common) / seconds
-    quota = float(limit.get("cores") or 0.0)
-    return {"region": limit.get("region"), "quota_cores": quota, "received_cores": received, "seconds": seconds,
-            "share": received / quota if quota else None}
+    return cpu_received(limit.get("region"), quota_cores=float(limit.get("cores") or 0.0),
+                        used_s=sum(after[p] - before[p] for p in common), seconds=seconds)
+
+
+def cpu_received(region: Any, *, quota_cores: float, used_s: float, seconds: float) -> dict[str, Any]:
+    """What a cell limited to `quota_cores` used: `used_s` CPU seconds over `seconds` of wall time."""
+    received = used_s / seconds
+    return {"region": region, "quota_cores": quota_cores, "received_cores": received, "seconds": seconds,
+            "share": received / quota_cores if quota_cores else None}
 
 
 def starved(cpu: Mapping[str, Any] | None, *, below: float = STARVED_BELOW) -> str | None:
@@ -147,5 +152,5 @@ def mix_text(mix: Mapping[str, float]) -> str:
     return ", ".join(f"{t} {s:.0%}" for t, s in sorted(mix.items(), key=lambda kv: -kv[1])) or "-"
 
 
-__all__ = ["OVERLOAD_TAG", "STARVED_BELOW", "held", "mix_text", "overload_section", "overload_verdicts", "shares",
-           "starved", "survivor_cpu", "survivor_of", "whole_run"]
+__all__ = ["OVERLOAD_TAG", "STARVED_BELOW", "cpu_received", "held", "mix_text", "overload_section", "overload_verdicts",
+           "shares", "starved", "survivor_cpu", "survivor_of", "whole_run"]

@@ -3,7 +3,7 @@
     cpu_ticks_of_stat(text)   utime + stime (clock ticks, every thread) of one stat line; pure
     cpu_seconds(pids)         {pid: CPU seconds used so far} of those still alive
 
-The benchmarks count a cell's CPU per request with it (serving.benchmarking re-exports the parser);
+The benchmarks count a cell's CPU per request with it (benchmarks.cpu_accounting);
 the overload game day reads how much CPU its survivor really got under its quota (chaos.actions'
 limit_cell_cpu and restore_cell_cpu, chaos.overload.survivor_cpu).
 """

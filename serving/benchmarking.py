@@ -5,7 +5,6 @@ summarises and decides.
     percentile(values, q)                       re-exported from replication.lag (the one percentile)
     summarize(latencies_ms, wall_s=)            -> LatencyStats (count, p50, p99, mean, max, requests/s)
     ratio(numerator, denominator)               end-to-end / floor
-    cpu_ticks_of_stat(text)                     utime + stime of a /proc/<pid>/stat line (regions.proc_stat)
     cpu_ms_per_request(ticks=, clock_ticks_per_s=, requests=)
     calibration_from(costs, machine=, measured_at=, cores=, saturation_qps=)   -> capacity Calibration
     LoadStep / saturation_of(steps, slo_ms=)    the throughput plateau of an open-loop load ramp
@@ -22,7 +21,6 @@ from typing import Mapping, Sequence
 from capacity.model import Calibration, TierCost, require_number
 from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
-from regions.proc_stat import cpu_ticks_of_stat
 from replication.lag import percentile
 
 
@@ -227,7 +225,7 @@ def ramp(predicted_qps: float, fractions: Sequence[float]) -> tuple[float, ...]:
 
 __all__ = [
     "LatencyStats", "LoadStep", "MeasuredCost", "Saturation", "calibration_from", "cpu_ms_per_request",
-    "core_ticks_of_stat", "cpu_ticks_of_stat", "error_pct", "others_share", "percentile", "ramp", "ratio", "saturation_of", "summarize",
+    "core_ticks_of_stat", "error_pct", "others_share", "percentile", "ramp", "ratio", "saturation_of", "summarize",
 ]
 
 

@@ -9,12 +9,13 @@ import signal
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import httpx
 import pytest
 
 from chaos import gameday
+from chaos.load import read_records
 from chaos.sampling import weights_of
 from contracts.store_keys import TABLE_KEY
 from failover.control_api import ControlClient
@@ -237,10 +238,41 @@ def tolerated_failures(requests: int, *, success: float = 0.999, confidence: flo
         term *= (requests - k + 1) / k * fail / (1.0 - fail)
 
 
+def failures_beyond_bound(window: Mapping[str, Any]) -> str | None:
+    """None when a window's failed requests (chaos.report.window_summary) are within
+    `tolerated_failures` of its size; else how many failed against how many may."""
+    failures = round(window["requests"] * (1.0 - window["success_rate"]))
+    allowed = tolerated_failures(window["requests"])
+    return None if failures <= allowed else (f"{failures} of {window['requests']} requests failed during the fault "
+                                             f"(consistent with 99.9 %: {allowed} at most)")
+
+
+SLOW_SLACK_MS = 30.0
+"""How far past the deadline a typical read that tried the slow cell may end (the retry's answer)."""
+
+
+def waits_on_slow_cell(edge_ms: Sequence[float], *, deadline_ms: float, slow_low_ms: float) -> list[str]:
+    """What says the edge waited on a slow cell, from the edge's time of each read that tried it
+    ([] when nothing does). The edge cuts the cell at its attempt budget and retries, so a typical
+    read takes about the deadline; an edge that waited for the cell's answer takes its least added
+    latency (`slow_low_ms`) or more on every such read, where a stall of the whole shared machine
+    adds tens of ms to a few."""
+    ordered = sorted(edge_ms)
+    if not ordered:
+        return ["no read tried the slow cell"]
+    problems = []
+    if ordered[len(ordered) // 2] > deadline_ms + SLOW_SLACK_MS:
+        problems.append(f"the median read took {ordered[len(ordered) // 2]:.0f} ms, over the {deadline_ms:g} ms "
+                        f"deadline + {SLOW_SLACK_MS:g} ms")
+    if ordered[-1] >= slow_low_ms:
+        problems.append(f"a read took {ordered[-1]:.0f} ms, as long as the slow cell's least added latency "
+                        f"({slow_low_ms:g} ms): the edge waited for its answer")
+    return problems
+
+
 def failed_records(out: Path, *, start: float, end: float) -> list[dict[str, Any]]:
     """The load's failed records sent in [start, end), for a failing assertion to show what failed."""
-    lines = (out / "load.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if not r.get("ok") and start <= float(r.get("t", 0.0)) < end]
+    return [r for r in read_records(out / "load.jsonl") if not r.get("ok") and start <= float(r.get("t", 0.0)) < end]
 
 
 def action(func: str, pause: float = 0.0, **arguments: Any) -> dict[str, Any]:

@@ -273,24 +273,40 @@ def test_region_weight_from_the_routing_table(conf: dict[str, Any]) -> None:
     assert probes.region_weight("us-west", geography="us", configuration=conf) == 100.0
 
 
+def _limited_for(conf: dict[str, Any], argv: tuple[str, ...], *, cores: float, seconds: float) -> dict[str, Any] | None:
+    """us-west's cell running `argv`, limited to `cores` for `seconds`: survivor_cpu of the two outputs."""
+    from chaos.overload import survivor_cpu
+
+    start_stack(Path(conf["state_dir"]), [stack.ProcessSpec(name="cell-us-west", kind="cell", region="us-west", argv=argv)])
+    limited = actions.limit_cell_cpu("us-west", cores=cores, configuration=conf)
+    try:
+        pid = next(iter(limited["pids"].values()))
+        assert set(limited["cpu_s"]) == {pid}
+        time.sleep(seconds)
+    finally:
+        restored = actions.restore_cell_cpu("us-west", configuration=conf)
+    assert restored["released"] == [pid] and set(restored["cpu_s"]) == {pid}
+    return survivor_cpu([{"activity": {"provider": {"func": "limit_cell_cpu"}}, "status": "succeeded", "output": limited}],
+                        [{"activity": {"provider": {"func": "restore_cell_cpu"}}, "status": "succeeded", "output": restored}])
+
+
 @pytest.mark.skipif(cpu_quota.unavailable() is not None, reason=f"{cpu_quota.unavailable()}")
 def test_a_limited_cells_cpu_is_recorded_at_the_limit_and_at_the_restore(conf: dict[str, Any]) -> None:
     """limit_cell_cpu and restore_cell_cpu record a real busy cell's CPU seconds: the survivor's
     CPU while limited, as the overload game day reads it (chaos.overload.survivor_cpu): a busy loop
     at 0.2 of a core uses some of it and not more than the quota lets it (a generous margin: ticks)."""
-    from chaos.overload import survivor_cpu
-
-    busy = stack.ProcessSpec(name="cell-us-west", kind="cell", region="us-west",
-                             argv=(sys.executable, "-c", "while True: pass"))
-    start_stack(Path(conf["state_dir"]), [busy])
-    limited = actions.limit_cell_cpu("us-west", cores=0.2, configuration=conf)
-    try:
-        pid = next(iter(limited["pids"].values()))
-        assert set(limited["cpu_s"]) == {pid}
-        time.sleep(1.5)
-    finally:
-        restored = actions.restore_cell_cpu("us-west", configuration=conf)
-    assert restored["released"] == [pid] and set(restored["cpu_s"]) == {pid}
-    cpu = survivor_cpu([{"activity": {"provider": {"func": "limit_cell_cpu"}}, "status": "succeeded", "output": limited}],
-                       [{"activity": {"provider": {"func": "restore_cell_cpu"}}, "status": "succeeded", "output": restored}])
+    cpu = _limited_for(conf, (sys.executable, "-c", "while True: pass"), cores=0.2, seconds=1.5)
     assert cpu is not None and cpu["quota_cores"] == 0.2 and 0.0 < cpu["received_cores"] <= 0.2 * 1.5, cpu
+
+
+@pytest.mark.skipif(cpu_quota.unavailable() is not None, reason=f"{cpu_quota.unavailable()}")
+def test_a_survivor_that_did_not_use_its_quota_is_starved(conf: dict[str, Any]) -> None:
+    """A cell that never used its half core (here one that sleeps: a real process that got no CPU
+    while limited) is what a starved survivor looks like to the game day: chaos.overload.starved
+    names it, and the overload game day is invalid (tests/chaos/test_overload_verdict.py)."""
+    from chaos.overload import starved
+
+    cpu = _limited_for(conf, ("sleep", "1000"), cores=0.5, seconds=1.0)
+    assert cpu is not None and cpu["received_cores"] < 0.05, cpu
+    reason = starved(cpu)
+    assert reason is not None and "the survivor us-west used 0.00 of its 0.5 core(s)" in reason

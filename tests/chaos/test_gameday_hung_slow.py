@@ -34,8 +34,8 @@ from chaos.context import REGION_KINDS, process_stopped
 from failover.control_api import ControlClient
 from regions import stack
 from tests.chaos.gameday_stack import (
-    FAILBACK_HOLD_S, LATENCY_PROBE, Stack, action, after_held, experiment_writer, failed_records, running_stack,
-    tolerated_failures, verdict_of,
+    FAILBACK_HOLD_S, LATENCY_PROBE, Stack, action, after_held, experiment_writer, failed_records, failures_beyond_bound,
+    running_stack, verdict_of, waits_on_slow_cell,
 )
 
 pytestmark = pytest.mark.slow
@@ -117,12 +117,9 @@ def _run(real_stack: Stack, experiments: Any, name: str, base: str, pause: float
 
 def _assert_served(real_stack: Stack, out: str, during: dict[str, Any]) -> None:
     """Success >= 99.9 % while the fault was in place, as far as the window's few hundred requests
-    can tell (tolerated_failures); what failed is shown when it fails."""
-    failures = round(during["requests"] * (1.0 - during["success_rate"]))
-    allowed = tolerated_failures(during["requests"])
-    assert failures <= allowed, (f"{failures} of {during['requests']} requests failed during the fault "
-                                 f"(consistent with 99.9 %: {allowed} at most)", during,
-                                 failed_records(real_stack.out(out), start=during["start"], end=during["end"]))
+    can tell (failures_beyond_bound); what failed is shown when it fails."""
+    beyond = failures_beyond_bound(during)
+    assert beyond is None, (beyond, during, failed_records(real_stack.out(out), start=during["start"], end=during["end"]))
 
 
 def test_a_hung_region_is_cut_at_the_deadline_and_routed_around(real_stack: Stack, experiments: Any) -> None:
@@ -178,14 +175,11 @@ def test_a_slow_region_is_ejected_on_latency_and_never_waited_on_past_the_budget
     assert tried_east, "the load asked us-east before the controller moved it"
     edge_ms = sorted(r["edge_ms"] for r in tried_east if r["edge_ms"] is not None)
     print(f"reads that tried us-east: {len(tried_east)}, edge ms p50 {edge_ms[len(edge_ms) // 2]:.0f}, max {edge_ms[-1]:.0f}")
-    # The edge cuts the slow cell at its attempt budget (a share of the 150 ms deadline) and retries:
-    # a typical read takes about the deadline. An edge that waited for the slow cell's answer would
-    # take its least added latency (300 ms) or more on every such read; a stall of the whole shared
-    # 2-core machine adds tens of ms to a few reads (CI saw a maximum of 211 ms), which is not a wait.
+    # CI once saw a maximum of 211 ms (p50 150 ms): a stall of the shared machine, not a wait.
     shipped = json.loads((gameday.EXPERIMENTS_DIR / "slow-region.json").read_text())
     slow_low_ms = shipped["method"][0]["provider"]["arguments"]["low_ms"]
-    assert edge_ms[len(edge_ms) // 2] <= deadline + 30, "a typical read that tried us-east took about the deadline"
-    assert edge_ms[-1] < slow_low_ms, "the edge never waits for the slow cell's answer past the request's budget"
+    waited = waits_on_slow_cell(edge_ms, deadline_ms=deadline, slow_low_ms=slow_low_ms)
+    assert not waited, ("the edge never waits for the slow cell's answer past the request's budget", waited)
     assert all(r["ok"] for r in tried_east), "every read that tried the slow region was answered (by a retry)"
     assert report["load"]["empty_slates"] == 0 and fault_registry.pending(real_stack.state) == {}
 

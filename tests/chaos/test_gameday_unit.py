@@ -331,3 +331,45 @@ def test_tolerated_failures_is_the_binomial_bound_of_a_999_success_rate() -> Non
     assert tolerated_failures(400) == 2 and tolerated_failures(10) == 0 and tolerated_failures(1000) == 4
     assert tolerated_failures(400, success=0.99) > tolerated_failures(400)
     assert tolerated_failures(400, confidence=0.5) == 0
+
+
+def test_the_window_bound_fails_a_region_whose_calls_were_not_cut() -> None:
+    """2 failures in 400 are within what 99.9 % gives; a hung region whose calls the edge did not cut
+    fails a share of the window (here 190 of 400), and 3 of 400 are beyond the bound already."""
+    from tests.chaos.gameday_stack import failures_beyond_bound
+
+    assert failures_beyond_bound({"requests": 400, "success_rate": 398 / 400}) is None
+    assert "3 of 400 requests failed" in (failures_beyond_bound({"requests": 400, "success_rate": 397 / 400}) or "")
+    assert "190 of 400" in (failures_beyond_bound({"requests": 400, "success_rate": 210 / 400}) or "")
+
+
+def test_an_edge_that_waits_for_the_slow_cell_is_caught() -> None:
+    """Reads cut at the 150 ms deadline, one stalled to 211 ms (CI): no wait. An edge that waits for
+    the 300-800 ms cell: every read 300 ms or more; an edge that cut late: a median past 180 ms."""
+    from tests.chaos.gameday_stack import waits_on_slow_cell
+
+    cut = [148.0, 150.0, 150.0, 151.0, 152.0, 211.0]
+    assert waits_on_slow_cell(cut, deadline_ms=150.0, slow_low_ms=300.0) == []
+    waited = waits_on_slow_cell([310.0, 450.0, 620.0, 790.0], deadline_ms=150.0, slow_low_ms=300.0)
+    assert len(waited) == 2 and "the edge waited for its answer" in waited[1]
+    late = waits_on_slow_cell([190.0, 200.0, 210.0], deadline_ms=150.0, slow_low_ms=300.0)
+    assert late == ["the median read took 200 ms, over the 150 ms deadline + 30 ms"]
+    assert waits_on_slow_cell([], deadline_ms=150.0, slow_low_ms=300.0) == ["no read tried the slow cell"]
+
+
+def test_a_rerun_is_only_for_a_premise_that_failed_and_a_failed_fault_expectation_still_fails() -> None:
+    """judged_gameday runs again only a game day that injected nothing (the steady state before was
+    not met); one whose hypothesis after the fault failed is a verdict, never run again. after_held
+    excuses only the probes it is told to: the fault's own expectation failing still fails it."""
+    from tests.chaos.gameday_stack import LATENCY_PROBE, after_held, premise_failed
+
+    nothing_injected = {"hypothesis": {"before": False, "after": None, "violations": ["before: homepage-p99-within-slo: 215"]},
+                        "invalid_reasons": ["the steady state before the method was not met, so no fault was injected",
+                                            "no fault action ran"]}
+    failed_after = {"hypothesis": {"before": True, "after": False,
+                                   "violations": ["after: slow-us-east-ejected-on-latency: {'verdict': 'violated'}"]},
+                    "invalid_reasons": []}
+    assert premise_failed(nothing_injected) and not premise_failed(failed_after)
+    assert not after_held(failed_after, but=(LATENCY_PROBE,)) and not after_held(nothing_injected, but=(LATENCY_PROBE,))
+    slow_only = {"hypothesis": {"before": True, "after": False, "violations": [f"after: {LATENCY_PROBE}: 215.0"]}}
+    assert after_held(slow_only, but=(LATENCY_PROBE,)) and not after_held(slow_only)

@@ -33,7 +33,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.load import LoadSpec, read_records, run_load
-from chaos.overload import held, overload_verdicts, starved, whole_run
+from chaos.overload import cpu_received, held, overload_verdicts, starved, whole_run
 from regions import cpu_quota
 from regions.proc_stat import cpu_seconds
 from regions.processes import ManagedProcess, start_redis
@@ -91,8 +91,7 @@ class Survivor:
         skips = {f"{dict(labels)['tier']}:{dict(labels)['reason']}": v for (name, labels), v in samples.items()
                  if name == "shopnow_cell_tier_skips_total" and v}
         return {"summary": whole_run(read_records(path), region="us-west"), "load": result, "degraded": degraded,
-                "skips": skips, "cpu": {"region": "us-west", "quota_cores": CORES, "received_cores": used / seconds,
-                                        "seconds": seconds, "share": used / seconds / CORES}}
+                "skips": skips, "cpu": cpu_received("us-west", quota_cores=CORES, used_s=used, seconds=seconds)}
 
     def judged_overload(self, admission: str) -> dict[str, Any]:
         """The overload, run once more when the cell was starved (chaos.overload.starved, the rule

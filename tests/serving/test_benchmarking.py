@@ -14,7 +14,7 @@ from capacity.model import TierMix, predicted_saturation_qps
 from contracts.tiers import TIER_NAMES
 from regions.errors import InputError
 from serving.benchmarking import (
-    LoadStep, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, cpu_ticks_of_stat, error_pct,
+    LoadStep, MeasuredCost, calibration_from, core_ticks_of_stat, cpu_ms_per_request, error_pct,
     others_share, percentile, ramp, ratio, saturation_of, summarize,
 )
 
@@ -73,23 +73,6 @@ def test_ratio_refuses_a_floor_that_is_not_positive(den: float) -> None:
     with pytest.raises(InputError) as err:
         ratio(1.0, den)
     assert err.value.field == "denominator"
-
-
-STAT = "4242 (python3 -m regionctl.main) S 1 4242 4242 0 -1 4194560 1234 0 0 0 731 42 0 0 20 0 9 0 123 456 789"
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    (STAT, 773),
-    ("7 (odd) name)) R 1 7 7 0 -1 0 0 0 0 0 10 5 0 0 20 0 1 0 1 1 1", 15),  # ')' inside the command name
-])
-def test_cpu_ticks_of_stat(text: str, expected: int) -> None:
-    assert cpu_ticks_of_stat(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "4242 (x) S 1 2", "4242 (x) S 1 4242 4242 0 -1 0 0 0 0 0 ab 42 0 0 20"])
-def test_cpu_ticks_of_stat_refuses_other_text(text: str) -> None:
-    with pytest.raises(InputError):
-        cpu_ticks_of_stat(text)
 
 
 PROC_STAT = "cpu  300 0 100 1000 50 0 0 0 0 0\ncpu0 100 0 50 600 25 0 0 0 0 0\ncpu1 200 5 50 400 25 3 2 10 7 0\n"
