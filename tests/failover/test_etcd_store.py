@@ -149,13 +149,17 @@ def test_watch_wakes_on_a_change_and_misses_none_made_before_it(store: EtcdStore
     store.put("w", "2")  # changed after the read, before the watch
     assert store.watch("w", after_version=version, timeout_s=5) is True
     now = store.get("w").version  # type: ignore[union-attr]
-    threading.Timer(0.2, lambda: store.put("w", "3")).start()
+    writer = threading.Timer(0.2, lambda: store.put("w", "3"))
+    writer.start()
     started = time.monotonic()
     assert store.watch("w", after_version=now, timeout_s=5) is True
+    writer.join(timeout=10)
     assert time.monotonic() - started < 4  # woke by the write, not by the timeout
     assert store.watch("absent", after_version=0, timeout_s=0.2) is False
-    threading.Timer(0.2, lambda: store.delete("w")).start()
+    deleter = threading.Timer(0.2, lambda: store.delete("w"))
+    deleter.start()
     assert store.watch("w", after_version=store.get("w").version, timeout_s=5) is True  # type: ignore[union-attr]
+    deleter.join(timeout=10)  # the watch can wake before the delete's reply is read: the store closes after it
 
 
 def test_watch_with_no_member_is_a_temporary_error() -> None:
